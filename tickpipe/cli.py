@@ -1,0 +1,71 @@
+"""``tickpipe``: one command line, one subcommand per service.
+
+Each service owns its options: ``tickpipe producer --help`` is answered by
+``producer.cli``. This module only routes, so adding a service is one line in
+:data:`SERVICES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from tickpipe.errors import TickpipeError
+
+#: subcommand -> (module with ``main(argv) -> int``, one-line help)
+SERVICES: Final[dict[str, tuple[str, str]]] = {
+    "up": ("tickpipe.stack", "run the whole pipeline on this machine (embedded services, simulator)"),
+    "producer": ("producer.cli", "hold the upstream stream and fan it out to Redis and Kafka"),
+    "consume": ("consumers.cli", "write Kafka topics into PostgreSQL: quotes|trades|bars|all"),
+    "api": ("api.cli", "serve history over HTTP and the live stream over WebSocket"),
+    "simulate": ("simulator.cli", "serve a simulated Alpaca stream-v2 market feed"),
+    "migrate": ("tickpipe.migrate", "upgrade (or downgrade) the PostgreSQL schema"),
+    "dlq": ("consumers.dlq_cli", "list or replay dead letters"),
+}
+
+
+def _load(command: str) -> Callable[[list[str]], int] | None:
+    module_name, _ = SERVICES[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    main: Callable[[list[str]], int] | None = getattr(module, "main", None)
+    return main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickpipe",
+        description="A real-time market-data pipeline: one Alpaca stream to Redis, Kafka, PostgreSQL and an API.",
+        epilog="Configuration comes from the environment and .env; see .env.example.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in SERVICES.items():
+        sub = commands.add_parser(name, help=help_text, add_help=False)
+        sub.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    entry = _load(args.command)
+    if entry is None:
+        print(f"tickpipe {args.command}: not implemented yet", file=sys.stderr)
+        return 2
+    try:
+        return entry(list(args.args))
+    except TickpipeError as exc:
+        print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

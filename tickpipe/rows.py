@@ -1,0 +1,90 @@
+"""Events to PostgreSQL rows and back, in the column order of :mod:`tickpipe.schema`.
+
+The consumers COPY these tuples; the API and the tests turn rows back into
+events, so the mapping lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from tickpipe.codecs import event_key, ns_to_datetime
+from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
+
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "quotes": (
+        "symbol", "time", "time_ns", "event_key", "bid_exchange", "bid_price", "bid_size",
+        "ask_exchange", "ask_price", "ask_size", "conditions", "tape", "received_at",
+    ),
+    "trades": (
+        "symbol", "time", "time_ns", "exchange", "trade_id", "price", "size", "conditions", "tape", "received_at",
+    ),
+    "bars": (
+        "symbol", "timeframe", "time", "time_ns", "open", "high", "low", "close", "volume", "vwap",
+        "trade_count", "updated", "received_at",
+    ),
+}  # fmt: skip
+
+#: The primary key of each table: what ON CONFLICT names.
+KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "quotes": ("symbol", "time", "event_key"),
+    "trades": ("symbol", "time", "exchange", "trade_id"),
+    "bars": ("symbol", "timeframe", "time"),
+}
+
+
+def to_row(event: Event) -> tuple[Any, ...]:
+    """One event as a tuple for its table; raise ValueError for a type that has no table."""
+    received = ns_to_datetime(event.received_at) if event.received_at else None
+    when = ns_to_datetime(event.timestamp)
+    if isinstance(event, Quote):
+        return (
+            event.symbol, when, event.timestamp, event_key(event), event.bid_exchange, event.bid_price,
+            event.bid_size, event.ask_exchange, event.ask_price, event.ask_size, list(event.conditions),
+            event.tape, received,
+        )  # fmt: skip
+    if isinstance(event, Trade):
+        return (
+            event.symbol, when, event.timestamp, event.exchange, event.trade_id, event.price, event.size,
+            list(event.conditions), event.tape, received,
+        )  # fmt: skip
+    if isinstance(event, Bar):
+        return (
+            event.symbol, event.timeframe, when, event.timestamp, event.open, event.high, event.low,
+            event.close, event.volume, event.vwap, event.trade_count, event.type_code, received,
+        )  # fmt: skip
+    raise ValueError(f"expected a quote, trade or bar; {type(event).__name__} has no table")
+
+
+def _received_ns(row: Mapping[str, Any]) -> int:
+    received = row["received_at"]
+    if received is None:
+        return 0
+    return int(received.timestamp()) * 1_000_000_000 + received.microsecond * 1000
+
+
+def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False) -> Event:
+    """A stored row back to the event it came from (``received_at`` only to the microsecond)."""
+    received = _received_ns(row) if with_received else 0
+    if table == "quotes":
+        return Quote(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received,
+            bid_exchange=row["bid_exchange"], bid_price=row["bid_price"], bid_size=row["bid_size"],
+            ask_exchange=row["ask_exchange"], ask_price=row["ask_price"], ask_size=row["ask_size"],
+            conditions=tuple(row["conditions"]), tape=row["tape"],
+        )  # fmt: skip
+    if table == "trades":
+        return Trade(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, trade_id=row["trade_id"],
+            exchange=row["exchange"], price=row["price"], size=row["size"],
+            conditions=tuple(row["conditions"]), tape=row["tape"],
+        )  # fmt: skip
+    if table == "bars":
+        cls = {"b": Bar, "u": UpdatedBar, "d": DailyBar}[row["updated"]]
+        return cls(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, open=row["open"],
+            high=row["high"], low=row["low"], close=row["close"], volume=row["volume"], vwap=row["vwap"],
+            trade_count=row["trade_count"],
+        )  # fmt: skip
+    raise ValueError(f"expected table quotes, trades or bars, got {table!r}")

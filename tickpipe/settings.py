@@ -1,0 +1,240 @@
+"""The one settings object, read once from the environment (and ``.env``).
+
+Every variable is documented in ``.env.example``. A bad value stops the process
+at start-up with the variable's name and what was expected, instead of failing
+later in some task; secrets (Alpaca keys, passwords inside URLs) are never
+shown by ``repr`` or in logs.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tickpipe.errors import SettingsError
+
+#: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
+SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9./-]{0,15}$")
+
+#: Alpaca's subscription channel names, by the names used in SUBSCRIBED_TYPES.
+STREAM_TYPES = ("quotes", "trades", "bars", "updatedBars", "dailyBars", "statuses", "corrections", "cancelErrors")
+
+ALPACA_STREAM_URLS = {
+    "iex": "wss://stream.data.alpaca.markets/v2/iex",
+    "sip": "wss://stream.data.alpaca.markets/v2/sip",
+    "test": "wss://stream.data.alpaca.markets/v2/test",
+}
+
+
+def redact_url(url: str | None) -> str | None:
+    """Hide the password of a URL, so a URL may be logged."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def validate_symbol(symbol: str) -> str:
+    """Normalize one symbol (upper case) and refuse anything that is not a ticker."""
+    norm = symbol.strip().upper()
+    if not SYMBOL_RE.match(norm):
+        raise ValueError(
+            f"expected a ticker symbol (letters, digits, '.', '/', '-', at most 16 characters), got {symbol!r}"
+        )
+    return norm
+
+
+class Settings(BaseSettings):
+    """Configuration of every tickpipe service."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- upstream ---------------------------------------------------------
+    alpaca_api_key: SecretStr | None = None
+    alpaca_api_secret: SecretStr | None = None
+    alpaca_feed: Literal["iex", "sip", "test"] = "iex"
+    alpaca_stream_url: str | None = None
+    subscribed_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    subscribed_types: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["quotes", "trades", "bars"]
+    )
+    upstream_silence_timeout_s: float = Field(default=30.0, gt=0)
+    upstream_reconnect_max_s: float = Field(default=30.0, gt=0)
+
+    # --- services ---------------------------------------------------------
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic_prefix: str = "tickpipe."
+    kafka_partitions: int = Field(default=6, ge=1)
+    kafka_enable_idempotence: bool = True
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
+    kafka_linger_ms: int = Field(default=5, ge=0)
+    kafka_max_batch_bytes: int = Field(default=1_048_576, ge=16_384)
+    redis_url: str | None = None
+    database_url: str | None = None
+    data_dir: Path = Path(".tickpipe")
+
+    # --- producer ---------------------------------------------------------
+    live_queue_size: int = Field(default=50_000, ge=1)
+    durable_queue_size: int = Field(default=200_000, ge=1)
+    spool_dir: Path | None = None
+    spool_segment_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    producer_admin_host: str = "127.0.0.1"
+    producer_admin_port: int = Field(default=8081, ge=0, le=65535)
+
+    # --- consumers --------------------------------------------------------
+    batch_size: int = Field(default=5_000, ge=1)
+    batch_max_wait_ms: int = Field(default=200, ge=1)
+    consumer_admin_host: str = "127.0.0.1"
+    consumer_admin_port: int = Field(default=8082, ge=0, le=65535)
+    retention_days: int = Field(default=30, ge=1)
+    partitions_ahead_days: int = Field(default=7, ge=1)
+
+    # --- api --------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    tickpipe_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    ws_client_queue_size: int = Field(default=10_000, ge=1)
+    ws_max_symbols: int = Field(default=1_000, ge=1)
+
+    # --- simulator ----------------------------------------------------------
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = Field(default=8765, ge=0, le=65535)
+    simulator_rate: float = Field(default=200.0, gt=0)
+
+    # --- logging ------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("subscribed_symbols", mode="before")
+    @classmethod
+    def _symbols(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if items == ["*"]:
+            return items
+        if not items:
+            raise ValueError("expected a comma-separated list of symbols, or '*' for all")
+        return [validate_symbol(item) for item in items]
+
+    @field_validator("subscribed_types", mode="before")
+    @classmethod
+    def _types(cls, value: Any) -> Any:
+        items = _split_list(value)
+        unknown = [item for item in items if item not in STREAM_TYPES]
+        if unknown or not items:
+            raise ValueError(f"expected a comma-separated subset of {', '.join(STREAM_TYPES)}; got {value!r}")
+        if "quotes" not in items:
+            items = ["quotes", *items]
+        return items
+
+    @field_validator("tickpipe_api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, value: Any) -> Any:
+        items = _split_list(value)
+        for item in items:
+            text = item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+            if text.count(":") != 1 or text.startswith(":") or text.endswith(":"):
+                raise ValueError("expected a comma-separated list of KEY:SECRET pairs")
+        return items
+
+    @field_validator("kafka_topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{0,100}", value):
+            raise ValueError("expected letters, digits, '.', '_' or '-' (a Kafka topic name prefix)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("expected a URL starting with postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a URL starting with redis:// or rediss://")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> Settings:
+        if (self.alpaca_api_key is None) != (self.alpaca_api_secret is None):
+            raise ValueError("ALPACA_API_KEY and ALPACA_API_SECRET must be set together (or neither)")
+        return self
+
+    # --- derived ------------------------------------------------------------
+    @property
+    def uses_alpaca(self) -> bool:
+        """True when Alpaca keys are set; otherwise the built-in simulator is the source."""
+        return self.alpaca_api_key is not None
+
+    @property
+    def upstream_url(self) -> str:
+        if self.alpaca_stream_url:
+            return self.alpaca_stream_url
+        if self.uses_alpaca:
+            return ALPACA_STREAM_URLS[self.alpaca_feed]
+        return f"ws://{self.simulator_host}:{self.simulator_port}/v2/{self.alpaca_feed}"
+
+    @property
+    def all_symbols(self) -> bool:
+        return self.subscribed_symbols == ["*"]
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def api_key_pairs(self) -> dict[str, str]:
+        """TICKPIPE_API_KEYS as {key: secret}; empty means any key is accepted."""
+        pairs = (item.get_secret_value().split(":", 1) for item in self.tickpipe_api_keys)
+        return {key: secret for key, secret in pairs}
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "redis_url") and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
+
+
+def _describe(error: Any) -> str:
+    loc = error.get("loc") or ()
+    name = str(loc[0]).upper() if loc else "settings"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    given = error.get("input")
+    shown = "" if name in ("ALPACA_API_KEY", "ALPACA_API_SECRET", "TICKPIPE_API_KEYS") else f" (got {given!r})"
+    if isinstance(given, dict):
+        shown = ""
+    return f"{name}: {message}{shown}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; raise SettingsError naming every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use and never again."""
+    return load_settings()
