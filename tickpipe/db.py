@@ -53,7 +53,9 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-async def ensure_partitions(conn: asyncpg.Connection, days: Iterable[date], tables: Iterable[str] = PARTITIONED_TABLES) -> int:
+async def ensure_partitions(
+    conn: asyncpg.Connection, days: Iterable[date], tables: Iterable[str] = PARTITIONED_TABLES
+) -> int:
     """Create the daily partitions that rows of these days need (idempotent, safe to race)."""
     wanted = sorted(set(days))
     if not wanted:

@@ -12,43 +12,30 @@ binary and how to ask it "are you up?":
   everything still running is stopped at interpreter exit, and an owner file
   lets the next start in the same folder stop a child left by a dead process.
 
-Exceptions::
-
-    RuntimeError
-     └── ServiceStartError       an embedded service did not come up
-          └── MissingExtraError  the package holding its binary is not installed
+Errors (from ``tickpipe.errors``): ``ServiceStartError`` when a service does
+not come up (naming it, its address and its log tail), ``MissingExtraError``
+when the package holding its binary is not installed (naming the command).
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib.util
-import json
-import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-log = logging.getLogger("tickpipe.services")
+from tickpipe.errors import MissingExtraError, ServiceStartError
+from tickpipe.processes import OwnerFile, free_port, log, parent_death_signal, signal_and_wait
 
 EXTRA_HINT = "pip install -e '.[embedded]'"
 _PORT_TAKEN = ("address already in use", "addrinuse", "could not create any tcp/ip sockets")
-
-
-class ServiceStartError(RuntimeError):
-    """An embedded service did not come up; the message names it, its address and its log."""
-
-
-class MissingExtraError(ServiceStartError):
-    """The package that ships an embedded service's binary is not installed."""
 
 
 def package_dir(module: str, *, service: str, distribution: str, env_var: str) -> Path:
@@ -70,50 +57,6 @@ def package_dir(module: str, *, service: str, distribution: str, env_var: str) -
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (another process may still take it first)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _die_with_parent(sig: int, parent: int) -> Callable[[], None]:
-    """``preexec_fn`` giving the child ``sig`` when the thread that spawned it dies."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def setup() -> None:
-        libc.prctl(1, sig, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), sig)
-
-    return setup
-
-
-def process_alive(pid: int, started: float | None = None) -> bool:
-    """Whether ``pid`` runs and, if ``started`` is given, is the process created then (not a reuse)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (
-            started is None or abs(proc.create_time() - started) < 0.01
-        )
-    except psutil.Error:
-        return False
-
-
-def create_time(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
 class EmbeddedService:
     """One service binary under ``data_dir``; subclasses say how to launch and probe it."""
 
@@ -130,8 +73,9 @@ class EmbeddedService:
         start_timeout: float = 30.0,
         die_with_parent: bool = True,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()
         self.port = port
+        self._requested_port = port
         self.host = "127.0.0.1"
         self.start_timeout = start_timeout
         self.die_with_parent = die_with_parent
@@ -139,7 +83,7 @@ class EmbeddedService:
 
     # -- what a subclass provides ------------------------------------------
     def _prepare(self) -> None:
-        """Find the binary, create the data folder; runs once before each start()."""
+        """Find the binary, make the data ready; runs in start(), after any orphan was stopped."""
 
     def _command(self, port: int) -> list[str]:
         raise NotImplementedError
@@ -176,8 +120,8 @@ class EmbeddedService:
         return type(self).__name__.removeprefix("Embedded").lower()
 
     @property
-    def _owner_path(self) -> Path:
-        return self.data_dir / f"{self._key}.owner.json"
+    def _owner(self) -> OwnerFile:
+        return OwnerFile(self.data_dir / f"{self._key}.owner.json")
 
     def start(self) -> Self:
         """Start the service and wait until it answers; no-op if already running."""
@@ -185,11 +129,17 @@ class EmbeddedService:
             return self
         began = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare()
         self._stop_orphan()
-        self._launch_and_wait(fixed=self.port is not None)
-        log.info("started embedded %s at %s in %.2f s (pid %s, data %s)",
-                 self.name, self.url, time.monotonic() - began, self.pid, self.data_dir)
+        self._prepare()
+        self._launch_and_wait(self._requested_port)
+        log.info(
+            "started embedded %s at %s in %.2f s (pid %s, data %s)",
+            self.name,
+            self.url,
+            time.monotonic() - began,
+            self.pid,
+            self.data_dir,
+        )
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -200,13 +150,22 @@ class EmbeddedService:
         _RUNNING.pop(id(self), None)
         self._terminate(proc, timeout)
         self._after_exit()
-        self._owner_path.unlink(missing_ok=True)
+        self._owner.remove(proc.pid)
         log.info("stopped embedded %s at %s", self.name, self.url)
 
     def restart(self) -> None:
         """Stop and start again on the same port, so clients reconnect to the same URL."""
+        port = self.port
         self.stop()
-        self.start()
+        began = time.monotonic()
+        self._launch_and_wait(port)
+        log.info(
+            "restarted embedded %s at %s in %.2f s (pid %s)",
+            self.name,
+            self.url,
+            time.monotonic() - began,
+            self.pid,
+        )
 
     def processes(self) -> list[int]:
         """Pids of this service's processes still alive (empty once stopped)."""
@@ -216,20 +175,23 @@ class EmbeddedService:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- internals ---------------------------------------------------------
-    def _launch_and_wait(self, *, fixed: bool) -> None:
-        for attempt in range(1 if fixed else 4):
-            port = self.port if fixed and self.port is not None else free_port(self.host)
+    def _launch_and_wait(self, fixed_port: int | None) -> None:
+        """Launch on ``fixed_port``, or on a free port, retrying when another process wins it."""
+        attempts = 1 if fixed_port is not None else 4
+        for attempt in range(attempts):
+            port = fixed_port if fixed_port is not None else free_port(self.host)
             self.port = port
             try:
                 self._launch(port)
                 return
             except _PortTaken as taken:
-                if fixed or attempt == 3:
+                if attempt == attempts - 1:
                     raise ServiceStartError(str(taken)) from None
                 log.info("port %d was taken before embedded %s bound it; trying another", port, self.name)
 
@@ -238,11 +200,21 @@ class EmbeddedService:
         with open(self.log_path, "ab") as logfile:
             offset = logfile.tell()
             options = self._popen_options()
-            if self.die_with_parent and sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+            if (
+                self.die_with_parent
+                and sys.platform == "linux"
+                and threading.current_thread() is threading.main_thread()
+            ):
                 # Only from the main thread: the kernel signals when the spawning *thread* ends.
-                options["preexec_fn"] = _die_with_parent(self.death_signal, os.getpid())
-            proc = subprocess.Popen(self._command(port), stdin=subprocess.DEVNULL, stdout=logfile,
-                                    stderr=subprocess.STDOUT, process_group=0, **options)
+                options["preexec_fn"] = parent_death_signal(self.death_signal, os.getpid())
+            proc = subprocess.Popen(
+                self._command(port),
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                **options,
+            )
         self._proc = proc
         _RUNNING[id(self)] = self
         deadline = time.monotonic() + self.start_timeout
@@ -252,7 +224,10 @@ class EmbeddedService:
                 self._proc = None
                 _RUNNING.pop(id(self), None)
                 tail = self._log_tail(offset)
-                what = f"embedded {self.name} exited with code {proc.returncode} before answering on {self.host}:{port}"
+                what = (
+                    f"embedded {self.name} exited with code {proc.returncode} "
+                    f"before answering on {self.host}:{port}"
+                )
                 if any(marker in tail.lower() for marker in _PORT_TAKEN):
                     raise _PortTaken(f"{what}: port in use; {self._log_hint(tail)}")
                 raise ServiceStartError(f"{what}; {self._log_hint(tail)}")
@@ -262,13 +237,11 @@ class EmbeddedService:
                 self.stop()
                 raise ServiceStartError(
                     f"embedded {self.name} did not answer on {self.host}:{port} within "
-                    f"{self.start_timeout:g} s; {self._log_hint(self._log_hint_text(offset))}")
+                    f"{self.start_timeout:g} s; {self._log_hint(self._log_tail(offset))}"
+                )
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
-        self._write_owner()
-
-    def _log_hint_text(self, offset: int) -> str:
-        return self._log_tail(offset)
+        self._owner.write(proc.pid, self.url)
 
     def _log_hint(self, tail: str) -> str:
         lines = tail.strip().splitlines()[-8:]
@@ -289,54 +262,40 @@ class EmbeddedService:
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("embedded %s (pid %d) ignored signal %d for %g s; killing it",
-                            self.name, proc.pid, self.stop_signal, timeout)
+                log.warning(
+                    "embedded %s (pid %d) ignored signal %d for %g s; killing it",
+                    self.name,
+                    proc.pid,
+                    self.stop_signal,
+                    timeout,
+                )
                 proc.kill()
         proc.wait()
 
-    def _write_owner(self) -> None:
-        assert self._proc is not None
-        owner = {"owner": os.getpid(), "owner_started": create_time(os.getpid()),
-                 "pid": self._proc.pid, "started": create_time(self._proc.pid), "url": self.url}
-        self._owner_path.write_text(json.dumps(owner))
-
     def _stop_orphan(self) -> None:
-        """Stop a child a dead process left running in this folder; refuse if its owner lives."""
-        try:
-            owner: Mapping[str, Any] = json.loads(self._owner_path.read_text())
-        except (OSError, ValueError):
+        """Stop a service process a dead owner left running in this folder; refuse if the owner lives."""
+        owner = self._owner.read()
+        if owner is None:
             return
-        pid, started = int(owner["pid"]), owner.get("started")
-        if process_alive(pid, started):
-            if process_alive(int(owner["owner"]), owner.get("owner_started")):
+        if owner.service_alive:
+            if owner.owner_alive:
                 raise ServiceStartError(
-                    f"embedded {self.name} in {self.data_dir} is already running (pid {pid}, {owner.get('url')}) "
-                    f"for process {owner['owner']}; stop it first or use another data folder")
-            log.warning("stopping embedded %s (pid %d) left running by dead process %s",
-                        self.name, pid, owner["owner"])
-            _signal_and_wait(pid, self.stop_signal, timeout=30.0)
-        self._owner_path.unlink(missing_ok=True)
+                    f"embedded {self.name} in {self.data_dir} is already running (pid {owner.pid}, "
+                    f"{owner.url}) for process {owner.owner}; stop it first or use another data folder"
+                )
+            log.warning(
+                "stopping embedded %s (pid %d) left running by dead process %d",
+                self.name,
+                owner.pid,
+                owner.owner,
+            )
+            signal_and_wait(owner.pid, self.stop_signal, started=owner.started)
+        self._owner.remove()
         self._after_exit()
 
 
 class _PortTaken(Exception):
     pass
-
-
-def _signal_and_wait(pid: int, sig: int, timeout: float) -> None:
-    """Signal a process that is not our child and wait for it to end, killing it after ``timeout``."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        proc.send_signal(signal.SIGCONT)
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout)
-    except psutil.NoSuchProcess:
-        pass
 
 
 _RUNNING: dict[int, EmbeddedService] = {}
@@ -348,5 +307,5 @@ def _stop_all() -> None:
     for service in reversed(list(_RUNNING.values())):
         try:
             service.stop()
-        except Exception:  # noqa: BLE001 -- keep stopping the others
+        except Exception:  # keep stopping the others
             log.exception("could not stop embedded %s", service.name)

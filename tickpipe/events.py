@@ -129,6 +129,5 @@ class TradeCancel(BaseEvent, frozen=True, kw_only=True, tag="x"):
 Event = Quote | Trade | Bar | UpdatedBar | DailyBar | TradingStatus | TradeCorrection | TradeCancel
 
 EVENT_TYPES: Final[dict[str, type[BaseEvent]]] = {
-    cls.type_code: cls
-    for cls in (Quote, Trade, Bar, UpdatedBar, DailyBar, TradingStatus, TradeCorrection, TradeCancel)
+    cls.type_code: cls for cls in (Quote, Trade, Bar, UpdatedBar, DailyBar, TradingStatus, TradeCorrection, TradeCancel)
 }

@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     db.upgrade(settings.database_url, args.revision)
     asyncio.run(_maintain(settings.database_url, settings.partitions_ahead_days, settings.retention_days))
-    log.info("schema at %s; partitions %d days ahead, retention %d days", args.revision,
-             settings.partitions_ahead_days, settings.retention_days)
+    log.info(
+        "schema at %s; partitions %d days ahead, retention %d days",
+        args.revision,
+        settings.partitions_ahead_days,
+        settings.retention_days,
+    )
     return 0

