@@ -113,9 +113,7 @@ def _container(service: str) -> Iterator[str]:
     if service == "database":
         from testcontainers.community.postgres import PostgresContainer
 
-        with PostgresContainer(
-            "postgres:18-alpine", username="postgres", password="postgres", driver=None
-        ) as pg:
+        with PostgresContainer("postgres:18-alpine", username="postgres", password="postgres", driver=None) as pg:
             yield pg.get_connection_url()
     elif service == "redis":
         from testcontainers.community.redis import RedisContainer
@@ -171,9 +169,7 @@ def service_dir(service_root: Path) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgres_server_url(service_root: Path) -> Iterator[str]:
     """The session's PostgreSQL server (its ``postgres`` database): tests use ``database_url``."""
-    with _service(
-        "database", lambda: EmbeddedPostgres(service_root / "postgres", durable=False, fresh=True)
-    ) as url:
+    with _service("database", lambda: EmbeddedPostgres(service_root / "postgres", durable=False, fresh=True)) as url:
         yield url
 
 
@@ -295,9 +291,7 @@ async def clean_db(migrated_db: str) -> str:
             "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
         )
         if tables:
-            await conn.execute(
-                f"TRUNCATE {', '.join(row['name'] for row in tables)} RESTART IDENTITY CASCADE"
-            )
+            await conn.execute(f"TRUNCATE {', '.join(row['name'] for row in tables)} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
     return migrated_db

@@ -126,9 +126,7 @@ async def test_redis_answers_ping_and_pubsub_then_stops_leaving_no_process(servi
     assert_gone(rd, pids)
 
 
-async def test_kafka_produce_consume_commit_then_stops_leaving_no_process(
-    service_dir: Path, topic_prefix: str
-) -> None:
+async def test_kafka_produce_consume_commit_then_stops_leaving_no_process(service_dir: Path, topic_prefix: str) -> None:
     topic = f"{topic_prefix}quotes"
     with EmbeddedKafka(service_dir) as kafka:
         await produce(kafka.url, topic, b"one", b"two")
@@ -190,9 +188,7 @@ def test_service_dies_with_a_killed_parent(service: type[EmbeddedService], servi
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda cls: cls.__name__)
-def test_next_start_stops_an_orphan_of_a_killed_parent(
-    service: type[EmbeddedService], service_dir: Path
-) -> None:
+def test_next_start_stops_an_orphan_of_a_killed_parent(service: type[EmbeddedService], service_dir: Path) -> None:
     _, orphan = start_in_child(service, service_dir, die_with_parent=False)
     try:
         assert process_alive(orphan)  # nothing stopped it: its parent died without a word
@@ -285,10 +281,7 @@ async def test_tcp_proxy_cuts_and_restores_connections(private_redis: EmbeddedRe
 
 def test_tcp_proxy_rewrites_service_urls() -> None:
     proxy = TcpProxy("127.0.0.1", 5432, port=6000)
-    assert (
-        proxy.rewrite("postgresql://postgres@127.0.0.1:5432/db?x=1")
-        == "postgresql://postgres@127.0.0.1:6000/db?x=1"
-    )
+    assert proxy.rewrite("postgresql://postgres@127.0.0.1:5432/db?x=1") == "postgresql://postgres@127.0.0.1:6000/db?x=1"
     assert proxy.rewrite("127.0.0.1:9092") == "127.0.0.1:6000"
     with pytest.raises(ValueError, match="expected a URL with a host and port"):
         TcpProxy.for_url("redis://nohost")
@@ -328,9 +321,7 @@ async def test_persistent_postgres_keeps_data_across_stop_and_start(service_dir:
 
 
 async def test_start_services_starts_all_three_and_stops_them(service_dir: Path) -> None:
-    with start_services(
-        service_dir, kafka=None, redis=None, database=None, persistent_postgres=False
-    ) as urls:
+    with start_services(service_dir, kafka=None, redis=None, database=None, persistent_postgres=False) as urls:
         assert urls.kafka is not None and urls.redis is not None and urls.postgres is not None
         handles: list[EmbeddedService] = [urls.kafka, urls.redis, urls.postgres]
         pids = [pid for handle in handles for pid in handle.processes()]

@@ -224,10 +224,7 @@ class EmbeddedService:
                 self._proc = None
                 _RUNNING.pop(id(self), None)
                 tail = self._log_tail(offset)
-                what = (
-                    f"embedded {self.name} exited with code {proc.returncode} "
-                    f"before answering on {self.host}:{port}"
-                )
+                what = f"embedded {self.name} exited with code {proc.returncode} before answering on {self.host}:{port}"
                 if any(marker in tail.lower() for marker in _PORT_TAKEN):
                     raise _PortTaken(f"{what}: port in use; {self._log_hint(tail)}")
                 raise ServiceStartError(f"{what}; {self._log_hint(tail)}")

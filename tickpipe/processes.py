@@ -53,9 +53,7 @@ def process_alive(pid: int, started: float | None = None) -> bool:
 
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (
-            started is None or abs(proc.create_time() - started) < 0.01
-        )
+        return proc.status() != psutil.STATUS_ZOMBIE and (started is None or abs(proc.create_time() - started) < 0.01)
     except psutil.Error:
         return False
 

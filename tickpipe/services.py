@@ -93,9 +93,7 @@ def start_services(
             redis = redis_handle.url
         if not database:
             pg_handle = stack.enter_context(
-                EmbeddedPostgres(
-                    data_dir / "postgres", durable=persistent_postgres, fresh=not persistent_postgres
-                )
+                EmbeddedPostgres(data_dir / "postgres", durable=persistent_postgres, fresh=not persistent_postgres)
             )
             database = pg_handle.url
         yield ServiceUrls(kafka, redis, database, kafka=kafka_handle, redis=redis_handle, postgres=pg_handle)

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     subscribed_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["quotes", "trades", "bars"])
     upstream_silence_timeout_s: float = Field(default=30.0, gt=0)
     upstream_reconnect_max_s: float = Field(default=30.0, gt=0)
+    #: After a 406 (connection limit), how long Alpaca may take to drop the account's old connection.
+    upstream_conn_limit_wait_s: float = Field(default=90.0, gt=0)
 
     # --- services ---------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
@@ -82,6 +84,8 @@ class Settings(BaseSettings):
     kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
     kafka_linger_ms: int = Field(default=5, ge=0)
     kafka_max_batch_bytes: int = Field(default=1_048_576, ge=16_384)
+    #: How long a Kafka request (and a produced batch) may take before it counts as failed.
+    kafka_request_timeout_ms: int = Field(default=10_000, ge=100)
     redis_url: str | None = None
     database_url: str | None = None
     data_dir: Path = Path(".tickpipe")
@@ -91,6 +95,10 @@ class Settings(BaseSettings):
     durable_queue_size: int = Field(default=200_000, ge=1)
     spool_dir: Path | None = None
     spool_segment_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    #: A Kafka round unanswered this long sends newer events to the spool rather than keep them in memory.
+    kafka_spill_after_s: float = Field(default=2.0, gt=0)
+    #: SIGTERM to exit: flush Redis and Kafka, spool the rest, within this bound.
+    producer_shutdown_timeout_s: float = Field(default=15.0, gt=0)
     producer_admin_host: str = "127.0.0.1"
     producer_admin_port: int = Field(default=8081, ge=0, le=65535)
 
