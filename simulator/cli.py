@@ -1,0 +1,143 @@
+"""``tickpipe simulate``: serve the simulated Alpaca stream until SIGINT or SIGTERM.
+
+The encoding needs no flag: like Alpaca, the server speaks msgpack to clients
+that send ``Content-Type: application/msgpack`` (alpaca-py does) and JSON to
+the rest. The first line on stdout is ``listening on ws://HOST:PORT/v2/FEED``,
+so a script that passes ``--port 0`` can read the port it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from simulator.config import FEEDS, Faults, SimulatorConfig
+from simulator.server import Simulator
+from simulator.symbols import DEFAULT_SYMBOLS, synthetic_symbols
+
+
+def parse_symbols(value: str) -> tuple[str, ...]:
+    """``25`` -> 25 synthetic tickers; ``AAPL,MSFT`` -> those two."""
+    if value.isdigit():
+        return synthetic_symbols(int(value))
+    symbols = tuple(s.strip() for s in value.split(",") if s.strip())
+    if not symbols:
+        raise argparse.ArgumentTypeError(f"expected a count or comma-separated tickers, got {value!r}")
+    return symbols
+
+
+def _feeds(value: str) -> tuple[str, ...]:
+    feeds = tuple(f.strip() for f in value.split(",") if f.strip())
+    unknown = [f for f in feeds if f not in FEEDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"expected feeds among {FEEDS}, got {unknown}")
+    return feeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tickpipe simulate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    p.add_argument(
+        "--symbols",
+        type=parse_symbols,
+        default=DEFAULT_SYMBOLS,
+        help="N synthetic tickers, or a comma-separated list (default: ~50 US names)",
+    )
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--rate", type=float, default=1000.0, help="quotes and trades per second, like a live market (default 1000)"
+    )
+    pace.add_argument("--burst", action="store_true", help="as fast as the client reads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int, default=None, metavar="N", help="produce N market events in all, then go quiet")
+    p.add_argument("--batch-size", type=int, default=1000, help="most data messages per frame")
+    p.add_argument("--key", default=None, help="API key to require (default: accept any)")
+    p.add_argument("--secret", default=None)
+    p.add_argument("--feed", choices=FEEDS, default="iex", help="feed of the printed URL")
+    p.add_argument(
+        "--entitled-feeds", type=_feeds, default=FEEDS, help="feeds the key may use; others answer 409 (default: all)"
+    )
+    p.add_argument("--connection-limit", type=int, default=None)
+    p.add_argument("--symbol-limit", type=int, default=None)
+    p.add_argument("--auth-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--send-buffer", type=int, default=100_000, help="paced: messages queued for a client before 407 slow client"
+    )
+    p.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as Alpaca does")
+    p.add_argument("--log-level", default="WARNING")
+    f = p.add_argument_group("faults")
+    f.add_argument("--close-after", type=int, metavar="N", help="close after N data messages")
+    f.add_argument("--refuse", type=int, default=0, metavar="N", help="answer N auth attempts with 406 (-1: all)")
+    f.add_argument("--never-auth", action="store_true", help="never answer auth (404 at timeout)")
+    f.add_argument("--malformed-after", type=int, metavar="N", help="one bad frame after N messages")
+    f.add_argument("--silent-after", type=int, metavar="N", help="no data after N messages")
+    f.add_argument(
+        "--read-delay", type=float, default=0.0, metavar="S", help="wait S seconds before handling each client message"
+    )
+    return p
+
+
+def config_from(args: argparse.Namespace) -> SimulatorConfig:
+    """The SimulatorConfig these parsed arguments describe (ValueError if inconsistent)."""
+    faults = Faults(
+        close_after=args.close_after,
+        refuse_connections=args.refuse,
+        never_authenticate=args.never_auth,
+        malformed_after=args.malformed_after,
+        silent_after=args.silent_after,
+        read_delay=args.read_delay,
+    )
+    return SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        symbols=args.symbols,
+        rate=None if args.burst else args.rate,
+        seed=args.seed,
+        key=args.key,
+        secret=args.secret,
+        feed=args.feed,
+        entitled_feeds=args.entitled_feeds,
+        batch_size=args.batch_size,
+        max_events=args.count,
+        auth_timeout=args.auth_timeout,
+        connection_limit=args.connection_limit,
+        symbol_limit=args.symbol_limit,
+        send_buffer=args.send_buffer,
+        compression=args.deflate,
+        faults=faults,
+    )
+
+
+async def serve(config: SimulatorConfig) -> None:
+    """Run a simulator until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Simulator(config) as sim:
+        mode = "burst" if config.rate is None else f"{config.rate:g} events/s"
+        print(
+            f"listening on {sim.url} ({mode}, {len(config.symbols)} symbols, "
+            f"seed {config.seed}, feeds {'/'.join(FEEDS)})",
+            flush=True,
+        )
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tickpipe simulate``; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    asyncio.run(serve(config))
+    return 0

@@ -1,0 +1,98 @@
+"""What a simulator serves and how it misbehaves, in two frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.symbols import DEFAULT_SYMBOLS
+
+#: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets.
+FEEDS = ("iex", "sip", "test")
+
+
+def market_kind(feed: str) -> str:
+    """The market a feed shows: IEX prints only IEX's own venue, the others every venue."""
+    return "iex" if feed == "iex" else "sip"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Misbehaviours to inject, each off by default; counts are data messages per connection."""
+
+    close_after: int | None = None
+    """Close each connection (code 1001) once it has been sent this many data messages."""
+    refuse_connections: int = 0
+    """Answer this many auth attempts with 406 connection limit exceeded (-1: every one)."""
+    never_authenticate: bool = False
+    """Ignore auth messages, so the client hears nothing until the 404 auth timeout."""
+    malformed_after: int | None = None
+    """Send one frame that is not a valid message after this many data messages."""
+    silent_after: int | None = None
+    """Send no more data after this many data messages (0: none at all), connection kept open."""
+    read_delay: float = 0.0
+    """Seconds to wait before handling each client message: a server slow to read its client."""
+
+    def __post_init__(self) -> None:
+        for name in ("close_after", "malformed_after", "silent_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"expected {name} >= 0 or None, got {value}")
+        if self.refuse_connections < -1:
+            raise ValueError(f"expected refuse_connections >= -1, got {self.refuse_connections}")
+        if self.read_delay < 0:
+            raise ValueError(f"expected read_delay >= 0 seconds, got {self.read_delay}")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Settings of one simulator; the defaults serve an open, fast, well-behaved feed."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 binds a free port; read it back from ``Simulator.port``."""
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    rate: float | None = None
+    """Quotes and trades per second (bars and statuses come on top); None is burst mode."""
+    seed: int = 0
+    key: str | None = None
+    secret: str | None = None
+    """Credentials to require; with key None any auth message is accepted."""
+    feed: str = "iex"
+    """The feed ``Simulator.url`` points at; all of FEEDS are served."""
+    entitled_feeds: tuple[str, ...] = FEEDS
+    """Feeds the credentials may use; authenticating on another answers 409."""
+    batch_size: int = 1000
+    """Most data messages per frame (Alpaca batches data, never control messages)."""
+    max_events: int | None = None
+    """Market events to produce in all before going quiet (``--count``); None: endless."""
+    auth_timeout: float = 10.0
+    connection_limit: int | None = None
+    """Authenticated connections allowed per feed at once (Alpaca's is usually 1)."""
+    symbol_limit: int | None = None
+    send_buffer: int = 100_000
+    """Paced mode: data messages queued for a client before it is dropped as slow (407)."""
+    window_minutes: int = 1
+    """Burst mode: minutes of market generated once and replayed."""
+    start_ns: int | None = None
+    """Market clock at start (ns since epoch); None: now."""
+    compression: bool = False
+    """Offer permessage-deflate as Alpaca does; off by default because it costs throughput."""
+    record: bool = False
+    """Keep every frame sent, so tests can decode exactly what each connection got."""
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ValueError("expected at least one symbol, got none")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"expected a positive rate or None for burst, got {self.rate}")
+        if self.batch_size < 1:
+            raise ValueError(f"expected batch_size >= 1, got {self.batch_size}")
+        if self.max_events is not None and self.max_events < 0:
+            raise ValueError(f"expected max_events >= 0 or None, got {self.max_events}")
+        if self.feed not in FEEDS:
+            raise ValueError(f"expected feed in {FEEDS}, got {self.feed!r}")
+        if (self.key is None) != (self.secret is None):
+            raise ValueError("expected both key and secret, or neither")
+        if self.window_minutes < 1:
+            raise ValueError(f"expected window_minutes >= 1, got {self.window_minutes}")

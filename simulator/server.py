@@ -1,0 +1,230 @@
+"""The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``.
+
+Usage, in a test or a tool::
+
+    async with Simulator(SimulatorConfig(rate=1000, record=True)) as sim:
+        stream = StockDataStream("key", "secret", url_override=sim.url)
+        ...
+        await sim.wait_for(lambda: sim.sent_total >= 100)
+
+Every feed has one market. In paced mode a ticker moves it with the wall
+clock and hands each new event to every subscribed connection (a connection
+that cannot keep up is dropped with 407, as Alpaca does). In burst mode each
+connection draws from the feed's market as fast as its socket takes frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.protocol import State as WsState
+
+from simulator.burst import BurstFeed
+from simulator.config import FEEDS, SimulatorConfig, market_kind
+from simulator.paced import run_ticker
+from simulator.session import Session
+from simulator.subscriptions import Key
+from simulator.wire import Encoding
+
+_SLOW_GRACE = 5.0  # seconds a slow client has to take its 407 before the socket is cut
+
+
+def feed_of(path: str) -> str | None:
+    """``/v2/sip?x=1`` -> ``sip``; None for a path this server does not serve."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "v2" and parts[1] in FEEDS:
+        return parts[1]
+    return None
+
+
+class Simulator:
+    """An Alpaca-compatible market data stream with a simulated market behind it."""
+
+    def __init__(self, config: SimulatorConfig | None = None, **overrides: Any) -> None:
+        config = config or SimulatorConfig()
+        self.config = replace(config, **overrides) if overrides else config
+        self.sessions: list[Session] = []
+        self.produced = 0
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.port = self.config.port
+        self._server: Server | None = None
+        self.start_ns = 0
+        self._burst: dict[str, BurstFeed] = {}
+        self._tickers: dict[str, asyncio.Task[None]] = {}
+        self._watchdogs: set[asyncio.Task[None]] = set()
+        self._refusals_left = self.config.faults.refuse_connections
+        self._progress: asyncio.Future[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind (port 0 picks a free one) and serve; burst windows are built here, off the loop."""
+        config = self.config
+        self.start_ns = config.start_ns if config.start_ns is not None else time.time_ns()
+        if config.rate is None:
+            await asyncio.to_thread(self._prepare_burst, config.feed)
+        self._server = await serve(
+            self._handle,
+            config.host,
+            config.port,
+            process_request=self._check_path,
+            compression="deflate" if config.compression else None,
+            max_size=2**24,
+            write_limit=2**20,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop serving."""
+        tasks = [*self._tickers.values(), *self._watchdogs]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tickers.clear()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """``ws://127.0.0.1:PORT/v2/{feed}`` for the configured feed."""
+        return self.url_for(self.config.feed)
+
+    def url_for(self, feed: str) -> str:
+        host = "127.0.0.1" if self.config.host in ("", "0.0.0.0") else self.config.host
+        return f"ws://{host}:{self.port}/v2/{feed}"
+
+    # -- what was sent ---------------------------------------------------------------
+
+    @property
+    def sent_total(self) -> int:
+        """Data messages sent on every connection so far."""
+        return sum(s.sent_total for s in self.sessions)
+
+    @property
+    def sent(self) -> Counter[str]:
+        """Data messages sent on every connection, by type."""
+        return sum((s.sent for s in self.sessions), Counter())
+
+    @property
+    def sent_by_symbol(self) -> Counter[Key]:
+        """Data messages sent on every connection, by (type, symbol)."""
+        return sum((s.sent_by_symbol for s in self.sessions), Counter())
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the market has produced all of ``max_events``."""
+        return self.config.max_events is not None and self.produced >= self.config.max_events
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Return once ``predicate()`` holds, re-checked whenever a session makes progress."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"expected the condition within {timeout} s, still false")
+            if self._progress is None or self._progress.done():
+                self._progress = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._progress), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+
+    def notify(self) -> None:
+        """Wake ``wait_for`` callers (sessions call this after each frame and state change)."""
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+
+    def pause_reading(self) -> None:
+        """Stop handling client messages (they wait, unread) until :meth:`resume_reading`."""
+        self.reading.clear()
+
+    def resume_reading(self) -> None:
+        self.reading.set()
+
+    # -- used by sessions ------------------------------------------------------------
+
+    def admit(self, session: Session) -> bool:
+        """Whether one more authenticated connection fits (else the session answers 406)."""
+        if self._refusals_left != 0:
+            self._refusals_left -= self._refusals_left > 0
+            return False
+        limit = self.config.connection_limit
+        if limit is None:
+            return True
+        live = sum(1 for s in self.sessions if s is not session and s.feed == session.feed and s.authenticated)
+        return live < limit
+
+    def subscribed(self, session: Session) -> None:
+        """A session's subscriptions changed: start its feed's ticker in paced mode."""
+        if self.config.rate is not None and session.feed not in self._tickers:
+            self._tickers[session.feed] = asyncio.create_task(run_ticker(self, session.feed))
+        self.notify()
+
+    def allowance(self, n: int) -> int:
+        """How many of ``n`` more events the market may still produce under ``max_events``."""
+        if self.config.max_events is None:
+            return n
+        return min(n, self.config.max_events - self.produced)
+
+    def burst_feed(self, feed: str) -> BurstFeed:
+        burst = self._burst.get(feed)
+        if burst is None:
+            burst = self._burst[feed] = self._prepare_burst(feed)
+        return burst
+
+    def _prepare_burst(self, feed: str) -> BurstFeed:
+        config = self.config
+        burst = BurstFeed(config.symbols, config.seed, market_kind(feed), config.window_minutes, self.start_ns)
+        burst.replay_for("msgpack")
+        self._burst[feed] = burst
+        return burst
+
+    def watch_slow(self, ws: ServerConnection) -> None:
+        """Cut a slow client's socket if it has not taken its 407 and close frame in time."""
+
+        async def cut() -> None:
+            await asyncio.sleep(_SLOW_GRACE)
+            if ws.protocol.state is not WsState.CLOSED:
+                ws.transport.abort()
+
+        task = asyncio.create_task(cut())
+        self._watchdogs.add(task)
+        task.add_done_callback(self._watchdogs.discard)
+
+    # -- serving ---------------------------------------------------------------------
+
+    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if feed_of(request.path) is None:
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, f"expected /v2/iex, /v2/sip or /v2/test, got {request.path}\n"
+            )
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        feed = feed_of(ws.request.path) or self.config.feed
+        content_type = ws.request.headers.get("Content-Type", "")
+        encoding: Encoding = "msgpack" if "application/msgpack" in content_type else "json"
+        session = Session(self, ws, len(self.sessions) + 1, feed, encoding)
+        self.sessions.append(session)
+        self.notify()
+        await session.run()

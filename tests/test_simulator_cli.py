@@ -1,0 +1,112 @@
+"""``tickpipe simulate`` / ``python -m simulator``: flags, and the process end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from sim_fixtures import StreamClient
+
+from simulator import DEFAULT_SYMBOLS, Faults
+from simulator.cli import build_parser, config_from, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_flags_become_the_config_and_its_faults() -> None:
+    args = build_parser().parse_args(
+        [
+            "--port",
+            "0",
+            "--symbols",
+            "3",
+            "--burst",
+            "--seed",
+            "9",
+            "--count",
+            "100",
+            "--key",
+            "k",
+            "--secret",
+            "s",
+            "--close-after",
+            "5",
+            "--refuse",
+            "-1",
+            "--never-auth",
+            "--malformed-after",
+            "7",
+            "--silent-after",
+            "8",
+            "--read-delay",
+            "0.5",
+            "--entitled-feeds",
+            "iex,test",
+        ]
+    )
+    config = config_from(args)
+    assert config.symbols == ("ZAAA", "ZAAB", "ZAAC")
+    assert (config.rate, config.seed, config.max_events, config.key, config.secret) == (None, 9, 100, "k", "s")
+    assert config.entitled_feeds == ("iex", "test")
+    assert config.faults == Faults(
+        close_after=5, refuse_connections=-1, never_authenticate=True, malformed_after=7, silent_after=8, read_delay=0.5
+    )
+    paced = config_from(build_parser().parse_args(["--symbols", "AAPL, MSFT", "--rate", "50"]))
+    assert (paced.symbols, paced.rate) == (("AAPL", "MSFT"), 50.0)
+    assert config_from(build_parser().parse_args([])).symbols == DEFAULT_SYMBOLS
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--burst", "--rate", "5"], "not allowed with argument"),
+        (["--rate", "0"], "expected a positive rate"),
+        (["--key", "k"], "expected both key and secret"),
+        (["--entitled-feeds", "crypto"], "expected feeds among"),
+        (["--close-after", "-1"], "expected close_after >= 0"),
+    ],
+)
+def test_bad_flags_exit_2_naming_what_was_expected(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+async def test_the_process_serves_count_events_then_goes_quiet_and_stops_on_sigterm() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        "--port",
+        "0",
+        "--burst",
+        "--count",
+        "500",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert line.startswith("listening on ws://127.0.0.1:"), line
+        async with StreamClient.connect(line.split()[2]) as client:
+            await client.login()
+            await client.subscribe(
+                trades=["*"], quotes=["*"], bars=["*"], dailyBars=["*"], updatedBars=["*"], statuses=["*"]
+            )
+            await client.collect(500)
+            await client.send({"action": "subscribe", "quotes": ["AAPL"]})
+            assert (await client.control())["T"] == "subscription"
+            assert len(client.data) == 500
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
