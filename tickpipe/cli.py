@@ -53,15 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    entry = _load(args.command)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SERVICES:
+        build_parser().parse_args(argv)  # prints help or names the unknown command, and exits
+        return 2
+    # Everything after the subcommand belongs to the service (argparse's REMAINDER would
+    # refuse options that start with "--").
+    command, rest = argv[0], argv[1:]
+    entry = _load(command)
     if entry is None:
-        print(f"tickpipe {args.command}: not implemented yet", file=sys.stderr)
+        print(f"tickpipe {command}: not implemented yet", file=sys.stderr)
         return 2
     try:
-        return entry(list(args.args))
+        return entry(rest)
     except TickpipeError as exc:
-        print(f"tickpipe {args.command}: {exc}", file=sys.stderr)
+        print(f"tickpipe {command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

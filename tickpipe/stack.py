@@ -31,6 +31,7 @@ from tickpipe import db
 from tickpipe.errors import ServiceStartError, TickpipeError
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
+from tickpipe.processes import parent_death_signal
 from tickpipe.services import ServiceUrls, start_services
 from tickpipe.settings import Settings, get_settings
 
@@ -122,7 +123,9 @@ class Supervisor:
 
     def start(self, part: Part) -> None:
         command = [sys.executable, "-m", "tickpipe.cli", *part.args]
-        part.process = subprocess.Popen(command, env=self.env)
+        # SIGTERM to the part if `tickpipe up` itself dies, so a killed supervisor leaves no orphans.
+        guard = parent_death_signal(signal.SIGTERM, os.getpid())
+        part.process = subprocess.Popen(command, env=self.env, preexec_fn=guard)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(self.host, part.port, part.ready_path):
             if part.process.poll() is not None:

@@ -1,0 +1,187 @@
+// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status.
+//
+// Page parameters (all optional): ?symbols=AAPL,MSFT (the watchlist), ?chart=AAPL (the chart's
+// symbol), ?key=..&secret=.. (credentials for /v2/stream when the API requires them).
+// window.__tickpipe exposes counters for tests and for the curious.
+
+import { BarChart } from "./chart.js";
+import { pollStatus } from "./status.js";
+import { LiveStream, streamUrl } from "./stream.js";
+import { Watchlist } from "./watchlist.js";
+
+const DEFAULT_SYMBOLS = ["SPY", "QQQ", "AAPL", "NVDA", "TSLA", "MSFT", "AMZN", "META", "GOOGL", "AMD"];
+const SYMBOL = /^[A-Z][A-Z0-9./-]{0,15}$/; // as tickpipe.settings.SYMBOL_RE
+const STORE = "tickpipe.dashboard";
+
+const params = new URLSearchParams(location.search);
+const stats = {
+  state: "idle", stateDetail: "", chartSymbol: null, barsLoaded: null, chartError: null,
+  quotes: 0, trades: 0, liveBars: 0, barsDrawn: 0, lastBarTime: null, status: null, subscribed: null,
+  everLive: false, reconnects: 0,
+};
+window.__tickpipe = stats;
+
+function symbolList(text) {
+  return (text ?? "").split(",").map((s) => s.trim().toUpperCase()).filter((s) => SYMBOL.test(s));
+}
+
+function saved() {
+  try {
+    return JSON.parse(localStorage.getItem(STORE) ?? "{}");
+  } catch {
+    return {};
+  }
+}
+
+function save(watch, chart) {
+  if (!params.has("symbols")) localStorage.setItem(STORE, JSON.stringify({ symbols: watch, chart }));
+}
+
+/** Every symbol the API knows, as GET /symbols lists them (a list, or {"symbols": [...]}). */
+async function knownSymbols() {
+  try {
+    const response = await fetch("/symbols");
+    if (!response.ok) return [];
+    const body = await response.json();
+    const items = Array.isArray(body) ? body : body.symbols ?? [];
+    return items.map((item) => (typeof item === "string" ? item : item.symbol ?? item.S)).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function initialSymbols(known) {
+  const fromUrl = symbolList(params.get("symbols"));
+  if (fromUrl.length > 0) return fromUrl;
+  const stored = Array.isArray(saved().symbols) ? saved().symbols.filter((s) => SYMBOL.test(s)) : [];
+  if (stored.length > 0) return stored;
+  const liked = DEFAULT_SYMBOLS.filter((s) => known.includes(s));
+  if (liked.length > 0) return liked;
+  return known.length > 0 ? [...known].sort().slice(0, DEFAULT_SYMBOLS.length) : DEFAULT_SYMBOLS;
+}
+
+function showConnection(state, detail) {
+  stats.state = state;
+  stats.stateDetail = detail;
+  const badge = document.getElementById("conn");
+  badge.dataset.state = state;
+  badge.textContent = detail ? `${state}: ${detail}` : state;
+  badge.title = `WebSocket /v2/stream: ${state}${detail ? ` (${detail})` : ""}`;
+}
+
+async function main() {
+  const chart = new BarChart(document.getElementById("chart"));
+  const stream = new LiveStream(
+    streamUrl(location),
+    { key: params.get("key") ?? "dashboard", secret: params.get("secret") ?? "dashboard" },
+    {
+      onData,
+      onState: (state, detail) => {
+        const entering = state === "live" && stats.state !== "live";
+        showConnection(state, detail);
+        if (!entering) return;
+        if (stats.everLive && chart.symbol) {
+          // Back after a drop: reload the history, so bars stored meanwhile are not a gap.
+          stats.reconnects += 1;
+          showChart(chart.symbol);
+        }
+        stats.everLive = true;
+      },
+      onSubscription: (msg) => {
+        stats.subscribed = { quotes: msg.quotes ?? [], trades: msg.trades ?? [], bars: msg.bars ?? [] };
+      },
+    },
+  );
+  const watchlist = new Watchlist(document.querySelector("#watchlist tbody"), {
+    onSelect: (symbol) => showChart(symbol),
+    onRemove: (symbol) => setWatch(watchlist.symbols.filter((s) => s !== symbol)),
+  });
+
+  let received = 0;
+  function onData(messages) {
+    received += messages.length;
+    for (const message of messages) {
+      if (message.T === "q") {
+        stats.quotes += 1;
+        watchlist.take(message);
+      } else if (message.T === "t") {
+        stats.trades += 1;
+        watchlist.take(message);
+      } else if (message.T === "b" || message.T === "u") {
+        stats.liveBars += 1;
+        if (chart.update(message)) {
+          stats.barsDrawn += 1;
+          stats.lastBarTime = chart.lastTime;
+        }
+      }
+    }
+  }
+  setInterval(() => {
+    document.getElementById("rate").textContent = `${received} msg/s`;
+    received = 0;
+  }, 1000);
+
+  function subscribe() {
+    const symbols = watchlist.symbols;
+    stream.want({ quotes: symbols, trades: symbols, bars: chart.symbol ? [chart.symbol] : [] });
+  }
+
+  function setWatch(symbols) {
+    watchlist.setSymbols([...new Set(symbols)]);
+    watchlist.select(chart.symbol);
+    save(watchlist.symbols, chart.symbol);
+    subscribe();
+  }
+
+  async function showChart(symbol) {
+    document.getElementById("chart-symbol").textContent = symbol;
+    const note = document.getElementById("chart-note");
+    note.textContent = "loading…";
+    stats.chartSymbol = symbol;
+    stats.barsLoaded = null;
+    stats.lastBarTime = null;
+    stats.chartError = null;
+    watchlist.select(symbol);
+    const loading = chart.load(symbol);
+    subscribe(); // bars of the new symbol; its live bars wait until the history is drawn
+    save(watchlist.symbols, symbol);
+    try {
+      const count = await loading;
+      if (count === null) return; // another symbol was chosen meanwhile
+      stats.barsLoaded = count;
+      stats.lastBarTime = chart.lastTime; // the newest bar shown: history's, or a live one that came meanwhile
+      note.textContent = count === 0 ? "no bars stored yet: live bars appear as they come" : "";
+    } catch (error) {
+      stats.chartError = String(error);
+      note.textContent = `could not load bars: ${error.message}`;
+    }
+  }
+
+  document.getElementById("add").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = document.getElementById("add-symbol");
+    const added = symbolList(input.value);
+    input.value = "";
+    if (added.length > 0) setWatch([...watchlist.symbols, ...added]);
+  });
+
+  stream.start();
+  pollStatus((status) => {
+    stats.status = status;
+  });
+
+  const known = await knownSymbols();
+  document.getElementById("all-symbols").replaceChildren(
+    ...known.map((symbol) => Object.assign(document.createElement("option"), { value: symbol })),
+  );
+  const symbols = initialSymbols(known);
+  watchlist.setSymbols(symbols);
+  const wanted = symbolList(params.get("chart"))[0] ?? saved().chart;
+  await showChart(wanted && SYMBOL.test(wanted) ? wanted : symbols[0]);
+}
+
+main().catch((error) => {
+  console.error(error);
+  stats.fatal = String(error);
+  showConnection("error", String(error));
+});

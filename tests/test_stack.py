@@ -1,0 +1,179 @@
+"""`tickpipe up` end to end: from nothing running to quotes on Redis, rows in PostgreSQL and a live dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+import psutil
+import pytest
+import redis.asyncio
+import websockets
+
+from tickpipe.processes import free_port
+from tickpipe.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+START_DEADLINE_S = 120.0
+
+
+class Stack:
+    def __init__(self, process: subprocess.Popen[str], log: Path, env: dict[str, str]) -> None:
+        self.process = process
+        self.log = log
+        self.env = env
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def banner_value(self, label: str) -> str:
+        match = re.search(rf"^\s+{label}\s+(.+)$", self.output(), re.MULTILINE)
+        assert match, f"{label!r} not in the banner:\n{self.output()[-3000:]}"
+        return match.group(1).strip()
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    """A machine with nothing configured: every service embedded, every port free."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in {n.upper() for n in Settings.model_fields}}
+    env.update(
+        DATA_DIR=str(data_dir),
+        API_PORT=str(free_port()),
+        PRODUCER_ADMIN_PORT=str(free_port()),
+        CONSUMER_ADMIN_PORT=str(free_port()),
+        SIMULATOR_PORT=str(free_port()),
+        SIMULATOR_RATE="500",
+        SUBSCRIBED_SYMBOLS="AAPL,MSFT,NVDA,TSLA",
+        BATCH_MAX_WAIT_MS="100",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    env = stack_env(tmp_path / "data")
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tickpipe.cli", "up"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    running = Stack(process, log, env)
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while "tickpipe is running" not in running.output():
+            if process.poll() is not None:
+                pytest.fail(f"tickpipe up exited with {process.returncode}:\n{running.output()[-5000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"tickpipe up did not start within {START_DEADLINE_S} s:\n{running.output()[-5000:]}")
+            time.sleep(0.2)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
+    children = descendants(stack.process.pid)
+    assert len(children) >= 4, "simulator, producer, consumers and api run as processes"
+    redis_url = stack.banner_value("Redis").removeprefix("redis-cli -u ").strip()
+    database_url = stack.banner_value("PostgreSQL").removeprefix("psql ").strip("'")
+    api = stack.banner_value("dashboard").rstrip("/")
+
+    # 1. quotes on the Redis channels
+    client = redis.asyncio.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.psubscribe("quotes:*")
+    quotes: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(60):
+            while len(quotes) < 20:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None:
+                    quotes.append(orjson.loads(message["data"]))
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert {q["T"] for q in quotes} == {"q"}
+    assert {q["S"] for q in quotes} <= {"AAPL", "MSFT", "NVDA", "TSLA"}
+
+    # 2. rows growing in PostgreSQL
+    conn = await asyncpg.connect(database_url)
+    try:
+        counts: list[int] = []
+        async with asyncio.timeout(60):
+            while len(counts) < 2 or counts[-1] <= counts[0] or counts[0] == 0:
+                counts.append(await conn.fetchval("SELECT count(*) FROM quotes"))
+                await asyncio.sleep(0.5)  # polling a growing count, not synchronising
+    finally:
+        await conn.close()
+
+    # 3. the dashboard is served and its live feed answers
+    async with httpx.AsyncClient(timeout=10) as http:
+        page = await http.get(f"{api}/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        bars = await http.get(f"{api}/quotes/AAPL", params={"limit": 5})
+        assert bars.status_code == 200
+    ws_url = api.replace("http://", "ws://") + "/v2/stream"
+    async with websockets.connect(ws_url) as ws:
+        assert orjson.loads(await ws.recv())[0]["msg"] == "connected"
+        await ws.send(orjson.dumps({"action": "auth", "key": "k", "secret": "s"}))
+        assert orjson.loads(await ws.recv())[0]["msg"] == "authenticated"
+        await ws.send(orjson.dumps({"action": "subscribe", "quotes": ["AAPL"]}))
+        seen: list[dict[str, object]] = []
+        async with asyncio.timeout(30):
+            while not any(m.get("T") == "q" for m in seen):
+                seen.extend(orjson.loads(await ws.recv()))
+
+    # 4. SIGTERM stops every part and leaves nothing running
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"left running: {[p.pid for p in alive]}"
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "data")
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(env["API_PORT"])))
+        squatter.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "tickpipe.cli", "up"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {env['API_PORT']}" in result.stderr and "API_PORT" in result.stderr
+    assert not (tmp_path / "data" / "postgres").exists()
