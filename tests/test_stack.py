@@ -127,11 +127,13 @@ async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     # 2. rows growing in PostgreSQL
     conn = await asyncpg.connect(database_url)
     try:
-        counts: list[int] = []
+        first = 0
         async with asyncio.timeout(60):
-            while len(counts) < 2 or counts[-1] <= counts[0] or counts[0] == 0:
-                counts.append(await conn.fetchval("SELECT count(*) FROM quotes"))
-                await asyncio.sleep(0.5)  # polling a growing count, not synchronising
+            while first == 0:
+                first = await conn.fetchval("SELECT count(*) FROM quotes")
+                await asyncio.sleep(0.2)  # polling a count with a deadline
+            while await conn.fetchval("SELECT count(*) FROM quotes") <= first:
+                await asyncio.sleep(0.2)
     finally:
         await conn.close()
 
@@ -144,9 +146,9 @@ async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     ws_url = api.replace("http://", "ws://") + "/v2/stream"
     async with websockets.connect(ws_url) as ws:
         assert orjson.loads(await ws.recv())[0]["msg"] == "connected"
-        await ws.send(orjson.dumps({"action": "auth", "key": "k", "secret": "s"}))
+        await ws.send(orjson.dumps({"action": "auth", "key": "k", "secret": "s"}).decode())
         assert orjson.loads(await ws.recv())[0]["msg"] == "authenticated"
-        await ws.send(orjson.dumps({"action": "subscribe", "quotes": ["AAPL"]}))
+        await ws.send(orjson.dumps({"action": "subscribe", "quotes": ["AAPL"]}).decode())
         seen: list[dict[str, object]] = []
         async with asyncio.timeout(30):
             while not any(m.get("T") == "q" for m in seen):
