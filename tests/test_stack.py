@@ -127,12 +127,12 @@ async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     # 2. rows growing in PostgreSQL
     conn = await asyncpg.connect(database_url)
     try:
-        first = 0
+        counts: list[int] = []
         async with asyncio.timeout(60):
-            while first == 0:
-                first = await conn.fetchval("SELECT count(*) FROM quotes")
-                await asyncio.sleep(0.2)  # polling a count with a deadline
-            while await conn.fetchval("SELECT count(*) FROM quotes") <= first:
+            # polled with a deadline: rows must appear, then keep arriving
+            while len(counts) < 2 or counts[0] == 0 or counts[-1] <= counts[0]:
+                count = await conn.fetchval("SELECT count(*) FROM quotes")
+                counts = [count] if not counts or counts[0] == 0 else [counts[0], count]
                 await asyncio.sleep(0.2)
     finally:
         await conn.close()

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(default=200, ge=1)
     consumer_admin_host: str = "127.0.0.1"
     consumer_admin_port: int = Field(default=8082, ge=0, le=65535)
+    #: A consumer silent this long leaves its group and its partitions move (Kafka's session.timeout.ms).
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    #: How often a consumer tells its group it is alive; well below the session timeout.
+    consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    #: Longest pause between retries of a batch PostgreSQL did not take (backoff doubles up to this).
+    consumer_retry_max_s: float = Field(default=5.0, gt=0)
     retention_days: int = Field(default=30, ge=1)
     partitions_ahead_days: int = Field(default=7, ge=1)
 
@@ -117,6 +123,7 @@ class Settings(BaseSettings):
     ws_client_queue_size: int = Field(default=10_000, ge=1)
     ws_max_symbols: int = Field(default=1_000, ge=1)
     ws_auth_timeout_s: float = Field(default=10.0, gt=0)
+    ws_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
     api_db_pool_size: int = Field(default=10, ge=1, le=1000)
 
     # --- simulator ----------------------------------------------------------
@@ -179,6 +186,15 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a URL starting with redis:// or rediss://")
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> Settings:
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms:
+            raise ValueError(
+                "CONSUMER_HEARTBEAT_INTERVAL_MS must be below CONSUMER_SESSION_TIMEOUT_MS "
+                f"(got {self.consumer_heartbeat_interval_ms} and {self.consumer_session_timeout_ms})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> Settings:

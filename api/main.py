@@ -1,0 +1,65 @@
+"""The FastAPI app: ``create_app(settings)``. Routers live in ``api/routes``, the stream in ``api/stream``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from api.metrics import ApiMetrics, RequestTimer
+from api.routes import history, latest, ops, symbols
+from api.state import STATIC_DIR, open_state, required_urls
+from api.stream.handler import stream_endpoint
+from tickpipe.settings import Settings
+
+DESCRIPTION = """History of quotes, trades and bars from PostgreSQL, and the live stream from Redis
+at `WS /v2/stream`, speaking Alpaca's market-data stream v2 protocol (JSON, or msgpack with the
+`Content-Type: application/msgpack` handshake header), so any Alpaca client can point here."""
+
+#: Failures that mean "PostgreSQL does not answer": a 503 the client may retry, not a 500.
+DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def create_app(
+    settings: Settings, *, registry: CollectorRegistry | None = None, static_dir: Path = STATIC_DIR
+) -> FastAPI:
+    """The API of one instance; PostgreSQL and Redis are opened by its lifespan (uvicorn or a test)."""
+    required_urls(settings)
+    metrics = ApiMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_state(settings, metrics, static_dir) as state:
+            app.state.api = state
+            yield
+
+    app = FastAPI(title="tickpipe API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(RequestTimer, metrics=metrics)
+    for failure in DATABASE_DOWN:
+        app.add_exception_handler(failure, database_down)
+    for router in (latest.router, history.router, symbols.router, ops.router):  # latest before {symbol}
+        app.include_router(router)
+    app.add_api_websocket_route("/v2/stream", stream_endpoint, name="stream")
+    if static_dir.is_dir():
+        app.mount("/static", StaticFiles(directory=static_dir), name="static")
+    return app
+
+
+async def database_down(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"PostgreSQL is unavailable: {exc or type(exc).__name__}"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )

@@ -1,0 +1,166 @@
+"""Response schemas, for the OpenAPI document (``/docs``) and its examples.
+
+Handlers build their JSON bytes directly (see :mod:`api.pages`), so these
+models describe the responses without costing a validation per row; the
+schemathesis test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T_DOC = "Event time, RFC 3339 UTC with nine fractional digits"
+
+
+class QuoteOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    t: str = Field(description=T_DOC)
+    ax: str = Field(description="Ask exchange")
+    ap: float = Field(description="Ask price")
+    as_: int = Field(alias="as", description="Ask size")
+    bx: str = Field(description="Bid exchange")
+    bp: float = Field(description="Bid price")
+    bs: int = Field(description="Bid size")
+    c: list[str] = Field(description="Conditions")
+    z: str = Field(description="Tape")
+
+
+class TradeOut(BaseModel):
+    t: str = Field(description=T_DOC)
+    x: str = Field(description="Exchange")
+    p: float = Field(description="Price")
+    s: int = Field(description="Size")
+    c: list[str] = Field(description="Conditions")
+    i: int = Field(description="Trade id")
+    z: str = Field(description="Tape")
+
+
+class BarOut(BaseModel):
+    t: str = Field(description="Bar start, " + T_DOC)
+    o: float = Field(description="Open")
+    h: float = Field(description="High")
+    l: float = Field(description="Low")  # noqa: E741 - Alpaca's name
+    c: float = Field(description="Close")
+    v: int = Field(description="Volume")
+    n: int = Field(description="Trade count")
+    vw: float = Field(description="Volume-weighted average price")
+
+
+QUOTE_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.123456789Z",
+    "ax": "V",
+    "ap": 187.25,
+    "as": 300,
+    "bx": "V",
+    "bp": 187.24,
+    "bs": 200,
+    "c": ["R"],
+    "z": "C",
+}
+TRADE_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.223456789Z",
+    "x": "V",
+    "p": 187.245,
+    "s": 100,
+    "c": ["@"],
+    "i": 52983525029461,
+    "z": "C",
+}
+BAR_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.000000000Z",
+    "o": 187.2,
+    "h": 187.9,
+    "l": 187.1,
+    "c": 187.6,
+    "v": 120345,
+    "n": 1432,
+    "vw": 187.47,
+}
+TOKEN_EXAMPLE = "WzEsInF1b3RlcyIsImFzYyIsMTcwOTU2MjYwMDEyMzQ1Njc4OSw0Ml0"
+
+
+def _example(data: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [data]})
+
+
+class QuotesPage(BaseModel):
+    model_config = _example({"quotes": [QUOTE_EXAMPLE], "symbol": "AAPL", "next_page_token": TOKEN_EXAMPLE})
+    quotes: list[QuoteOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class TradesPage(BaseModel):
+    model_config = _example({"trades": [TRADE_EXAMPLE], "symbol": "AAPL", "next_page_token": None})
+    trades: list[TradeOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class BarsPage(BaseModel):
+    model_config = _example({"bars": [BAR_EXAMPLE], "symbol": "AAPL", "next_page_token": None})
+    bars: list[BarOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class LatestQuotes(BaseModel):
+    model_config = _example({"quotes": {"AAPL": QUOTE_EXAMPLE}})
+    quotes: dict[str, QuoteOut] = Field(description="Latest quote by symbol; symbols without any are left out")
+
+
+class LatestTrades(BaseModel):
+    model_config = _example({"trades": {"AAPL": TRADE_EXAMPLE}})
+    trades: dict[str, TradeOut] = Field(description="Latest trade by symbol; symbols without any are left out")
+
+
+class LatestBars(BaseModel):
+    model_config = _example({"bars": {"AAPL": BAR_EXAMPLE}})
+    bars: dict[str, BarOut] = Field(description="Latest minute bar by symbol; symbols without any are left out")
+
+
+class SymbolsOut(BaseModel):
+    model_config = _example({"symbols": ["AAPL", "MSFT", "TSLA"]})
+    symbols: list[str] = Field(description="Every symbol with live data in Redis or history in PostgreSQL")
+
+
+class Alive(BaseModel):
+    model_config = _example({"status": "alive"})
+    status: str
+
+
+class Readiness(BaseModel):
+    model_config = _example({"ready": True, "postgres": "ok", "redis": "ok"})
+    ready: bool
+    postgres: str = Field(description='"ok" or why it does not answer')
+    redis: str = Field(description='"ok" or why it does not answer')
+
+
+class Unavailable(BaseModel):
+    model_config = _example({"detail": "PostgreSQL is unavailable: connection refused"})
+    detail: str
+
+
+CSV_EXAMPLES = {
+    "quotes": "symbol,time,bid_exchange,bid_price,bid_size,ask_exchange,ask_price,ask_size,conditions,tape\n"
+    'AAPL,2024-03-04T14:30:00.123456789Z,V,187.24,200,V,187.25,300,"[""R""]",C\n',
+    "trades": "symbol,time,exchange,trade_id,price,size,conditions,tape\n"
+    'AAPL,2024-03-04T14:30:00.223456789Z,V,52983525029461,187.245,100,"[""@""]",C\n',
+    "bars": "symbol,time,open,high,low,close,volume,vwap,trade_count\n"
+    "AAPL,2024-03-04T14:30:00.000000000Z,187.2,187.9,187.1,187.6,120345,187.47,1432\n",
+}
+
+
+def history_responses(table: str) -> dict[int | str, dict[str, Any]]:
+    """The documented responses of a history route: JSON or CSV, and why it may fail."""
+    return {
+        200: {
+            "description": "One page, or with `Accept: text/csv` the rows as a streamed CSV "
+            "(its `Next-Page-Token` header continues when `limit` cut it short)",
+            "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLES[table]}},
+        },
+        503: {"model": Unavailable, "description": "PostgreSQL does not answer"},
+    }

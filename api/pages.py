@@ -1,0 +1,126 @@
+"""One page of history: bounds, the query, the rows in Alpaca's shape, the next token.
+
+The token is folded into the time bounds (``time >= token`` ascending,
+``time <= token`` descending), so PostgreSQL starts its index range at the
+token instead of filtering its way there; the exact keyset comparison then
+only has to drop the rows of that one instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import orjson
+
+from api import queries
+from api.params import MAX_NS, MIN_NS, datetime_to_ns, ns_to_utc
+from api.shape import SHAPES
+from api.tokens import Key, encode_token
+
+NEW_YORK: Final = ZoneInfo("America/New_York")
+STEP_NS: Final = {"5Min": 300 * 10**9, "15Min": 900 * 10**9, "1Hour": 3600 * 10**9}
+
+
+class Fetcher(Protocol):
+    """What a page needs from a pool or a connection."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A checked history request; nothing in it is raw client text."""
+
+    table: str  # quotes | trades | bars
+    symbol: str
+    start_ns: int = MIN_NS
+    end_ns: int = MAX_NS
+    limit: int | None = 1000  # None: all rows (CSV only)
+    sort: str = "asc"
+    timeframe: str = "1Min"
+    token: Key | None = None
+
+    @property
+    def scope(self) -> str:
+        """What a token of this request is valid for: ``quotes``, ``bars:5Min`` ..."""
+        return self.table if self.table != "bars" else f"bars:{self.timeframe}"
+
+    @property
+    def aggregated(self) -> bool:
+        return self.table == "bars" and self.timeframe != "1Min"
+
+    def bounds(self) -> tuple[int, int]:
+        """The inclusive ns range still to read, the token folded in."""
+        lo, hi = self.start_ns, self.end_ns
+        if self.token is not None:
+            at = int(self.token[0])
+            if self.aggregated:  # a bucket start is the whole key: continue at the next bucket
+                if self.sort == "asc":
+                    lo = max(lo, next_bucket(self.timeframe, at))
+                else:
+                    hi = min(hi, at - 1)
+            elif self.sort == "asc":
+                lo = max(lo, at)
+            else:
+                hi = min(hi, at)
+        return lo, hi
+
+    def sql(self, *, csv: bool = False) -> tuple[str, list[Any]]:
+        lo, hi = self.bounds()
+        args: list[Any] = [self.symbol, ns_to_utc(lo), ns_to_utc(hi), lo, hi, self.limit]
+        if self.aggregated:
+            return queries.bars_sql(self.timeframe, self.sort, csv), args
+        with_token = self.token is not None
+        if with_token:
+            assert self.token is not None
+            args.extend(self.token)
+        return queries.page_sql(self.table, self.sort, with_token, csv), args
+
+
+def next_bucket(timeframe: str, bucket_ns: int) -> int:
+    """Start of the bucket after the one starting at ``bucket_ns``."""
+    if timeframe in STEP_NS:
+        return bucket_ns + STEP_NS[timeframe]
+    local = ns_to_utc(bucket_ns).astimezone(NEW_YORK)
+    following = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return datetime_to_ns(following)
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_token: str | None
+
+
+async def fetch_page(db: Fetcher, request: PageRequest) -> Page:
+    """Rows of one page and the token after its last row (None when no row follows)."""
+    assert request.limit is not None, "a JSON page always has a limit"
+    lo, hi = request.bounds()
+    if lo > hi:
+        return Page([], None)
+    sql, args = request.sql()
+    args[5] = request.limit + 1  # one more row says whether a next page exists
+    rows = await db.fetch(sql, *args)
+    more = len(rows) > request.limit
+    if more:
+        del rows[request.limit :]
+    shape = SHAPES[request.table]
+    if request.aggregated:
+        items = [shape((datetime_to_ns(row[0]), *row[1:])) for row in rows]
+    else:
+        items = [shape(row) for row in rows]
+    token = None
+    if more:
+        last = rows[-1]
+        key: Key = (datetime_to_ns(last[0]),) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
+        token = encode_token(request.scope, request.sort, key)
+    return Page(items, token)
+
+
+def page_json(request: PageRequest, page: Page) -> bytes:
+    """``{"quotes": [...], "symbol": "AAPL", "next_page_token": ...}``, as Alpaca's REST API answers."""
+    return orjson.dumps({request.table: page.items, "symbol": request.symbol, "next_page_token": page.next_token})

@@ -1,0 +1,131 @@
+"""The SQL of every history route, as plain text with asyncpg ``$n`` parameters.
+
+Only names chosen from the fixed tables below are ever spliced into the text
+(table, columns, sort direction, bucket expression); every value a client
+sends is a bind parameter. Each text is built once per shape (``lru_cache``)
+and asyncpg prepares it once per connection.
+
+Why these shapes, on tables whose primary key starts ``(symbol, time, ...)``:
+
+- ``time`` (microseconds, the partition key) bounds the range, so the scan is
+  one index range per daily partition, in order, stopping at ``LIMIT``;
+  ``time_ns`` bounds it to the nanosecond;
+- rows are ordered by ``time, time_ns, <rest of the key>``: the index gives
+  ``time``, an incremental sort the nanoseconds within one microsecond, so the
+  order is exact and the keyset condition ``(time_ns, ...) > (token)`` matches it;
+- aggregated bars are computed from stored minute bars (``date_bin`` on UTC,
+  days on New York calendar days, as Alpaca's daily bars are).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Final
+
+#: Columns a page reads, per table: the key first, then what the response shows.
+SELECT: Final[dict[str, str]] = {
+    "quotes": "time_ns, event_key, bid_exchange, bid_price, bid_size, ask_exchange, ask_price, ask_size, "
+    "conditions, tape",
+    "trades": "time_ns, exchange, trade_id, price, size, conditions, tape",
+    "bars": "time_ns, open, high, low, close, volume, vwap, trade_count",
+}
+KEY: Final[dict[str, tuple[str, ...]]] = {
+    "quotes": ("time_ns", "event_key"),
+    "trades": ("time_ns", "exchange", "trade_id"),
+    "bars": ("time_ns",),
+}
+#: Columns of the CSV export, per table (long names, as the tables and analysts use them).
+_TS = (
+    "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.') "
+    "|| lpad((time_ns % 1000000000)::text, 9, '0') || 'Z'"
+)
+CSV_SELECT: Final[dict[str, str]] = {
+    "quotes": f"symbol, {_TS} AS time, bid_exchange, bid_price, bid_size, ask_exchange, ask_price, ask_size, "
+    "to_json(conditions)::text AS conditions, tape",
+    "trades": f"symbol, {_TS} AS time, exchange, trade_id, price, size, to_json(conditions)::text AS conditions, tape",
+    "bars": f"symbol, {_TS} AS time, open, high, low, close, volume, vwap, trade_count",
+}
+_BAR_FILTER = " AND timeframe = '1Min'"
+
+#: Aggregated timeframes: the bucket each minute bar falls in.
+BUCKETS: Final[dict[str, str]] = {
+    "5Min": "date_bin('5 minutes', time, timestamptz '2000-01-01 00:00:00+00')",
+    "15Min": "date_bin('15 minutes', time, timestamptz '2000-01-01 00:00:00+00')",
+    "1Hour": "date_bin('1 hour', time, timestamptz '2000-01-01 00:00:00+00')",
+    "1Day": "date_trunc('day', time, 'America/New_York')",
+}
+TIMEFRAMES: Final = ("1Min", *BUCKETS)
+
+
+@lru_cache(maxsize=64)
+def page_sql(table: str, sort: str, with_token: bool, csv: bool = False) -> str:
+    """One page of a table for one symbol.
+
+    Parameters: ``$1`` symbol, ``$2``/``$3`` time (µs) bounds, ``$4``/``$5``
+    ns bounds, ``$6`` limit (NULL: all), then the token's key values.
+    """
+    if table not in SELECT or sort not in ("asc", "desc"):
+        raise ValueError(f"expected a table among {list(SELECT)} and sort asc|desc, got {table!r}, {sort!r}")
+    key = KEY[table]
+    direction = "" if sort == "asc" else " DESC"
+    where = "symbol = $1 AND time >= $2 AND time <= $3 AND time_ns >= $4 AND time_ns <= $5"
+    if table == "bars":
+        where += _BAR_FILTER
+    if with_token:
+        marks = ", ".join(f"${7 + n}" for n in range(len(key)))
+        where += f" AND ({', '.join(key)}) {'>' if sort == 'asc' else '<'} ({marks})"
+    order = ", ".join(f"{table}.{column}{direction}" for column in ("time", *key))
+    columns = CSV_SELECT[table] if csv else SELECT[table]
+    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order} LIMIT $6"
+
+
+@lru_cache(maxsize=32)
+def bars_sql(timeframe: str, sort: str, csv: bool = False) -> str:
+    """Bars of a coarser timeframe, aggregated from minute bars.
+
+    Parameters as :func:`page_sql` without a token: paging narrows the bounds
+    instead, since a bucket start is the whole key.
+    """
+    if timeframe not in BUCKETS or sort not in ("asc", "desc"):
+        raise ValueError(f"expected a timeframe among {list(BUCKETS)} and sort asc|desc, got {timeframe!r}")
+    inner = (
+        f"SELECT {BUCKETS[timeframe]} AS bucket, (array_agg(open ORDER BY time))[1] AS open, max(high) AS high, "
+        "min(low) AS low, (array_agg(close ORDER BY time DESC))[1] AS close, sum(volume)::bigint AS volume, "
+        "coalesce(sum(vwap * volume) / nullif(sum(volume), 0), avg(vwap)) AS vwap, "
+        "sum(trade_count)::bigint AS trade_count "
+        "FROM bars WHERE symbol = $1 AND time >= $2 AND time <= $3 AND time_ns >= $4 AND time_ns <= $5"
+        f"{_BAR_FILTER} GROUP BY 1"
+    )
+    if csv:
+        columns = (
+            "$1::text AS symbol, to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') "
+            "|| '.000000000Z' AS time, open, high, low, close, volume, vwap, trade_count"
+        )
+    else:
+        columns = "bucket, open, high, low, close, volume, vwap, trade_count"
+    direction = "" if sort == "asc" else " DESC"
+    return f"SELECT {columns} FROM ({inner}) b ORDER BY bucket{direction} LIMIT $6"
+
+
+@lru_cache(maxsize=8)
+def latest_sql(table: str) -> str:
+    """The newest row of each symbol in ``$1`` (a text array), one index probe per symbol."""
+    if table not in SELECT:
+        raise ValueError(f"expected a table among {list(SELECT)}, got {table!r}")
+    extra = _BAR_FILTER if table == "bars" else ""
+    return (
+        f"SELECT s.symbol, x.* FROM unnest($1::text[]) AS s(symbol) CROSS JOIN LATERAL "
+        f"(SELECT {SELECT[table]} FROM {table} t WHERE t.symbol = s.symbol{extra} "
+        "ORDER BY time DESC, time_ns DESC LIMIT 1) x"
+    )
+
+
+def symbols_sql(table: str) -> str:
+    """Distinct symbols of a table by skip scan: one index probe per symbol, not a full scan."""
+    if table not in SELECT:
+        raise ValueError(f"expected a table among {list(SELECT)}, got {table!r}")
+    return (
+        f"WITH RECURSIVE s AS ((SELECT symbol FROM {table} ORDER BY symbol LIMIT 1) UNION ALL "
+        f"SELECT (SELECT t.symbol FROM {table} t WHERE t.symbol > s.symbol ORDER BY t.symbol LIMIT 1) "
+        "FROM s WHERE s.symbol IS NOT NULL) SELECT symbol FROM s WHERE symbol IS NOT NULL"
+    )

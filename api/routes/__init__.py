@@ -1,0 +1,1 @@
+"""One router per resource: history, latest, symbols, operations, the dashboard page."""

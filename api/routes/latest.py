@@ -1,0 +1,84 @@
+"""``GET /quotes/latest``, ``/trades/latest``, ``/bars/latest``: Redis snapshots, PostgreSQL behind them.
+
+The snapshot hashes (``latest:quotes`` ...) answer in one HMGET; symbols they
+do not hold (never seen live, or Redis down) come from the newest stored row.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import redis.exceptions
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from api.deps import State
+from api.models import LatestBars, LatestQuotes, LatestTrades, Unavailable
+from api.params import SymbolsQuery, parse_symbols
+from api.queries import latest_sql
+from api.shape import SHAPES, latest_object
+from tickpipe.names import latest_hash
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["latest"])
+
+RESPONSES: dict[int | str, dict[str, Any]] = {503: {"model": Unavailable, "description": "PostgreSQL does not answer"}}
+HOW = (
+    "From the live snapshot in Redis, or the newest stored row when Redis has none. "
+    "Symbols with no data at all are left out."
+)
+
+
+async def latest(state: State, family: str, symbols: list[str]) -> Response:
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        values = await state.redis.hmget(latest_hash(family), symbols)
+    except (redis.exceptions.RedisError, OSError) as exc:
+        log.warning("latest %s: Redis did not answer (%s); reading PostgreSQL", family, exc)
+        values = [None] * len(symbols)
+    for symbol, payload in zip(symbols, values, strict=True):
+        item = latest_object(payload, family) if payload else None
+        if item is not None:
+            found[symbol] = item
+    missing = [symbol for symbol in symbols if symbol not in found]
+    if missing:
+        shape = SHAPES[family]
+        for row in await state.pool.fetch(latest_sql(family), missing):
+            found[row[0]] = shape(tuple(row)[1:])
+    body = {family: {symbol: found[symbol] for symbol in symbols if symbol in found}}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/quotes/latest",
+    response_model=LatestQuotes,
+    summary="Latest quote of each symbol",
+    description=HOW,
+    responses=RESPONSES,
+)
+async def latest_quotes(state: State, symbols: SymbolsQuery) -> Response:
+    return await latest(state, "quotes", parse_symbols(symbols))
+
+
+@router.get(
+    "/trades/latest",
+    response_model=LatestTrades,
+    summary="Latest trade of each symbol",
+    description=HOW,
+    responses=RESPONSES,
+)
+async def latest_trades(state: State, symbols: SymbolsQuery) -> Response:
+    return await latest(state, "trades", parse_symbols(symbols))
+
+
+@router.get(
+    "/bars/latest",
+    response_model=LatestBars,
+    summary="Latest minute bar of each symbol",
+    description=HOW,
+    responses=RESPONSES,
+)
+async def latest_bars(state: State, symbols: SymbolsQuery) -> Response:
+    return await latest(state, "bars", parse_symbols(symbols))

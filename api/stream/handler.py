@@ -1,0 +1,290 @@
+"""``WS /v2/stream``: one client session of Alpaca's stream protocol, with explicit states.
+
+States (as starlette's ``WebSocketState``, one step further)::
+
+    CONNECTING -> UNAUTHENTICATED -> AUTHENTICATED -> CLOSING -> CLOSED
+                        \\__________________________/
+
+Two tasks per session: the receiver (client actions, in order) and the
+sender (the outbox, see :mod:`api.stream.outbox`). The session ends when
+either ends or when it decides to close (auth failed or timed out, slow
+client); whatever happened, it always unregisters from the hub and closes,
+1011 on an unexpected error, as starlette's receive loop always ends in
+``on_disconnect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+import redis.exceptions
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from api.stream import protocol as p
+from api.stream.hub import event_code
+from api.stream.outbox import FRAME_EVENTS, Frame, Outbox
+from tickpipe.codecs import encode_wire_msgpack
+from tickpipe.names import latest_hash
+
+if TYPE_CHECKING:
+    from api.state import ApiState
+
+log = logging.getLogger(__name__)
+
+#: How long a closing session waits for a (slow) client to take its last error message and close frame.
+CLOSE_TIMEOUT_S: Final = 10.0
+SNAPSHOT_TIMEOUT_S: Final = 2.0
+POLICY_VIOLATION: Final = 1008
+INTERNAL_ERROR: Final = 1011
+#: Families whose last event is a state worth sending first (a correction or cancel is not).
+SNAPSHOT_FAMILIES: Final = frozenset({"quotes", "trades", "bars", "statuses"})
+
+
+class SessionState(Enum):
+    CONNECTING = "connecting"
+    UNAUTHENTICATED = "unauthenticated"
+    AUTHENTICATED = "authenticated"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    """Alpaca market-data stream v2 over tickpipe's Redis channels."""
+    await StreamSession(websocket, websocket.app.state.api).run()
+
+
+class StreamSession:
+    def __init__(self, websocket: WebSocket, api: ApiState) -> None:
+        self.ws = websocket
+        self.api = api
+        self.state = SessionState.CONNECTING
+        self.subs = p.Subscriptions()
+        self.outbox = Outbox(api.settings.ws_client_queue_size, lambda: self.finish(p.Code.SLOW_CLIENT))
+        content_type = websocket.headers.get("content-type", "")
+        self.msgpack = "msgpack" in content_type.lower()
+        self._interval = api.settings.ws_flush_interval_ms / 1000
+        self._verdict: asyncio.Future[p.Code | None] = asyncio.get_running_loop().create_future()
+        self._auth_timer: asyncio.TimerHandle | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        metrics = self.api.metrics
+        tasks: list[asyncio.Task[None]] = []
+        close_code: int | None = 1000
+        verdict: p.Code | None = None
+        await self.ws.accept()
+        metrics.ws_clients.inc()
+        self.state = SessionState.UNAUTHENTICATED
+        self._auth_timer = auth_timer = asyncio.get_running_loop().call_later(
+            self.api.settings.ws_auth_timeout_s, self.finish, p.Code.AUTH_TIMEOUT
+        )
+        try:
+            await self._send(self._control_frame([p.CONNECTED]))
+            self._header_auth()
+            tasks = [
+                asyncio.create_task(self.outbox.drain(self._send, self._events_frame, self._sent, self._interval)),
+                asyncio.create_task(self._receive()),
+            ]
+            waiting: list[asyncio.Future[Any]] = [*tasks, self._verdict]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            verdict = self._verdict.result() if self._verdict.done() else None
+            close_code = None if self.state is SessionState.CLOSED else (POLICY_VIOLATION if verdict else 1000)
+        except WebSocketDisconnect:
+            close_code = None
+        except Exception:
+            log.exception("stream session failed")
+            verdict, close_code = p.Code.INTERNAL_ERROR, INTERNAL_ERROR
+        finally:
+            auth_timer.cancel()
+            self.state = SessionState.CLOSING
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            self.api.hub.remove(self.outbox, self._pairs(self.subs.all_pairs()))
+            metrics.ws_clients.dec()
+            await self._close(verdict if close_code is not None else None, close_code)
+            self.state = SessionState.CLOSED
+
+    def finish(self, code: p.Code) -> None:
+        """End the session with this error (sent, then the socket closed); first verdict wins."""
+        if not self._verdict.done():
+            self._verdict.set_result(code)
+
+    async def _close(self, verdict: p.Code | None, code: int | None) -> None:
+        if code is None:
+            return
+        if verdict is not None:
+            self.api.metrics.ws_errors.labels(str(int(verdict))).inc()
+            if verdict is p.Code.SLOW_CLIENT:
+                self.api.metrics.ws_slow_disconnects.inc()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if verdict is not None:
+                    await self._send(self._control_frame([p.error(verdict)]))
+                await self.ws.close(code, p.MESSAGES[verdict] if verdict else None)
+
+    # --- receiving ------------------------------------------------------------------------------------
+    async def _receive(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                self.state = SessionState.CLOSED
+                return
+            raw = message.get("text")
+            await self._handle(raw if raw is not None else message.get("bytes") or b"")
+
+    async def _handle(self, raw: str | bytes) -> None:
+        try:
+            action = p.decode_action(raw)
+        except p.ProtocolError as exc:
+            self._reply(p.error(exc.code, exc.detail))
+            return
+        if self.state is SessionState.UNAUTHENTICATED:
+            if action.kind != "auth":
+                self._reply(p.error(p.Code.NOT_AUTHENTICATED))
+            elif self._authorized(action.key, action.secret):
+                self._authenticated()
+            else:
+                self.finish(p.Code.AUTH_FAILED)
+        elif action.kind == "auth":
+            self._reply(p.error(p.Code.ALREADY_AUTHENTICATED))
+        elif action.kind == "subscribe":
+            await self._subscribe(action.streams)
+        else:
+            self._unsubscribe(action.streams)
+
+    # --- auth -------------------------------------------------------------------------------------------
+    def _authorized(self, key: str, secret: str) -> bool:
+        """Any key when TICKPIPE_API_KEYS is empty; otherwise a listed key with its secret."""
+        pairs = self.api.key_pairs
+        if not pairs:
+            return True
+        expected = pairs.get(key)
+        return hmac.compare_digest((expected or "\0").encode(), secret.encode()) and expected is not None
+
+    def _header_auth(self) -> None:
+        """Alpaca also accepts the REST headers at the handshake, so the client need not send auth."""
+        key = self.ws.headers.get("apca-api-key-id")
+        secret = self.ws.headers.get("apca-api-secret-key")
+        if key is None or secret is None:
+            return
+        if self._authorized(key, secret):
+            self._authenticated()
+        else:
+            self.finish(p.Code.AUTH_FAILED)
+
+    def _authenticated(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        self.state = SessionState.AUTHENTICATED
+        self._reply(p.AUTHENTICATED)
+
+    # --- subscriptions ------------------------------------------------------------------------------------
+    async def _subscribe(self, streams: dict[str, list[str]]) -> None:
+        limit = self.api.settings.ws_max_symbols
+        after = self.subs.count_after_add(streams)
+        if after > limit:
+            detail = f"at most {limit} symbols per connection; this subscribe would make {after}"
+            self._reply(p.error(p.Code.SYMBOL_LIMIT_EXCEEDED, detail))
+            return
+        outbox = self.outbox
+        outbox.held = True
+        mark = len(outbox.pending)
+        try:
+            pairs = self._pairs(self.subs.add(streams))
+            await self.api.hub.add(outbox, pairs)
+            snapshots = await self._snapshots(pairs)
+            self._drop_older(mark, snapshots)
+            outbox.push_front(self._control_frame([self.subs.message()]))
+            payloads = list(snapshots.values())
+            for first in range(0, len(payloads), FRAME_EVENTS):
+                outbox.push_front(self._events_frame(payloads[first : first + FRAME_EVENTS]))
+        finally:
+            outbox.release()
+
+    def _unsubscribe(self, streams: dict[str, list[str]]) -> None:
+        self.api.hub.remove(self.outbox, self._pairs(self.subs.remove(streams)))
+        self._reply(self.subs.message())
+
+    @staticmethod
+    def _pairs(pairs: list[tuple[str, str]]) -> list[tuple[p.Stream, str]]:
+        return [(p.STREAMS[name], symbol) for name, symbol in pairs]
+
+    async def _snapshots(self, pairs: list[tuple[p.Stream, str]]) -> dict[tuple[str, str], bytes]:
+        """The latest event of each (type, symbol) newly subscribed, from the snapshot hashes."""
+        wanted: dict[str, dict[str, set[str]]] = {}  # family -> symbol -> codes
+        for stream, symbol in pairs:
+            if stream.family in SNAPSHOT_FAMILIES:
+                wanted.setdefault(stream.family, {}).setdefault(symbol, set()).add(stream.code)
+        found: dict[tuple[str, str], bytes] = {}
+        try:
+            async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
+                for family, symbols in wanted.items():
+                    key = latest_hash(family)
+                    values: list[tuple[Any, Any]]
+                    if p.WILDCARD in symbols:
+                        values = list((await self.api.redis.hgetall(key)).items())
+                    else:
+                        names = sorted(symbols)
+                        values = list(zip(names, await self.api.redis.hmget(key, names), strict=True))
+                    every = symbols.get(p.WILDCARD, set())
+                    for symbol, payload in values:
+                        if not isinstance(payload, bytes):
+                            continue
+                        name = symbol.decode() if isinstance(symbol, bytes) else str(symbol)
+                        code = event_code(payload).decode()
+                        if code in symbols.get(name, ()) or code in every:
+                            found[(code, name)] = payload
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            log.warning("no snapshots for a subscribe, Redis did not answer: %s", exc)
+        return found
+
+    def _drop_older(self, mark: int, snapshots: dict[tuple[str, str], bytes]) -> None:
+        """Drop events that arrived while subscribing but are not newer than the snapshot sent first."""
+        held = self.outbox.pending[mark:]
+        if not snapshots or not held:
+            return
+        stamps = {key: orjson.loads(payload).get("t", "") for key, payload in snapshots.items()}
+        keep = self.outbox.pending[:mark]
+        for payload in held:
+            data = orjson.loads(payload)
+            stamp = stamps.get((data.get("T"), data.get("S")))
+            if stamp is None or data.get("t", "") > stamp:  # fixed-width RFC 3339: text order is time order
+                keep.append(payload)
+        self.outbox.pending = keep
+
+    # --- sending ------------------------------------------------------------------------------------------
+    def _reply(self, message: dict[str, Any]) -> None:
+        if message.get("T") == "error":
+            self.api.metrics.ws_errors.labels(str(message["code"])).inc()
+        self.outbox.push_front(self._control_frame([message]))
+
+    def _control_frame(self, messages: list[dict[str, Any]]) -> Frame:
+        return encode_wire_msgpack(messages) if self.msgpack else orjson.dumps(messages).decode()
+
+    def _events_frame(self, payloads: list[bytes]) -> Frame:
+        if self.msgpack:
+            return encode_wire_msgpack([orjson.loads(payload) for payload in payloads])
+        return (b"[" + b",".join(payloads) + b"]").decode()
+
+    async def _send(self, frame: Frame) -> None:
+        if isinstance(frame, str):
+            await self.ws.send({"type": "websocket.send", "text": frame})
+        else:
+            await self.ws.send({"type": "websocket.send", "bytes": frame})
+
+    def _sent(self, count: int) -> None:
+        stream = self.api.metrics.stream
+        stream.messages_sent += count
+        stream.frames_sent += 1

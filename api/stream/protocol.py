@@ -1,0 +1,206 @@
+"""Alpaca's market-data stream v2 protocol, as far as a server speaks it.
+
+Client actions (JSON text, or msgpack binary as alpaca-py sends them)::
+
+    {"action": "auth", "key": "...", "secret": "..."}
+    {"action": "subscribe", "trades": ["AAPL"], "quotes": ["*"], "bars": ["MSFT"]}
+    {"action": "unsubscribe", "quotes": ["*"]}
+
+Server messages, always in an array: ``{"T": "success", "msg": "connected"}``,
+``{"T": "success", "msg": "authenticated"}``, ``{"T": "subscription", ...every
+channel's list...}``, ``{"T": "error", "code": 4xx, "msg": ...}`` (Alpaca's
+own codes and texts; ``detail`` adds what was expected and what came), and the
+events themselves. As on Alpaca, subscribing to trades also subscribes to the
+corrections and cancel errors of the same symbols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Final
+
+import msgpack
+import orjson
+
+from tickpipe.settings import validate_symbol
+
+
+class Code(IntEnum):
+    INVALID_SYNTAX = 400
+    NOT_AUTHENTICATED = 401
+    AUTH_FAILED = 402
+    ALREADY_AUTHENTICATED = 403
+    AUTH_TIMEOUT = 404
+    SYMBOL_LIMIT_EXCEEDED = 405
+    CONNECTION_LIMIT_EXCEEDED = 406
+    SLOW_CLIENT = 407
+    INSUFFICIENT_SUBSCRIPTION = 409
+    INVALID_SUBSCRIBE_ACTION = 410
+    INTERNAL_ERROR = 500
+
+
+MESSAGES: Final[dict[Code, str]] = {
+    Code.INVALID_SYNTAX: "invalid syntax",
+    Code.NOT_AUTHENTICATED: "not authenticated",
+    Code.AUTH_FAILED: "auth failed",
+    Code.ALREADY_AUTHENTICATED: "already authenticated",
+    Code.AUTH_TIMEOUT: "auth timeout",
+    Code.SYMBOL_LIMIT_EXCEEDED: "symbol limit exceeded",
+    Code.CONNECTION_LIMIT_EXCEEDED: "connection limit exceeded",
+    Code.SLOW_CLIENT: "slow client",
+    Code.INSUFFICIENT_SUBSCRIPTION: "insufficient subscription",
+    Code.INVALID_SUBSCRIBE_ACTION: "invalid subscribe action for this feed",
+    Code.INTERNAL_ERROR: "internal error",
+}
+
+CONNECTED: Final = {"T": "success", "msg": "connected"}
+AUTHENTICATED: Final = {"T": "success", "msg": "authenticated"}
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One subscribable channel of the protocol and where its events come from."""
+
+    family: str  # Redis channel family: quotes:{SYMBOL}
+    code: str  # the event type ("T") it carries
+
+
+#: The channels we carry, by their protocol names.
+STREAMS: Final[dict[str, Stream]] = {
+    "trades": Stream("trades", "t"),
+    "quotes": Stream("quotes", "q"),
+    "bars": Stream("bars", "b"),
+    "updatedBars": Stream("bars", "u"),
+    "dailyBars": Stream("bars", "d"),
+    "statuses": Stream("statuses", "s"),
+    "corrections": Stream("corrections", "c"),
+    "cancelErrors": Stream("cancels", "x"),
+}
+#: Channels Alpaca lists in a subscription message, in its order (lulds: never published here).
+LISTED: Final = (
+    "trades",
+    "quotes",
+    "bars",
+    "updatedBars",
+    "dailyBars",
+    "statuses",
+    "lulds",
+    "corrections",
+    "cancelErrors",
+)
+#: Subscribing to trades brings these along, as on Alpaca.
+WITH_TRADES: Final = ("corrections", "cancelErrors")
+WILDCARD: Final = "*"
+
+
+class ProtocolError(Exception):
+    """A client message we answer with an error message (the connection may stay open)."""
+
+    def __init__(self, code: Code, detail: str = "") -> None:
+        super().__init__(f"{int(code)} {MESSAGES[code]}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def error(code: Code, detail: str = "") -> dict[str, Any]:
+    message: dict[str, Any] = {"T": "error", "code": int(code), "msg": MESSAGES[code]}
+    if detail:
+        message["detail"] = detail
+    return message
+
+
+@dataclass(slots=True)
+class Action:
+    kind: str  # auth | subscribe | unsubscribe
+    key: str = ""
+    secret: str = ""
+    streams: dict[str, list[str]] = field(default_factory=dict)
+
+
+def decode_action(raw: str | bytes) -> Action:
+    """One client message to an action; ProtocolError(400/410) naming what is wrong."""
+    try:
+        data = orjson.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise ProtocolError(Code.INVALID_SYNTAX, f"expected a JSON or msgpack object: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(Code.INVALID_SYNTAX, f"expected an object with an action, got {type(data).__name__}")
+    kind = data.get("action")
+    if kind == "auth":
+        key, secret = data.get("key"), data.get("secret")
+        if not isinstance(key, str) or not isinstance(secret, str):
+            raise ProtocolError(Code.INVALID_SYNTAX, "expected auth with string fields key and secret")
+        return Action("auth", key=key, secret=secret)
+    if kind not in ("subscribe", "unsubscribe"):
+        raise ProtocolError(Code.INVALID_SYNTAX, f"expected action auth, subscribe or unsubscribe, got {kind!r}")
+    streams: dict[str, list[str]] = {}
+    for name, symbols in data.items():
+        if name == "action":
+            continue
+        if name not in STREAMS:
+            code = Code.INVALID_SUBSCRIBE_ACTION if name in LISTED else Code.INVALID_SYNTAX
+            raise ProtocolError(code, f"expected channels among {', '.join(STREAMS)}, got {name!r}")
+        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+            raise ProtocolError(Code.INVALID_SYNTAX, f"expected a list of symbols for {name!r}, got {symbols!r}")
+        try:
+            streams[name] = [s if s == WILDCARD else validate_symbol(s) for s in symbols]
+        except ValueError as exc:
+            raise ProtocolError(Code.INVALID_SYNTAX, f"{name}: {exc}") from None
+    return Action(kind, streams=streams)
+
+
+class Subscriptions:
+    """What one connection is subscribed to, per channel; the diffs the hub must apply."""
+
+    def __init__(self) -> None:
+        self.by_stream: dict[str, set[str]] = {name: set() for name in STREAMS}
+
+    def symbol_count(self) -> int:
+        """Distinct symbols over all channels (the wildcard counts as one)."""
+        return len(set().union(*self.by_stream.values()))
+
+    def _expand(self, streams: dict[str, list[str]]) -> dict[str, list[str]]:
+        out = {name: list(symbols) for name, symbols in streams.items()}
+        for name in WITH_TRADES:
+            if "trades" in streams:
+                out[name] = list(dict.fromkeys([*out.get(name, []), *streams["trades"]]))
+        return out
+
+    def count_after_add(self, streams: dict[str, list[str]]) -> int:
+        everything = set().union(*self.by_stream.values())
+        for symbols in streams.values():
+            everything.update(symbols)
+        return len(everything)
+
+    def add(self, streams: dict[str, list[str]]) -> list[tuple[str, str]]:
+        """Record a subscribe; the (channel, symbol) pairs that are new."""
+        new = []
+        for name, symbols in self._expand(streams).items():
+            have = self.by_stream[name]
+            for symbol in symbols:
+                if symbol not in have:
+                    have.add(symbol)
+                    new.append((name, symbol))
+        return new
+
+    def remove(self, streams: dict[str, list[str]]) -> list[tuple[str, str]]:
+        """Record an unsubscribe; the (channel, symbol) pairs that were there."""
+        gone = []
+        for name, symbols in self._expand(streams).items():
+            have = self.by_stream[name]
+            for symbol in symbols:
+                if symbol in have:
+                    have.discard(symbol)
+                    gone.append((name, symbol))
+        return gone
+
+    def all_pairs(self) -> list[tuple[str, str]]:
+        return [(name, symbol) for name, symbols in self.by_stream.items() for symbol in symbols]
+
+    def message(self) -> dict[str, Any]:
+        """The subscription message: every listed channel with its sorted symbols."""
+        out: dict[str, Any] = {"T": "subscription"}
+        for name in LISTED:
+            out[name] = sorted(self.by_stream.get(name, ()))
+        return out

@@ -1,0 +1,199 @@
+"""Benchmark of ``tickpipe api``: history requests and the live stream, each next to its baseline.
+
+    python bench/api.py [--database-url URL] [--seconds 10] [--concurrency 4] [--clients 1000] ...
+
+1. History: ``GET /quotes/{symbol}?limit=1000`` on random symbols of a table of
+   10 million quotes across 500 symbols (built once into ``tickpipe_bench``, see
+   ``bench/api_data.py``), requests/s and p50/p99 latency, next to the very same
+   SQL statement issued directly through asyncpg at the same concurrency (the
+   ceiling: no HTTP, no JSON).
+2. Live stream: N WebSocket clients (default 1,000), each subscribed to 10 of the
+   500 symbols, while quotes are published on Redis at a fixed rate (default
+   5,000/s): messages delivered against expected, p50/p99 publish-to-client
+   latency. See ``bench/api_stream.py``.
+
+The API runs as its own process (``tickpipe api``, uvicorn, one worker), as in
+production; the HTTP load and the asyncpg baseline run in this process, the
+WebSocket clients in separate processes (one Python process cannot read 1,000
+sockets at this rate), all on this machine's cores, so every figure includes
+the cost of its own load generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from api.pages import PageRequest
+from bench.api_data import DEFAULT_SERVER, ROWS, SYMBOLS, ensure_bench_db, symbol_names
+from bench.api_stream import bench_redis, bench_stream
+from tickpipe.db import asyncpg_dsn
+from tickpipe.embedded import free_port
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def row(name: str, count: int, seconds: float, latencies: list[float], note: str = "") -> str:
+    rate = count / seconds
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    return f"  {name:<32}{rate:>10.1f}{p50:>10.2f}{p99:>10.2f}  {note}"
+
+
+# --- the API process ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIterator[str]:
+    """``tickpipe api`` on a free port, as its own process; its base URL once ready."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="tickpipe-bench-api-", suffix=".log", delete=False)  # noqa: SIM115
+    environ = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": str(port),
+               "LOG_LEVEL": "WARNING", **env}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "api", env=environ, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while True:
+                try:
+                    if (await client.get(f"{url}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"tickpipe api did not become ready; see {log.name}")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            async with asyncio.timeout(30):
+                await proc.wait()
+        log.close()
+
+
+# --- history ----------------------------------------------------------------------------------------
+
+
+async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
+    """One keep-alive HTTP/1.1 GET; a minimal client, so the load generator costs little."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"GET {path}: {head.splitlines()[0]!r}")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    return await reader.readexactly(length)
+
+
+async def load(
+    worker: Callable[[], Coroutine[Any, Any, Callable[[], Coroutine[Any, Any, None]]]],
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+) -> tuple[int, float, list[float]]:
+    """Run ``concurrency`` loops of one request each for ``warmup`` + ``seconds``; count and time the last part."""
+    latencies: list[float] = []
+    start = time.perf_counter() + warmup
+    stop = start + seconds
+
+    async def loop() -> None:
+        request = await worker()
+        while (now := time.perf_counter()) < stop:
+            await request()
+            if now >= start:
+                latencies.append(time.perf_counter() - now)
+
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return len(latencies), seconds, latencies
+
+
+async def bench_history(database_url: str, api_url: str, concurrency: int, seconds: float, warmup: float) -> None:
+    symbols = symbol_names(SYMBOLS)
+    rng = random.Random(7)
+
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=concurrency, max_size=concurrency)
+
+    async def direct() -> Callable[[], Coroutine[Any, Any, None]]:
+        async def request() -> None:
+            sql, args = PageRequest("quotes", rng.choice(symbols), limit=1001).sql()  # what the API runs
+            rows = await pool.fetch(sql, *args)
+            assert len(rows) == 1001
+
+        return request
+
+    host, port = api_url.removeprefix("http://").split(":")
+
+    async def http() -> Callable[[], Coroutine[Any, Any, None]]:
+        reader, writer = await asyncio.open_connection(host, int(port))
+
+        async def request() -> None:
+            body = await get(reader, writer, f"/quotes/{rng.choice(symbols)}?limit=1000")
+            assert body.startswith(b'{"quotes":[{') and b'"next_page_token":"' in body[-200:]
+
+        return request
+
+    base = await load(direct, concurrency, seconds, warmup)
+    await pool.close()
+    ours = await load(http, concurrency, seconds, warmup)
+    share = (ours[0] / ours[1]) / (base[0] / base[1])
+    print(
+        f"\nhistory: GET /quotes/{{symbol}}?limit=1000, random symbol, {ROWS:,} quotes over {SYMBOLS} symbols, "
+        f"{concurrency} concurrent, {seconds:.0f} s each"
+    )
+    print(f"  {'':<32}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(row("same SQL, asyncpg (ceiling)", *base))
+    print(row("tickpipe api (HTTP, JSON)", *ours, note=f"{share:.2f} of the ceiling (target >= 0.5, p99 < 25 ms)"))
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> None:
+    database_url = await ensure_bench_db(args.database_url)
+
+    async with bench_redis(args.redis_url) as redis_url, api_process(database_url, redis_url) as api_url:
+        if not args.skip_history:
+            await bench_history(database_url, api_url, args.concurrency, args.seconds, args.warmup)
+        if not args.skip_stream:
+            await bench_stream(api_url, redis_url, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_SERVER,
+                        help="a PostgreSQL server; the bench database tickpipe_bench is made on it")  # fmt: skip
+    parser.add_argument("--redis-url", default=None, help="a Redis to use (default: a private embedded one)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds of each run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
+    parser.add_argument("--concurrency", type=int, default=4, help="concurrent history requests")
+    parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients")
+    parser.add_argument("--client-processes", type=int, default=2, help="processes the clients are spread over")
+    parser.add_argument("--symbols-per-client", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=5000.0, help="quotes published per second")
+    parser.add_argument("--skip-history", action="store_true")
+    parser.add_argument("--skip-stream", action="store_true")
+    asyncio.run(run(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Kafka records to staging rows and dead letters: the pure half of the consumer, no I/O.
+
+One bad record never costs its neighbours: a value that does not decode, an
+event whose values cannot be stored (a time outside 1970-2200, a negative or
+non-finite price, an integer beyond ``bigint``) or an event of another table's
+type on this topic becomes a :class:`~tickpipe.dlq.DeadLetter` with the reason,
+its topic, partition and offset and the original bytes. Events of types that no
+consumer stores yet (statuses, corrections, cancels) are counted as skipped,
+not dead-lettered: they are valid, just not ours.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Final, Protocol
+
+from aiokafka.structs import TopicPartition
+
+from consumers.tables import TYPES, spec
+from tickpipe.codecs import decode_kafka
+from tickpipe.dlq import DeadLetter
+from tickpipe.errors import DecodeError
+from tickpipe.events import Bar
+
+NS_PER_DAY: Final = 86_400 * 10**9
+_EPOCH: Final = date(1970, 1, 1)
+_NAMES: Final = {"q": "quote", "t": "trade", "b": "bar", "u": "updated bar", "d": "daily bar"}
+
+
+class Record(Protocol):
+    """What the batch needs of a Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass
+class Batch:
+    """The rows of one batch, where each came from, and what was set aside."""
+
+    table: str
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: The record of each row, so a row PostgreSQL refuses can still be dead-lettered whole.
+    sources: list[Record] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    #: Dead letters by kind: ``decode``, ``range``, ``misrouted`` (later also ``refused``).
+    dead_kinds: Counter[str] = field(default_factory=Counter)
+    #: Skipped records by event type code.
+    skipped: Counter[str] = field(default_factory=Counter)
+    #: The offset to commit per partition: the batch's last offset + 1.
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    #: UTC days (as day numbers since the epoch) the rows fall on; their partitions must exist.
+    day_numbers: set[int] = field(default_factory=set)
+    records: int = 0
+    #: Bars replaced within the batch by a later record of the same key (only the last is written).
+    superseded: int = 0
+    #: Set by the worker: the assignment generation the records were fetched in.
+    epoch: int = 0
+    #: bars: row index of each key seen, to keep one row per key.
+    _latest: dict[tuple[str, str, int], int] = field(default_factory=dict, repr=False)
+
+    @property
+    def days(self) -> list[date]:
+        return sorted(_EPOCH + timedelta(days=n) for n in self.day_numbers)
+
+    def dead_letter(self, record: Record, kind: str, field_name: str, reason: str) -> None:
+        self.dead.append(letter_for(record, field_name, reason))
+        self.dead_kinds[kind] += 1
+
+    def add(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        """Decode, check and convert more records of one partition, in offset order.
+
+        A batch grows a fetch at a time, so decoding never holds the event loop
+        for long and the write in flight gets its replies promptly.
+        """
+        if not records:
+            return
+        to_row = spec(self.table).stage_row
+        wanted = TYPES[self.table]
+        rows, sources, days, latest = self.rows, self.sources, self.day_numbers, self._latest
+        self.records += len(records)
+        self.offsets[tp] = records[-1].offset + 1
+        for record in records:
+            value = record.value
+            if value is None:
+                self.dead_letter(record, "decode", "$", "expected an event, got a record without a value")
+                continue
+            try:
+                event = decode_kafka(value)
+            except DecodeError as exc:
+                self.dead_letter(record, "decode", exc.field, str(exc))
+                continue
+            code = event.type_code
+            if code not in wanted:
+                if code in _NAMES:  # a quote, trade or bar on another table's topic: a routing bug upstream
+                    expected = " or ".join(_NAMES[c] for c in sorted(wanted))
+                    reason = f"expected a {expected} on {record.topic}, got a {_NAMES[code]}"
+                    self.dead_letter(record, "misrouted", "T", reason)
+                else:
+                    self.skipped[code] += 1
+                continue
+            try:
+                row = to_row(event)  # checks the values as it goes
+            except DecodeError as exc:
+                self.dead_letter(record, "range", exc.field, str(exc))
+                continue
+            if self.table == "bars":  # one row per key, or ON CONFLICT DO UPDATE would hit it twice
+                assert isinstance(event, Bar)
+                key = (event.symbol, event.timeframe, event.timestamp // 1000)
+                seen = latest.get(key)
+                if seen is not None:
+                    self.superseded += 1
+                    if not (rows[seen][-1] == "u" and code == "b"):  # the same rule as the upsert's WHERE
+                        rows[seen], sources[seen] = row, record
+                    continue
+                latest[key] = len(rows)
+            rows.append(row)
+            sources.append(record)
+            days.add(event.timestamp // NS_PER_DAY)
+
+
+def letter_for(record: Record, field_name: str, reason: str) -> DeadLetter:
+    """The dead letter of a consumed record: the reason, where it came from and its bytes, untouched."""
+    return DeadLetter(
+        reason=reason,
+        field=field_name,
+        stage="consumer",
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        key=record.key,
+        original=record.value or b"",
+    )
+
+
+def build_batch(table: str, records: Mapping[TopicPartition, Sequence[Record]]) -> Batch:
+    """Decode, check and convert the records of one batch (partition order kept within each partition)."""
+    batch = Batch(spec(table).table)
+    for tp, part in records.items():
+        batch.add(tp, part)
+    return batch

@@ -1,0 +1,300 @@
+"""The durable path: every event to Kafka, keyed by symbol, in order per symbol, never dropped silently.
+
+The read loop hands records to :meth:`DurableSink.offer` (a list append,
+nothing awaited). The sink's own task ships them in *rounds*: at most one
+batch per partition, all sent together, and the next round only once every
+batch of this one is settled. One round in flight means a failed batch can
+never be overtaken by a later one of the same partition, so order per symbol
+holds through any failure without the idempotent producer.
+
+While Kafka fails, or a round stays unanswered longer than
+``spill_after`` (or the queue passes ``queue_limit``), records go to the
+:class:`~producer.spool.Spool` instead. As long as the spool holds anything,
+new records are appended behind it, and rounds are read from its head
+(committed only once acknowledged) until it is empty; then records go
+straight to Kafka again. A round that fails after newer records were spooled
+fills a slot reserved ahead of them, so it is still replayed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+
+from producer.kafka_backend import KafkaBackend, Outcome, Round
+from producer.retry import backoff, describe
+from producer.rounds import DurableStats, Flight, Partitioner, abandon, fill_from_memory, fill_from_spool, settle
+from producer.spool import Record, Spool
+
+log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_S = 1.0
+
+
+class DurableSink:
+    """Kafka with a disk spool behind it; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: KafkaBackend,
+        spool: Spool,
+        *,
+        queue_limit: int = 200_000,
+        spill_after: float = 2.0,
+        round_max: int = 100_000,
+        linger: float = 0.0,
+        retry_max: float = 10.0,
+    ) -> None:
+        self.backend = backend
+        self.spool = spool
+        self.queue_limit = queue_limit
+        self.spill_after = spill_after
+        self.round_max = round_max
+        self.linger = linger  # gather records this long after a round starts before the next one
+        self.retry_max = retry_max
+        self.stats = DurableStats()
+        self.inbound: deque[Record] = deque()
+        self._flight: Flight | None = None
+        self._want = True
+        self._signal: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_sync = 0.0
+        self._partition = Partitioner()
+        self._learning: asyncio.Future[None] | None = None
+        self._since = 0.0  # when run() began connecting
+        self._last_round = 0.0
+        self.connected = asyncio.Event()  # set once Kafka was first reached
+
+    # --- the read loop's side -----------------------------------------------------------------
+    def offer(self, records: Sequence[Record]) -> None:
+        """Take records for Kafka; never blocks, never drops."""
+        self.inbound.extend(records)
+        if self._want or len(self.inbound) > self.queue_limit:
+            self._poke()
+
+    # --- state --------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        if not self.backend.connected:
+            return "connecting"
+        if self._failures:
+            return "spooling"
+        return "replaying" if self.spool.depth else "direct"
+
+    @property
+    def writable(self) -> bool:
+        """Kafka is taking records (the spool may still be draining)."""
+        return self.backend.connected and not self._failures
+
+    @property
+    def pending(self) -> int:
+        """Records in memory not yet acknowledged by Kafka nor on disk."""
+        in_flight = len(self._flight.items) if self._flight and self._flight.kind == "direct" else 0
+        return len(self.inbound) + in_flight
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish: flush what it can within its deadline, spool the rest."""
+        self._stopping = True
+        self._poke()
+
+    # --- the sink's task ----------------------------------------------------------------------
+    async def run(self, shutdown_timeout: float = 15.0) -> None:
+        """Ship records until :meth:`stop`, then flush or spool within ``shutdown_timeout``."""
+        self._since = asyncio.get_running_loop().time()
+        connector = asyncio.create_task(self._connect(), name="kafka-connect")
+        try:
+            while not self._stopping:
+                await self._step()
+        finally:
+            connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connector
+            await self._shutdown(asyncio.get_running_loop().time() + shutdown_timeout)
+
+    async def _connect(self) -> None:
+        attempt = 0
+        while not self.backend.connected:
+            try:
+                await self.backend.start()
+                log.info("Kafka connected; %d records wait in the spool", self.spool.depth)
+                self.connected.set()
+                self._poke()
+            except Exception as exc:
+                attempt += 1
+                delay = backoff(attempt, 0.5, self.retry_max)
+                level = logging.WARNING if attempt == 1 else logging.INFO
+                log.log(level, "Kafka unreachable (%s); spooling to disk, retrying in %.1f s", describe(exc), delay)
+                await asyncio.sleep(delay)
+
+    async def _step(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        flight = self._flight
+        if flight is not None and flight.task.done():
+            self._settle(flight, now)
+            flight = self._flight = None
+        wake_at: float | None = None  # when to look again if nothing pokes us first
+        if flight is not None:
+            self._maybe_spill(flight, now)
+        elif not self.backend.connected:
+            # Still connecting: hold records in memory for a moment (start-up), then to disk.
+            if self.spool.depth or len(self.inbound) > self.queue_limit or now >= self._since + self.spill_after:
+                self._spill()
+            else:
+                wake_at = self._since + self.spill_after
+        elif self.spool.depth or self._failures:
+            self._spill()  # behind whatever the spool holds
+            if self.spool.depth and self._learning is None:
+                if now >= self._retry_at:
+                    self._flight = self._start_replay(now)
+                wake_at = self._retry_at if self._flight is None else None
+        elif self.inbound and self._learning is None:
+            if now >= self._last_round + self.linger or len(self.inbound) >= self.round_max:
+                self._flight = self._start_direct(now)
+                self._last_round = now
+            else:  # fewer, fuller rounds: less work per record for us and for the broker
+                wake_at = self._last_round + self.linger
+        if self.spool.depth and now - self._last_sync > SYNC_INTERVAL_S:
+            self.spool.sync()
+            self._last_sync = now
+        flight = self._flight
+        if flight is not None and not flight.spilling:
+            wake_at = flight.started + self.spill_after
+        self._want = flight is None or flight.spilling
+        if self._stopping or (wake_at is not None and wake_at <= now):
+            await asyncio.sleep(0)
+            return
+        self._signal = signal = loop.create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(wake_at):
+                await signal
+
+    def _can_start(self) -> bool:
+        return self.backend.connected and not self.spool.depth and not self._failures
+
+    def _poke(self) -> None:
+        signal = self._signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
+
+    # --- rounds ---------------------------------------------------------------------------------
+    def _start_direct(self, now: float) -> Flight | None:
+        round_ = self.backend.new_round()
+        items, unknown = fill_from_memory(round_, self.inbound, self._partition, self.round_max)
+        if unknown is not None:
+            self._learn(unknown)
+        return Flight("direct", items, self._launch(round_), now) if items else None
+
+    def _start_replay(self, now: float) -> Flight | None:
+        chunk = self.spool.read(self.round_max)
+        if not chunk:  # depth says there is more, the segments do not: never spin on it
+            log.error("spool counts %d records but none can be read; retrying in 1 s", self.spool.depth)
+            self._retry_at = now + 1.0
+            return None
+        round_ = self.backend.new_round()
+        skip = self.spool.already_sent if self.spool.partial else None
+        items, end, covered, unknown = fill_from_spool(round_, chunk, self._partition, skip)
+        if unknown is not None:
+            self._learn(unknown)
+        if not items:
+            if covered:  # the whole chunk had reached Kafka before
+                self.spool.commit(end, covered)
+            return None
+        return Flight("replay", items, self._launch(round_), now, end=end, covered=covered)
+
+    def _launch(self, round_: Round) -> asyncio.Task[Outcome]:
+        task = asyncio.ensure_future(round_.send())
+        task.add_done_callback(lambda _: self._poke())
+        return task
+
+    def _learn(self, topic: str) -> None:
+        """Fetch an unknown topic's partition count in the background; rounds wait for it."""
+
+        async def fetch() -> None:
+            try:
+                self._partition.counts[topic] = await self.backend.partitions(topic)
+            except Exception as exc:
+                self._fail(f"partitions of {topic}: {describe(exc)}")
+            finally:
+                self._learning = None
+                self._poke()
+
+        if self.backend.connected and self._learning is None:
+            self._learning = asyncio.ensure_future(fetch())
+
+    def _maybe_spill(self, flight: Flight, now: float) -> None:
+        """Newer records go to disk once the round in flight is overdue or the queue is full."""
+        if not flight.spilling and (len(self.inbound) > self.queue_limit or now - flight.started >= self.spill_after):
+            flight.spilling = True
+            why = "queue full" if len(self.inbound) > self.queue_limit else f"no answer in {now - flight.started:.1f} s"
+            log.warning("Kafka round of %d records pending (%s): newer records go to the spool", len(flight.items), why)
+        if flight.spilling and self.inbound:
+            if flight.kind == "direct" and flight.slot is None:
+                flight.slot = self.spool.reserve()
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.inbound:
+            records = list(self.inbound)
+            self.inbound.clear()
+            self.spool.append(records)
+            self.stats.spooled += len(records)
+
+    def _settle(self, flight: Flight, now: float) -> None:
+        outcome = flight.task.result()
+        failed = settle(flight, outcome, self.spool, self.stats)
+        if failed:
+            self.stats.failed_rounds += 1
+            self._fail(f"{len(failed)} of {len(outcome)} batches failed: {describe(next(iter(failed.values())))}")
+        elif self._failures:
+            log.info("Kafka takes records again after %d failed rounds", self._failures)
+            self._failures = 0
+            self._retry_at = now
+        if flight.kind == "replay" and not self.spool.depth:
+            log.info("spool drained: records go straight to Kafka again")
+
+    def _fail(self, why: str) -> None:
+        self._failures += 1
+        delay = backoff(self._failures, 0.5, self.retry_max)
+        self._retry_at = asyncio.get_running_loop().time() + delay
+        self.stats.last_error = why
+        level = logging.WARNING if self._failures == 1 else logging.INFO
+        log.log(level, "Kafka did not take a round (%s); spool holds %d, retry in %.1f s", why, self.spool.depth, delay)
+
+    # --- shutdown -------------------------------------------------------------------------------
+    async def _shutdown(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            flight = self._flight
+            if flight is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await asyncio.shield(flight.task)
+                if not flight.task.done():
+                    break
+                self._settle(flight, loop.time())
+                self._flight = None
+            if self.inbound and self._can_start() and loop.time() < deadline:
+                self._flight = self._start_direct(loop.time())
+                if self._flight is not None:
+                    continue
+            break
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            abandon(flight, self.spool, self.stats, self._spill)
+        self._spill()
+        self.spool.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(1.0, deadline - loop.time())):
+                await self.backend.stop()
+        if flight is not None:
+            flight.task.cancel()
+        log.info(
+            "Kafka sink closed: %d acknowledged, %d spooled in all, %d left in the spool",
+            self.stats.acked, self.stats.spooled, self.spool.depth,
+        )  # fmt: skip

@@ -1,0 +1,191 @@
+"""The live path: every event PUBLISHed on its Redis channel, and the latest per symbol in a hash.
+
+Fire and forget: the read loop appends to a bounded queue and returns; the
+sink's own task sends pipelined batches (the snapshot ``HSET`` first, then
+one ``PUBLISH`` per event, so a reader that subscribes and then reads the
+snapshot misses nothing). A stale quote is worthless, so under pressure the
+*oldest* updates are dropped, each counted by reason:
+
+- ``queue_full``: Redis too slow or away, the queue overflowed;
+- ``redis_down``: the batch being written when the connection failed;
+- ``redis_error``: Redis refused a command (counted per refused command).
+
+When Redis comes back the sink reconnects by itself and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+
+from producer.redis_wire import RespConnection, pack
+from producer.retry import backoff, describe
+from tickpipe.codecs import Transcoded
+from tickpipe.names import FAMILY_OF, channel, latest_hash
+
+log = logging.getLogger(__name__)
+
+Connect = Callable[[str], Awaitable[RespConnection]]
+
+
+class LiveSink:
+    """Redis channels and snapshot hashes behind a drop-oldest queue; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_size: int = 50_000,
+        batch_max: int = 5_000,
+        write_timeout: float = 5.0,
+        retry_max: float = 2.0,
+        connect: Connect = RespConnection.open,
+    ) -> None:
+        self.url = url
+        self.queue: deque[Transcoded] = deque(maxlen=queue_size)
+        self.batch_max = batch_max
+        self.write_timeout = write_timeout
+        self.retry_max = retry_max
+        self.connect = connect
+        self.published = 0
+        self.dropped: Counter[str] = Counter()
+        self.connected = False
+        self.last_error: str | None = None
+        self._conn: RespConnection | None = None
+        self._signal: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._publish_heads: dict[tuple[str, str], bytes] = {}
+
+    # --- the read loop's side -----------------------------------------------------------------
+    def offer(self, events: Sequence[Transcoded]) -> None:
+        """Queue events for Redis; the oldest fall out (and are counted) when the queue is full."""
+        queue = self.queue
+        before = len(queue)
+        queue.extend(events)
+        overflow = before + len(events) - len(queue)
+        if overflow:
+            self.dropped["queue_full"] += overflow
+        signal = self._signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._signal is not None and not self._signal.done():
+            self._signal.set_result(None)
+
+    # --- the sink's task ----------------------------------------------------------------------
+    async def run(self, shutdown_timeout: float = 5.0) -> None:
+        """Publish until :meth:`stop`, then flush what is queued within ``shutdown_timeout``."""
+        attempt = 0
+        try:
+            while not self._stopping:
+                if not self.queue:
+                    await self._wait()
+                    continue
+                if self._conn is None:
+                    attempt += 1
+                    if not await self._reconnect(attempt):
+                        await self._pause(backoff(attempt, 0.05, self.retry_max))
+                        continue
+                    attempt = 0
+                await self._send_batch()
+        finally:
+            await self._flush(asyncio.get_running_loop().time() + shutdown_timeout)
+
+    async def _wait(self) -> None:
+        self._signal = signal = asyncio.get_running_loop().create_future()
+        if not self.queue and not self._stopping:
+            await signal
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if stopped (new events do not cut it short)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                while not self._stopping:
+                    self._signal = loop.create_future()
+                    await self._signal
+
+    async def _reconnect(self, attempt: int) -> bool:
+        try:
+            self._conn = await self.connect(self.url)
+        except (OSError, TimeoutError, Exception) as exc:
+            self.last_error = describe(exc)
+            level = logging.WARNING if attempt == 1 else logging.DEBUG
+            log.log(level, "Redis unreachable (%s); live updates are dropped oldest-first meanwhile", self.last_error)
+            return False
+        self.connected = True
+        log.info("Redis connected (%s)", self.url.split("@")[-1])
+        return True
+
+    async def _send_batch(self) -> None:
+        assert self._conn is not None
+        queue = self.queue
+        batch = [queue.popleft() for _ in range(min(len(queue), self.batch_max))]
+        payload, commands = self._pack(batch)
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                errors = await self._conn.execute(payload, commands)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self.dropped["redis_down"] += len(batch)
+            self.last_error = describe(exc)
+            log.warning(
+                "Redis connection lost (%s): %d live updates dropped; reconnecting", self.last_error, len(batch)
+            )
+            await self._disconnect()
+            return
+        if errors:
+            self.dropped["redis_error"] += errors
+            log.error("Redis refused %d commands (%s)", errors, self._conn.last_error)
+        self.published += len(batch)
+
+    def _pack(self, batch: list[Transcoded]) -> tuple[bytes, int]:
+        """HSET of each family's latest per symbol, then one PUBLISH per event: one buffer."""
+        heads = self._publish_heads
+        parts: list[bytes] = []
+        add = parts.append
+        latest: dict[str, dict[str, bytes]] = {}  # family -> symbol -> its last event
+        family_of = FAMILY_OF
+        for event in batch:
+            code, symbol, live = event.type_code, event.symbol, event.live
+            head = heads.get((code, symbol))
+            if head is None:
+                if len(heads) > 50_000:
+                    heads.clear()
+                name = channel(FAMILY_OF[code], symbol).encode()
+                head = heads[(code, symbol)] = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+            add(head)
+            add(b"$%d\r\n%s\r\n" % (len(live), live))
+            family = latest.get(family_of[code])
+            if family is None:
+                family = latest[family_of[code]] = {}
+            family[symbol] = live
+        hsets = [
+            pack(b"HSET", latest_hash(name).encode(), *(x for s, v in last.items() for x in (s.encode(), v)))
+            for name, last in latest.items()
+        ]
+        return b"".join(hsets) + b"".join(parts), len(hsets) + len(batch)
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected = False
+        if conn is not None:
+            await conn.close()
+
+    async def _flush(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while self.queue and self._conn is not None and loop.time() < deadline:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._send_batch()
+            except TimeoutError:
+                break
+        if self.queue:
+            self.dropped["shutdown"] += len(self.queue)
+            log.warning("shutdown: %d live updates not sent to Redis", len(self.queue))
+            self.queue.clear()
+        await self._disconnect()

@@ -1,0 +1,160 @@
+"""Rounds: what one trip to Kafka carries, filled from memory or from the spool's head.
+
+A round holds at most one batch per partition. Filling stops at the first
+record that does not fit (its partition's batch is full) or whose topic's
+partition count is not known yet, so a round is always a prefix of what was
+waiting: nothing behind a record that stays can go before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka.partitioner import murmur2
+
+from producer.kafka_backend import Outcome, Round, TopicPartition
+from producer.spool import Position, Record, Spool, Spooled
+
+log = logging.getLogger("producer.durable_sink")
+
+Item = tuple[Record, TopicPartition]
+
+
+@dataclass
+class DurableStats:
+    acked: int = 0  # records Kafka acknowledged (replayed ones included)
+    spooled: int = 0  # records written to the spool
+    replayed: int = 0  # records sent from the spool and acknowledged
+    failed_rounds: int = 0
+    last_error: str | None = None
+    counts_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Flight:
+    """One round on its way to Kafka."""
+
+    kind: str  # "direct" (from memory) or "replay" (from the spool)
+    items: list[Item]
+    task: asyncio.Task[Outcome]
+    started: float
+    end: Position | None = None  # replay: commit here once acknowledged
+    covered: int = 0  # replay: spool records this round accounts for (skipped ones included)
+    slot: int | None = None  # direct: reserved spool slot, if newer records were spooled meanwhile
+    spilling: bool = False  # newer records go to the spool while this round is out
+
+
+class Partitioner:
+    """Kafka's default partitioner (murmur2 of the key), so any producer keyed by symbol agrees with us."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}  # partitions per topic
+        self._cache: dict[tuple[str, bytes | None], int] = {}
+
+    def __call__(self, topic: str, key: bytes | None) -> int:
+        cached = self._cache.get((topic, key))
+        if cached is not None:
+            return cached
+        partition = 0 if key is None else (murmur2(key) & 0x7FFFFFFF) % self.counts[topic]
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[(topic, key)] = partition
+        return partition
+
+
+def fill_from_memory(
+    round_: Round, inbound: deque[Record], partition: Partitioner, limit: int
+) -> tuple[list[Item], str | None]:
+    """Move records from the head of ``inbound`` into the round; also return a topic to learn, if any."""
+    items: list[Item] = []
+    counts = partition.counts
+    while inbound and len(items) < limit:
+        record = inbound.popleft()
+        topic, key, value = record
+        if topic not in counts:
+            inbound.appendleft(record)
+            return items, topic
+        tp = (topic, partition(topic, key))
+        if not round_.add(topic, tp[1], key, value):
+            inbound.appendleft(record)
+            break
+        items.append((record, tp))
+    return items, None
+
+
+def fill_from_spool(
+    round_: Round,
+    chunk: list[Spooled],
+    partition: Partitioner,
+    already_sent: Callable[[Position, TopicPartition], bool] | None,
+) -> tuple[list[Item], Position, int, str | None]:
+    """Records of a spool chunk into the round, skipping those a partly failed round delivered.
+
+    Returns the items, where the covered part of the chunk ends, how many spool
+    records it covers (skipped ones included) and a topic to learn, if any.
+    """
+    items: list[Item] = []
+    end, covered, counts = chunk[0].end, 0, partition.counts
+    for record, record_end in chunk:
+        topic, key, value = record
+        if topic not in counts:
+            return items, end, covered, topic
+        tp = (topic, partition(topic, key))
+        if already_sent is not None and already_sent(record_end, tp):
+            end, covered = record_end, covered + 1
+            continue
+        if not round_.add(topic, tp[1], key, value):
+            break
+        items.append((record, tp))
+        end, covered = record_end, covered + 1
+    return items, end, covered, None
+
+
+def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) -> dict[TopicPartition, BaseException]:
+    """Book a finished round: count what Kafka took, put back in the spool what it did not; return the failures.
+
+    A direct round's failed records go to its reserved slot (ahead of anything
+    spooled meanwhile) or to the spool's end; a replayed round commits its
+    chunk, or, if some partitions failed, remembers which ones got through.
+    """
+    failed = {tp: exc for tp, exc in outcome.items() if exc is not None}
+    good = [record for record, tp in flight.items if tp not in failed]
+    stats.acked += len(good)
+    by_topic = stats.counts_by_topic
+    for topic, _, _ in good:
+        by_topic[topic] = by_topic.get(topic, 0) + 1
+    if flight.kind == "direct":
+        bad = [record for record, tp in flight.items if tp in failed]
+        if flight.slot is not None:
+            spool.fill(flight.slot, bad)
+        else:
+            spool.append(bad)
+        stats.spooled += len(bad)
+        return failed
+    assert flight.end is not None
+    stats.replayed += len(good)
+    if failed:
+        spool.mark_partial(flight.end, {tp for _, tp in flight.items if tp not in failed})
+    else:
+        spool.commit(flight.end, flight.covered)
+    return failed
+
+
+def abandon(flight: Flight, spool: Spool, stats: DurableStats, spill: Callable[[], None]) -> None:
+    """Shutdown with a round still unanswered: make sure its records are on disk, ahead of newer ones."""
+    if flight.kind == "replay":  # still in the spool: the cursor only moves on acknowledgement
+        log.warning("shutdown: a replayed round was unanswered; it stays in the spool for the next start")
+        return
+    slot = flight.slot if flight.slot is not None else spool.reserve()
+    spill()  # whatever waits in memory goes behind the slot
+    spool.fill(slot, [record for record, _ in flight.items])
+    stats.spooled += len(flight.items)
+    log.warning(
+        "shutdown: %d records were still unanswered by Kafka; they are spooled and will be sent again "
+        "on the next start (Kafka may then hold them twice)",
+        len(flight.items),
+    )

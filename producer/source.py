@@ -1,0 +1,87 @@
+"""The upstream seam: the socket the producer reads, its options and states, and where frames go.
+
+A :data:`Connector` opens a :class:`Connection` (``recv``/``send``/``close``):
+the real one is a WebSocket asking for msgpack frames, as alpaca-py does; a
+test may script its own. A :class:`FrameSink` receives what each frame
+decoded to, synchronously: the read loop never awaits a sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from websockets.asyncio.client import connect
+
+from tickpipe.codecs import Rejected, Transcoded
+
+#: SUBSCRIBED_TYPES name -> the channel to subscribe to (corrections and cancels come with trades).
+CHANNEL_OF = {
+    "quotes": "quotes", "trades": "trades", "bars": "bars", "updatedBars": "updatedBars",
+    "dailyBars": "dailyBars", "statuses": "statuses", "corrections": "trades", "cancelErrors": "trades",
+}  # fmt: skip
+
+
+class UpstreamState(StrEnum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    AUTHENTICATING = "authenticating"
+    SUBSCRIBING = "subscribing"
+    STREAMING = "streaming"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Connection(Protocol):
+    async def recv(self) -> bytes | str: ...
+    async def send(self, message: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+Connector = Callable[[str], Awaitable[Connection]]
+
+
+async def websocket_connector(url: str) -> Connection:
+    """A WebSocket asking for msgpack frames, as alpaca-py does (exact nanosecond timestamps)."""
+    return await connect(
+        url,
+        additional_headers={"Content-Type": "application/msgpack"},
+        user_agent_header="tickpipe-producer",
+        max_size=2**26,
+        max_queue=64,
+        ping_interval=10,
+        ping_timeout=30,
+        close_timeout=2,
+        proxy=None,
+    )
+
+
+class FrameSink(Protocol):
+    """Where the read loop puts what it decoded. Both calls must return at once."""
+
+    def on_events(self, events: list[Transcoded], received_at: int) -> None: ...
+    def on_rejected(self, rejected: list[Rejected]) -> None: ...
+
+
+@dataclass(frozen=True)
+class UpstreamOptions:
+    url: str
+    key: str = ""
+    secret: str = ""
+    channels: tuple[str, ...] = ("quotes", "trades", "bars")
+    silence_timeout: float = 30.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    conn_limit_wait: float = 90.0
+    handshake_timeout: float = 10.0
+
+
+class Reconnect(Exception):
+    """This connection is over; dial again (``cause`` names why, for logs and metrics)."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause

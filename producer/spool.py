@@ -1,0 +1,271 @@
+"""The durable path's disk spool: Kafka records that Kafka has not taken yet, in arrival order.
+
+Append-only segment files (``000000000001.seg`` ...) of framed records
+(length, CRC-32, body), read from a committed cursor kept in ``cursor.json``.
+Reading never consumes: the durable sink reads a chunk at the cursor, sends
+it, and commits past it only once Kafka has acknowledged it, so a failed
+replay is retried from the same place and a crash replays at most the chunk
+in flight.
+
+A *slot* is a segment number reserved ahead of the records appended after it:
+while a batch is in flight to Kafka, newer events may already have to go to
+disk; if the batch then fails, it fills the slot and so is replayed first.
+
+A torn record at the end of a segment (the process died mid-write) is cut
+off on open and logged with its size; everything before it is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from producer.spool_format import FRAME, Position, Record, Spooled, decode_records, encode_records
+
+log = logging.getLogger(__name__)
+
+_CURSOR = "cursor.json"
+__all__ = ["Position", "Record", "Spool", "Spooled", "decode_records", "encode_records"]
+
+
+class Spool:
+    """Append-only segments in ``directory``; see the module docstring."""
+
+    def __init__(self, directory: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.depth = 0  # records not yet committed
+        self.cursor = Position(0, 0)
+        #: Rounds that reached Kafka for some partitions only: (until, those partitions) each.
+        self.partial: list[tuple[Position, frozenset[tuple[str, int]]]] = []
+        self._segments: dict[int, int] = {}  # number -> size in bytes
+        self._slots: set[int] = set()
+        self._next = 1
+        self._fd: int | None = None  # the segment being appended to
+        self._open_no: int | None = None
+        self._dirty = False
+        self._ahead: deque[Spooled] = deque()  # read from disk, not yet committed
+        self._ahead_end = Position(0, 0)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def open(self) -> Spool:
+        """Find the segments, cut torn tails, load the cursor and count what is left to send."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._load_cursor()
+        for path in sorted(self.directory.glob("*.seg")):
+            number = int(path.stem)
+            if number < self.cursor.segment:
+                path.unlink()
+                continue
+            data = path.read_bytes()
+            start = self.cursor.offset if number == self.cursor.segment else 0
+            records, good = decode_records(data[start:], number, start)
+            if start + good < len(data):
+                log.error(
+                    "spool segment %s: cut %d bytes of a torn or corrupt record at offset %d",
+                    path, len(data) - start - good, start + good,
+                )  # fmt: skip
+                os.truncate(path, start + good)
+            self._segments[number] = start + good
+            self.depth += len(records)
+            self._next = max(self._next, number + 1)
+        self._next = max(self._next, self.cursor.segment + 1)
+        self._forget_ahead()
+        if self.depth:
+            log.info("spool %s holds %d records not yet in Kafka", self.directory, self.depth)
+        return self
+
+    def close(self) -> None:
+        self.sync()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = self._open_no = None
+
+    def sync(self) -> None:
+        """fsync what was appended (process crashes lose nothing without it; power cuts would)."""
+        if self._fd is not None and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(self._segments.values()) - (self.cursor.offset if self.cursor.segment in self._segments else 0)
+
+    # --- writing --------------------------------------------------------------------------
+    def append(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        data = encode_records(records)
+        if self._fd is None or self._segments[self._open_no or 0] >= self.segment_bytes:
+            self._roll()
+        assert self._fd is not None and self._open_no is not None
+        os.write(self._fd, data)
+        self._segments[self._open_no] += len(data)
+        self.depth += len(records)
+        self._dirty = True
+
+    def reserve(self) -> int:
+        """A segment number that sorts before everything appended from now on."""
+        self._seal()
+        slot = self._next
+        self._next += 1
+        self._slots.add(slot)
+        return slot
+
+    def fill(self, slot: int, records: Sequence[Record]) -> None:
+        """Write a reserved slot's records (whole, synced), or nothing if there are none."""
+        self._slots.discard(slot)
+        self._forget_ahead()
+        if not records:
+            return
+        path = self._path(slot)
+        data = encode_records(records)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._segments[slot] = len(data)
+        self.depth += len(records)
+
+    def release(self, slot: int) -> None:
+        """The slot stays empty: what it was reserved for reached Kafka."""
+        self._slots.discard(slot)
+
+    # --- reading --------------------------------------------------------------------------
+    def read(self, max_records: int, max_bytes: int = 4 * 1024 * 1024) -> list[Spooled]:
+        """Up to ``max_records`` records from the cursor on, across segments; never past a pending slot.
+
+        Records read ahead stay in memory until committed, so a replay that
+        takes a few records at a time does not re-read the segment each time.
+        """
+        ahead = self._ahead
+        while len(ahead) < max_records:
+            more = self._read_disk(self._ahead_end, max_records - len(ahead), max_bytes)
+            if not more:
+                break
+            ahead.extend(more)
+            self._ahead_end = more[-1].end
+        return list(itertools.islice(ahead, max_records))
+
+    def _read_disk(self, position: Position, max_records: int, max_bytes: int) -> list[Spooled]:
+        while True:
+            number = self._next_readable(position.segment)
+            if number is None:
+                return []
+            if number != position.segment:
+                position = Position(number, 0)
+            if position.offset < self._segments[number]:
+                break
+            if number == self._open_no:
+                return []
+            position = Position(number + 1, 0)
+        with open(self._path(number), "rb") as segment:
+            segment.seek(position.offset)
+            data = segment.read(max(max_bytes, FRAME.size))
+            if len(data) >= FRAME.size:
+                need = FRAME.size + FRAME.unpack_from(data)[0]
+                if need > len(data):  # a record bigger than max_bytes: read it whole
+                    data += segment.read(need - len(data))
+        return decode_records(data, number, position.offset)[0][:max_records]
+
+    def commit(self, end: Position, count: int) -> None:
+        """``count`` records up to ``end`` are in Kafka: move the cursor and drop finished segments."""
+        self.cursor = end
+        self.depth -= count
+        ahead = self._ahead
+        while ahead and ahead[0].end <= end:
+            ahead.popleft()
+        self._ahead_end = max(self._ahead_end, end)
+        self.partial = [(until, done) for until, done in self.partial if until > end]
+        for number in [n for n in self._segments if n < end.segment]:
+            self._drop(number)
+        if self.depth == 0 and not self._slots:
+            self._reset()
+        self._save_cursor()
+
+    def mark_partial(self, until: Position, done: Iterable[tuple[str, int]]) -> None:
+        """A round from the cursor to ``until`` reached Kafka for the ``done`` partitions only.
+
+        Their records before ``until`` are skipped when the chunk is sent again.
+        Each round keeps its own range: a later round may reach further than an
+        earlier one while a partition that succeeded before now fails.
+        """
+        done = frozenset(done)
+        if done:
+            self.partial.append((until, done))
+            self._save_cursor()
+
+    def already_sent(self, end: Position, partition: tuple[str, int]) -> bool:
+        """Whether the record ending at ``end`` reached Kafka in a partly failed round."""
+        return any(end <= until and partition in done for until, done in self.partial)
+
+    # --- internals ------------------------------------------------------------------------
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{number:012d}.seg"
+
+    def _next_readable(self, at_least: int) -> int | None:
+        candidates = [n for n in self._segments if n >= at_least]
+        first = min(candidates, default=None)
+        if first is None:
+            return None
+        if any(at_least <= slot < first for slot in self._slots):
+            return None
+        return first
+
+    def _roll(self) -> None:
+        self._seal()
+        number = self._next
+        self._next += 1
+        self._fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._open_no = number
+        self._segments[number] = 0
+
+    def _seal(self) -> None:
+        if self._fd is not None:
+            self.sync()
+            os.close(self._fd)
+            self._fd = self._open_no = None
+
+    def _drop(self, number: int) -> None:
+        if number == self._open_no:
+            self._seal()
+        self._segments.pop(number, None)
+        self._path(number).unlink(missing_ok=True)
+
+    def _reset(self) -> None:
+        """Everything is in Kafka: remove the segments and start the next one afresh."""
+        for number in list(self._segments):
+            self._drop(number)
+        self.cursor = Position(self._next, 0)
+        self.partial = []
+        self._forget_ahead()
+
+    def _forget_ahead(self) -> None:
+        self._ahead.clear()
+        self._ahead_end = self.cursor
+
+    def _load_cursor(self) -> None:
+        try:
+            data = json.loads((self.directory / _CURSOR).read_text())
+        except FileNotFoundError:
+            return
+        self.cursor = Position(int(data["segment"]), int(data["offset"]))
+        for until, done in data.get("partial", []):
+            self.partial.append((Position(*until), frozenset((t, int(p)) for t, p in done)))
+
+    def _save_cursor(self) -> None:
+        data = {
+            "segment": self.cursor.segment,
+            "offset": self.cursor.offset,
+            "partial": [[list(until), sorted(done)] for until, done in self.partial],
+        }
+        tmp = self.directory / f"{_CURSOR}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.directory / _CURSOR)

@@ -1,0 +1,271 @@
+"""Fixtures and helpers of the API tests: a real uvicorn serving the app, rows, Redis events.
+
+The server runs in the test's own event loop on a free port with its lifespan
+on, exactly as ``tickpipe api`` runs it, so HTTP and WebSocket clients (httpx,
+websockets, alpaca-py) talk to it over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import date
+from typing import Any
+
+import asyncpg
+import httpx
+import msgpack
+import orjson
+import pytest
+import redis.asyncio
+import uvicorn
+from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from api.main import create_app
+from tickpipe import db
+from tickpipe.codecs import encode_live
+from tickpipe.events import Bar, Event, Quote, Trade
+from tickpipe.names import channel, latest_hash
+from tickpipe.rows import COLUMNS, to_row
+from tickpipe.settings import Settings, load_settings
+
+NS = 1_000_000_000
+
+
+class ApiServer:
+    """The app under uvicorn in this loop; ``url`` / ``ws_url`` once started."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False, ws_ping_interval=None)
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v2/stream"
+
+    async def start(self) -> ApiServer:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        await wait_for(lambda: self._server.started or self._task.done(), what="uvicorn to start")  # type: ignore[union-attr]
+        if self._task.done():
+            self._task.result()
+        return self
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sock.close()
+
+
+async def wait_for(condition: Callable[[], Any], *, timeout: float = 15.0, what: str = "a condition") -> Any:
+    """Poll ``condition`` (sync or async) until it is truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def api_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    return load_settings(database_url=database_url, redis_url=redis_url, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[ApiServer]:
+    server = await ApiServer(create_app(settings)).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
+    """The API on the session's PostgreSQL (schema at head) and Redis, default settings."""
+    async with running_api(api_settings(migrated_db, redis_url, ws_max_symbols=50)) as server:
+        yield server
+
+
+@pytest.fixture
+async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        yield client
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+async def insert_events(database_url: str, events: Iterable[Event]) -> None:
+    """Rows as the consumers write them: partitions first, then COPY."""
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    for event in events:
+        by_table.setdefault(event.family, []).append(to_row(event))
+    conn = await asyncpg.connect(db.asyncpg_dsn(database_url))
+    try:
+        for table, rows in by_table.items():
+            days = {row[COLUMNS[table].index("time")].date() for row in rows}
+            await db.ensure_partitions(conn, days, [table])
+            await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
+    finally:
+        await conn.close()
+
+
+def day_ns(day: date, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    """Nanoseconds of ``day`` at this UTC time."""
+    return (calendar.timegm(day.timetuple()) + (hour * 60 + minute) * 60 + second) * NS
+
+
+def quote(symbol: str, ns: int, bid: float = 100.0, size: int = 100, conditions: tuple[str, ...] = ("R",)) -> Quote:
+    return Quote(
+        symbol=symbol,
+        timestamp=ns,
+        received_at=ns + 1000,
+        bid_exchange="V",
+        bid_price=bid,
+        bid_size=size,
+        ask_exchange="N",
+        ask_price=bid + 0.01,
+        ask_size=size + 1,
+        conditions=conditions,
+        tape="C",
+    )
+
+
+def trade(symbol: str, ns: int, trade_id: int, price: float = 100.0, exchange: str = "V") -> Trade:
+    return Trade(
+        symbol=symbol,
+        timestamp=ns,
+        received_at=ns + 1000,
+        trade_id=trade_id,
+        exchange=exchange,
+        price=price,
+        size=100,
+        conditions=("@",),
+        tape="C",
+    )
+
+
+def bar(symbol: str, ns: int, open_: float, close: float, volume: int = 1000) -> Bar:
+    return Bar(
+        symbol=symbol,
+        timestamp=ns,
+        received_at=ns,
+        open=open_,
+        high=max(open_, close) + 1,
+        low=min(open_, close) - 1,
+        close=close,
+        volume=volume,
+        vwap=(open_ + close) / 2,
+        trade_count=10,
+    )
+
+
+async def publish(client: redis.asyncio.Redis, *events: Event, snapshot: bool = False) -> None:
+    """As the producer does: PUBLISH encode_live JSON on the event's channel (and HSET the snapshot)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for event in events:
+            payload = encode_live(event)
+            if snapshot:
+                pipe.hset(latest_hash(event.family), event.symbol, payload)
+            pipe.publish(channel(event.family, event.symbol), payload)
+        await pipe.execute()
+
+
+async def numsub(client: redis.asyncio.Redis, name: str) -> int:
+    counts = await client.pubsub_numsub(name)
+    return int(counts[0][1])
+
+
+# --- a WebSocket client of the stream ------------------------------------------------------------
+
+
+class WsClient:
+    """A plain client of ``/v2/stream`` (JSON, or msgpack as alpaca-py speaks it), frames decoded."""
+
+    def __init__(self, ws: ClientConnection, use_msgpack: bool) -> None:
+        self.ws = ws
+        self.msgpack = use_msgpack
+        self.backlog: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        use_msgpack: bool = False,
+        headers: dict[str, str] | None = None,
+        rcvbuf: int | None = None,
+        **options: Any,
+    ) -> WsClient:
+        extra = dict(headers or {})
+        if use_msgpack:
+            extra["Content-Type"] = "application/msgpack"
+        sock = None
+        if rcvbuf is not None:  # a tiny receive window: a client that stops reading is soon felt
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            host, port = url.split("//")[1].split("/")[0].split(":")
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        ws = await ws_connect(url, additional_headers=extra, max_size=None, compression=None, sock=sock, **options)
+        client = cls(ws, use_msgpack)
+        assert await client.recv() == [{"T": "success", "msg": "connected"}]
+        return client
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(msgpack.packb(message) if self.msgpack else orjson.dumps(message).decode())
+
+    async def recv(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            frame = await self.ws.recv()
+        if self.msgpack:
+            assert isinstance(frame, bytes), "a msgpack client gets binary frames"
+            decoded: list[dict[str, Any]] = msgpack.unpackb(frame, timestamp=0)
+        else:
+            assert isinstance(frame, str), "a JSON client gets text frames"
+            decoded = orjson.loads(frame)
+        return decoded
+
+    async def message(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message, whatever frame it came in."""
+        while not self.backlog:
+            self.backlog.extend(await self.recv(timeout))
+        return self.backlog.pop(0)
+
+    async def messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            return [await self.message() for _ in range(count)]
+
+    async def login(self, key: str = "key", secret: str = "secret") -> None:
+        await self.send({"action": "auth", "key": key, "secret": secret})
+        assert await self.message() == {"T": "success", "msg": "authenticated"}
+
+    async def subscribe(self, action: str = "subscribe", **streams: list[str]) -> dict[str, Any]:
+        await self.send({"action": action, **streams})
+        reply = await self.message()
+        assert reply["T"] == "subscription", reply
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()

@@ -1,0 +1,211 @@
+"""Helpers of the consumer tests: deterministic events, producing them, reading rows back, waiting.
+
+Events are made from a seeded ``random.Random``, with what breaks careless
+code: nanosecond timestamps, prices that are not round in binary, conditions
+holding quotes, backslashes, commas and braces, days long before the
+partitions the migration creates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+
+from tickpipe.codecs import encode_kafka
+from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
+from tickpipe.kafka import ensure_topics, make_producer
+from tickpipe.rows import COLUMNS, from_row
+from tickpipe.settings import Settings, load_settings
+
+NS = 1_000_000_000
+#: 2024-03-04 14:30 UTC, a day the migration made no partition for.
+BASE_NS = int(datetime(2024, 3, 4, 14, 30, tzinfo=UTC).timestamp()) * NS
+ODD_CONDITIONS = ((), ("R",), ("@", "F"), ('"', "\\"), ("a,b", "{c}"), ("NULL",), ("é", " ", "T"))
+SYMBOLS = (*tuple(f"SYM{i:03d}" for i in range(40)), "BRK.B", "BF/B")
+
+
+@dataclass(frozen=True)
+class Rec:
+    """A Kafka record as the batch code sees it, for tests that need no broker."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def consumer_settings(bootstrap: str, database_url: str, prefix: str, **overrides: Any) -> Settings:
+    """Settings for a test: its own topic prefix, small batches, a short batch wait, no idempotence (Tansu)."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "database_url": database_url,
+        "kafka_topic_prefix": prefix,
+        "kafka_enable_idempotence": False,
+        "kafka_partitions": 6,
+        "batch_size": 500,
+        "batch_max_wait_ms": 50,
+        "consumer_admin_port": 0,
+        # Tansu waits half the session timeout for members to join, and members it started at
+        # generation 0 never send LeaveGroup: a short session keeps joins and restarts quick.
+        "consumer_session_timeout_ms": 3_000,
+        "consumer_heartbeat_interval_ms": 500,
+        "consumer_retry_max_s": 0.5,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def _price(rng: random.Random) -> float:
+    return round(rng.uniform(1, 900), rng.choice((2, 4))) + rng.choice((0.0, 0.1 + 0.2 - 0.3))
+
+
+def make_quotes(count: int, seed: int = 1, *, days: int = 3, start_ns: int = BASE_NS) -> list[Quote]:
+    """``count`` distinct quotes over ``days`` days, each with its own nanosecond timestamp."""
+    rng = random.Random(seed)
+    span = days * 86_400 * NS
+    return [
+        Quote(
+            symbol=rng.choice(SYMBOLS),
+            timestamp=start_ns + (i * span) // max(count, 1) + rng.randrange(1000),
+            received_at=start_ns + i * 1000 + rng.randrange(10**6) + 1,
+            bid_exchange=rng.choice("QNPKZV"),
+            bid_price=_price(rng),
+            bid_size=rng.randrange(0, 10**6),
+            ask_exchange=rng.choice("QNPKZV"),
+            ask_price=_price(rng),
+            ask_size=rng.randrange(0, 10**6),
+            conditions=rng.choice(ODD_CONDITIONS),
+            tape=rng.choice("ABC"),
+        )
+        for i in range(count)
+    ]
+
+
+def make_trades(count: int, seed: int = 2, *, start_ns: int = BASE_NS) -> list[Trade]:
+    rng = random.Random(seed)
+    return [
+        Trade(
+            symbol=rng.choice(SYMBOLS),
+            timestamp=start_ns + i * 7_000_013,
+            received_at=0 if i % 10 == 0 else start_ns + i * 7_000_013 + 5,
+            trade_id=i,
+            exchange=rng.choice("QNPD"),
+            price=_price(rng),
+            size=rng.randrange(1, 10**5),
+            conditions=rng.choice(ODD_CONDITIONS),
+            tape=rng.choice("ABC"),
+        )
+        for i in range(count)
+    ]
+
+
+def make_bars(minutes: int, symbols: Sequence[str] = SYMBOLS[:5], seed: int = 3) -> list[Event]:
+    """Per symbol and minute a bar, every third one followed by an updated bar; one daily bar each."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for minute in range(minutes):
+        for symbol in symbols:
+            fields = _bar_fields(rng)
+            stamp = BASE_NS + minute * 60 * NS
+            out.append(Bar(symbol=symbol, timestamp=stamp, received_at=stamp + 61 * NS, **fields))
+            if minute % 3 == 0:
+                changed = {**fields, "close": _price(rng), "volume": fields["volume"] + 7}
+                out.append(UpdatedBar(symbol=symbol, timestamp=stamp, received_at=stamp + 90 * NS, **changed))
+    for symbol in symbols:
+        day = BASE_NS - (BASE_NS % (86_400 * NS))
+        out.append(DailyBar(symbol=symbol, timestamp=day, received_at=BASE_NS, **_bar_fields(rng)))
+    return out
+
+
+def _bar_fields(rng: random.Random) -> dict[str, Any]:
+    low = _price(rng)
+    return {
+        "open": low + 1, "high": low + 2, "low": low, "close": low + 1.5, "volume": rng.randrange(1, 10**6),
+        "vwap": low + 1.25, "trade_count": rng.randrange(1, 500),
+    }  # fmt: skip
+
+
+def expected_bars(events: Iterable[Event]) -> dict[tuple[str, str, int], Event]:
+    """What the bars table must hold: per key the last bar, except a minute bar never replaces an update."""
+    out: dict[tuple[str, str, int], Event] = {}
+    for ev in events:
+        assert isinstance(ev, Bar)
+        key = (ev.symbol, ev.timeframe, ev.timestamp // 1000)
+        old = out.get(key)
+        if old is not None and old.type_code == "u" and ev.type_code == "b":
+            continue
+        out[key] = ev
+    return out
+
+
+async def produce(
+    bootstrap: str,
+    settings: Settings,
+    topic: str,
+    values: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    producer: AIOKafkaProducer | None = None,
+) -> list[RecordMetadata]:
+    """Send (key, value) records to ``topic`` (created if needed); wait for every ack; where each went."""
+    await ensure_topics(bootstrap, [topic], settings.kafka_partitions)
+    own = producer is None
+    if producer is None:
+        producer = make_producer(settings, bootstrap, linger_ms=20)
+        await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in values]
+        return list(await asyncio.gather(*futures))
+    finally:
+        if own:
+            await producer.stop()
+
+
+def records_of(events: Iterable[Event]) -> list[tuple[bytes | None, bytes | None]]:
+    return [(ev.symbol.encode(), encode_kafka(ev)) for ev in events]
+
+
+async def fetch_events(database_url: str, table: str) -> list[Event]:
+    """Every row of ``table`` back as events (receive time to the microsecond), in key order."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(f"SELECT * FROM {table} ORDER BY {', '.join(COLUMNS[table][:3])}")
+    finally:
+        await conn.close()
+    return [from_row(table, row, with_received=True) for row in rows]
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
+
+
+def to_microseconds(ev: Event) -> Event:
+    """The event as the table gives it back: receive time cut to the microsecond (timestamptz)."""
+    return msgspec.structs.replace(ev, received_at=ev.received_at // 1000 * 1000)
+
+
+def sort_key(ev: Event) -> tuple[Any, ...]:
+    return (ev.symbol, ev.timestamp, encode_kafka(msgspec.structs.replace(ev, received_at=0)))
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, every: float = 0.1) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` at the deadline (a condition, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(every)

@@ -1,0 +1,390 @@
+"""Helpers for the producer's tests: waiting on conditions, an in-memory Kafka seam, a Kafka outage proxy.
+
+``MemoryKafka`` stands behind the durable sink's :class:`~producer.kafka_backend.KafkaBackend`
+seam (as httpx's MockTransport stands behind its client) so the sink's
+ordering rules can be driven through every failure mode deterministically.
+The integration tests use the real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from producer.kafka_backend import Outcome
+from producer.kafka_backend import TopicPartition as TP
+from producer.service import ProducerService
+from tickpipe.codecs import decode_kafka, decode_message
+from tickpipe.embedded_kafka import EmbeddedKafka
+from tickpipe.events import Event
+from tickpipe.settings import Settings, load_settings
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait until ``predicate()`` holds, checking often; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def until_async(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class KafkaDown(Exception):
+    """What MemoryKafka raises for a batch while it is down."""
+
+
+class MemoryRound:
+    def __init__(self, kafka: MemoryKafka) -> None:
+        self.kafka = kafka
+        self.batches: dict[TP, list[tuple[bytes | None, bytes]]] = {}
+
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> bool:
+        batch = self.batches.setdefault((topic, partition), [])
+        if len(batch) >= self.kafka.batch_records:
+            return False
+        batch.append((key, value))
+        return True
+
+    async def send(self) -> Outcome:
+        kafka = self.kafka
+        kafka.rounds += 1
+        while kafka.mode == "hang":
+            await kafka.changed.wait()
+        outcome: Outcome = {}
+        for tp, batch in self.batches.items():
+            if kafka.mode == "down" or tp in kafka.failing:
+                outcome[tp] = KafkaDown(f"{tp} unavailable")
+            else:
+                kafka.log.setdefault(tp, []).extend(batch)
+                outcome[tp] = None
+        return outcome
+
+
+class MemoryKafka:
+    """Partitions as lists; ``mode`` "up", "down" (batches fail) or "hang" (rounds wait for a change)."""
+
+    def __init__(self, partitions: int = 3, *, batch_records: int = 1000, reachable: bool = True) -> None:
+        self.partition_count = partitions
+        self.batch_records = batch_records
+        self.reachable = reachable
+        self.log: dict[TP, list[tuple[bytes | None, bytes]]] = {}
+        self.mode = "up"
+        self.failing: set[TP] = set()
+        self.changed = asyncio.Event()
+        self.rounds = 0
+        self.starts = 0
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def start(self) -> None:
+        self.starts += 1
+        if not self.reachable:
+            raise KafkaDown("connection refused")
+        self._connected = True
+
+    async def stop(self) -> None:
+        self._connected = False
+
+    async def partitions(self, topic: str) -> int:
+        return self.partition_count
+
+    def new_round(self) -> MemoryRound:
+        return MemoryRound(self)
+
+    def values(self) -> list[bytes]:
+        return [value for batch in self.log.values() for _, value in batch]
+
+    def by_key(self) -> dict[bytes | None, list[bytes]]:
+        out: dict[bytes | None, list[bytes]] = {}
+        for batch in self.log.values():
+            for key, value in batch:
+                out.setdefault(key, []).append(value)
+        return out
+
+
+# --- a Kafka outage without losing an acknowledgement -------------------------------------------
+
+
+class KafkaStallProxy:
+    """A TCP forwarder in front of a broker that *advertises this proxy's address*.
+
+    ``stall()`` stops passing client bytes to the broker (what it already got
+    is answered and the answers still flow back) and refuses new connections:
+    for the client, Kafka went away. Bytes held back are discarded and those
+    connections reset on ``restore()``, so a request is either answered or
+    never reached the broker: no acknowledgement is lost, which lets a test
+    assert that Kafka holds every event exactly once.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self.target: tuple[str, int] | None = None
+        self.stalled = False
+        self._server: asyncio.Server | None = None
+        self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def listen(self) -> int:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def stall(self) -> None:
+        self.stalled = True
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def restore(self) -> None:
+        for client, upstream in list(self._conns):
+            client.transport.abort()
+            upstream.transport.abort()
+        self.stalled = False
+        await self.listen()
+
+    async def close(self) -> None:
+        await self.stall()
+        for client, upstream in list(self._conns):
+            client.transport.abort()
+            upstream.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.target is not None
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, up_writer)
+        self._conns.add(pair)
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer, gated=True)),
+            asyncio.create_task(self._pump(up_reader, writer, gated=False)),
+        ]
+        self._tasks.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            self._tasks.difference_update(pumps)
+            self._conns.discard(pair)
+            for w in pair:
+                w.transport.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, gated: bool) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                if gated and self.stalled:
+                    await asyncio.Event().wait()  # hold: these bytes never reach the broker
+                writer.write(data)
+                await writer.drain()
+
+
+class ProxiedKafka(EmbeddedKafka):
+    """Tansu listening on its own port but advertising the proxy's, so clients always dial the proxy."""
+
+    def __init__(self, data_dir: Path, advertised_port: int) -> None:
+        super().__init__(data_dir)
+        self.advertised_port = advertised_port
+
+    def _command(self, port: int) -> list[str]:
+        command = super()._command(port)
+        index = command.index("--advertised-listener-url")
+        command[index + 1] = f"tcp://{self.host}:{self.advertised_port}"
+        return command
+
+
+# --- the producer against real services -----------------------------------------------------------
+
+
+def producer_settings(
+    kafka: str, redis_url: str, prefix: str, spool: Path, upstream: str, **overrides: Any
+) -> Settings:
+    """Settings for a test producer: its own topics and spool, short timeouts, no fixed ports."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka,
+        "kafka_enable_idempotence": False,  # Tansu refuses InitProducerId
+        "kafka_topic_prefix": prefix,
+        "kafka_partitions": 3,
+        "redis_url": redis_url,
+        "alpaca_stream_url": upstream,
+        "spool_dir": spool,
+        "producer_admin_port": 0,
+        "upstream_reconnect_max_s": 0.5,
+        "upstream_conn_limit_wait_s": 0.2,
+        "kafka_request_timeout_ms": 2000,
+        "kafka_spill_after_s": 0.3,
+        "producer_shutdown_timeout_s": 8.0,
+        # Every type the simulator makes, so it sends all it produces: max_events is then an exact count.
+        "subscribed_types": "quotes,trades,bars,updatedBars,dailyBars,statuses",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(service: ProducerService, max_events: int | None = None) -> AsyncIterator[asyncio.Task[None]]:
+    """The service's ``run()`` in a task; stopped (and its shutdown awaited) when the block ends."""
+    task = asyncio.create_task(service.run(max_events))
+    try:
+        yield task
+    finally:
+        service.stop()
+        await asyncio.wait_for(asyncio.shield(task), 30)
+
+
+async def ready(service: ProducerService, timeout: float = 30.0) -> None:
+    """Until the upstream streams and both sinks are connected (the producer's own /readyz)."""
+
+    async def check() -> bool:
+        return (await service.ready())[0]
+
+    await until_async(check, timeout, "the producer to be ready")
+
+
+@dataclasses.dataclass
+class KafkaRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+async def read_topics(
+    bootstrap: str, topics: list[str], expected: int | None = None, timeout: float = 60.0
+) -> list[KafkaRecord]:
+    """Every record of ``topics``, consumed from the start (Tansu's end offsets undercount, so count by reading).
+
+    With ``expected``, reads until that many arrived, then until two polls in a
+    row bring nothing, so duplicates would show up too.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", fetch_max_bytes=16 * 1024 * 1024)  # fmt: skip
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        out: list[KafkaRecord] = []
+        deadline = time.monotonic() + timeout
+        empty = 0
+        while empty < 2 or (expected is not None and len(out) < expected):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"read {len(out)} records of {topics}, expected {expected}")
+            batch = await consumer.getmany(timeout_ms=300, max_records=50_000)
+            got = [r for records in batch.values() for r in records]
+            out += [KafkaRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in got]
+            empty = 0 if got else empty + 1
+        return out
+    finally:
+        await consumer.stop()
+
+
+def decoded(records: list[KafkaRecord]) -> list[Event]:
+    """The events of Kafka records, in partition-offset order, receive time cleared."""
+    ordered = sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+    return [msgspec.structs.replace(decode_kafka(r.value), received_at=0) for r in ordered]
+
+
+def per_symbol(events: list[Event]) -> dict[tuple[str, str], list[Event]]:
+    """Events grouped by (family, symbol), each group in the order given."""
+    out: dict[tuple[str, str], list[Event]] = {}
+    for event in events:
+        out.setdefault((event.family, event.symbol), []).append(event)
+    return out
+
+
+def sent_events(messages: list[dict[str, Any]]) -> list[Event]:
+    """What the simulator sent (``session.sent_events()``), as events."""
+    return [decode_message(m) for m in messages]
+
+
+class RedisCollector:
+    """A Redis subscriber to every family channel of some symbols, counting what arrives."""
+
+    def __init__(self, url: str, symbols: list[str]) -> None:
+        self.client = redis.asyncio.from_url(url)
+        self.pubsub = self.client.pubsub()
+        self.symbols = symbols
+        self.messages: dict[str, list[bytes]] = {}
+        self.total = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RedisCollector:
+        await self.pubsub.psubscribe(*(f"*:{s}" for s in self.symbols))
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message["type"] == "pmessage":
+                self.messages.setdefault(message["channel"].decode(), []).append(message["data"])
+                self.total += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+    def counts(self) -> dict[str, int]:
+        return {channel: len(payloads) for channel, payloads in self.messages.items()}
+
+
+@pytest.fixture
+async def stalling_kafka(service_dir: Path) -> AsyncIterator[tuple[ProxiedKafka, KafkaStallProxy]]:
+    """A private Tansu that clients reach only through a :class:`KafkaStallProxy`."""
+    proxy = KafkaStallProxy()
+    port = await proxy.listen()
+    broker = ProxiedKafka(service_dir / "kafka", advertised_port=port)
+    broker.start()
+    assert broker.port is not None
+    proxy.target = (broker.host, broker.port)
+    try:
+        yield broker, proxy
+    finally:
+        await proxy.close()
+        broker.stop()

@@ -1,0 +1,56 @@
+"""``tickpipe api`` as a process: serves, answers, stops on SIGTERM with exit code 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+import httpx
+from api_fixtures import wait_for
+
+
+async def test_tickpipe_api_serves_and_stops_on_sigterm(migrated_db: str, redis_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": migrated_db, "REDIS_URL": redis_url, "API_PORT": "0", "LOG_LEVEL": "INFO"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "api", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read())
+    try:
+        started = await wait_for(
+            lambda: any("Application startup complete" in line for line in lines) or proc.returncode is not None,
+            what="tickpipe api to start",
+        )
+        assert started and proc.returncode is None, "".join(lines)
+        port = re.search(r"http://127\.0\.0\.1:(\d+)", "".join(lines))
+        assert port is not None, "".join(lines)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port.group(1)}") as client:
+            assert (await client.get("/readyz")).json()["ready"] is True
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await reader
+
+
+async def test_tickpipe_api_without_services_says_which_are_missing() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "api", env=env, stderr=asyncio.subprocess.PIPE, cwd="/"
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert b"DATABASE_URL and REDIS_URL" in err

@@ -1,0 +1,196 @@
+"""The API's pure logic, without services: parameters, tokens, timestamps, protocol, outbox, fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+import msgpack
+import orjson
+import pytest
+from fastapi.exceptions import RequestValidationError
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api.metrics import ApiMetrics
+from api.pages import PageRequest, next_bucket
+from api.params import parse_time, wants_csv
+from api.shape import rfc3339_ns
+from api.stream import protocol as p
+from api.stream.hub import Hub, event_code
+from api.stream.outbox import FRAME_EVENTS, Outbox
+from api.tokens import decode_token, encode_token
+from tickpipe.codecs import encode_live, format_rfc3339_ns, parse_rfc3339_ns
+from tickpipe.events import Bar, Quote, UpdatedBar
+
+NS = 1_000_000_000
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_fast_timestamps_match_the_codec(ns: int) -> None:
+    assert rfc3339_ns(ns) == format_rfc3339_ns(ns)
+
+
+def test_times_are_rfc3339_to_the_nanosecond_or_whole_days() -> None:
+    assert parse_time("2024-03-04T14:30:00.123456789Z", "start", end=False) == parse_rfc3339_ns(
+        "2024-03-04T14:30:00.123456789Z"
+    )
+    assert parse_time("2024-03-04T09:30:00-05:00", "start", end=False) == parse_rfc3339_ns("2024-03-04T14:30:00Z")
+    day = parse_rfc3339_ns("2024-03-04T00:00:00Z")
+    assert parse_time("2024-03-04", "start", end=False) == day
+    assert parse_time("2024-03-04", "end", end=True) == day + 86_400 * NS - 1
+    for bad in ("2024-03-04\n", "٢٠٢٤-03-04", "2024-3-4", "2024-03-04T10:00Z", "now"):
+        with pytest.raises(RequestValidationError):
+            parse_time(bad, "start", end=False)
+
+
+@pytest.mark.parametrize(
+    ("accept", "csv"),
+    [
+        (None, False),
+        ("*/*", False),
+        ("application/json", False),
+        ("text/csv", True),
+        ("text/csv;q=0.9, application/json", False),
+        ("application/json;q=0.5, text/csv", True),
+        ("text/html, text/csv;q=0.1", True),
+        ("text/csv;q=0", False),
+    ],
+)
+def test_csv_only_when_preferred(accept: str | None, csv: bool) -> None:
+    assert wants_csv(accept) is csv
+
+
+def test_tokens_round_trip_and_refuse_what_this_route_did_not_issue() -> None:
+    token = encode_token("trades", "desc", (1_709_559_000_000_000_001, "V", 42))
+    assert decode_token(token, "trades", "desc") == (1_709_559_000_000_000_001, "V", 42)
+    for scope, sort in (("quotes", "desc"), ("trades", "asc"), ("bars:5Min", "desc")):
+        with pytest.raises(RequestValidationError):
+            decode_token(token, scope, sort)
+    for forged in (token + "!", token[:-3], encode_token("trades", "desc", (2**63, "V", 1)), "x" * 600):
+        with pytest.raises(RequestValidationError):
+            decode_token(forged, "trades", "desc")
+
+
+def test_a_token_narrows_the_time_bounds() -> None:
+    at = 1_709_559_000_000_000_000
+    asc = PageRequest("quotes", "AAPL", token=(at, 7))
+    desc = PageRequest("quotes", "AAPL", sort="desc", token=(at, 7), start_ns=5)
+    assert asc.bounds() == (at, 2**63 - 1)
+    assert desc.bounds() == (5, at)
+    hourly = PageRequest("bars", "AAPL", timeframe="1Hour", token=(at,))
+    assert hourly.bounds()[0] == at + 3600 * NS
+
+
+def test_new_york_days_follow_daylight_saving() -> None:
+    before = parse_rfc3339_ns("2024-03-10T05:00:00Z")  # midnight EST, the day clocks go forward
+    assert next_bucket("1Day", before) == parse_rfc3339_ns("2024-03-11T04:00:00Z")  # midnight EDT
+    autumn = parse_rfc3339_ns("2024-11-03T04:00:00Z")
+    assert next_bucket("1Day", autumn) == parse_rfc3339_ns("2024-11-04T05:00:00Z")
+    assert date(2024, 3, 10)  # (the dates above)
+
+
+def test_actions_in_json_and_msgpack() -> None:
+    sub = {"action": "subscribe", "trades": ["aapl"], "quotes": ["*"]}
+    for raw in (orjson.dumps(sub).decode(), msgpack.packb(sub)):
+        action = p.decode_action(raw)
+        assert (action.kind, action.streams) == ("subscribe", {"trades": ["AAPL"], "quotes": ["*"]})
+    auth = p.decode_action('{"action":"auth","key":"k","secret":"s"}')
+    assert (auth.kind, auth.key, auth.secret) == ("auth", "k", "s")
+    for bad, code in (
+        ("[]", 400),
+        ('{"action":"auth","key":1}', 400),
+        ('{"action":"subscribe","quotes":"AAPL"}', 400),
+        ('{"action":"subscribe","lulds":["AAPL"]}', 410),
+        (b"\xc1", 400),
+    ):
+        with pytest.raises(p.ProtocolError) as error:
+            p.decode_action(bad)
+        assert error.value.code == code
+
+
+def test_subscriptions_bring_corrections_with_trades_and_count_symbols() -> None:
+    subs = p.Subscriptions()
+    assert subs.add({"trades": ["A"], "quotes": ["A", "B"]}) == [
+        ("trades", "A"),
+        ("quotes", "A"),
+        ("quotes", "B"),
+        ("corrections", "A"),
+        ("cancelErrors", "A"),
+    ]
+    assert subs.add({"quotes": ["A"]}) == []
+    assert subs.symbol_count() == 2
+    assert subs.count_after_add({"bars": ["C", "*"]}) == 4
+    assert subs.remove({"trades": ["A"], "bars": ["Z"]}) == [
+        ("trades", "A"),
+        ("corrections", "A"),
+        ("cancelErrors", "A"),
+    ]
+    message = subs.message()
+    assert list(message) == ["T", *p.LISTED] and message["quotes"] == ["A", "B"] and message["trades"] == []
+
+
+def test_outbox_cuts_a_client_that_falls_behind() -> None:
+    cut: list[int] = []
+    outbox = Outbox(3, lambda: cut.append(1))
+    for n in range(10):
+        outbox.push(b"%d" % n)
+    assert cut == [1] and outbox.closed and outbox.pending == []
+
+
+async def test_outbox_sends_front_frames_first_then_batches() -> None:
+    outbox = Outbox(100_000, lambda: None)
+    frames: list[str | bytes] = []
+    counted: list[int] = []
+
+    async def send(frame: str | bytes) -> None:
+        frames.append(frame)
+
+    outbox.held = True
+    for n in range(FRAME_EVENTS + 5):
+        outbox.push(b"%d" % n)
+    outbox.push_front("subscription")
+    done = asyncio.Event()
+
+    def sent(count: int) -> None:
+        counted.append(count)
+        if sum(counted) == FRAME_EVENTS + 5:
+            done.set()
+
+    task = asyncio.create_task(outbox.drain(send, lambda batch: b"[" + b",".join(batch) + b"]", sent))
+    outbox.release()
+    async with asyncio.timeout(5):
+        await done.wait()
+    task.cancel()
+    assert frames[0] == "subscription"
+    assert counted == [FRAME_EVENTS, 5]
+    assert orjson.loads(frames[1])[:2] == [0, 1] and orjson.loads(frames[2])[-1] == FRAME_EVENTS + 4
+
+
+def quote(symbol: str) -> bytes:
+    return encode_live(
+        Quote(symbol=symbol, timestamp=1, bid_exchange="V", bid_price=1, bid_size=1, ask_exchange="V", ask_price=1,
+              ask_size=1)
+    )  # fmt: skip
+
+
+async def test_hub_delivers_by_type_once_per_client() -> None:
+    hub = Hub("redis://127.0.0.1:1/0", ApiMetrics())  # never started: registrations only
+    one, wild, bars = (Outbox(100, lambda: None) for _ in range(3))
+    await hub.add(one, [(p.STREAMS["quotes"], "AAPL")])
+    await hub.add(wild, [(p.STREAMS["quotes"], "AAPL"), (p.STREAMS["quotes"], "*")])
+    await hub.add(bars, [(p.STREAMS["updatedBars"], "AAPL")])
+    assert hub.redis_names == {b"quotes:AAPL", b"quotes:*", b"bars:AAPL"}
+    payload = quote("AAPL")
+    hub.deliver(b"quotes:AAPL", payload, None)  # Redis sends it once per matching subscription
+    hub.deliver(b"quotes:AAPL", payload, b"quotes:*")
+    assert (one.pending, wild.pending) == ([payload], [payload])
+    minute = encode_live(Bar(symbol="AAPL", timestamp=1, open=1, high=1, low=1, close=1, volume=1))
+    updated = encode_live(UpdatedBar(symbol="AAPL", timestamp=1, open=1, high=1, low=1, close=1, volume=1))
+    hub.deliver(b"bars:AAPL", minute, None)
+    hub.deliver(b"bars:AAPL", updated, None)
+    assert bars.pending == [updated]
+    hub.remove(wild, [(p.STREAMS["quotes"], "AAPL"), (p.STREAMS["quotes"], "*")])
+    hub.remove(one, [(p.STREAMS["quotes"], "AAPL")])
+    assert hub.redis_names == {b"bars:AAPL"}
+    assert event_code(b'{"S":"X","T":"q"}') == b"q" and event_code(b"nonsense") == b""

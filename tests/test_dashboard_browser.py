@@ -1,0 +1,350 @@
+"""The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+Against a running API (the real app under uvicorn on a free port, over the
+session's PostgreSQL and Redis): minute bars stored in PostgreSQL as the
+consumers store them, quotes, trades and bars published on the Redis channels
+and snapshot hashes as the producer publishes them. The page must show the
+published prices in its watchlist, draw the stored bars as candles and extend
+them with the live bar, and say that the producer and consumers are not
+running (none are, here). A second test restarts the API under the open page:
+it must say so, reconnect with backoff, subscribe again and reload the chart.
+A screenshot is saved under the test's tmp folder, and also to
+``$TICKPIPE_SCREENSHOT`` when that is set.
+
+Skipped, with the reason, when Chromium or Playwright is not installed; the
+browser is Debian's (``apt-get install chromium``), never one Playwright
+downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from api.main import create_app
+from api.routes.status import router as status_router
+from tickpipe import db
+from tickpipe.admin import EmbeddedUvicorn
+from tickpipe.codecs import encode_live
+from tickpipe.events import Bar, Event, Quote, Trade
+from tickpipe.names import channel, latest_hash
+from tickpipe.rows import COLUMNS, to_row
+from tickpipe.settings import load_settings
+
+CHROMIUM = Path(os.environ.get("TICKPIPE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+TIMEOUT_MS = 20_000
+HISTORY_BARS = 90
+UP_RGB = (38, 166, 154)  # the chart's candle colours (api/static/chart.js)
+DOWN_RGB = (239, 83, 80)
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium, or set TICKPIPE_CHROMIUM)"
+)
+async_api = pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class DashboardServer:
+    """The API app under uvicorn in this loop, on one port it keeps across a restart (as a redeploy would)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        server = self._server = EmbeddedUvicorn(uvicorn.Config(self.app, log_level="warning", access_log=False))
+        task = self._task = asyncio.create_task(server.serve(sockets=[sock]))
+        deadline = time.monotonic() + 30
+        while not server.started:  # uvicorn has no start event: poll its flag, to a deadline
+            if task.done():
+                task.result()
+            assert time.monotonic() < deadline, "the API did not start within 30 s"
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+        self._server = self._task = None
+
+
+@pytest.fixture
+async def api(migrated_db: str, redis_url: str) -> AsyncIterator[DashboardServer]:
+    """The API over the session's PostgreSQL and Redis; the producer and consumers are not running."""
+    settings = load_settings(
+        database_url=migrated_db,
+        redis_url=redis_url,
+        producer_admin_port=free_port(),
+        consumer_admin_port=free_port(),
+    )
+    app: FastAPI = create_app(settings, registry=CollectorRegistry())
+    if not any(getattr(route, "path", None) == "/status" for route in app.routes):
+        app.include_router(status_router)  # until the lead includes it in create_app
+    server = DashboardServer(app)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, with nothing that reaches out to the network by itself."""
+    async with async_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
+    """A page at ``url`` and the list its script errors and console errors go to."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(url)
+    return page, errors
+
+
+def minute_bars(symbol: str, last_minute: datetime, count: int) -> list[Bar]:
+    """``count`` minute bars ending at ``last_minute``: a deterministic zig-zag walk around 100."""
+    bars = []
+    price = 100.0
+    for n in range(count):
+        at = last_minute - timedelta(minutes=count - 1 - n)
+        step = 0.35 if (n // 7) % 2 == 0 else -0.3
+        close = round(price + step + (0.1 if n % 3 == 0 else -0.05), 2)
+        high, low = max(price, close) + 0.12, min(price, close) - 0.1
+        bars.append(
+            Bar(symbol=symbol, timestamp=ns(at), open=price, high=round(high, 2), low=round(low, 2), close=close,
+                volume=1_000 + 37 * (n % 11), vwap=round((high + low + close) / 3, 4), trade_count=10 + n % 5)
+        )  # fmt: skip
+        price = close
+    return bars
+
+
+def ns(when: datetime) -> int:
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+async def store_bars(database_url: str, bars: list[Bar]) -> None:
+    conn = await asyncpg.connect(db.asyncpg_dsn(database_url))
+    try:
+        days = {datetime.fromtimestamp(bar.timestamp // 10**9, UTC).date() for bar in bars}
+        await db.ensure_partitions(conn, days, ["bars"])
+        await conn.copy_records_to_table("bars", records=[to_row(bar) for bar in bars], columns=COLUMNS["bars"])
+    finally:
+        await conn.close()
+
+
+def quote(symbol: str, bid: float, ask: float, when: int) -> Quote:
+    return Quote(symbol=symbol, timestamp=when, bid_exchange="V", bid_price=bid, bid_size=3, ask_exchange="Q",
+                 ask_price=ask, ask_size=2, conditions=("R",), tape="C")  # fmt: skip
+
+
+async def publish(client: redis.asyncio.Redis, events: list[Event]) -> None:
+    """As the producer's live path does: the snapshot hash, then the channel."""
+    for event in events:
+        payload = encode_live(event)
+        await client.hset(latest_hash(event.family), event.symbol, payload)
+        await client.publish(channel(event.family, event.symbol), payload)
+
+
+async def test_dashboard_shows_live_quotes_and_draws_the_chart(
+    api: DashboardServer,
+    browser: Any,
+    migrated_db: str,
+    redis_client: redis.asyncio.Redis,
+    unique_symbol: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    charted, other, snapshotted = unique_symbol(), unique_symbol(), unique_symbol()
+    last_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    history = minute_bars(charted, last_minute, HISTORY_BARS)
+    await store_bars(migrated_db, history)
+    now = time.time_ns()
+    # Known before the page opens: it must come first on subscribe (the snapshot).
+    await redis_client.hset(latest_hash("quotes"), snapshotted, encode_live(quote(snapshotted, 41.5, 41.56, now)))
+
+    page, errors = await open_page(browser, f"{api.url}/?symbols={charted},{other},{snapshotted}&chart={charted}")
+    # Connected, authenticated, subscribed (the server acknowledges after Redis has subscribed),
+    # and the history drawn.
+    await wait_for(
+        page,
+        """([charted, symbols]) => {
+            const s = window.__tickpipe;
+            return s && s.state === "live" && s.barsLoaded !== null && s.subscribed
+                && symbols.every((sym) => s.subscribed.quotes.includes(sym))
+                && s.subscribed.bars.includes(charted);
+        }""",
+        arg=[charted, [charted, other, snapshotted]],
+    )
+    stats = await page.evaluate("window.__tickpipe")
+    assert stats["barsLoaded"] == HISTORY_BARS, stats
+    assert stats["chartSymbol"] == charted
+    assert await cell_text(page, snapshotted, "bid") == "41.50 ×3"
+
+    live_bar_at = last_minute + timedelta(minutes=1)
+    last_close = history[-1].close
+    live_bar = Bar(
+        symbol=charted, timestamp=ns(live_bar_at), open=last_close, high=round(last_close + 0.6, 2),
+        low=round(last_close - 0.1, 2), close=round(last_close + 0.5, 2), volume=2_400, vwap=last_close,
+        trade_count=30,
+    )  # fmt: skip
+    await publish(redis_client, [
+        quote(charted, 101.25, 101.27, now + 1),
+        quote(other, 7.5, 7.52, now + 2),
+        Trade(symbol=charted, timestamp=now + 3, trade_id=1, exchange="V", price=101.26, size=100,
+              conditions=("@",), tape="C"),
+        live_bar,
+    ])  # fmt: skip
+    await wait_for(
+        page,
+        """([charted, other, time]) => {
+            const text = (sym, cls) =>
+                document.querySelector(`#watchlist tr[data-symbol="${sym}"] td.${cls}`)?.textContent;
+            return text(charted, "bid") === "101.25 ×3" && text(charted, "ask") === "101.27 ×2"
+                && text(charted, "spread") === "0.02" && text(charted, "last") === "101.26 ×100"
+                && text(other, "bid") === "7.50 ×3" && window.__tickpipe.lastBarTime === time;
+        }""",
+        arg=[charted, other, int(live_bar_at.timestamp())],
+    )
+    assert await page.evaluate("window.__tickpipe.quotes") >= 3
+
+    # The candles are on a canvas: pixels of both candle colours, the live bar's among them.
+    found = await page.evaluate(COUNT_CANDLE_PIXELS, [list(UP_RGB), list(DOWN_RGB)])
+    assert found["canvases"] >= 1 and found["up"] > 0 and found["down"] > 0, found
+
+    # The status strip answered, and says the producer and consumers are not running.
+    await wait_for(page, "window.__tickpipe.status !== null")
+    parts = await page.locator("#st-parts .part").all_text_contents()
+    assert sorted(parts) == ["consumers", "producer"]
+    assert await page.locator("#st-parts .part.down").count() == 2
+
+    # Clicking a row charts that symbol (no bars stored for it: an empty chart and a note).
+    await page.click(f'#watchlist tr[data-symbol="{other}"] td.symbol')
+    await wait_for(
+        page,
+        "(sym) => window.__tickpipe.chartSymbol === sym && window.__tickpipe.barsLoaded === 0",
+        arg=other,
+    )
+    assert "no bars stored yet" in await page.locator("#chart-note").text_content()
+    await page.click(f'#watchlist tr[data-symbol="{charted}"] td.symbol')
+    # Its history again, and the live bar again from the snapshot that comes first on subscribe.
+    await wait_for(
+        page,
+        "([n, time]) => window.__tickpipe.barsLoaded === n && window.__tickpipe.lastBarTime === time",
+        arg=[HISTORY_BARS, int(live_bar_at.timestamp())],
+    )
+
+    shot = tmp_path / "dashboard.png"
+    await page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 0
+    if target := os.environ.get("TICKPIPE_SCREENSHOT"):
+        shutil.copyfile(shot, target)
+    assert errors == []
+
+
+async def test_dashboard_reconnects_when_the_api_restarts(
+    api: DashboardServer,
+    browser: Any,
+    migrated_db: str,
+    redis_client: redis.asyncio.Redis,
+    unique_symbol: Callable[[], str],
+) -> None:
+    symbol = unique_symbol()
+    last_minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    await store_bars(migrated_db, minute_bars(symbol, last_minute - timedelta(minutes=1), 5))
+    page, errors = await open_page(browser, f"{api.url}/?symbols={symbol}&chart={symbol}")
+    subscribed = """(sym) => window.__tickpipe.state === "live" && window.__tickpipe.barsLoaded !== null
+        && (window.__tickpipe.subscribed?.quotes ?? []).includes(sym)"""
+    await wait_for(page, subscribed, arg=symbol)
+    assert await page.evaluate("window.__tickpipe.barsLoaded") == 5
+
+    await api.stop()
+    await wait_for(page, "() => window.__tickpipe.state === 'waiting'")
+    assert await page.locator("#conn").get_attribute("data-state") == "waiting"
+    # A bar stored while the page was cut off: the chart reloads its history on reconnecting.
+    await store_bars(migrated_db, minute_bars(symbol, last_minute, 6)[-1:])
+    await api.start()
+
+    await wait_for(page, f"(sym) => ({subscribed})(sym) && window.__tickpipe.reconnects === 1", arg=symbol)
+    await wait_for(page, "() => window.__tickpipe.barsLoaded === 6")
+    await publish(redis_client, [quote(symbol, 12.5, 12.52, time.time_ns())])
+    await wait_for(page, CELL_SHOWS, arg=[symbol, "bid", "12.50 ×3"])
+    assert await page.locator("#conn").text_content() == "live"
+    # The browser logs the refused connections while the API was down; nothing else went wrong.
+    assert [e for e in errors if "ERR_CONNECTION_REFUSED" not in e and "WebSocket" not in e] == []
+
+
+async def wait_for(page: Any, condition: str, *, arg: Any = None, timeout: int = TIMEOUT_MS) -> None:
+    """Wait until ``condition`` (a JS function of ``arg``) holds in the page; on a timeout, say what the page saw."""
+    try:
+        await page.wait_for_function(condition, arg=arg, timeout=timeout)
+    except async_api.TimeoutError:
+        seen = await page.evaluate("JSON.stringify(window.__tickpipe)")
+        rows = await page.locator("#watchlist tbody tr").all_inner_texts()
+        raise AssertionError(f"not within {timeout} ms: {condition}\npage state: {seen}\nwatchlist: {rows}") from None
+
+
+async def cell_text(page: Any, symbol: str, column: str) -> str | None:
+    text: str | None = await page.locator(f'#watchlist tr[data-symbol="{symbol}"] td.{column}').text_content()
+    return text
+
+
+CELL_SHOWS = """([symbol, column, text]) =>
+    document.querySelector(`#watchlist tr[data-symbol="${symbol}"] td.${column}`)?.textContent === text"""
+
+COUNT_CANDLE_PIXELS = """([up, down]) => {
+    const near = (data, i, rgb) => Math.abs(data[i] - rgb[0]) < 8 && Math.abs(data[i + 1] - rgb[1]) < 8
+        && Math.abs(data[i + 2] - rgb[2]) < 8 && data[i + 3] > 200;
+    const found = { canvases: 0, up: 0, down: 0 };
+    for (const canvas of document.querySelectorAll("#chart canvas")) {
+        if (!canvas.width || !canvas.height) continue;
+        found.canvases += 1;
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        for (let i = 0; i < data.length; i += 4) {
+            if (near(data, i, up)) found.up += 1;
+            else if (near(data, i, down)) found.down += 1;
+        }
+    }
+    return found;
+}"""

@@ -1,0 +1,148 @@
+"""The disk spool: append-only segments, read from a committed cursor, slots that sort first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from producer.spool import Position, Record, Spool
+
+
+def records(n: int, start: int = 0, topic: str = "tickpipe.quotes") -> list[Record]:
+    return [(topic, f"S{i % 7}".encode(), f"value-{i}".encode() * 3) for i in range(start, start + n)]
+
+
+def drain(spool: Spool, max_records: int = 1000) -> list[Record]:
+    out: list[Record] = []
+    while spool.depth:
+        chunk = spool.read(max_records)
+        assert chunk, "depth says more, read gives none"
+        out.extend(r.record for r in chunk)
+        spool.commit(chunk[-1].end, len(chunk))
+    return out
+
+
+def test_append_then_read_back_in_order_across_segments(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=4096).open()
+    written = records(500)
+    for i in range(0, 500, 50):
+        spool.append(written[i : i + 50])
+    assert spool.depth == 500
+    assert len(list(tmp_path.glob("*.seg"))) > 1
+    assert drain(spool, max_records=77) == written
+    assert spool.depth == 0
+    assert list(tmp_path.glob("*.seg")) == []  # drained: nothing left on disk
+
+
+def test_reading_does_not_consume_until_committed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    spool.append(records(10))
+    first = spool.read(4)
+    again = spool.read(4)
+    assert [r.record for r in first] == [r.record for r in again]
+    spool.commit(first[-1].end, 4)
+    assert [r.record for r in spool.read(100)] == records(10)[4:]
+
+
+def test_keys_may_be_absent_and_values_empty(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    odd: list[Record] = [("tickpipe.dlq", None, b""), ("t", b"", b"x"), ("t" * 200, b"k" * 300, b"v" * 70_000)]
+    spool.append(odd)
+    assert drain(spool) == odd
+
+
+def test_a_restart_resumes_at_the_committed_cursor(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=4096).open()
+    written = records(300)
+    spool.append(written)
+    chunk = spool.read(120)
+    spool.commit(chunk[-1].end, 120)
+    spool.append(records(5, start=300))
+    spool.close()
+
+    reopened = Spool(tmp_path, segment_bytes=4096).open()
+    assert reopened.depth == 185
+    assert drain(reopened) == written[120:] + records(5, start=300)
+
+
+def test_a_torn_tail_is_cut_and_the_rest_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path).open()
+    spool.append(records(20))
+    spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    with open(segment, "ab") as f:
+        f.write(b"\x40\x00\x00\x00\x01\x02\x03")  # a record header whose body never made it
+    reopened = Spool(tmp_path).open()
+    assert reopened.depth == 20
+    assert "cut 7 bytes" in caplog.text
+    assert drain(reopened) == records(20)
+
+
+def test_a_corrupt_record_stops_the_segment_there(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    spool.append(records(3))
+    spool.close()
+    (segment,) = tmp_path.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF  # last record's body no longer matches its CRC
+    segment.write_bytes(bytes(data))
+    assert drain(Spool(tmp_path).open()) == records(2)
+
+
+def test_a_filled_slot_is_read_before_what_was_appended_after_it(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    spool.append(records(3, start=0))
+    slot = spool.reserve()
+    spool.append(records(3, start=10))
+    assert [r.record for r in spool.read(100)] == records(3)  # stops before the pending slot
+    spool.fill(slot, records(3, start=5))
+    assert drain(spool) == records(3) + records(3, start=5) + records(3, start=10)
+
+
+def test_a_released_slot_leaves_no_gap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    slot = spool.reserve()
+    spool.append(records(4))
+    assert spool.read(10) == []
+    spool.release(slot)
+    assert drain(spool) == records(4)
+
+
+def test_partial_progress_survives_a_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    spool.append(records(10))
+    until = spool.read(10)[-1].end
+    spool.mark_partial(until, {("tickpipe.quotes", 1)})
+    spool.close()
+    reopened = Spool(tmp_path).open()
+    assert reopened.already_sent(until, ("tickpipe.quotes", 1))
+    assert not reopened.already_sent(until, ("tickpipe.quotes", 0))
+    reopened.commit(until, 10)
+    assert reopened.partial == []
+
+
+def test_partial_ranges_are_kept_apart(tmp_path: Path) -> None:
+    # Round 1 reached partition 1 up to a; round 2 reached further, to b, but not partition 1.
+    spool = Spool(tmp_path).open()
+    spool.append(records(10))
+    chunk = spool.read(10)
+    a, b = chunk[3].end, chunk[8].end
+    spool.mark_partial(a, {("tickpipe.quotes", 1)})
+    spool.mark_partial(b, {("tickpipe.quotes", 0)})
+    assert spool.already_sent(a, ("tickpipe.quotes", 1))
+    assert not spool.already_sent(b, ("tickpipe.quotes", 1))  # partition 1 past a never got there
+    assert spool.already_sent(b, ("tickpipe.quotes", 0))
+
+
+def test_positions_order_segments_before_offsets() -> None:
+    assert Position(1, 900) < Position(2, 0)
+    assert Position(2, 5) <= Position(2, 5)
+
+
+def test_appended_data_is_on_disk_without_close(tmp_path: Path) -> None:
+    # A crash after append keeps the records: each append is one write() to the file.
+    spool = Spool(tmp_path).open()
+    spool.append(records(8))
+    assert Spool(tmp_path).open().depth == 8  # another reader, while the writer is still open
+    spool.close()
