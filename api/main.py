@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from api.metrics import ApiMetrics, RequestTimer
-from api.routes import history, latest, ops, symbols
+from api.routes import history, latest, ops, status, symbols
 from api.state import STATIC_DIR, open_state, required_urls
 from api.stream.handler import stream_endpoint
 from tickpipe.settings import Settings
@@ -49,7 +49,7 @@ def create_app(
     app.add_middleware(RequestTimer, metrics=metrics)
     for failure in DATABASE_DOWN:
         app.add_exception_handler(failure, database_down)
-    for router in (latest.router, history.router, symbols.router, ops.router):  # latest before {symbol}
+    for router in (latest.router, history.router, symbols.router, ops.router, status.router):  # latest before {symbol}
         app.include_router(router)
     app.add_api_websocket_route("/v2/stream", stream_endpoint, name="stream")
     if static_dir.is_dir():
