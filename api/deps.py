@@ -30,7 +30,7 @@ from api.state import ApiState
 from api.tokens import decode_token
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
@@ -64,7 +64,7 @@ class HistoryParams:
         return replace(request, token=decode_token(self.page_token, request.scope, self.sort))
 
 
-def history_params(
+async def history_params(
     symbol: SymbolPath,
     start: StartQuery = None,
     end: EndQuery = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_state(settings, metrics, static_dir) as state:
             app.state.api = state
+            gc.freeze()  # what start-up made lives as long as the app: keep it out of every collection
             yield
 
     app = FastAPI(title="tickpipe API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

@@ -68,11 +68,20 @@ def required_urls(settings: Settings) -> tuple[str, str]:
     return settings.database_url, settings.redis_url
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The API sets no session state (no SET, LISTEN or advisory lock; transactions end), so a
+    connection goes back to the pool as it is, saving asyncpg's reset round trip per request."""
+
+
 @asynccontextmanager
 async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path = STATIC_DIR) -> AsyncIterator[ApiState]:
     database_url, redis_url = required_urls(settings)
     pool = await asyncpg.create_pool(
-        asyncpg_dsn(database_url), min_size=0, max_size=settings.api_db_pool_size, command_timeout=60
+        asyncpg_dsn(database_url),
+        min_size=0,
+        max_size=settings.api_db_pool_size,
+        command_timeout=60,
+        reset=keep_session,
     )
     client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     hub = Hub(redis_url, metrics)

@@ -83,6 +83,11 @@ async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIte
                     raise RuntimeError(f"tickpipe api did not become ready; see {log.name}")
                 await asyncio.sleep(0.1)
         yield url
+    except BaseException:
+        print(f"(tickpipe api's log: {log.name})", file=sys.stderr)
+        raise
+    else:
+        os.unlink(log.name)
     finally:
         if proc.returncode is None:
             proc.terminate()

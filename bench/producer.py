@@ -230,8 +230,7 @@ async def live_latency(kafka: str, redis_url: str, folder: Path, seconds: float,
                "REDIS_URL": redis_url, "ALPACA_STREAM_URL": sim.url, "SUBSCRIBED_TYPES": ALL_TYPES,
                "SPOOL_DIR": str(folder / "spool"), "PRODUCER_ADMIN_PORT": "0", "LOG_LEVEL": "WARNING",
                "KAFKA_TOPIC_PREFIX": f"lat{uuid.uuid4().hex[:6]}."}  # fmt: skip
-        command = os.environ.get("BENCH_PRODUCER", "-m producer.cli").split()
-        proc = await asyncio.create_subprocess_exec(sys.executable, *command, cwd=ROOT, env=env)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "producer.cli", cwd=ROOT, env=env)
         try:
             await sim.wait_for(lambda: sim.sent_total > 0, timeout=60)  # connected end to end
             await asyncio.sleep(1.0)  # warm-up

@@ -52,7 +52,7 @@ def producer_env(**values: str) -> dict[str, str]:
 
 
 class Process:
-    """``python -m tickpipe.cli producer`` (or ``-m producer.cli ARGS``) with its log lines collected."""
+    """``python -m tickpipe.cli producer ARGS`` with its log lines collected."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -62,10 +62,8 @@ class Process:
 
     @classmethod
     async def start(cls, env: dict[str, str], *args: str) -> Process:
-        # ``tickpipe producer`` routes to producer.cli.main; called directly so options after it parse.
-        command = ["tickpipe.cli", "producer"] if not args else ["producer.cli"]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", *command, *args,
+            sys.executable, "-m", "tickpipe.cli", "producer", *args,
             cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         return cls(proc)
