@@ -26,7 +26,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ SELF = Path(__file__).resolve()
 ROOT = SELF.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.simulator import start_simulator  # noqa: E402
 from producer.service import ProducerService  # noqa: E402
 from simulator import Simulator, SimulatorConfig  # noqa: E402
 from simulator.symbols import synthetic_symbols  # noqa: E402
@@ -69,18 +69,6 @@ def services(stack: ExitStack, folder: Path) -> tuple[str, str]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(EmbeddedKafka(folder / "kafka")).url
     redis_url = os.environ.get("REDIS_URL") or stack.enter_context(EmbeddedRedis(folder / "redis")).url
     return kafka, redis_url
-
-
-def start_simulator(*flags: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", "0", *flags], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"expected 'listening on ws://...' from the simulator, got {line!r}")
-    return proc, line.split()[2]
 
 
 def settings_for(kafka: str, redis_url: str, upstream: str, spool: Path, **extra: Any) -> Settings:
