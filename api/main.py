@@ -23,6 +23,9 @@ DESCRIPTION = """History of quotes, trades and bars from PostgreSQL, and the liv
 at `WS /v2/stream`, speaking Alpaca's market-data stream v2 protocol (JSON, or msgpack with the
 `Content-Type: application/msgpack` handshake header), so any Alpaca client can point here."""
 
+#: Net new container objects before a young collection: above the objects of the pages in flight.
+YOUNG_GC_THRESHOLD = 20_000
+
 #: Failures that mean "PostgreSQL does not answer": a 503 the client may retry, not a 500.
 DATABASE_DOWN = (
     OSError,
@@ -45,6 +48,10 @@ def create_app(
         async with open_state(settings, metrics, static_dir) as state:
             app.state.api = state
             gc.freeze()  # what start-up made lives as long as the app: keep it out of every collection
+            # A history page holds ~2,000 tracked objects (records, condition lists) while it is built; at the
+            # default threshold (700) every page set off young collections that promoted them all to older
+            # generations for nothing. Measured on bench/api.py: 4,579 young collections (475 ms) down to 250.
+            gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
             yield
 
     app = FastAPI(title="tickpipe API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)

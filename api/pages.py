@@ -8,17 +8,17 @@ only has to drop the rows of that one instant.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import orjson
 
 from api import queries
 from api.params import MAX_NS, MIN_NS, datetime_to_ns, ns_to_utc
-from api.shape import SHAPES
+from api.shape import SHAPES, Item, encode_json
 from api.tokens import Key, encode_token
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
@@ -92,7 +92,7 @@ def next_bucket(timeframe: str, bucket_ns: int) -> int:
 
 @dataclass(slots=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: Sequence[Item]
     next_token: str | None
 
 
@@ -108,19 +108,17 @@ async def fetch_page(db: Fetcher, request: PageRequest) -> Page:
     more = len(rows) > request.limit
     if more:
         del rows[request.limit :]
-    shape = SHAPES[request.table]
-    if request.aggregated:
-        items = [shape((datetime_to_ns(row[0]), *row[1:])) for row in rows]
-    else:
-        items = [shape(row) for row in rows]
+    if request.aggregated:  # the bucket start comes as a timestamptz
+        rows = [(datetime_to_ns(row[0]), *row[1:]) for row in rows]
+    items = SHAPES[request.table](rows)
     token = None
     if more:
         last = rows[-1]
-        key: Key = (datetime_to_ns(last[0]),) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
+        key: Key = (last[0],) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
         token = encode_token(request.scope, request.sort, key)
     return Page(items, token)
 
 
 def page_json(request: PageRequest, page: Page) -> bytes:
     """``{"quotes": [...], "symbol": "AAPL", "next_page_token": ...}``, as Alpaca's REST API answers."""
-    return orjson.dumps({request.table: page.items, "symbol": request.symbol, "next_page_token": page.next_token})
+    return encode_json({request.table: page.items, "symbol": request.symbol, "next_page_token": page.next_token})

@@ -1,8 +1,12 @@
 """Rows as Alpaca's REST API shows them: short field names, RFC 3339 ``t`` to the nanosecond.
 
-A page is built straight from asyncpg records into dicts and dumped once by
-orjson; this is the hot path of every history request (about 1.4 µs a row),
-so it avoids the event structs and ``datetime.strftime`` (3.5 µs a stamp; this takes 0.6).
+This is the hot path of every history request: a page of 1,000 quotes is
+1,000 asyncpg records turned into JSON. Rows become msgspec structs (built
+positionally, untracked by the garbage collector) that msgspec encodes in one
+call; ``t`` is formatted from a per-second cache instead of ``datetime``.
+Together that is about 1.1 µs a row, against 1.9 µs for dicts dumped by
+orjson and 5 µs for the same JSON built by PostgreSQL (``json_build_object``
+with ``to_char``), all measured on the bench page of 1,000 quotes.
 """
 
 from __future__ import annotations
@@ -11,54 +15,110 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 _EPOCH_DAY: Final = date(1970, 1, 1)
-_DAY_PREFIX: dict[int, str] = {}
-#: "HH:MM:SS." of every second of a day (86,400 short strings, made once): formatting them is half the cost.
+_NS: Final = 1_000_000_000
+#: "HH:MM:SS." of every second of a day (86,400 short strings, made once).
 _CLOCK: Final = tuple(f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}." for s in range(86_400))
+#: "YYYY-MM-DDTHH:MM:SS." by epoch second; cleared when it grows past _SECONDS_MAX.
+_SECONDS: dict[int, str] = {}
+_SECONDS_MAX: Final = 200_000
 
 Row = Sequence[Any]
 
 
+def _second(seconds: int) -> str:
+    """The text of one epoch second, remembered for the next rows of the page."""
+    if len(_SECONDS) >= _SECONDS_MAX:
+        _SECONDS.clear()
+    day, rest = divmod(seconds, 86_400)
+    text = _SECONDS[seconds] = f"{(_EPOCH_DAY + timedelta(days=day)).isoformat()}T{_CLOCK[rest]}"
+    return text
+
+
 def rfc3339_ns(ns: int) -> str:
     """``2024-03-04T13:30:00.004680000Z``: what :func:`tickpipe.codecs.format_rfc3339_ns` gives, faster."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    day, rest = divmod(seconds, 86_400)
-    prefix = _DAY_PREFIX.get(day)
-    if prefix is None:
-        prefix = (_EPOCH_DAY + timedelta(days=day)).isoformat() + "T"
-        if len(_DAY_PREFIX) < 100_000:
-            _DAY_PREFIX[day] = prefix
-    return "%s%s%09dZ" % (prefix, _CLOCK[rest], nanos)  # noqa: UP031 - the fastest form, on the hottest line
+    seconds, nanos = divmod(ns, _NS)
+    return "%s%09dZ" % (_SECONDS.get(seconds) or _second(seconds), nanos)  # noqa: UP031 - fastest form
 
 
-# Each takes a row of queries.SELECT[table] (key columns first) and gives Alpaca's object.
+class QuoteItem(msgspec.Struct, gc=False):
+    t: str
+    ax: str
+    ap: float
+    as_: int = msgspec.field(name="as")
+    bx: str
+    bp: float
+    bs: int
+    c: list[str]
+    z: str
 
 
-def quote(r: Row) -> dict[str, Any]:
-    return {
-        "t": rfc3339_ns(r[0]),
-        "ax": r[5],
-        "ap": r[6],
-        "as": r[7],
-        "bx": r[2],
-        "bp": r[3],
-        "bs": r[4],
-        "c": r[8],
-        "z": r[9],
-    }
+class TradeItem(msgspec.Struct, gc=False):
+    t: str
+    x: str
+    p: float
+    s: int
+    c: list[str]
+    i: int
+    z: str
 
 
-def trade(r: Row) -> dict[str, Any]:
-    return {"t": rfc3339_ns(r[0]), "x": r[1], "p": r[3], "s": r[4], "c": r[5], "i": r[2], "z": r[6]}
+class BarItem(msgspec.Struct, gc=False):
+    t: str
+    o: float
+    h: float
+    l: float  # noqa: E741 - Alpaca's name
+    c: float
+    v: int
+    n: int
+    vw: float
 
 
-def bar(r: Row) -> dict[str, Any]:
-    return {"t": rfc3339_ns(r[0]), "o": r[1], "h": r[2], "l": r[3], "c": r[4], "v": r[5], "n": r[7], "vw": r[6]}
+# Each takes rows of queries.SELECT[table] (key columns first, time_ns as int) and gives Alpaca's objects.
+# The timestamp is inlined (not a call to rfc3339_ns): a call per row is a fifth of the cost.
 
 
-SHAPES: Final[dict[str, Callable[[Row], dict[str, Any]]]] = {"quotes": quote, "trades": trade, "bars": bar}
+def quotes(rows: Sequence[Row]) -> list[QuoteItem]:
+    get, out = _SECONDS.get, list[QuoteItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(QuoteItem(stamp, r[5], r[6], r[7], r[2], r[3], r[4], r[8], r[9]))
+    return out
+
+
+def trades(rows: Sequence[Row]) -> list[TradeItem]:
+    get, out = _SECONDS.get, list[TradeItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(TradeItem(stamp, r[1], r[3], r[4], r[5], r[2], r[6]))
+    return out
+
+
+def bars(rows: Sequence[Row]) -> list[BarItem]:
+    get, out = _SECONDS.get, list[BarItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(BarItem(stamp, r[1], r[2], r[3], r[4], r[5], r[7], r[6]))
+    return out
+
+
+Item = QuoteItem | TradeItem | BarItem
+SHAPES: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {
+    "quotes": quotes,
+    "trades": trades,
+    "bars": bars,
+}
+
+encode_json: Final = msgspec.json.Encoder().encode
 
 
 def latest_object(payload: bytes | str, family: str) -> dict[str, Any] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 import redis.exceptions
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -18,7 +17,7 @@ from api.deps import State
 from api.models import LatestBars, LatestQuotes, LatestTrades, Unavailable
 from api.params import SymbolsQuery, parse_symbols
 from api.queries import latest_sql
-from api.shape import SHAPES, latest_object
+from api.shape import SHAPES, encode_json, latest_object
 from tickpipe.names import latest_hash
 
 log = logging.getLogger(__name__)
@@ -32,23 +31,23 @@ HOW = (
 
 
 async def latest(state: State, family: str, symbols: list[str]) -> Response:
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, Any] = {}
     try:
         values = await state.redis.hmget(latest_hash(family), symbols)
     except (redis.exceptions.RedisError, OSError) as exc:
         log.warning("latest %s: Redis did not answer (%s); reading PostgreSQL", family, exc)
         values = [None] * len(symbols)
     for symbol, payload in zip(symbols, values, strict=True):
-        item = latest_object(payload, family) if payload else None
-        if item is not None:
-            found[symbol] = item
+        snapshot = latest_object(payload, family) if payload else None
+        if snapshot is not None:
+            found[symbol] = snapshot
     missing = [symbol for symbol in symbols if symbol not in found]
     if missing:
-        shape = SHAPES[family]
-        for row in await state.pool.fetch(latest_sql(family), missing):
-            found[row[0]] = shape(tuple(row)[1:])
+        rows = await state.pool.fetch(latest_sql(family), missing)
+        for row, item in zip(rows, SHAPES[family]([tuple(row)[1:] for row in rows]), strict=True):
+            found[row[0]] = item
     body = {family: {symbol: found[symbol] for symbol in symbols if symbol in found}}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(encode_json(body), media_type="application/json")
 
 
 @router.get(
