@@ -18,6 +18,7 @@ from types import FrameType
 import uvicorn
 
 from api.main import create_app
+from api.stream.direct import DirectWebSocketProtocol
 from tickpipe.errors import SettingsError
 from tickpipe.logs import setup_logging
 from tickpipe.settings import get_settings
@@ -76,6 +77,7 @@ def main(argv: list[str]) -> int:
         app,
         log_config=None,  # ours, from setup_logging
         access_log=args.access_log,
+        ws=DirectWebSocketProtocol,  # uvicorn's websockets protocol, plus direct writes of market data
         ws_per_message_deflate=args.ws_deflate,
         server_header=False,
         lifespan="on",

@@ -58,6 +58,9 @@ class StreamCounts:
     messages_sent: int = 0
     frames_sent: int = 0
     redis_messages: int = 0
+    #: Sessions whose frames went to the socket directly, and through ASGI (see api.stream.direct).
+    direct_sessions: int = 0
+    asgi_sessions: int = 0
 
 
 class StreamCollector(Collector):
@@ -73,6 +76,14 @@ class StreamCollector(Collector):
         yield CounterMetricFamily(
             "tickpipe_api_redis_messages", "Messages received on subscribed Redis channels", c.redis_messages
         )
+        sessions = CounterMetricFamily(
+            "tickpipe_api_ws_sessions",
+            "WebSocket sessions by send path: direct socket writes, or ASGI sends (another server, or deflate)",
+            labels=["path"],
+        )
+        sessions.add_metric(["direct"], c.direct_sessions)
+        sessions.add_metric(["asgi"], c.asgi_sessions)
+        yield sessions
 
 
 class RequestTimer:

@@ -84,7 +84,7 @@ async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path =
         reset=keep_session,
     )
     client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-    hub = Hub(redis_url, metrics)
+    hub = Hub(redis_url, metrics, flush_interval=settings.ws_flush_interval_ms / 1000)
     await hub.start()
     try:
         yield ApiState(settings, pool, client, hub, metrics, static_dir)

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from api.main import create_app
+from api.stream.direct import DirectWebSocketProtocol
 from tickpipe import db
 from tickpipe.codecs import encode_live
 from tickpipe.events import Bar, Event, Quote, Trade
@@ -41,13 +42,14 @@ NS = 1_000_000_000
 class ApiServer:
     """The app under uvicorn in this loop; ``url`` / ``ws_url`` once started."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol) -> None:
+        """``ws``: uvicorn's WebSocket protocol; tickpipe api's own by default."""
         self.app = app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False, ws_ping_interval=None)
+        config = uvicorn.Config(app, log_level="warning", ws=ws, ws_per_message_deflate=False, ws_ping_interval=None)
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -93,8 +95,10 @@ def api_settings(database_url: str, redis_url: str, **overrides: Any) -> Setting
 
 
 @contextlib.asynccontextmanager
-async def running_api(settings: Settings) -> AsyncIterator[ApiServer]:
-    server = await ApiServer(create_app(settings)).start()
+async def running_api(
+    settings: Settings, ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol
+) -> AsyncIterator[ApiServer]:
+    server = await ApiServer(create_app(settings), ws).start()
     try:
         yield server
     finally:

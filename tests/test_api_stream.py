@@ -27,6 +27,7 @@ from api_fixtures import (
 )
 from websockets.exceptions import ConnectionClosed
 
+from api.stream.direct import DirectWebSocketProtocol
 from tickpipe.codecs import encode_live
 from tickpipe.events import DailyBar, Event, TradeCorrection, UpdatedBar
 from tickpipe.names import latest_hash
@@ -41,11 +42,18 @@ def wire(event: Event) -> dict[str, Any]:
     return decoded
 
 
-@pytest.fixture
-async def stream(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
+@pytest.fixture(params=["direct", "asgi"])
+async def stream(request: pytest.FixtureRequest, migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
+    """The API with each send path: tickpipe's direct socket writes, and plain ASGI sends (uvicorn's own
+    protocol, as under another server); every stream test must hold for both."""
     settings = api_settings(migrated_db, redis_url, ws_max_symbols=5, ws_client_queue_size=5000)
-    async with running_api(settings) as server:
+    ws = DirectWebSocketProtocol if request.param == "direct" else "websockets-sansio"
+    async with running_api(settings, ws) as server:
         yield server
+    counts = server.app.state.api.metrics.stream
+    used = counts.direct_sessions if request.param == "direct" else counts.asgi_sessions
+    other = counts.asgi_sessions if request.param == "direct" else counts.direct_sessions
+    assert (used > 0 or counts.messages_sent == 0) and other == 0, "the session did not use the path under test"
 
 
 async def closed_with(client: WsClient) -> int | None:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from typing import Any
 
 import msgpack
 import orjson
 import pytest
+from api_fixtures import wait_for
 from fastapi.exceptions import RequestValidationError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.metrics import ApiMetrics
+from api.metrics import ApiMetrics, StreamCounts
 from api.pages import PageRequest, next_bucket
 from api.params import parse_time, wants_csv
 from api.shape import rfc3339_ns
 from api.stream import protocol as p
+from api.stream.flusher import Flusher
 from api.stream.hub import Hub, event_code
 from api.stream.outbox import FRAME_EVENTS, Outbox
 from api.tokens import decode_token, encode_token
@@ -130,41 +133,91 @@ def test_subscriptions_bring_corrections_with_trades_and_count_symbols() -> None
     assert list(message) == ["T", *p.LISTED] and message["quotes"] == ["A", "B"] and message["trades"] == []
 
 
-def test_outbox_cuts_a_client_that_falls_behind() -> None:
+class ListSink:
+    """A sink that keeps what it is given, with the loop time; not writable while ``full``."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.times: list[float] = []
+        self.full = False
+
+    @property
+    def writable(self) -> bool:
+        return not self.full
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self.times.append(asyncio.get_running_loop().time())
+
+
+def json_frame(batch: list[bytes]) -> bytes:
+    return b"[" + b",".join(batch) + b"]"
+
+
+def outbox_with_sink(flusher: Flusher, limit: int = 100_000, on_overflow: Any = None) -> tuple[Outbox, ListSink]:
+    outbox = Outbox(limit, on_overflow or (lambda: None), flusher, json_frame)
+    sink = outbox.sink = ListSink()
+    return outbox, sink
+
+
+async def test_outbox_cuts_a_client_that_falls_behind() -> None:
     cut: list[int] = []
-    outbox = Outbox(3, lambda: cut.append(1))
+    flusher = Flusher(0.02, StreamCounts())
+    outbox, sink = outbox_with_sink(flusher, limit=3, on_overflow=lambda: cut.append(1))
+    sink.full = True  # the client reads nothing: its socket buffer stays full
     for n in range(10):
         outbox.push(b"%d" % n)
     assert cut == [1] and outbox.closed and outbox.pending == []
+    flusher.close()
 
 
-async def test_outbox_sends_front_frames_first_then_batches() -> None:
-    outbox = Outbox(100_000, lambda: None)
-    frames: list[str | bytes] = []
-    counted: list[int] = []
-
-    async def send(frame: str | bytes) -> None:
-        frames.append(frame)
-
-    outbox.held = True
+async def test_front_frames_go_first_then_events_in_frames_of_at_most_frame_events() -> None:
+    counts = StreamCounts()
+    flusher = Flusher(0.02, counts)
+    outbox, sink = outbox_with_sink(flusher)
+    outbox.held = True  # a subscribe is being answered
     for n in range(FRAME_EVENTS + 5):
         outbox.push(b"%d" % n)
-    outbox.push_front("subscription")
-    done = asyncio.Event()
-
-    def sent(count: int) -> None:
-        counted.append(count)
-        if sum(counted) == FRAME_EVENTS + 5:
-            done.set()
-
-    task = asyncio.create_task(outbox.drain(send, lambda batch: b"[" + b",".join(batch) + b"]", sent))
+    outbox.push_front(b'"subscription"')
+    await wait_for(lambda: sink.frames, what="the front frame")
+    assert sink.frames == [b'"subscription"']  # events wait while held
     outbox.release()
-    async with asyncio.timeout(5):
-        await done.wait()
-    task.cancel()
-    assert frames[0] == "subscription"
-    assert counted == [FRAME_EVENTS, 5]
-    assert orjson.loads(frames[1])[:2] == [0, 1] and orjson.loads(frames[2])[-1] == FRAME_EVENTS + 4
+    await wait_for(lambda: len(sink.frames) == 3, what="the events")
+    assert orjson.loads(sink.frames[1])[:2] == [0, 1] and orjson.loads(sink.frames[2]) == list(
+        range(FRAME_EVENTS, FRAME_EVENTS + 5)
+    )
+    assert (counts.messages_sent, counts.frames_sent) == (FRAME_EVENTS + 5, 2)
+    flusher.close()
+
+
+async def test_first_event_goes_at_once_and_later_ones_wait_for_the_interval() -> None:
+    interval = 0.05
+    flusher = Flusher(interval, StreamCounts())
+    outbox, sink = outbox_with_sink(flusher)
+    outbox.push(b"1")
+    await wait_for(lambda: sink.frames, what="the first frame")
+    outbox.push(b"2")
+    outbox.push(b"3")  # both within the interval: gathered into one frame
+    await wait_for(lambda: len(sink.frames) == 2, what="the second frame")
+    assert sink.frames == [b"[1]", b"[2,3]"]
+    assert sink.times[1] - sink.times[0] >= interval - flusher.resolution
+    flusher.close()
+
+
+async def test_a_full_sink_holds_events_until_it_drains() -> None:
+    flusher = Flusher(0.0, StreamCounts())
+    outbox, sink = outbox_with_sink(flusher)
+    sink.full = True
+    outbox.push(b"1")
+    outbox.push(b"2")
+    await asyncio.sleep(0)  # the flusher's turn: nothing can be written
+    await asyncio.sleep(0)
+    assert sink.frames == [] and outbox.pending == [b"1", b"2"]
+    sink.full = False
+    outbox.writable_again()
+    await wait_for(lambda: sink.frames, what="the held events")
+    assert sink.frames == [b"[1,2]"]
+    flusher.close()
 
 
 def quote(symbol: str) -> bytes:
@@ -176,7 +229,7 @@ def quote(symbol: str) -> bytes:
 
 async def test_hub_delivers_by_type_once_per_client() -> None:
     hub = Hub("redis://127.0.0.1:1/0", ApiMetrics())  # never started: registrations only
-    one, wild, bars = (Outbox(100, lambda: None) for _ in range(3))
+    one, wild, bars = (Outbox(100, lambda: None, hub.flusher, json_frame) for _ in range(3))
     await hub.add(one, [(p.STREAMS["quotes"], "AAPL")])
     await hub.add(wild, [(p.STREAMS["quotes"], "AAPL"), (p.STREAMS["quotes"], "*")])
     await hub.add(bars, [(p.STREAMS["updatedBars"], "AAPL")])

@@ -5,12 +5,14 @@ States (as starlette's ``WebSocketState``, one step further)::
     CONNECTING -> UNAUTHENTICATED -> AUTHENTICATED -> CLOSING -> CLOSED
                         \\__________________________/
 
-Two tasks per session: the receiver (client actions, in order) and the
-sender (the outbox, see :mod:`api.stream.outbox`). The session ends when
-either ends or when it decides to close (auth failed or timed out, slow
-client); whatever happened, it always unregisters from the hub and closes,
-1011 on an unexpected error, as starlette's receive loop always ends in
-``on_disconnect``.
+One task per session receives the client's actions, in order. What the
+client is sent waits in its outbox (:mod:`api.stream.outbox`) and is written
+by the process's flusher (:mod:`api.stream.flusher`), straight to the socket
+when the server offers it (:mod:`api.stream.direct`), else through ASGI by a
+second task. The session ends when a task ends or when it decides to close
+(auth failed or timed out, slow client); whatever happened, it always
+unregisters from the hub and closes, 1011 on an unexpected error, as
+starlette's receive loop always ends in ``on_disconnect``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+from collections.abc import Coroutine
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,8 +30,9 @@ import redis.exceptions
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.stream import protocol as p
+from api.stream.direct import EXTENSION, DirectFrames
 from api.stream.hub import event_code
-from api.stream.outbox import FRAME_EVENTS, Frame, Outbox
+from api.stream.outbox import FRAME_EVENTS, AsgiSink, Outbox
 from tickpipe.codecs import encode_wire_msgpack
 from tickpipe.names import latest_hash
 
@@ -44,6 +48,11 @@ POLICY_VIOLATION: Final = 1008
 INTERNAL_ERROR: Final = 1011
 #: Families whose last event is a state worth sending first (a correction or cancel is not).
 SNAPSHOT_FAMILIES: Final = frozenset({"quotes", "trades", "bars", "statuses"})
+
+
+def json_events(payloads: list[bytes]) -> bytes:
+    """Event payloads (each already Alpaca's JSON object) as one JSON frame."""
+    return b"[" + b",".join(payloads) + b"]"
 
 
 class SessionState(Enum):
@@ -65,10 +74,17 @@ class StreamSession:
         self.api = api
         self.state = SessionState.CONNECTING
         self.subs = p.Subscriptions()
-        self.outbox = Outbox(api.settings.ws_client_queue_size, lambda: self.finish(p.Code.SLOW_CLIENT))
+        self.outbox = Outbox(
+            api.settings.ws_client_queue_size,
+            lambda: self.finish(p.Code.SLOW_CLIENT),
+            api.hub.flusher,
+            self._events_frame,
+        )
         content_type = websocket.headers.get("content-type", "")
         self.msgpack = "msgpack" in content_type.lower()
-        self._interval = api.settings.ws_flush_interval_ms / 1000
+        if not self.msgpack:
+            self.outbox.encode = json_events  # the common case, without a method call in between
+        self._direct: DirectFrames | None = None
         self._verdict: asyncio.Future[p.Code | None] = asyncio.get_running_loop().create_future()
         self._auth_timer: asyncio.TimerHandle | None = None
 
@@ -86,11 +102,11 @@ class StreamSession:
         )
         try:
             await self._send(self._control_frame([p.CONNECTED]))
+            tasks = [asyncio.create_task(self._receive())]
+            sender = self._attach_sink()
+            if sender is not None:
+                tasks.append(asyncio.create_task(sender))
             self._header_auth()
-            tasks = [
-                asyncio.create_task(self.outbox.drain(self._send, self._events_frame, self._sent, self._interval)),
-                asyncio.create_task(self._receive()),
-            ]
             waiting: list[asyncio.Future[Any]] = [*tasks, self._verdict]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -106,6 +122,9 @@ class StreamSession:
         finally:
             auth_timer.cancel()
             self.state = SessionState.CLOSING
+            self.outbox.closed = True
+            if self._direct is not None:
+                self._direct.on_writable = None
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -115,6 +134,24 @@ class StreamSession:
             metrics.ws_clients.dec()
             await self._close(verdict if close_code is not None else None, close_code)
             self.state = SessionState.CLOSED
+
+    def _attach_sink(self) -> Coroutine[Any, Any, None] | None:
+        """Write to the socket directly when uvicorn offers it (and frames are not compressed), else via ASGI.
+
+        Returns the ASGI sender to run as a task, if that is the sink.
+        """
+        direct = self.ws.scope.get("extensions", {}).get(EXTENSION)
+        if isinstance(direct, DirectFrames) and not direct.compressed:
+            self._direct = direct
+            direct.on_writable = self.outbox.writable_again
+            self.outbox.sink = direct.sink(binary=self.msgpack)
+            self.api.metrics.stream.direct_sessions += 1
+            return None
+        self.api.metrics.stream.asgi_sessions += 1
+        sink = AsgiSink(self.ws.send, binary=self.msgpack)
+        sink.on_writable = self.outbox.writable_again
+        self.outbox.sink = sink
+        return sink.run()
 
     def finish(self, code: p.Code) -> None:
         """End the session with this error (sent, then the socket closed); first verdict wins."""
@@ -270,21 +307,17 @@ class StreamSession:
             self.api.metrics.ws_errors.labels(str(message["code"])).inc()
         self.outbox.push_front(self._control_frame([message]))
 
-    def _control_frame(self, messages: list[dict[str, Any]]) -> Frame:
-        return encode_wire_msgpack(messages) if self.msgpack else orjson.dumps(messages).decode()
+    def _control_frame(self, messages: list[dict[str, Any]]) -> bytes:
+        return encode_wire_msgpack(messages) if self.msgpack else orjson.dumps(messages)
 
-    def _events_frame(self, payloads: list[bytes]) -> Frame:
+    def _events_frame(self, payloads: list[bytes]) -> bytes:
         if self.msgpack:
             return encode_wire_msgpack([orjson.loads(payload) for payload in payloads])
-        return (b"[" + b",".join(payloads) + b"]").decode()
+        return json_events(payloads)
 
-    async def _send(self, frame: Frame) -> None:
-        if isinstance(frame, str):
-            await self.ws.send({"type": "websocket.send", "text": frame})
-        else:
+    async def _send(self, frame: bytes) -> None:
+        """Through ASGI: the greeting before the sink is attached, the last error before the close."""
+        if self.msgpack:
             await self.ws.send({"type": "websocket.send", "bytes": frame})
-
-    def _sent(self, count: int) -> None:
-        stream = self.api.metrics.stream
-        stream.messages_sent += count
-        stream.frames_sent += 1
+        else:
+            await self.ws.send({"type": "websocket.send", "text": frame.decode()})

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import orjson
 
 from api.metrics import ApiMetrics
+from api.stream.flusher import Flusher
 from api.stream.outbox import Outbox
 from api.stream.protocol import WILDCARD, Stream
 from api.stream.pubsub import RedisSubscriber
@@ -51,8 +52,11 @@ def event_code(payload: bytes) -> bytes:
 
 
 class Hub:
-    def __init__(self, redis_url: str, metrics: ApiMetrics, *, ping_interval: float = 5.0) -> None:
+    def __init__(
+        self, redis_url: str, metrics: ApiMetrics, *, flush_interval: float = 0.02, ping_interval: float = 5.0
+    ) -> None:
         self.metrics = metrics
+        self.flusher = Flusher(flush_interval, metrics.stream)
         self._subs: dict[bytes, dict[bytes, set[Outbox]]] = {}
         self._wildcards = 0  # registered patterns: plain deliveries check for duplicates only when > 0
         self.subscriber = RedisSubscriber(redis_url, self.deliver, on_state=self._on_state, ping_interval=ping_interval)
@@ -62,6 +66,7 @@ class Hub:
 
     async def stop(self) -> None:
         await self.subscriber.stop()
+        self.flusher.close()
 
     @property
     def redis_names(self) -> set[bytes]:

@@ -1,14 +1,17 @@
 """What waits to be sent to one WebSocket client: bounded, never blocking whoever fills it.
 
 The hub appends event payloads from the Redis reader (``push``, O(1), no
-await); the client's own sender task takes everything pending and sends it as
-one frame (``drain``). Under load frames simply grow, so the number of sends
-adapts to what the machine can do instead of one send per event.
+await) and asks the :class:`~api.stream.flusher.Flusher` to write the client
+soon; when it does (``flush``), everything pending goes out as one frame per
+at most ``FRAME_EVENTS`` events, through the client's sink. Under load a
+frame simply holds more events, so the number of writes adapts to what the
+machine can do instead of one write per event.
 
 A client whose backlog reaches ``limit`` is over: ``push`` stops accepting,
 frees the backlog and calls ``on_overflow`` once (the handler then sends 407
-and closes). A slow client therefore costs the others nothing but that one
-list append per message until it is cut.
+and closes). The backlog grows when the client's sink is not writable (its
+socket buffer is full: the client reads too slowly), so a slow client costs
+the others nothing but one list append per message until it is cut.
 
 ``held``: while a subscribe is being answered, new events wait behind the
 subscription message and the snapshots (``front``), so a client always sees
@@ -19,28 +22,93 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from api.stream.flusher import Flusher
 
 #: Most events in one frame (a frame stays well under alpaca-py's 1 MiB limit).
 FRAME_EVENTS: Final = 1_000
 
-Frame = str | bytes
+
+class Sink(Protocol):
+    """Where a client's frames go: its socket directly, or ASGI sends."""
+
+    @property
+    def writable(self) -> bool: ...
+
+    def write(self, frame: bytes) -> None: ...
+
+
+class AsgiSink:
+    """Frames sent one at a time through ASGI by :meth:`run`, a task of the session (the fallback)."""
+
+    __slots__ = ("_binary", "_frames", "_send", "_wake", "on_writable")
+
+    def __init__(self, send: Callable[[dict[str, object]], Awaitable[None]], *, binary: bool) -> None:
+        self._send = send
+        self._binary = binary
+        self._frames: list[bytes] = []
+        self._wake = asyncio.Event()
+        self.on_writable: Callable[[], None] | None = None
+
+    @property
+    def writable(self) -> bool:
+        return not self._frames
+
+    def write(self, frame: bytes) -> None:
+        self._frames.append(frame)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send until cancelled; a failed send (the client left) ends it with that error."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._frames:
+                frame = self._frames[0]
+                if self._binary:
+                    await self._send({"type": "websocket.send", "bytes": frame})
+                else:
+                    await self._send({"type": "websocket.send", "text": frame.decode()})
+                del self._frames[0]
+            if self.on_writable is not None:
+                self.on_writable()
 
 
 class Outbox:
-    __slots__ = ("closed", "flush_at", "front", "held", "limit", "on_overflow", "pausing", "pending", "wake")
+    __slots__ = (
+        "closed",
+        "encode",
+        "flusher",
+        "front",
+        "held",
+        "last_flush",
+        "limit",
+        "on_overflow",
+        "pending",
+        "scheduled",
+        "sink",
+    )
 
-    def __init__(self, limit: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        on_overflow: Callable[[], None],
+        flusher: Flusher,
+        encode: Callable[[list[bytes]], bytes],
+    ) -> None:
         self.limit = limit
-        #: While pausing between frames, this many events end the pause (far from the limit).
-        self.flush_at = max(1, min(FRAME_EVENTS, limit // 2))
-        self.pausing = False
         self.on_overflow = on_overflow
+        self.flusher = flusher
+        self.encode = encode
+        self.sink: Sink | None = None  # nothing is written until the session attaches one
         self.pending: list[bytes] = []
-        self.front: list[Frame] = []  # encoded frames that go before any pending event
+        self.front: list[bytes] = []  # encoded frames that go before any pending event
         self.held = False
         self.closed = False
-        self.wake = asyncio.Event()
+        self.scheduled = False  # waiting in the flusher
+        self.last_flush = float("-inf")
 
     def push(self, payload: bytes) -> None:
         """One event payload from Redis; never blocks, never raises."""
@@ -52,60 +120,39 @@ class Outbox:
             self.on_overflow()
             return
         self.pending.append(payload)
-        if not self.held and (not self.pausing or len(self.pending) >= self.flush_at):
-            self.wake.set()
+        if not self.scheduled and not self.held:
+            self.flusher.schedule(self)
 
-    def push_front(self, frame: Frame) -> None:
+    def push_front(self, frame: bytes) -> None:
+        """A control frame (a reply, a subscription list, snapshots): written at once, before events."""
         self.front.append(frame)
-        self.wake.set()
+        self.flusher.schedule(self, urgent=True)
 
     def release(self) -> None:
         self.held = False
-        self.wake.set()
+        self.flusher.schedule(self, urgent=True)
 
-    async def drain(
-        self,
-        send: Callable[[Frame], Awaitable[None]],
-        encode: Callable[[list[bytes]], Frame],
-        sent: Callable[[int], None],
-        interval: float = 0.0,
-    ) -> None:
-        """Send forever: front frames first, then pending events in frames of at most FRAME_EVENTS.
+    def writable_again(self) -> None:
+        """The sink drained: what piled up meanwhile goes now."""
+        if self.front or self.pending:
+            self.flusher.schedule(self, urgent=True)
 
-        At most one frame of events per ``interval`` seconds: a busy client's
-        events are gathered into fewer, larger frames (each send is a system
-        call and a wake-up of the client), while the first event after a quiet
-        spell goes out at once.
-        """
-        loop = asyncio.get_running_loop()
-        last = float("-inf")
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.front:
-                await send(self.front.pop(0))
-            if not self.pending or self.held or self.closed:
-                continue
-            pause = last + interval - loop.time()
-            if pause > 0:  # gather until the pause ends, a control frame comes or the backlog grows
-                self.pausing = True
-                timer = loop.call_later(pause, self.wake.set)
-                try:
-                    await self.wake.wait()
-                finally:
-                    timer.cancel()
-                    self.pausing = False
-                self.wake.clear()
-                while self.front:
-                    await send(self.front.pop(0))
-            while self.pending and not self.held and not self.closed and not self.front:
-                batch = self.pending
-                if len(batch) > FRAME_EVENTS:
-                    batch, self.pending = batch[:FRAME_EVENTS], batch[FRAME_EVENTS:]
-                else:
-                    self.pending = []
-                await send(encode(batch))
-                sent(len(batch))
-            last = loop.time()
-            if self.front or self.pending:
-                self.wake.set()
+    def flush(self) -> int:
+        """Write what can be written now; how many events went. Called by the flusher only."""
+        sink = self.sink
+        if sink is None or self.closed or not sink.writable:
+            return 0
+        if self.front:
+            front, self.front = self.front, []
+            for frame in front:
+                sink.write(frame)
+        batch = self.pending
+        if self.held or not batch:
+            return 0
+        self.pending = []
+        if len(batch) <= FRAME_EVENTS:
+            sink.write(self.encode(batch))
+        else:
+            for first in range(0, len(batch), FRAME_EVENTS):
+                sink.write(self.encode(batch[first : first + FRAME_EVENTS]))
+        return len(batch)
