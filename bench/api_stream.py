@@ -19,18 +19,16 @@ import calendar
 import contextlib
 import os
 import random
-import re
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httpx
 import orjson
-import redis.asyncio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -69,8 +67,8 @@ def percentile(histogram: Counter[int], q: float) -> float:
 # --- one client process ---------------------------------------------------------------------------
 
 
-_STAMP = re.compile(rb'"t":"(\d{4}-\d{2}-\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{9})Z"')
-_BYTE_DAYS: dict[bytes, int] = {}
+_T: Final = b'"t":"'
+_MINUTES: dict[bytes, int] = {}  # "2024-03-04T13:30" -> ns
 
 
 class Tally:
@@ -80,21 +78,27 @@ class Tally:
         self.received = 0
         self.latency: Counter[int] = Counter()
         self.frames = 0
-        self.last = time.monotonic()
+        self.last = time.time_ns()
 
     def take(self, frame: bytes) -> None:
-        """One frame of JSON events: counted and timed from the raw bytes (no JSON parse needed)."""
-        now = time.time_ns()
+        """One frame of JSON events: counted and timed from the raw bytes (no JSON parse needed).
+
+        ``t`` is fixed-width RFC 3339 with nine digits, so it is read by
+        position: a cached minute, then the seconds and nanoseconds.
+        """
+        now = self.last = time.time_ns()
         self.frames += 1
-        self.last = time.monotonic()
-        for match in _STAMP.finditer(frame):
-            day, hours, minutes, seconds, nanos = match.groups()
-            base = _BYTE_DAYS.get(day)
+        latency = self.latency
+        at = frame.find(_T)
+        while at >= 0:
+            minute = frame[at + 5 : at + 21]
+            base = _MINUTES.get(minute)
             if base is None:
-                base = _BYTE_DAYS[day] = stamp_ns(day.decode() + "T00:00:00.000000000Z")
-            sent = base + (int(hours) * 3600 + int(minutes) * 60 + int(seconds)) * 1_000_000_000 + int(nanos)
-            self.latency[(now - sent) // BUCKET_NS] += 1
+                base = _MINUTES[minute] = stamp_ns(minute.decode() + ":00.000000000Z")
+            sent = base + int(frame[at + 22 : at + 24]) * 1_000_000_000 + int(frame[at + 25 : at + 34])
+            latency[(now - sent) // BUCKET_NS] += 1
             self.received += 1
+            at = frame.find(_T, at + 34)
 
 
 class Subscribed:
@@ -143,32 +147,37 @@ class RawClient(asyncio.Protocol):
         self.transport.write(b"\x81" + length + b"\0\0\0\0" + data)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
+        if self.buffer:  # the rest of a frame that came in pieces
+            self.buffer += data
+            data = bytes(self.buffer)
+            self.buffer.clear()
         if self.state == "handshake":
-            end = buffer.find(b"\r\n\r\n")
+            end = data.find(b"\r\n\r\n")
             if end < 0:
+                self.buffer += data
                 return
-            assert buffer.startswith(b"HTTP/1.1 101"), bytes(buffer[:100])
-            del buffer[: end + 4]
+            assert data.startswith(b"HTTP/1.1 101"), data[:100]
+            data = data[end + 4 :]
             self.state = "connected"
-        while len(buffer) >= 2:
-            size, start = buffer[1] & 0x7F, 2
+        at, length = 0, len(data)
+        while length - at >= 2:  # whole frames straight from what was read, no copy into the buffer
+            size, start = data[at + 1] & 0x7F, at + 2
             if size == 126:
-                size, start = int.from_bytes(buffer[2:4], "big"), 4
+                size, start = int.from_bytes(data[at + 2 : at + 4], "big"), at + 4
             elif size == 127:
-                size, start = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < start + size:
-                return
-            opcode = buffer[0] & 0x0F
-            payload = bytes(buffer[start : start + size])
-            del buffer[: start + size]
+                size, start = int.from_bytes(data[at + 2 : at + 10], "big"), at + 10
+            if length < start + size:
+                break
+            opcode = data[at] & 0x0F
+            at = start + size
             if opcode == 1:
-                self.on_text(payload)
+                self.on_text(data[start:at])
             elif opcode == 8:
                 assert self.transport is not None
                 self.transport.close()
                 return
+        if at < length:
+            self.buffer += data[at:]
 
     def on_text(self, payload: bytes) -> None:
         if self.state == "streaming":
@@ -201,13 +210,17 @@ async def one_client(url: str, symbols: list[str], tally: Tally, gate: asyncio.S
 
 
 async def redis_baseline(url: str, tally: Tally, subscribed: asyncio.Event) -> None:
-    client = redis.asyncio.from_url(url)
-    pubsub = client.pubsub()
-    await pubsub.psubscribe("quotes:*")
+    """A plain subscriber of ``quotes:*`` (hiredis, as the API's own reader): the latency floor."""
+    from api.stream.pubsub import RedisSubscriber
+
+    subscriber = RedisSubscriber(url, lambda channel, data, pattern: tally.take(data))
+    await subscriber.start()
+    await subscriber.subscribe([b"quotes:*"], pattern=True, timeout=30)
     subscribed.set()
-    async for message in pubsub.listen():
-        if message["type"] == "pmessage":
-            tally.take(message["data"])
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await subscriber.stop()
 
 
 async def clients_main(args: argparse.Namespace) -> None:
@@ -235,7 +248,7 @@ async def clients_main(args: argparse.Namespace) -> None:
     await stdin.readline()  # "stop": publishing is over
     deadline = time.monotonic() + 30
     while True:  # until 2 s pass without a message: all that was published has arrived
-        idle = time.monotonic() - max(tally.last, baseline.last)
+        idle = (time.time_ns() - max(tally.last, baseline.last)) / 1e9
         if idle >= 2 or time.monotonic() > deadline:
             break
         await asyncio.sleep(2 - idle)
@@ -269,8 +282,42 @@ async def bench_redis(url: str | None) -> AsyncIterator[str]:
 
 
 async def publish(redis_url: str, symbols: list[str], rate: float, seconds: float) -> Counter[str]:
-    """Quotes at ``rate`` per second, round robin over ``symbols``, ``t`` = the publish time."""
-    client = redis.asyncio.from_url(redis_url)
+    """Quotes at ``rate`` per second, round robin over ``symbols``, ``t`` = the publish time.
+
+    Each payload is what the producer publishes for a quote (``encode_live``),
+    made from a per-symbol template with the time put in, and sent as raw
+    RESP on one connection: the load generator shares this machine's two
+    cores with the API, so it should cost as little as it can.
+    """
+    from redis.asyncio.connection import parse_url
+
+    from api.shape import rfc3339_ns
+
+    templates: dict[str, tuple[bytes, bytes]] = {}
+    for symbol in symbols:
+        sample = encode_live(Quote(symbol=symbol, timestamp=0, bid_exchange="V", bid_price=100.0, bid_size=100,
+                                   ask_exchange="N", ask_price=100.01, ask_size=100, tape="C"))  # fmt: skip
+        stamp = rfc3339_ns(0).encode()
+        head, tail = sample.split(stamp)
+        channel = f"quotes:{symbol}".encode()
+        size = len(head) + len(stamp) + len(tail)
+        command = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n" % (len(channel), channel, size)
+        templates[symbol] = (command + head, tail + b"\r\n")
+    target = parse_url(redis_url)
+    reader, writer = await asyncio.open_connection(target.get("host", "127.0.0.1"), int(target.get("port", 6379)))
+
+    answered = 0
+    all_answered = asyncio.Event()
+
+    async def count_replies() -> None:  # each reply to PUBLISH is one line, ":<receivers>"
+        nonlocal answered
+        while chunk := await reader.read(1 << 16):
+            answered += chunk.count(b"\n")
+            if answered == sent and stopped:
+                all_answered.set()
+
+    stopped = False
+    replies = asyncio.create_task(count_replies())
     published: Counter[str] = Counter()
     sent = 0
     began = time.perf_counter()
@@ -278,20 +325,23 @@ async def publish(redis_url: str, symbols: list[str], rate: float, seconds: floa
         while (elapsed := time.perf_counter() - began) < seconds:
             due = int(rate * elapsed) - sent
             if due > 0:
-                async with client.pipeline(transaction=False) as pipe:
-                    for _ in range(due):
-                        symbol = symbols[sent % len(symbols)]
-                        quote = Quote(
-                            symbol=symbol, timestamp=time.time_ns(), bid_exchange="V", bid_price=100.0,
-                            bid_size=sent, ask_exchange="N", ask_price=100.01, ask_size=100, tape="C",
-                        )  # fmt: skip
-                        pipe.publish(f"quotes:{symbol}", encode_live(quote))
-                        published[symbol] += 1
-                        sent += 1
-                    await pipe.execute()
+                parts: list[bytes] = []
+                for _ in range(due):
+                    symbol = symbols[sent % len(symbols)]
+                    head, tail = templates[symbol]
+                    parts += (head, rfc3339_ns(time.time_ns()).encode(), tail)
+                    published[symbol] += 1
+                    sent += 1
+                writer.write(b"".join(parts))
+                await writer.drain()
             await asyncio.sleep(0.002)
+        stopped = True
+        if answered < sent:
+            async with asyncio.timeout(30):  # every PUBLISH answered: all of them went out to the subscribers
+                await all_answered.wait()
     finally:
-        await client.aclose()
+        writer.close()
+        replies.cancel()
     return published
 
 
