@@ -1,2 +1,2 @@
 """The live stream: Alpaca's protocol (protocol), Redis subscriptions and fan-out (pubsub, hub, outbox),
-and the WebSocket endpoint (handler)."""
+when and how clients are written (flusher, direct), and the WebSocket endpoint (handler)."""
