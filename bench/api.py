@@ -6,7 +6,7 @@
    10 million quotes across 500 symbols (built once into ``tickpipe_bench``, see
    ``bench/api_data.py``), requests/s and p50/p99 latency, next to the very same
    SQL statement issued directly through asyncpg at the same concurrency (the
-   ceiling: no HTTP, no JSON).
+   ceiling: no HTTP, no JSON), at each concurrency level, the two back to back.
 2. Live stream: N WebSocket clients (default 1,000), each subscribed to 10 of the
    500 symbols, while quotes are published on Redis at a fixed rate (default
    5,000/s): messages delivered against expected, p50/p99 publish-to-client

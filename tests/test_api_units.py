@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
 from datetime import date
 from typing import Any
 
@@ -13,12 +14,15 @@ from api_fixtures import wait_for
 from fastapi.exceptions import RequestValidationError
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from api.metrics import ApiMetrics, StreamCounts
 from api.pages import PageRequest, next_bucket
 from api.params import parse_time, wants_csv
 from api.shape import rfc3339_ns
 from api.stream import protocol as p
+from api.stream.direct import OP_BINARY, OP_TEXT, frame
 from api.stream.flusher import Flusher
 from api.stream.hub import Hub, event_code
 from api.stream.outbox import FRAME_EVENTS, Outbox
@@ -247,3 +251,24 @@ async def test_hub_delivers_by_type_once_per_client() -> None:
     hub.remove(one, [(p.STREAMS["quotes"], "AAPL")])
     assert hub.redis_names == {b"bars:AAPL"}
     assert event_code(b'{"S":"X","T":"q"}') == b"q" and event_code(b"nonsense") == b""
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 200_000])
+def test_direct_frames_parse_as_websockets_reads_them(size: int) -> None:
+    """Every length encoding of RFC 6455 (7 bits, 16, 64), read back by the websockets library's own parser."""
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    reader = StreamReader()
+    reader.feed_data(frame(OP_TEXT, payload) + frame(OP_BINARY, b"x"))
+    parsed = drive(Frame.parse(reader.read_exact, mask=False))
+    assert (parsed.opcode, parsed.data, parsed.fin) == (Opcode.TEXT, payload, True)
+    second = drive(Frame.parse(reader.read_exact, mask=False))
+    assert (second.opcode, second.data) == (Opcode.BINARY, b"x")
+
+
+def drive(parser: Generator[None, None, Frame]) -> Frame:
+    """Run a websockets sans-I/O parser whose input is all there."""
+    try:
+        next(parser)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the frame is incomplete")
