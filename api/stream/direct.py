@@ -50,10 +50,6 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return head + payload
 
 
-#: The two header bytes of every frame shorter than 126 bytes, per opcode (most control replies).
-_SHORT: Final = {op: tuple(bytes((0x80 | op, size)) for size in range(126)) for op in (OP_TEXT, OP_BINARY)}
-
-
 class DirectFrames:
     """What the stream may do with one connection's socket besides ASGI (the scope extension)."""
 
@@ -77,14 +73,13 @@ class DirectFrames:
 class DirectSink:
     """Frames of one opcode written to the socket on the spot; the hot path, so kept to a few lookups."""
 
-    __slots__ = ("_direct", "_opcode", "_protocol", "_short", "_transport")
+    __slots__ = ("_direct", "_opcode", "_protocol", "_transport")
 
     def __init__(self, protocol: DirectWebSocketProtocol, direct: DirectFrames, opcode: int) -> None:
         self._protocol = protocol
         self._direct = direct
         self._transport = protocol.transport
         self._opcode = opcode
-        self._short = _SHORT[opcode]
 
     @property
     def writable(self) -> bool:
@@ -94,11 +89,7 @@ class DirectSink:
 
     def write(self, payload: bytes) -> None:
         """Frame ``payload`` and hand it to the transport; the caller checked ``writable``."""
-        size = len(payload)
-        if size < 126:
-            self._transport.write(self._short[size] + payload)
-        else:
-            self._transport.write(frame(self._opcode, payload))
+        self._transport.write(frame(self._opcode, payload))
 
 
 class DirectWebSocketProtocol(WebSocketsSansIOProtocol):

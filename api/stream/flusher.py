@@ -38,8 +38,7 @@ class Flusher:
         self._soon_handle: asyncio.Handle | None = None
         self._buckets: dict[int, list[Outbox]] = {}
         self._ticks: list[int] = []  # heap of the buckets' numbers
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_tick: int | None = None
+        self._timer: asyncio.TimerHandle | None = None  # set for the earliest bucket
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def schedule(self, outbox: Outbox, *, urgent: bool = False) -> None:
@@ -61,7 +60,7 @@ class Flusher:
         if bucket is None:
             bucket = self._buckets[tick] = []
             heapq.heappush(self._ticks, tick)
-            if self._timer_tick is None or tick < self._timer_tick:
+            if self._timer is None or tick * self.resolution < self._timer.when():
                 self._arm(loop, tick)
         bucket.append(outbox)
 
@@ -74,7 +73,6 @@ class Flusher:
             if handle is not None:
                 handle.cancel()
         self._soon_handle = self._timer = None
-        self._timer_tick = None
         self._soon.clear()
         self._buckets.clear()
         self._ticks.clear()
@@ -82,7 +80,6 @@ class Flusher:
     def _arm(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_tick = tick
         self._timer = loop.call_at(tick * self.resolution, self._flush_due)
 
     def _flush_soon(self) -> None:
@@ -91,7 +88,7 @@ class Flusher:
         self._write(outboxes, asyncio.get_running_loop().time())
 
     def _flush_due(self) -> None:
-        self._timer = self._timer_tick = None
+        self._timer = None
         loop = asyncio.get_running_loop()
         now = loop.time()
         ticks = self._ticks

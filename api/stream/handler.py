@@ -55,6 +55,11 @@ def json_events(payloads: list[bytes]) -> bytes:
     return b"[" + b",".join(payloads) + b"]"
 
 
+def msgpack_events(payloads: list[bytes]) -> bytes:
+    """Event payloads as one msgpack frame, for clients that asked for msgpack."""
+    return encode_wire_msgpack([orjson.loads(payload) for payload in payloads])
+
+
 class SessionState(Enum):
     CONNECTING = "connecting"
     UNAUTHENTICATED = "unauthenticated"
@@ -74,16 +79,14 @@ class StreamSession:
         self.api = api
         self.state = SessionState.CONNECTING
         self.subs = p.Subscriptions()
+        self.msgpack = "msgpack" in websocket.headers.get("content-type", "").lower()
+        self._events_frame = msgpack_events if self.msgpack else json_events
         self.outbox = Outbox(
             api.settings.ws_client_queue_size,
             lambda: self.finish(p.Code.SLOW_CLIENT),
             api.hub.flusher,
             self._events_frame,
         )
-        content_type = websocket.headers.get("content-type", "")
-        self.msgpack = "msgpack" in content_type.lower()
-        if not self.msgpack:
-            self.outbox.encode = json_events  # the common case, without a method call in between
         self._direct: DirectFrames | None = None
         self._verdict: asyncio.Future[p.Code | None] = asyncio.get_running_loop().create_future()
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -309,11 +312,6 @@ class StreamSession:
 
     def _control_frame(self, messages: list[dict[str, Any]]) -> bytes:
         return encode_wire_msgpack(messages) if self.msgpack else orjson.dumps(messages)
-
-    def _events_frame(self, payloads: list[bytes]) -> bytes:
-        if self.msgpack:
-            return encode_wire_msgpack([orjson.loads(payload) for payload in payloads])
-        return json_events(payloads)
 
     async def _send(self, frame: bytes) -> None:
         """Through ASGI: the greeting before the sink is attached, the last error before the close."""
