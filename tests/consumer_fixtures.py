@@ -18,12 +18,13 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from aiokafka import AIOKafkaProducer
-from aiokafka.structs import RecordMetadata
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from tickpipe.codecs import encode_kafka
 from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
 from tickpipe.kafka import ensure_topics, make_producer
+from tickpipe.names import topic as topic_name
 from tickpipe.rows import COLUMNS, from_row
 from tickpipe.settings import Settings, load_settings
 
@@ -200,6 +201,22 @@ def to_microseconds(ev: Event) -> Event:
 
 def sort_key(ev: Event) -> tuple[Any, ...]:
     return (ev.symbol, ev.timestamp, encode_kafka(msgspec.structs.replace(ev, received_at=0)))
+
+
+async def committed_total(settings: Settings, group: str) -> int:
+    """Sum of the group's committed offsets on the quotes topic: the records it has finished."""
+    assert settings.kafka_bootstrap_servers is not None
+    name = topic_name("quotes", settings.kafka_topic_prefix)
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
+                              enable_auto_commit=False)  # fmt: skip
+    await reader.start()
+    try:
+        total = 0
+        for partition in range(settings.kafka_partitions):
+            total += await reader.committed(TopicPartition(name, partition)) or 0
+        return total
+    finally:
+        await reader.stop()
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str, every: float = 0.1) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
+from conftest import in_thread
 from consumer_fixtures import (
+    committed_total,
     consumer_settings,
     count_rows,
     fetch_events,
@@ -36,30 +35,13 @@ from tickpipe.settings import Settings
 def restartable_postgres(service_dir: Path) -> Iterator[EmbeddedPostgres]:
     """A private PostgreSQL on a fixed port, so ``stop()`` then ``start()`` keeps its URL."""
     with EmbeddedPostgres(service_dir / "postgres", port=free_port(), durable=False, fresh=True) as pg:
-        with ThreadPoolExecutor(1) as pool:  # alembic runs its own event loop: not on the test's thread
-            pool.submit(db.upgrade, pg.url).result()
+        in_thread(lambda: db.upgrade(pg.url))  # alembic runs its own event loop: not on the test's thread
         yield pg
 
 
 @pytest.fixture
 async def settings(kafka_bootstrap: str, restartable_postgres: EmbeddedPostgres, topic_prefix: str) -> Settings:
     return consumer_settings(kafka_bootstrap, restartable_postgres.url, topic_prefix)
-
-
-async def committed_total(settings: Settings, group: str) -> int:
-    """Sum of the group's committed offsets on the quotes topic: the records it has finished."""
-    assert settings.kafka_bootstrap_servers is not None
-    name = topic("quotes", settings.kafka_topic_prefix)
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                              enable_auto_commit=False)  # fmt: skip
-    await reader.start()
-    try:
-        total = 0
-        for partition in range(settings.kafka_partitions):
-            total += await reader.committed(TopicPartition(name, partition)) or 0
-        return total
-    finally:
-        await reader.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from consumer_fixtures import (
+    committed_total,
     consumer_settings,
     count_rows,
     fetch_events,
@@ -23,8 +24,8 @@ from consumer_fixtures import (
     to_microseconds,
     wait_for,
 )
-from test_consumer_outage import committed_total
 
+from consumers.worker import group_id
 from tickpipe.embedded import free_port
 from tickpipe.names import topic
 from tickpipe.settings import Settings
@@ -124,7 +125,7 @@ async def test_sigterm_mid_run_exits_0_and_never_commits_ahead_of_the_rows(setti
     await wait_for(writing, timeout=60, what="the consumer to write rows")
     consumer.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(consumer.process.wait(), timeout=60) == 0, consumer.log.read_text()
-    group = f"{settings.kafka_topic_prefix}writer.quotes"
+    group = group_id(settings, "quotes")
     committed = await committed_total(settings, group)
     assert 0 < committed <= await count_rows(db_url, "quotes")
 

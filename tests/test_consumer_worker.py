@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 from consumer_fixtures import (
+    committed_total,
     consumer_settings,
     count_rows,
     expected_bars,
@@ -22,7 +23,6 @@ from consumer_fixtures import (
     to_microseconds,
     wait_for,
 )
-from test_consumer_outage import committed_total
 
 from consumers.progress import WorkerStats
 from consumers.service import ConsumerService

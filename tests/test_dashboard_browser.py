@@ -42,6 +42,7 @@ from tickpipe.admin import EmbeddedUvicorn
 from tickpipe.codecs import encode_live
 from tickpipe.events import Bar, Event, Quote, Trade
 from tickpipe.names import channel, latest_hash
+from tickpipe.processes import free_port
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.settings import load_settings
 
@@ -61,21 +62,12 @@ pytestmark = pytest.mark.skipif(
 async_api = pytest.importorskip("playwright.async_api", reason="Playwright for Python is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 class DashboardServer:
     """The API app under uvicorn in this loop, on one port it keeps across a restart (as a redeploy would)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
+        self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 

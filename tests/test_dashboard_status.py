@@ -7,7 +7,6 @@ listening is reported down without failing the route.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from api.routes.status import Tracker, health_url, router, total
 from tickpipe.admin import AdminServer, admin_app
+from tickpipe.processes import free_port
 from tickpipe.settings import load_settings
 
 
@@ -49,14 +49,6 @@ def consumer_doc() -> dict[str, Any]:
         },
         "dead_letters_sent": 3,
     }
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,17 +31,12 @@ from producer.service import ProducerService
 from producer.spool import Spool
 from simulator import Simulator, SimulatorConfig
 from tickpipe.codecs import decode_kafka
+from tickpipe.processes import free_port
 
 __all__ = ["stalling_kafka"]  # a fixture, used by name
 ROOT = Path(__file__).resolve().parent.parent
 ALL_TYPES = "quotes,trades,bars,updatedBars,dailyBars,statuses"
 SUMMARY = re.compile(r"producer stopped: events_read=(\d+) kafka_acked=(\d+) spooled_total=(\d+) spool_depth=(\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def producer_env(**values: str) -> dict[str, str]:
