@@ -272,3 +272,23 @@ def drive(parser: Generator[None, None, Frame]) -> Frame:
     except StopIteration as done:
         return done.value
     raise AssertionError("the frame is incomplete")
+
+
+def test_the_flusher_arms_its_timer_on_uvloop_for_a_bucket_about_due() -> None:
+    """tickpipe api runs on uvloop, whose call_at for less than half a millisecond ahead is a call_soon."""
+    import uvloop
+
+    async def scenario() -> tuple[ListSink, ListSink]:
+        loop = asyncio.get_running_loop()
+        flusher = Flusher(0.02, StreamCounts(), resolution=0.0001)
+        (soon, soon_sink), (later, later_sink) = outbox_with_sink(flusher), outbox_with_sink(flusher)
+        soon.last_flush = loop.time() - 0.02 + 0.0002  # its interval ends in 0.2 ms
+        later.last_flush = loop.time() - 0.01  # in 10 ms
+        soon.push(b"1")
+        later.push(b"2")
+        await wait_for(lambda: soon_sink.frames and later_sink.frames, what="both outboxes written")
+        flusher.close()
+        return soon_sink, later_sink
+
+    soon_sink, later_sink = uvloop.run(scenario())
+    assert (soon_sink.frames, later_sink.frames) == ([b"[1]"], [b"[2]"])

@@ -38,9 +38,9 @@ class Flusher:
         self._soon_handle: asyncio.Handle | None = None
         self._buckets: dict[int, list[Outbox]] = {}
         self._ticks: list[int] = []  # heap of the buckets' numbers
-        self._timer: asyncio.TimerHandle | None = None
-        #: The bucket the timer is armed for. Kept, not read back from the handle: comparing against
-        #: uvloop's TimerHandle.when() instead left buckets unserved (the stream bench lost 99% of messages).
+        self._timer: asyncio.Handle | None = None
+        #: The bucket the timer is armed for, kept here: uvloop's call_at for a time already past returns a
+        #: plain Handle, which has no when() to read it back from.
         self._timer_tick: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
