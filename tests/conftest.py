@@ -37,10 +37,18 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio
+from broker import KIND as KAFKA_KIND
+from broker import private_broker
 
 from tickpipe.services import ENV_VARS, EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, ServiceUrls
 
 T = TypeVar("T")
+
+
+def pytest_report_header() -> str:
+    requested = os.environ.get("TICKPIPE_TEST_KAFKA") or "auto"
+    return f"tickpipe: Kafka broker {KAFKA_KIND} (TICKPIPE_TEST_KAFKA={requested})"
+
 
 #: "embedded" (default) or "docker": where services not named in the environment come from.
 TEST_SERVICES = os.environ.get("TICKPIPE_TEST_SERVICES") or "embedded"
@@ -200,7 +208,7 @@ def redis_url(service_root: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(service_root: Path) -> Iterator[str]:
     """The session's Kafka bootstrap address; use ``topic_prefix`` for topics and group ids."""
-    with _service("kafka", lambda: EmbeddedKafka(service_root / "kafka")) as url:
+    with _service("kafka", lambda: private_broker(service_root / "kafka")) as url:
         yield url
 
 
@@ -262,8 +270,8 @@ def private_redis(service_dir: Path) -> Iterator[EmbeddedRedis]:
 
 @pytest.fixture
 def private_kafka(service_dir: Path) -> Iterator[EmbeddedKafka]:
-    """An embedded Tansu broker for this test alone; ``pause()``/``resume()`` simulate an outage."""
-    with EmbeddedKafka(service_dir / "kafka") as kafka:
+    """An embedded broker of the session's kind for this test alone; ``pause()``, ``kill()``, ``restart()``."""
+    with private_broker(service_dir / "kafka") as kafka:
         yield kafka
 
 

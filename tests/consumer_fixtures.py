@@ -20,6 +20,7 @@ import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import RecordMetadata, TopicPartition
+from broker import IDEMPOTENCE
 
 from tickpipe.codecs import encode_kafka
 from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
@@ -47,12 +48,12 @@ class Rec:
 
 
 def consumer_settings(bootstrap: str, database_url: str, prefix: str, **overrides: Any) -> Settings:
-    """Settings for a test: its own topic prefix, small batches, a short batch wait, no idempotence (Tansu)."""
+    """Settings for a test: its own topic prefix, small batches, a short wait, idempotence where the broker allows."""
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
         "database_url": database_url,
         "kafka_topic_prefix": prefix,
-        "kafka_enable_idempotence": False,
+        "kafka_enable_idempotence": IDEMPOTENCE,
         "kafka_partitions": 6,
         "batch_size": 500,
         "batch_max_wait_ms": 50,

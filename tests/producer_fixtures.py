@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from broker import IDEMPOTENCE, private_broker
 
 from producer.kafka_backend import Outcome
 from producer.kafka_backend import TopicPartition as TP
@@ -218,18 +219,8 @@ class KafkaStallProxy:
                 await writer.drain()
 
 
-class ProxiedKafka(EmbeddedKafka):
-    """Tansu listening on its own port but advertising the proxy's, so clients always dial the proxy."""
-
-    def __init__(self, data_dir: Path, advertised_port: int) -> None:
-        super().__init__(data_dir)
-        self.advertised_port = advertised_port
-
-    def _command(self, port: int) -> list[str]:
-        command = super()._command(port)
-        index = command.index("--advertised-listener-url")
-        command[index + 1] = f"tcp://{self.host}:{self.advertised_port}"
-        return command
+#: A broker listening on its own port but advertising the proxy's, so clients always dial the proxy.
+ProxiedKafka = EmbeddedKafka
 
 
 # --- the producer against real services -----------------------------------------------------------
@@ -241,7 +232,7 @@ def producer_settings(
     """Settings for a test producer: its own topics and spool, short timeouts, no fixed ports."""
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": kafka,
-        "kafka_enable_idempotence": False,  # Tansu refuses InitProducerId
+        "kafka_enable_idempotence": IDEMPOTENCE,  # Tansu refuses InitProducerId
         "kafka_topic_prefix": prefix,
         "kafka_partitions": 3,
         "redis_url": redis_url,
@@ -376,10 +367,10 @@ class RedisCollector:
 
 @pytest.fixture
 async def stalling_kafka(service_dir: Path) -> AsyncIterator[tuple[ProxiedKafka, KafkaStallProxy]]:
-    """A private Tansu that clients reach only through a :class:`KafkaStallProxy`."""
+    """A private broker that clients reach only through a :class:`KafkaStallProxy`."""
     proxy = KafkaStallProxy()
     port = await proxy.listen()
-    broker = ProxiedKafka(service_dir / "kafka", advertised_port=port)
+    broker = private_broker(service_dir / "kafka", advertised_port=port)
     broker.start()
     assert broker.port is not None
     proxy.target = (broker.host, broker.port)

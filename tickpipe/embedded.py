@@ -153,6 +153,19 @@ class EmbeddedService:
         self._owner.remove(proc.pid)
         log.info("stopped embedded %s at %s", self.name, self.url)
 
+    def kill(self) -> None:
+        """Crash the service (SIGKILL: no shutdown of its own); ``restart()`` brings it back on the same port."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _RUNNING.pop(id(self), None)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        self._after_exit()
+        self._owner.remove(proc.pid)
+        log.info("killed embedded %s at %s (pid %d)", self.name, self.url, proc.pid)
+
     def restart(self) -> None:
         """Stop and start again on the same port, so clients reconnect to the same URL."""
         port = self.port

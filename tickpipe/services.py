@@ -9,8 +9,9 @@ free port, waits until it answers, and stops it on exit::
         run(urls.kafka_bootstrap, urls.redis_url, urls.database_url)
 
 Layout of ``data_dir``: ``postgres/`` (``data/`` is the cluster, kept across
-restarts when ``persistent_postgres``), ``redis/`` and ``kafka/`` (logs only:
-both keep their data in memory). Each holds ``<service>.log`` and, while
+restarts when ``persistent_postgres``), ``redis/`` (log only: data in memory)
+and ``kafka/`` (Apache Kafka: ``data/`` holds its log segments, kept across
+restarts; Tansu: log only, data in memory; ``kafka_kind`` says which). Each holds ``<service>.log`` and, while
 running, ``<service>.owner.json`` (which process started it, so a later start
 can stop what a killed run left behind).
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tickpipe.embedded import EXTRA_HINT, EmbeddedService
-from tickpipe.embedded_kafka import EmbeddedKafka
+from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
 from tickpipe.embedded_pg import EmbeddedPostgres
 from tickpipe.embedded_redis import EmbeddedRedis
 from tickpipe.errors import MissingExtraError, ServiceStartError
@@ -39,14 +40,18 @@ from tickpipe.processes import free_port
 __all__ = [
     "ENV_VARS",
     "EXTRA_HINT",
+    "EmbeddedApacheKafka",
     "EmbeddedKafka",
     "EmbeddedPostgres",
     "EmbeddedRedis",
     "EmbeddedService",
+    "EmbeddedTansu",
     "MissingExtraError",
     "ServiceStartError",
     "ServiceUrls",
+    "embedded_kafka",
     "free_port",
+    "kafka_kind",
     "start_services",
     "start_services_from_env",
 ]
@@ -75,10 +80,12 @@ def start_services(
     redis: str | None,
     database: str | None,
     persistent_postgres: bool = True,
+    kafka_embedded: str = "auto",
 ) -> Iterator[ServiceUrls]:
     """Yield the three URLs, starting an embedded service for each one not given.
 
-    ``persistent_postgres=False`` is for tests: a fresh cluster each time,
+    ``kafka_embedded`` picks the embedded broker (``auto``, ``apache``, ``tansu``;
+    see ``tickpipe.embedded_kafka``). ``persistent_postgres=False`` is for tests: a fresh cluster each time,
     fsync off. Services started here are stopped (PostgreSQL with a clean
     shutdown) when the block exits, also on error.
     """
@@ -86,7 +93,7 @@ def start_services(
     with ExitStack() as stack:
         kafka_handle = redis_handle = pg_handle = None
         if not kafka:
-            kafka_handle = stack.enter_context(EmbeddedKafka(data_dir / "kafka"))
+            kafka_handle = stack.enter_context(embedded_kafka(data_dir / "kafka", kafka_embedded))
             kafka = kafka_handle.url
         if not redis:
             redis_handle = stack.enter_context(EmbeddedRedis(data_dir / "redis"))
@@ -114,5 +121,6 @@ def start_services_from_env(
         redis=env.get(ENV_VARS["redis"]) or None,
         database=env.get(ENV_VARS["database"]) or None,
         persistent_postgres=persistent_postgres,
+        kafka_embedded=env.get("KAFKA_EMBEDDED") or "auto",
     ) as urls:
         yield urls

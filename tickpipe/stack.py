@@ -97,7 +97,7 @@ def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = urls.kafka_bootstrap
     env["REDIS_URL"] = urls.redis_url
     env["DATABASE_URL"] = urls.database_url
-    if urls.kafka is not None:
+    if urls.kafka is not None and not urls.kafka.idempotence:
         env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"  # the embedded Tansu broker refuses InitProducerId
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -165,6 +165,15 @@ class Supervisor:
             log.info("%s stopped (exit %s)", part.name, proc.returncode)
 
 
+def kafka_description(urls: ServiceUrls) -> str:
+    """Which broker runs, and whether its data outlives its own restart."""
+    if urls.kafka is None:
+        return "KAFKA_BOOTSTRAP_SERVERS"
+    if urls.kafka.durable:
+        return f"embedded {urls.kafka.name}, data kept on disk in {urls.kafka.data_dir} across restarts"
+    return f"embedded {urls.kafka.name}, in memory: its data is lost when it stops; install Java 17 for Apache Kafka"
+
+
 def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     source = f"simulator ws://{settings.simulator_host}:{settings.simulator_port}" if with_simulator else "Alpaca"
@@ -178,7 +187,7 @@ def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool) -> str:
             f"  upstream    {source}",
             f"  PostgreSQL  psql '{urls.database_url}'",
             f"  Redis       redis-cli -u {urls.redis_url}",
-            f"  Kafka       bootstrap {urls.kafka_bootstrap}",
+            f"  Kafka       bootstrap {urls.kafka_bootstrap}  ({kafka_description(urls)})",
             f"  producer    http://{settings.producer_admin_host}:{settings.producer_admin_port}/health",
             f"  consumers   http://{settings.consumer_admin_host}:{settings.consumer_admin_port}/health",
             "",
@@ -215,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         redis=settings.redis_url,
         database=settings.database_url,
         persistent_postgres=True,
+        kafka_embedded=settings.kafka_embedded,
     ) as urls:
         supervisor = Supervisor(parts, child_env(settings, urls), settings.api_host)
         signal.signal(signal.SIGTERM, _on_signal)
