@@ -2,7 +2,7 @@
 
 Three measurements in one run, against a real Redis and a real
 Kafka-protocol broker (``REDIS_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` if set,
-else embedded ones):
+else embedded ones), on each broker in turn:
 
 1. **throughput**: the simulator in burst mode, in its own process, sends N
    events; the producer (this process) reads them and both sinks finish
@@ -16,7 +16,14 @@ else embedded ones):
    process (``python -m producer.cli``); a raw Redis subscriber, in a third
    process, stamps each message as it arrives. p50/p99 of the difference.
 
+Brokers: embedded Apache Kafka with the idempotent producer on (as deployed),
+then embedded Tansu with it off (Tansu refuses InitProducerId); ``--brokers
+apache`` for one. With ``KAFKA_BOOTSTRAP_SERVERS`` set, that broker alone,
+labelled "given" (idempotence from ``KAFKA_ENABLE_IDEMPOTENCE``, default on).
+A final table gives every figure per broker beside its baseline.
+
     .venv/bin/python bench/producer.py [--events 500000] [--naive-events 5000] [--latency-seconds 10]
+                                       [--brokers apache,tansu]
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +53,15 @@ SELF = Path(__file__).resolve()
 ROOT = SELF.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.brokers import Broker, add_brokers_option, chosen, running, table, topics_ready  # noqa: E402
 from bench.simulator import start_simulator  # noqa: E402
 from producer.service import ProducerService  # noqa: E402
 from simulator import Simulator, SimulatorConfig  # noqa: E402
 from simulator.symbols import synthetic_symbols  # noqa: E402
 from tickpipe.codecs import decode_frame, encode_kafka, encode_live, parse_rfc3339_ns  # noqa: E402
-from tickpipe.embedded_kafka import EmbeddedKafka  # noqa: E402
 from tickpipe.embedded_redis import EmbeddedRedis  # noqa: E402
-from tickpipe.kafka import ensure_topics, make_producer  # noqa: E402
+from tickpipe.kafka import dlq_topic, make_producer  # noqa: E402
+from tickpipe.names import FAMILY_OF, topic  # noqa: E402
 from tickpipe.settings import Settings, load_settings  # noqa: E402
 
 ALL_TYPES = "quotes,trades,bars,updatedBars,dailyBars,statuses"
@@ -65,15 +74,15 @@ SUBSCRIBE_ALL = {
 # --- services and the simulator process ------------------------------------------------------------
 
 
-def services(stack: ExitStack, folder: Path) -> tuple[str, str]:
-    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(EmbeddedKafka(folder / "kafka")).url
+def services(stack: ExitStack, folder: Path, broker: Broker) -> tuple[str, str]:
+    kafka = stack.enter_context(running(broker, folder / "kafka"))
     redis_url = os.environ.get("REDIS_URL") or stack.enter_context(EmbeddedRedis(folder / "redis")).url
     return kafka, redis_url
 
 
-def settings_for(kafka: str, redis_url: str, upstream: str, spool: Path, **extra: Any) -> Settings:
+def settings_for(broker: Broker, kafka: str, redis_url: str, upstream: str, spool: Path, **extra: Any) -> Settings:
     return load_settings(
-        kafka_bootstrap_servers=kafka, kafka_enable_idempotence=False, redis_url=redis_url,
+        kafka_bootstrap_servers=kafka, kafka_enable_idempotence=broker.idempotence, redis_url=redis_url,
         kafka_topic_prefix=f"bench{uuid.uuid4().hex[:6]}.", alpaca_stream_url=upstream, spool_dir=spool,
         subscribed_types=ALL_TYPES, producer_admin_port=0, log_level="WARNING", **extra,
     )  # fmt: skip
@@ -82,7 +91,14 @@ def settings_for(kafka: str, redis_url: str, upstream: str, spool: Path, **extra
 # --- 1. the producer, burst ----------------------------------------------------------------------
 
 
+def producer_topics(settings: Settings) -> list[str]:
+    """The topics a producer with these settings writes: one per family, and its dead letters."""
+    return [*(topic(family, settings.kafka_topic_prefix) for family in FAMILY_OF.values()), dlq_topic(settings)]
+
+
 async def producer_throughput(settings: Settings, events: int) -> tuple[float, dict[str, Any]]:
+    assert settings.kafka_bootstrap_servers
+    await topics_ready(settings.kafka_bootstrap_servers, producer_topics(settings), settings.kafka_partitions)
     service = ProducerService(settings, admin=False)
     task = asyncio.create_task(service.run())
     first = done = 0.0
@@ -116,7 +132,7 @@ async def naive_throughput(kafka: str, redis_url: str, url: str, events: int, se
     topics = {code: f"{settings.kafka_topic_prefix}{family}" for code, family in
               {"q": "quotes", "t": "trades", "b": "bars", "u": "bars", "d": "bars", "s": "statuses",
                "c": "corrections", "x": "cancels"}.items()}  # fmt: skip
-    await ensure_topics(kafka, set(topics.values()), settings.kafka_partitions)
+    await topics_ready(kafka, topics.values(), settings.kafka_partitions)
     producer = make_producer(settings, kafka, linger_ms=0)  # the naive pattern's default: no linger
     await producer.start()
     client = redis.asyncio.from_url(redis_url)
@@ -152,9 +168,14 @@ class Stamped:
     """Every frame the in-process simulator hands to a socket, with the time it did."""
 
     frames: list[tuple[int, bytes]] = []
+    installed = False
 
     @classmethod
     def install(cls) -> None:
+        """Wrap ``ServerConnection.send`` once (the latency run repeats per broker)."""
+        if cls.installed:
+            return
+        cls.installed = True
         original = ServerConnection.send
 
         async def send(self: ServerConnection, message: Any, text: bool | None = None) -> None:
@@ -201,7 +222,9 @@ async def subscribe_raw(
         writer.close()
 
 
-async def live_latency(kafka: str, redis_url: str, folder: Path, seconds: float, rate: int) -> tuple[float, float, int]:
+async def live_latency(
+    broker: Broker, kafka: str, redis_url: str, folder: Path, seconds: float, rate: int
+) -> tuple[float, float, int]:
     """Simulator here, producer and subscriber in processes of their own: nothing shares a loop with the stamps."""
     Stamped.install()
     out = folder / "received.msgpack"
@@ -212,12 +235,16 @@ async def live_latency(kafka: str, redis_url: str, folder: Path, seconds: float,
     assert listener.stdout is not None
     if (await listener.stdout.readline()).strip() != b"ready":
         raise RuntimeError("the subscriber process did not start")
+    prefix = f"lat{uuid.uuid4().hex[:6]}."
+    settings = load_settings(kafka_topic_prefix=prefix)  # the producer process's, for its topics
+    await topics_ready(kafka, producer_topics(settings), settings.kafka_partitions)
     config = SimulatorConfig(rate=rate, batch_size=25, symbols=synthetic_symbols(50))
     async with Simulator(config) as sim:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka,
+               "KAFKA_ENABLE_IDEMPOTENCE": "true" if broker.idempotence else "false",
                "REDIS_URL": redis_url, "ALPACA_STREAM_URL": sim.url, "SUBSCRIBED_TYPES": ALL_TYPES,
                "SPOOL_DIR": str(folder / "spool"), "PRODUCER_ADMIN_PORT": "0", "LOG_LEVEL": "WARNING",
-               "KAFKA_TOPIC_PREFIX": f"lat{uuid.uuid4().hex[:6]}."}  # fmt: skip
+               "KAFKA_TOPIC_PREFIX": prefix}  # fmt: skip
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "producer.cli", cwd=ROOT, env=env)
         try:
             await sim.wait_for(lambda: sim.sent_total > 0, timeout=60)  # connected end to end
@@ -260,63 +287,115 @@ def subscriber_main(redis_url: str, out: Path) -> None:
     out.write_bytes(msgpack.packb(received))
 
 
+@dataclass
+class Figures:
+    """Every figure of one broker's run."""
+
+    broker: Broker
+    rate: float
+    stats: dict[str, Any]
+    naive: float
+    p50: float
+    p99: float
+    samples: int
+
+
+def measure(broker: Broker, tmp: Path, args: argparse.Namespace) -> Figures:
+    """The three measurements on one broker."""
+    # Each measurement gets services of its own (embedded ones are fresh), so none inherits
+    # the previous one's load: Tansu keeps every record in memory.
+    with ExitStack() as stack:
+        folder = tmp / "throughput"
+        kafka, redis_url = services(stack, folder, broker)
+        sim, url = start_simulator("--burst", "--count", str(args.events), "--symbols", "50")
+        try:
+            settings = settings_for(broker, kafka, redis_url, url, folder / "spool", live_queue_size=args.events)
+            rate, stats = asyncio.run(producer_throughput(settings, args.events))
+        finally:
+            sim.terminate()
+            sim.wait(10)
+
+    with ExitStack() as stack:
+        folder = tmp / "naive"
+        kafka, redis_url = services(stack, folder, broker)
+        sim, url = start_simulator("--burst", "--symbols", "50")
+        try:
+            settings = settings_for(broker, kafka, redis_url, url, folder / "spool")
+            naive = asyncio.run(naive_throughput(kafka, redis_url, url, args.naive_events, settings))
+        finally:
+            sim.terminate()
+            sim.wait(10)
+
+    with ExitStack() as stack:
+        folder = tmp / "latency"
+        kafka, redis_url = services(stack, folder, broker)
+        p50, p99, samples = asyncio.run(
+            live_latency(broker, kafka, redis_url, folder, args.latency_seconds, args.latency_rate)
+        )
+    return Figures(broker, rate, stats, naive, p50, p99, samples)
+
+
+def report(f: Figures, args: argparse.Namespace) -> None:
+    """One broker's figures, as soon as they are in."""
+    print(
+        f"{f.broker.description}:\n"
+        f"  producer, simulator burst -> Redis + Kafka: {f.rate:,.0f} events/s over {args.events:,} events "
+        f"(baseline, one awaited publish + send_and_wait per event: {f.naive:,.0f} events/s; "
+        f"{f.rate / f.naive:,.1f}x); Redis drops {f.stats['redis_dropped']}, spooled {f.stats['spooled']}\n"
+        f"  live latency at {args.latency_rate:,} events/s, simulator send -> Redis subscriber: "
+        f"p50 {f.p50:.2f} ms, p99 {f.p99:.2f} ms over {f.samples:,} updates",
+        flush=True,
+    )
+
+
+def summary(results: list[Figures], args: argparse.Namespace) -> None:
+    """The final table, a broker per row, and the targets."""
+    header = ["broker", "idempotence", "burst -> Redis + Kafka", "naive baseline", "burst/naive",
+              "Redis drops", "spooled", "live p50", "live p99", "updates"]  # fmt: skip
+    rows = [
+        [f.broker.label, "on" if f.broker.idempotence else "off", f"{f.rate:,.0f} events/s", f"{f.naive:,.0f} events/s",
+         f"{f.rate / f.naive:,.1f}x", f"{f.stats['redis_dropped']:,}", f"{f.stats['spooled']:,}",
+         f"{f.p50:.2f} ms", f"{f.p99:.2f} ms", f"{f.samples:,}"]
+        for f in results
+    ]  # fmt: skip
+    print()
+    print(f"producer bench: burst of {args.events:,} events, naive baseline over {args.naive_events:,}, "
+          f"live latency {args.latency_seconds:g} s at {args.latency_rate:,} events/s; baselines on the same broker, "
+          f"same run; load average {os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} cores)")  # fmt: skip
+    print(table(header, rows))
+    for f in results:
+        print(
+            f"targets on {f.broker.description}: >= 50,000 events/s -> {'met' if f.rate >= 50_000 else 'NOT met'}; "
+            f">= 20x naive -> {'met' if f.rate >= 20 * f.naive else 'NOT met'}; "
+            f"p99 < 5 ms -> {'met' if f.p99 < 5 else 'NOT met'}"
+        )
+    idempotent = [f for f in results if f.broker.idempotence]
+    verdict = ", ".join(f"{f.broker.label} {'met' if f.rate >= 50_000 else 'NOT met'} ({f.rate:,.0f} events/s)"
+                        for f in idempotent) or "not measured (no broker here ran with idempotence on)"  # fmt: skip
+    print(f"target >= 50,000 events/s into both sinks with the idempotent producer on: {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--latency-rate", type=int, default=5_000)
+    add_brokers_option(parser)
     parser.add_argument("--subscriber", nargs=2, metavar=("REDIS_URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscriber:
         subscriber_main(args.subscriber[0], Path(args.subscriber[1]))
         return
+    brokers = chosen(args.brokers, os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    print(f"producer bench on {', '.join(b.description for b in brokers)}; {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start", flush=True)  # fmt: skip
+    results = []
     with tempfile.TemporaryDirectory(prefix="tickpipe-bench-") as tmp:
-        # Each measurement gets services of its own (embedded ones are fresh), so none inherits
-        # the previous one's load: Tansu keeps every record in memory.
-        with ExitStack() as stack:
-            folder = Path(tmp) / "throughput"
-            kafka, redis_url = services(stack, folder)
-            sim, url = start_simulator("--burst", "--count", str(args.events), "--symbols", "50")
-            try:
-                settings = settings_for(kafka, redis_url, url, folder / "spool", live_queue_size=args.events)
-                rate, stats = asyncio.run(producer_throughput(settings, args.events))
-            finally:
-                sim.terminate()
-                sim.wait(10)
-
-        with ExitStack() as stack:
-            folder = Path(tmp) / "naive"
-            kafka, redis_url = services(stack, folder)
-            sim, url = start_simulator("--burst", "--symbols", "50")
-            try:
-                settings = settings_for(kafka, redis_url, url, folder / "spool")
-                naive = asyncio.run(naive_throughput(kafka, redis_url, url, args.naive_events, settings))
-            finally:
-                sim.terminate()
-                sim.wait(10)
-
-        with ExitStack() as stack:
-            folder = Path(tmp) / "latency"
-            kafka, redis_url = services(stack, folder)
-            p50, p99, samples = asyncio.run(
-                live_latency(kafka, redis_url, folder, args.latency_seconds, args.latency_rate)
-            )
-
-    print(
-        f"producer, simulator burst -> Redis + Kafka: {rate:,.0f} events/s over {args.events:,} events "
-        f"(baseline, one awaited publish + send_and_wait per event: {naive:,.0f} events/s; "
-        f"{rate / naive:,.1f}x); Redis drops {stats['redis_dropped']}, spooled {stats['spooled']}"
-    )
-    print(
-        f"live latency at {args.latency_rate:,} events/s, simulator send -> Redis subscriber: "
-        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms over {samples:,} updates"
-    )
-    print(
-        f"targets: >= 50,000 events/s -> {'met' if rate >= 50_000 else 'NOT met'}; "
-        f">= 20x naive -> {'met' if rate >= 20 * naive else 'NOT met'}; "
-        f"p99 < 5 ms -> {'met' if p99 < 5 else 'NOT met'}"
-    )
+        for n, broker in enumerate(brokers):
+            results.append(measure(broker, Path(tmp) / str(n), args))
+            report(results[-1], args)
+    summary(results, args)
 
 
 if __name__ == "__main__":

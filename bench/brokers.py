@@ -1,0 +1,154 @@
+"""Which Kafka brokers a benchmark runs on: ``--brokers apache,tansu``, or the one ``KAFKA_BOOTSTRAP_SERVERS`` names.
+
+By default a benchmark runs on the embedded Apache Kafka (the broker users
+deploy) and then on the embedded Tansu (the no-Java fallback of ``tickpipe
+up``), so each Apache Kafka figure has the Tansu one beside it. The idempotent
+producer is on where the broker grants it (Apache Kafka, as deployed) and off
+on Tansu, which refuses InitProducerId. A broker given by address is used
+alone, labelled "given", with ``KAFKA_ENABLE_IDEMPOTENCE`` (default on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
+from tickpipe.errors import ServiceStartError
+from tickpipe.kafka import ensure_topics
+from tickpipe.settings import load_settings
+
+KINDS = ("apache", "tansu")
+LABELS = {"apache": "Apache Kafka", "tansu": "Tansu"}
+IDEMPOTENCE = {"apache": EmbeddedApacheKafka.idempotence, "tansu": EmbeddedTansu.idempotence}
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One broker to measure on: an embedded one of ``kind``, or the one at ``address``."""
+
+    label: str
+    idempotence: bool
+    kind: str | None = None
+    address: str | None = None
+
+    @property
+    def description(self) -> str:
+        return f"{self.label} (idempotent producer {'on' if self.idempotence else 'off'})"
+
+
+def brokers_option(value: str) -> list[str]:
+    """``--brokers``: a comma list of ``apache`` and ``tansu``, in the order given."""
+    kinds = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(KINDS)}, got {value!r}")
+    return list(dict.fromkeys(kinds))
+
+
+def add_brokers_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--brokers",
+        type=brokers_option,
+        default=list(KINDS),
+        metavar="apache,tansu",
+        help="embedded brokers to run on, in this order (default: apache,tansu); "
+        "ignored when KAFKA_BOOTSTRAP_SERVERS names a broker",
+    )
+
+
+def chosen(kinds: Sequence[str], address: str | None) -> list[Broker]:
+    """The brokers to run on: the given one alone, else the embedded ``kinds`` (checked they can start here)."""
+    if address:
+        return [Broker("given", load_settings().kafka_enable_idempotence, address=address)]
+    for kind in kinds:
+        kafka_kind(kind)  # Apache Kafka without Java or its jars: says what to run, before anything starts
+    return [Broker(LABELS[kind], IDEMPOTENCE[kind], kind=kind) for kind in kinds]
+
+
+@contextmanager
+def running(broker: Broker, folder: Path) -> Iterator[str]:
+    """The broker's bootstrap address; an embedded one is started fresh under ``folder`` and stopped after."""
+    if broker.address:
+        yield broker.address
+        return
+    assert broker.kind is not None
+    kafka = start(broker.kind, folder)
+    try:
+        assert kafka.idempotence == broker.idempotence
+        yield kafka.url
+    finally:
+        kafka.stop()
+
+
+def start(kind: str, folder: Path, attempts: int = 3) -> EmbeddedKafka:
+    """Start an embedded broker, formatting Apache Kafka's log folder again if the formatter refused it.
+
+    The formatter takes a random cluster id, and one that starts with "-" (1 in 64)
+    is read as an option; a new attempt draws a new id.
+    """
+    for attempt in range(1, attempts + 1):
+        kafka = embedded_kafka(folder, kind)
+        try:
+            return kafka.start()
+        except ServiceStartError as exc:
+            if "could not format" not in str(exc) or attempt == attempts:
+                raise
+            print(f"  (embedded {kafka.name}: {str(exc)[:120]}...; formatting again)", flush=True)
+    raise AssertionError("unreachable")
+
+
+async def topics_ready(bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 60.0) -> None:
+    """Create the topics and write one record to each of their partitions, before any clock starts.
+
+    Apache Kafka answers NotLeaderForPartition for a moment after it creates a
+    topic, even once its metadata names the leader; without this the producer's
+    retries would fall inside the timed window. The records are ``bench-warm-up``
+    keyed and empty; nothing in the producer bench reads them.
+    """
+    names = list(dict.fromkeys(names))
+    await ensure_topics(bootstrap, names, partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="tickpipe-bench-warm-up")
+    await producer.start()
+    try:
+        with quiet_retries():  # its "NotLeaderForPartition, retrying" is what we are waiting out
+            async with asyncio.timeout(timeout):
+                sends = [
+                    await producer.send(name, b"", key=b"bench-warm-up", partition=partition)
+                    for name in names
+                    for partition in sorted(await producer.partitions_for(name))
+                ]
+                await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+
+@contextmanager
+def quiet_retries() -> Iterator[None]:
+    """Silence aiokafka's warning per retried produce request (NotLeaderForPartition on a new topic)."""
+    sender = logging.getLogger("aiokafka.producer.sender")
+    level = sender.level
+    sender.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        sender.setLevel(level)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
