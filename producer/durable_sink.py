@@ -14,6 +14,20 @@ new records are appended behind it, and rounds are read from its head
 (committed only once acknowledged) until it is empty; then records go
 straight to Kafka again. A round that fails after newer records were spooled
 fills a slot reserved ahead of them, so it is still replayed first.
+
+After a failed round the topics' partition counts are fetched again (and
+missing topics created) before the next round: a broker that came back may
+have lost a topic, or someone's metadata request may have re-created it with
+the broker's default partitions. Records take their partition from the count
+known when their round starts (:class:`~producer.rounds.Partitioner`), so a
+change of count never sends a record to a partition that is gone, and the
+spool's note of partly sent rounds does not depend on it.
+
+A round refused with an error that sending again cannot fix (see
+:func:`~producer.kafka_backend.is_retriable`) is logged at ERROR and tried
+``fatal_after`` times in all; then the sink gives up until the process is
+restarted: its state is ``failed``, every record goes to the spool and stays
+there, and the producer is not ready.
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from producer.kafka_backend import KafkaBackend, Outcome, Round
+from producer.kafka_backend import KafkaBackend, Outcome, Round, is_retriable
 from producer.retry import backoff, describe
 from producer.rounds import DurableStats, Flight, Partitioner, abandon, fill_from_memory, fill_from_spool, settle
 from producer.spool import Record, Spool
@@ -47,6 +61,7 @@ class DurableSink:
         round_max: int = 100_000,
         linger: float = 0.0,
         retry_max: float = 10.0,
+        fatal_after: int = 3,
     ) -> None:
         self.backend = backend
         self.spool = spool
@@ -55,6 +70,8 @@ class DurableSink:
         self.round_max = round_max
         self.linger = linger  # gather records this long after a round starts before the next one
         self.retry_max = retry_max
+        self.fatal_after = fatal_after  # rounds refused with a fatal error before giving up
+        self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()
         self.inbound: deque[Record] = deque()
         self._flight: Flight | None = None
@@ -65,7 +82,9 @@ class DurableSink:
         self._retry_at = 0.0
         self._last_sync = 0.0
         self._partition = Partitioner()
-        self._learning: asyncio.Future[None] | None = None
+        self._metadata: asyncio.Future[None] | None = None  # fetching partition counts; rounds wait for it
+        self._stale = False  # partition counts must be fetched again before the next round
+        self._fatal_rounds = 0  # consecutive rounds refused with a fatal error
         self._since = 0.0  # when run() began connecting
         self._last_round = 0.0
         self.connected = asyncio.Event()  # set once Kafka was first reached
@@ -80,16 +99,31 @@ class DurableSink:
     # --- state --------------------------------------------------------------------------------
     @property
     def state(self) -> str:
+        """``direct`` or ``replaying`` while Kafka takes records; anything else means it does not.
+
+        ``unknown``: a round has had no answer for ``spill_after`` seconds, so
+        whether Kafka is there cannot be told (a killed or frozen broker looks
+        like this until the client gives up). ``failed``: see :attr:`fatal`.
+        """
+        if self.fatal is not None:
+            return "failed"
         if not self.backend.connected:
             return "connecting"
         if self._failures:
             return "spooling"
+        if self._flight is not None and self._flight.spilling:
+            return "unknown"
         return "replaying" if self.spool.depth else "direct"
 
     @property
     def writable(self) -> bool:
         """Kafka is taking records (the spool may still be draining)."""
-        return self.backend.connected and not self._failures
+        return self.state in ("direct", "replaying")
+
+    @property
+    def partitions(self) -> dict[str, int]:
+        """Partition count per topic, as last fetched."""
+        return dict(self._partition.counts)
 
     @property
     def pending(self) -> int:
@@ -147,13 +181,17 @@ class DurableSink:
                 self._spill()
             else:
                 wake_at = self._since + self.spill_after
-        elif self.spool.depth or self._failures:
+        elif self.spool.depth or self._failures or self.fatal is not None:
             self._spill()  # behind whatever the spool holds
-            if self.spool.depth and self._learning is None:
-                if now >= self._retry_at:
+            if self._metadata is None and self.fatal is None:
+                if now < self._retry_at:
+                    wake_at = self._retry_at
+                elif self._stale:
+                    self._refresh(list(self._partition.counts))
+                elif self.spool.depth:
                     self._flight = self._start_replay(now)
-                wake_at = self._retry_at if self._flight is None else None
-        elif self.inbound and self._learning is None:
+                    wake_at = self._retry_at if self._flight is None else None
+        elif self.inbound and self._metadata is None:
             if now >= self._last_round + self.linger or len(self.inbound) >= self.round_max:
                 self._flight = self._start_direct(now)
                 self._last_round = now
@@ -175,7 +213,7 @@ class DurableSink:
                 await signal
 
     def _can_start(self) -> bool:
-        return self.backend.connected and not self.spool.depth and not self._failures
+        return self.backend.connected and not self.spool.depth and not self._failures and self.fatal is None
 
     def _poke(self) -> None:
         signal = self._signal
@@ -197,15 +235,15 @@ class DurableSink:
             self._retry_at = now + 1.0
             return None
         round_ = self.backend.new_round()
-        skip = self.spool.already_sent if self.spool.partial else None
-        items, end, covered, unknown = fill_from_spool(round_, chunk, self._partition, skip)
+        skip = self.spool.already_sent if self.spool.sent else None
+        items, ends, end, covered, unknown = fill_from_spool(round_, chunk, self._partition, skip)
         if unknown is not None:
             self._learn(unknown)
         if not items:
             if covered:  # the whole chunk had reached Kafka before
                 self.spool.commit(end, covered)
             return None
-        return Flight("replay", items, self._launch(round_), now, end=end, covered=covered)
+        return Flight("replay", items, self._launch(round_), now, end=end, ends=ends, covered=covered)
 
     def _launch(self, round_: Round) -> asyncio.Task[Outcome]:
         task = asyncio.ensure_future(round_.send())
@@ -214,18 +252,30 @@ class DurableSink:
 
     def _learn(self, topic: str) -> None:
         """Fetch an unknown topic's partition count in the background; rounds wait for it."""
+        self._refresh([topic])
+
+    def _refresh(self, topics: list[str]) -> None:
+        """Fetch partition counts (creating missing topics) in the background; rounds wait for it."""
 
         async def fetch() -> None:
             try:
-                self._partition.counts[topic] = await self.backend.partitions(topic)
+                counts = await self.backend.refresh(topics) if topics else {}
             except Exception as exc:
-                self._fail(f"partitions of {topic}: {describe(exc)}")
+                self._fail(f"partitions of {', '.join(topics)}: {describe(exc)}")
+            else:
+                for topic, (before, now) in self._partition.update(counts).items():
+                    log.warning(
+                        "Kafka topic %s now has %d partitions, not %d: later records of each symbol go to "
+                        "the partition the new count gives (those before it are all acknowledged)",
+                        topic, now, before,
+                    )  # fmt: skip
+                self._stale = False
             finally:
-                self._learning = None
+                self._metadata = None
                 self._poke()
 
-        if self.backend.connected and self._learning is None:
-            self._learning = asyncio.ensure_future(fetch())
+        if self.backend.connected and self._metadata is None:
+            self._metadata = asyncio.ensure_future(fetch())
 
     def _maybe_spill(self, flight: Flight, now: float) -> None:
         """Newer records go to disk once the round in flight is overdue or the queue is full."""
@@ -250,13 +300,48 @@ class DurableSink:
         failed = settle(flight, outcome, self.spool, self.stats)
         if failed:
             self.stats.failed_rounds += 1
-            self._fail(f"{len(failed)} of {len(outcome)} batches failed: {describe(next(iter(failed.values())))}")
-        elif self._failures:
-            log.info("Kafka takes records again after %d failed rounds", self._failures)
-            self._failures = 0
-            self._retry_at = now
+            self._stale = True  # the broker may have come back with other topics or partition counts
+            fatal = {tp: exc for tp, exc in failed.items() if not is_retriable(exc)}
+            errors = self.stats.failed_batches
+            errors["fatal"] = errors.get("fatal", 0) + len(fatal)
+            errors["retriable"] = errors.get("retriable", 0) + len(failed) - len(fatal)
+            if fatal:
+                self._refused(fatal)
+            else:
+                self._fatal_rounds = 0
+            why = f"{len(failed)} of {len(outcome)} batches failed: {describe(next(iter(failed.values())))}"
+            if self.fatal is None:
+                self._fail(why)
+            else:  # given up: no retry to schedule
+                self._failures += 1
+                self.stats.last_error = why
+        else:
+            self._fatal_rounds = 0
+            if self._failures:
+                log.info("Kafka takes records again after %d failed rounds", self._failures)
+                self._failures = 0
+                self._retry_at = now
         if flight.kind == "replay" and not self.spool.depth:
             log.info("spool drained: records go straight to Kafka again")
+
+    def _refused(self, fatal: dict[tuple[str, int], BaseException]) -> None:
+        """Kafka refused batches in a way retrying cannot fix: say so loudly; give up after ``fatal_after`` rounds."""
+        self._fatal_rounds += 1
+        (topic, partition), exc = next(iter(fatal.items()))
+        why = f"{topic} partition {partition}: {describe(exc)}"
+        self.stats.fatal_error = why
+        if self._fatal_rounds < self.fatal_after:
+            log.error(
+                "Kafka refused %d batches with an error that sending again cannot fix (%s); attempt %d of %d",
+                len(fatal), why, self._fatal_rounds, self.fatal_after,
+            )  # fmt: skip
+            return
+        self.fatal = why
+        log.error(
+            "Kafka refused the same records %d times (%s): giving up until the producer is restarted; "
+            "they and every later record stay in the spool (%d records now), nothing is dropped",
+            self._fatal_rounds, why, self.spool.depth,
+        )  # fmt: skip
 
     def _fail(self, why: str) -> None:
         self._failures += 1

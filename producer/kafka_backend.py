@@ -7,6 +7,16 @@ real one; tests of the sink's ordering logic may pass their own.
 
 Batches are built with aiokafka's ``create_batch``/``send_batch``: appending a
 record costs about a microsecond, several times less than a ``send()`` per record.
+
+Why a batch failed decides what the sink does next (:func:`is_retriable`):
+
+- *retriable*: the broker is away or busy, a leader moved, the request timed
+  out, or the partition is not in the metadata the round was built from
+  (:class:`PartitionsChanged`). Sending again after a metadata refresh can succeed.
+- *fatal*: everything else, e.g. a record larger than the broker takes, a
+  refused authorisation, a setting the broker does not know, a bug of ours
+  (``AssertionError``, ``TypeError``). Sending the same bytes again cannot
+  succeed; the sink tries a few times, then stops and reports itself unhealthy.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, KafkaUnavailableError, ProducerClosed
 
 from tickpipe.kafka import ensure_topics, make_producer
 from tickpipe.settings import Settings
@@ -26,6 +37,24 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 #: Per partition of a round: None if Kafka acknowledged its batch, else why not.
 Outcome = dict[TopicPartition, BaseException | None]
+
+
+class PartitionsChanged(KafkaConnectionError):
+    """A batch's partition is not in the topic's current metadata: the partition count changed under us."""
+
+    retriable = True
+    invalid_metadata = True
+
+
+#: aiokafka errors that mean "not now" although their class says ``retriable = False``.
+_AWAY = (KafkaTimeoutError, KafkaUnavailableError, ProducerClosed)
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether sending the same batch again may succeed (see the module docstring)."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, _AWAY)
+    return isinstance(exc, (OSError, TimeoutError))  # connection refused or reset, a timeout of ours
 
 
 class Round(Protocol):
@@ -47,6 +76,13 @@ class KafkaBackend(Protocol):
 
     async def partitions(self, topic: str) -> int:
         """How many partitions ``topic`` has."""
+
+    async def refresh(self, topics: Iterable[str]) -> dict[str, int]:
+        """Create any of ``topics`` that is missing and return each one's partition count as Kafka has it now.
+
+        Called after a failed round: the broker may have come back without
+        the topics, or with them re-created under another partition count.
+        """
 
     def new_round(self) -> Round: ...
 
@@ -70,6 +106,10 @@ class AiokafkaRound:
             batch.close()  # complete: aiokafka sends it at once rather than lingering for more
             try:
                 pending[(topic, partition)] = await self._producer.send_batch(batch, topic, partition=partition)
+            except AssertionError as exc:  # aiokafka's own check that the partition exists
+                gone = "Unrecognized partition" in str(exc)
+                error = PartitionsChanged(f"{topic} has no partition {partition}") if gone else exc
+                outcome[(topic, partition)] = error
             except Exception as exc:  # metadata timeout, producer closed...: this batch failed
                 outcome[(topic, partition)] = exc
         results = await asyncio.gather(*pending.values(), return_exceptions=True)
@@ -117,10 +157,23 @@ class AiokafkaBackend:
     async def partitions(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
-            assert self._producer is not None, "partitions() before start()"
-            await ensure_topics(self.bootstrap, [topic], self.settings.kafka_partitions)
-            count = self._partitions[topic] = len(await self._producer.partitions_for(topic))
+            count = (await self.refresh([topic]))[topic]
         return count
+
+    async def refresh(self, topics: Iterable[str]) -> dict[str, int]:
+        producer = self._producer
+        assert producer is not None, "refresh() before start()"
+        topics = list(topics)
+        timeout = self.settings.kafka_request_timeout_ms / 1000
+        async with asyncio.timeout(timeout):
+            await ensure_topics(self.bootstrap, topics, self.settings.kafka_partitions)
+            if not await producer.client.force_metadata_update():
+                raise KafkaConnectionError("no broker answered the metadata request")
+            counts = {topic: len(await producer.partitions_for(topic)) for topic in topics}
+        if empty := [topic for topic, count in counts.items() if not count]:
+            raise KafkaConnectionError(f"no partitions known yet for {', '.join(empty)}")
+        self._partitions.update(counts)
+        return counts
 
     def new_round(self) -> AiokafkaRound:
         assert self._producer is not None, "new_round() before start()"

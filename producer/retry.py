@@ -17,5 +17,7 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 def describe(exc: BaseException) -> str:
     """``KafkaTimeoutError`` or ``ConnectionRefusedError: [Errno 111] ...``, for one log line."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text, name = str(exc), type(exc).__name__
+    if text.startswith(name):  # aiokafka's errors name themselves
+        return text
+    return f"{name}: {text}" if text else name

@@ -30,7 +30,9 @@ class DurableStats:
     spooled: int = 0  # records written to the spool
     replayed: int = 0  # records sent from the spool and acknowledged
     failed_rounds: int = 0
+    failed_batches: dict[str, int] = field(default_factory=dict)  # by kind: "retriable", "fatal"
     last_error: str | None = None
+    fatal_error: str | None = None  # the last error sending again cannot fix
     counts_by_topic: dict[str, int] = field(default_factory=dict)
 
 
@@ -43,17 +45,34 @@ class Flight:
     task: asyncio.Task[Outcome]
     started: float
     end: Position | None = None  # replay: commit here once acknowledged
+    ends: list[Position] = field(default_factory=list)  # replay: where each of ``items`` ends in the spool
     covered: int = 0  # replay: spool records this round accounts for (skipped ones included)
     slot: int | None = None  # direct: reserved spool slot, if newer records were spooled meanwhile
     spilling: bool = False  # newer records go to the spool while this round is out
 
 
 class Partitioner:
-    """Kafka's default partitioner (murmur2 of the key), so any producer keyed by symbol agrees with us."""
+    """Kafka's default partitioner (murmur2 of the key) over the topic's *current* partition count.
+
+    Any producer keyed by symbol agrees with us, and all of a symbol's records
+    go to one partition for as long as the count holds. When it changes (the
+    topic re-created, or grown), a symbol's later records go where the new
+    count puts them; its earlier ones are already acknowledged by then,
+    because one round is in flight at a time and a round is built from the
+    count known when it starts, so per symbol Kafka still receives them in order.
+    """
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}  # partitions per topic
         self._cache: dict[tuple[str, bytes | None], int] = {}
+
+    def update(self, counts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        """Take freshly fetched counts; return the topics whose count changed, as (before, now)."""
+        changed = {t: (self.counts[t], n) for t, n in counts.items() if t in self.counts and self.counts[t] != n}
+        self.counts.update(counts)
+        if changed:
+            self._cache.clear()
+        return changed
 
     def __call__(self, topic: str, key: bytes | None) -> int:
         cached = self._cache.get((topic, key))
@@ -90,28 +109,31 @@ def fill_from_spool(
     round_: Round,
     chunk: list[Spooled],
     partition: Partitioner,
-    already_sent: Callable[[Position, TopicPartition], bool] | None,
-) -> tuple[list[Item], Position, int, str | None]:
+    already_sent: Callable[[Position], bool] | None,
+) -> tuple[list[Item], list[Position], Position, int, str | None]:
     """Records of a spool chunk into the round, skipping those a partly failed round delivered.
 
-    Returns the items, where the covered part of the chunk ends, how many spool
-    records it covers (skipped ones included) and a topic to learn, if any.
+    Returns the items, where each of them ends in the spool, where the covered
+    part of the chunk ends, how many spool records it covers (skipped ones
+    included) and a topic to learn, if any.
     """
     items: list[Item] = []
+    ends: list[Position] = []
     end, covered, counts = chunk[0].end, 0, partition.counts
     for record, record_end in chunk:
         topic, key, value = record
-        if topic not in counts:
-            return items, end, covered, topic
-        tp = (topic, partition(topic, key))
-        if already_sent is not None and already_sent(record_end, tp):
+        if already_sent is not None and already_sent(record_end):
             end, covered = record_end, covered + 1
             continue
+        if topic not in counts:
+            return items, ends, end, covered, topic
+        tp = (topic, partition(topic, key))
         if not round_.add(topic, tp[1], key, value):
             break
         items.append((record, tp))
+        ends.append(record_end)
         end, covered = record_end, covered + 1
-    return items, end, covered, None
+    return items, ends, end, covered, None
 
 
 def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) -> dict[TopicPartition, BaseException]:
@@ -119,7 +141,7 @@ def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) 
 
     A direct round's failed records go to its reserved slot (ahead of anything
     spooled meanwhile) or to the spool's end; a replayed round commits its
-    chunk, or, if some partitions failed, remembers which ones got through.
+    chunk, or, if some partitions failed, remembers which of its records got through.
     """
     failed = {tp: exc for tp, exc in outcome.items() if exc is not None}
     good = [record for record, tp in flight.items if tp not in failed]
@@ -138,7 +160,7 @@ def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) 
     assert flight.end is not None
     stats.replayed += len(good)
     if failed:
-        spool.mark_partial(flight.end, {tp for _, tp in flight.items if tp not in failed})
+        spool.mark_sent(end for (_, tp), end in zip(flight.items, flight.ends, strict=True) if tp not in failed)
     else:
         spool.commit(flight.end, flight.covered)
     return failed

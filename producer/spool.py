@@ -13,6 +13,14 @@ disk; if the batch then fails, it fills the slot and so is replayed first.
 
 A torn record at the end of a segment (the process died mid-write) is cut
 off on open and logged with its size; everything before it is kept.
+
+A replayed round that Kafka took for some partitions only leaves records
+past the cursor that are already in Kafka. The cursor file names them by
+their *position* in the spool (segment and end offset), never by the
+partition they went to: the partition of a record depends on the topic's
+partition count at the time, which may differ when the chunk is sent again
+(a broker that came back with the topic re-created), and a partition-keyed
+note would then skip records that never reached Kafka.
 """
 
 from __future__ import annotations
@@ -41,8 +49,8 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.depth = 0  # records not yet committed
         self.cursor = Position(0, 0)
-        #: Rounds that reached Kafka for some partitions only: (until, those partitions) each.
-        self.partial: list[tuple[Position, frozenset[tuple[str, int]]]] = []
+        #: Records past the cursor that reached Kafka in partly failed rounds, by where each ends.
+        self.sent: set[Position] = set()
         self._segments: dict[int, int] = {}  # number -> size in bytes
         self._slots: set[int] = set()
         self._next = 1
@@ -183,28 +191,27 @@ class Spool:
         while ahead and ahead[0].end <= end:
             ahead.popleft()
         self._ahead_end = max(self._ahead_end, end)
-        self.partial = [(until, done) for until, done in self.partial if until > end]
+        self.sent = {position for position in self.sent if position > end}
         for number in [n for n in self._segments if n < end.segment]:
             self._drop(number)
         if self.depth == 0 and not self._slots:
             self._reset()
         self._save_cursor()
 
-    def mark_partial(self, until: Position, done: Iterable[tuple[str, int]]) -> None:
-        """A round from the cursor to ``until`` reached Kafka for the ``done`` partitions only.
+    def mark_sent(self, ends: Iterable[Position]) -> None:
+        """The records ending at ``ends`` (past the cursor) are in Kafka: skip them when their chunk is sent again.
 
-        Their records before ``until`` are skipped when the chunk is sent again.
-        Each round keeps its own range: a later round may reach further than an
-        earlier one while a partition that succeeded before now fails.
+        Kept by position so the note holds whatever the partition count is when
+        the chunk is replayed; saved at once, so a restart does not send them twice.
         """
-        done = frozenset(done)
-        if done:
-            self.partial.append((until, done))
+        before = len(self.sent)
+        self.sent.update(end for end in ends if end > self.cursor)
+        if len(self.sent) != before:
             self._save_cursor()
 
-    def already_sent(self, end: Position, partition: tuple[str, int]) -> bool:
+    def already_sent(self, end: Position) -> bool:
         """Whether the record ending at ``end`` reached Kafka in a partly failed round."""
-        return any(end <= until and partition in done for until, done in self.partial)
+        return end in self.sent
 
     # --- internals ------------------------------------------------------------------------
     def _path(self, number: int) -> Path:
@@ -244,7 +251,7 @@ class Spool:
         for number in list(self._segments):
             self._drop(number)
         self.cursor = Position(self._next, 0)
-        self.partial = []
+        self.sent = set()
         self._forget_ahead()
 
     def _forget_ahead(self) -> None:
@@ -257,14 +264,24 @@ class Spool:
         except FileNotFoundError:
             return
         self.cursor = Position(int(data["segment"]), int(data["offset"]))
-        for until, done in data.get("partial", []):
-            self.partial.append((Position(*until), frozenset((t, int(p)) for t, p in done)))
+        for segment, deltas in data.get("sent", {}).items():
+            self.sent.update(Position(int(segment), offset) for offset in itertools.accumulate(deltas))
+        if data.get("partial"):
+            # An older cursor named sent records by partition, which cannot be trusted under another
+            # partition count: send those records again (Kafka may hold them twice; never lose them).
+            log.warning("spool %s: an old cursor's partly sent rounds are sent again in full", self.directory)
 
     def _save_cursor(self) -> None:
+        sent: dict[str, list[int]] = {}  # end offsets of records already in Kafka, each as the step from the last
+        last: dict[str, int] = {}
+        for segment, offset in sorted(self.sent):
+            key = str(segment)
+            sent.setdefault(key, []).append(offset - last.get(key, 0))
+            last[key] = offset
         data = {
             "segment": self.cursor.segment,
             "offset": self.cursor.offset,
-            "partial": [[list(until), sorted(done)] for until, done in self.partial],
+            "sent": sent,
         }
         tmp = self.directory / f"{_CURSOR}.tmp"
         tmp.write_text(json.dumps(data))

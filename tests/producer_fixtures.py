@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import msgspec
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 from broker import IDEMPOTENCE, private_broker
 
@@ -49,8 +50,8 @@ async def until_async(check: Callable[[], Awaitable[bool]], timeout: float = 20.
         await asyncio.sleep(0.02)
 
 
-class KafkaDown(Exception):
-    """What MemoryKafka raises for a batch while it is down."""
+class KafkaDown(KafkaConnectionError):
+    """What MemoryKafka raises for a batch while it is down (retriable, as a lost connection is)."""
 
 
 class MemoryRound:
@@ -72,24 +73,36 @@ class MemoryRound:
             await kafka.changed.wait()
         outcome: Outcome = {}
         for tp, batch in self.batches.items():
-            if kafka.mode == "down" or tp in kafka.failing:
+            if kafka.refusing is not None:
+                outcome[tp] = kafka.refusing
+            elif kafka.mode == "down" or tp in kafka.failing:
                 outcome[tp] = KafkaDown(f"{tp} unavailable")
+            elif tp[1] >= kafka.partition_count:
+                outcome[tp] = KafkaDown(f"{tp} does not exist")  # as a broker answers UnknownTopicOrPartition
             else:
                 kafka.log.setdefault(tp, []).extend(batch)
+                kafka.written.extend((tp, key, value) for key, value in batch)
                 outcome[tp] = None
         return outcome
 
 
 class MemoryKafka:
-    """Partitions as lists; ``mode`` "up", "down" (batches fail) or "hang" (rounds wait for a change)."""
+    """Partitions as lists; ``mode`` "up", "down" (batches fail) or "hang" (rounds wait for a change).
+
+    ``partition_count`` may change while a sink runs (a re-created topic);
+    ``refusing``, an error every batch fails with (e.g. a fatal one).
+    """
 
     def __init__(self, partitions: int = 3, *, batch_records: int = 1000, reachable: bool = True) -> None:
         self.partition_count = partitions
         self.batch_records = batch_records
         self.reachable = reachable
         self.log: dict[TP, list[tuple[bytes | None, bytes]]] = {}
+        self.written: list[tuple[TP, bytes | None, bytes]] = []  # every record, in the order Kafka took them
         self.mode = "up"
         self.failing: set[TP] = set()
+        self.refusing: BaseException | None = None
+        self.refreshes = 0
         self.changed = asyncio.Event()
         self.rounds = 0
         self.starts = 0
@@ -116,6 +129,12 @@ class MemoryKafka:
     async def partitions(self, topic: str) -> int:
         return self.partition_count
 
+    async def refresh(self, topics: Iterable[str]) -> dict[str, int]:
+        self.refreshes += 1
+        if self.mode == "down":
+            raise KafkaDown("metadata unavailable")
+        return {topic: self.partition_count for topic in topics}
+
     def new_round(self) -> MemoryRound:
         return MemoryRound(self)
 
@@ -123,10 +142,10 @@ class MemoryKafka:
         return [value for batch in self.log.values() for _, value in batch]
 
     def by_key(self) -> dict[bytes | None, list[bytes]]:
+        """Values per key in the order Kafka took them (across partitions, should a key's partition change)."""
         out: dict[bytes | None, list[bytes]] = {}
-        for batch in self.log.values():
-            for key, value in batch:
-                out.setdefault(key, []).append(value)
+        for _, key, value in self.written:
+            out.setdefault(key, []).append(value)
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -109,30 +110,37 @@ def test_a_released_slot_leaves_no_gap(tmp_path: Path) -> None:
     assert drain(spool) == records(4)
 
 
-def test_partial_progress_survives_a_restart(tmp_path: Path) -> None:
+def test_records_a_partly_failed_round_sent_are_known_by_position_after_a_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=4096).open()
+    for start in range(0, 100, 10):
+        spool.append(records(10, start))
+    chunk = spool.read(100)
+    assert len({r.end.segment for r in chunk}) > 1, "the note spans segments"
+    sent = [r.end for r in chunk[1::3]]
+    spool.mark_sent(sent)
+    spool.close()
+    reopened = Spool(tmp_path, segment_bytes=4096).open()
+    assert [reopened.already_sent(r.end) for r in chunk] == [r.end in set(sent) for r in chunk]
+    reopened.commit(chunk[49].end, 50)
+    assert reopened.sent == {end for end in sent if end > chunk[49].end}, "what the cursor passed is forgotten"
+    reopened.commit(chunk[-1].end, 50)
+    assert reopened.sent == set()
+
+
+def test_an_old_cursor_noting_partitions_sends_those_records_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A partition number cannot name a record once the count may have changed: send again rather than skip.
     spool = Spool(tmp_path).open()
     spool.append(records(10))
     until = spool.read(10)[-1].end
-    spool.mark_partial(until, {("tickpipe.quotes", 1)})
     spool.close()
+    (tmp_path / "cursor.json").write_text(
+        json.dumps({"segment": 0, "offset": 0, "partial": [[list(until), [["tickpipe.quotes", 1]]]]})
+    )
     reopened = Spool(tmp_path).open()
-    assert reopened.already_sent(until, ("tickpipe.quotes", 1))
-    assert not reopened.already_sent(until, ("tickpipe.quotes", 0))
-    reopened.commit(until, 10)
-    assert reopened.partial == []
-
-
-def test_partial_ranges_are_kept_apart(tmp_path: Path) -> None:
-    # Round 1 reached partition 1 up to a; round 2 reached further, to b, but not partition 1.
-    spool = Spool(tmp_path).open()
-    spool.append(records(10))
-    chunk = spool.read(10)
-    a, b = chunk[3].end, chunk[8].end
-    spool.mark_partial(a, {("tickpipe.quotes", 1)})
-    spool.mark_partial(b, {("tickpipe.quotes", 0)})
-    assert spool.already_sent(a, ("tickpipe.quotes", 1))
-    assert not spool.already_sent(b, ("tickpipe.quotes", 1))  # partition 1 past a never got there
-    assert spool.already_sent(b, ("tickpipe.quotes", 0))
+    assert "sent again in full" in caplog.text
+    assert drain(reopened) == records(10)
 
 
 def test_positions_order_segments_before_offsets() -> None:

@@ -46,8 +46,8 @@ def dlq_topic(settings: Settings) -> str:
 async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1) -> list[str]:
     """Create the topics that do not exist yet; return those created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tickpipe-admin")
-    await admin.start()
     try:
+        await admin.start()  # inside the try: a caller's timeout may cancel it, and the client must still close
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if missing:
