@@ -13,10 +13,15 @@ One run, one machine, the same rows into the same (emptied) ``quotes`` table:
    seed projects' pattern.
 
     python bench/consumer.py [--count 1000000] [--database-url URL] [--kafka HOST:PORT] [--keep]
+                             [--brokers apache,tansu]
 
 The database is ``tickpipe_bench_consumer`` on the server of ``--database-url``
-(default: this machine's PostgreSQL, 127.0.0.1:5432), created afresh; Kafka is
-an embedded Tansu broker unless ``--kafka`` is given.
+(default: this machine's PostgreSQL, 127.0.0.1:5432), created afresh for each
+broker. Brokers: embedded Apache Kafka (idempotent producer on, as deployed),
+then embedded Tansu (off: it refuses InitProducerId), each measured with its own
+COPY baselines; ``--brokers apache`` for one. With ``--kafka`` (default
+``KAFKA_BOOTSTRAP_SERVERS``), that broker alone, labelled "given". Rows are
+counted as the consumer writes them, not from end offsets (Tansu undercounts those).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,12 +44,12 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.brokers import Broker, add_brokers_option, chosen, quiet_retries, running, table  # noqa: E402
 from tickpipe import db  # noqa: E402
 from tickpipe.codecs import encode_kafka  # noqa: E402
 from tickpipe.events import Quote  # noqa: E402
 from tickpipe.kafka import ensure_topics, make_producer  # noqa: E402
 from tickpipe.rows import COLUMNS, to_row  # noqa: E402
-from tickpipe.services import EmbeddedKafka  # noqa: E402
 from tickpipe.settings import load_settings  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -90,29 +95,30 @@ async def fresh_database(server_url: str) -> str:
     return url
 
 
-async def produce(bootstrap: str, count: int) -> float:
-    settings = load_settings(kafka_enable_idempotence=False, kafka_topic_prefix=PREFIX)
+async def produce(bootstrap: str, count: int, idempotence: bool) -> float:
+    settings = load_settings(kafka_enable_idempotence=idempotence, kafka_topic_prefix=PREFIX)
     await ensure_topics(bootstrap, [f"{PREFIX}quotes", f"{PREFIX}dlq"], settings.kafka_partitions)
     producer = make_producer(settings, bootstrap, linger_ms=50)
     await producer.start()
     began = time.perf_counter()
     try:
-        for part in chunks(count):
-            futures = []
-            for n in part:
-                ev = quote(n)
-                futures.append(await producer.send(f"{PREFIX}quotes", encode_kafka(ev), key=ev.symbol.encode()))
-            await asyncio.gather(*futures)
+        with quiet_retries():  # a new topic on Apache Kafka: NotLeaderForPartition for a moment
+            for part in chunks(count):
+                futures = []
+                for n in part:
+                    ev = quote(n)
+                    futures.append(await producer.send(f"{PREFIX}quotes", encode_kafka(ev), key=ev.symbol.encode()))
+                await asyncio.gather(*futures)
     finally:
         await producer.stop()
     return count / (time.perf_counter() - began)
 
 
-def consume(bootstrap: str, database_url: str, batch_size: int) -> dict[str, float]:
+def consume(bootstrap: str, database_url: str, batch_size: int, idempotence: bool) -> dict[str, float]:
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=database_url, KAFKA_TOPIC_PREFIX=PREFIX,
-        KAFKA_ENABLE_IDEMPOTENCE="false", BATCH_SIZE=str(batch_size), LOG_LEVEL="WARNING",
+        KAFKA_ENABLE_IDEMPOTENCE="true" if idempotence else "false", BATCH_SIZE=str(batch_size), LOG_LEVEL="WARNING",
     )  # fmt: skip
     began = time.perf_counter()
     done = subprocess.run(
@@ -178,6 +184,75 @@ async def checkpoint(database_url: str) -> None:
         await conn.close()
 
 
+@dataclass
+class Figures:
+    """Every figure of one broker's run; the baselines are measured right after the pipeline, on the same rows."""
+
+    broker: Broker
+    produced: float
+    run: dict[str, float]
+    pipeline: float
+    copy: float
+    copy2: float
+    single: float
+
+
+def measure(broker: Broker, args: argparse.Namespace) -> Figures:
+    """Produce, consume, then the COPY and row-by-row baselines (the broker still up, idle), into a fresh database."""
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as folder, running(broker, Path(folder)) as bootstrap:
+        url = asyncio.run(fresh_database(args.database_url))
+        produced = asyncio.run(produce(bootstrap, args.count, broker.idempotence))
+        print(f"  {broker.label}: produced into Kafka at {produced:,.0f} records/s (not part of the figures)",
+              flush=True)  # fmt: skip
+        asyncio.run(checkpoint(url))
+        run = consume(bootstrap, url, args.batch_size, broker.idempotence)
+        if run["rows"] != args.count:
+            raise SystemExit(f"{broker.label}: expected {args.count} rows written, the consumer wrote {run['rows']}")
+        pipeline = run["rows"] / run["busy"]
+        copy = asyncio.run(plain_copy(url, args.count, args.batch_size))
+        copy2 = asyncio.run(plain_copy(url, args.count, args.batch_size, connections=2))
+        single = asyncio.run(row_by_row(url, min(args.row_by_row, args.count)))
+        if not args.keep:
+            asyncio.run(drop(args.database_url))
+    return Figures(broker, produced, run, pipeline, copy, copy2, single)
+
+
+def report(f: Figures, args: argparse.Namespace) -> None:
+    """One broker's figures, as soon as they are in."""
+    run = f.run
+    print(f"{f.broker.description}:")
+    print(f"  kafka -> postgres (tickpipe consume) {f.pipeline:>10,.0f} rows/s  "
+          f"({run['rows']:,} rows in {run['busy']:.2f} s working; process wall {run['wall']:.2f} s incl. start, "
+          "group join, burst drain)")  # fmt: skip
+    print(f"  plain COPY, same rows (ceiling)      {f.copy:>10,.0f} rows/s  ({args.batch_size} rows per transaction)")
+    print(f"  plain COPY over 2 connections        {f.copy2:>10,.0f} rows/s  (as many as the consumer writes with)")
+    print(f"  row-by-row INSERT, commit per 100    {f.single:>10,.0f} rows/s  "
+          f"({min(args.row_by_row, args.count):,}-row sample)", flush=True)  # fmt: skip
+
+
+def summary(results: list[Figures], args: argparse.Namespace) -> None:
+    """The final table, a broker per row, and the targets."""
+    header = ["broker", "idempotence", "kafka -> postgres", "plain COPY", "COPY, 2 conns", "row-by-row",
+              "/ best COPY", "/ row-by-row", "working", "process wall"]  # fmt: skip
+    rows = [
+        [f.broker.label, "on" if f.broker.idempotence else "off", f"{f.pipeline:,.0f} rows/s", f"{f.copy:,.0f} rows/s",
+         f"{f.copy2:,.0f} rows/s", f"{f.single:,.0f} rows/s", f"{f.pipeline / max(f.copy, f.copy2):.2f}",
+         f"{f.pipeline / f.single:.1f}x", f"{f.run['busy']:.2f} s", f"{f.run['wall']:.2f} s"]
+        for f in results
+    ]  # fmt: skip
+    print()
+    print(f"consumer bench: {args.count:,} quotes, BATCH_SIZE {args.batch_size}; plain COPY and row-by-row "
+          f"INSERT ({min(args.row_by_row, args.count):,}-row sample) of the same rows right after each broker's "
+          "pipeline")  # fmt: skip
+    print(table(header, rows))
+    print(f"  load average {os.getloadavg()[0]:.1f} at the end (other processes share the {os.cpu_count()} cores)")
+    for f in results:
+        ratio = f.pipeline / max(f.copy, f.copy2)
+        print(f"  {f.broker.description}: pipeline / best plain COPY = {ratio:.2f} (target >= 0.40: "
+              f"{'met' if ratio >= 0.40 else 'NOT met'}); pipeline / row-by-row = {f.pipeline / f.single:.1f}x; "
+              f"target >= 100,000 rows/s: {'met' if f.pipeline >= 100_000 else 'NOT met'}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000)
@@ -185,40 +260,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=load_settings().batch_size)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_SERVER)
     parser.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    add_brokers_option(parser)
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     args = parser.parse_args()
-    with ExitStack() as stack:
-        bootstrap = args.kafka
-        if not bootstrap:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-kafka-"))
-            bootstrap = stack.enter_context(EmbeddedKafka(Path(folder))).url
-        url = asyncio.run(fresh_database(args.database_url))
-        print(f"consumer bench: {args.count:,} quotes, BATCH_SIZE {args.batch_size}, {os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.1f} at start", flush=True)  # fmt: skip
-        produced = asyncio.run(produce(bootstrap, args.count))
-        print(f"  (produced into Kafka at {produced:,.0f} records/s; not part of the figures)", flush=True)
-        asyncio.run(checkpoint(url))
-        run = consume(bootstrap, url, args.batch_size)
-        if run["rows"] != args.count:
-            raise SystemExit(f"expected {args.count} rows written, the consumer wrote {run['rows']}")
-        pipeline = run["rows"] / run["busy"]
-        copy = asyncio.run(plain_copy(url, args.count, args.batch_size))
-        copy2 = asyncio.run(plain_copy(url, args.count, args.batch_size, connections=2))
-        single = asyncio.run(row_by_row(url, min(args.row_by_row, args.count)))
-        if not args.keep:
-            asyncio.run(drop(args.database_url))
-    print(f"  kafka -> postgres (tickpipe consume) {pipeline:>10,.0f} rows/s  "
-          f"({run['rows']:,} rows in {run['busy']:.2f} s working; process wall {run['wall']:.2f} s incl. start, "
-          "group join, burst drain)")  # fmt: skip
-    print(f"  plain COPY, same rows (ceiling)      {copy:>10,.0f} rows/s  ({args.batch_size} rows per transaction)")
-    print(f"  plain COPY over 2 connections        {copy2:>10,.0f} rows/s  (as many as the consumer writes with)")
-    print(f"  row-by-row INSERT, commit per 100    {single:>10,.0f} rows/s  "
-          f"({min(args.row_by_row, args.count):,}-row sample)")  # fmt: skip
-    print(f"  load average {os.getloadavg()[0]:.1f} at the end (other processes share the {os.cpu_count()} cores)")
-    ratio = pipeline / max(copy, copy2)
-    print(f"  pipeline / best plain COPY = {ratio:.2f} (target >= 0.40); "
-          f"pipeline / row-by-row = {pipeline / single:.1f}x; "
-          f"target >= 100,000 rows/s: {'met' if pipeline >= 100_000 else 'NOT met'}")  # fmt: skip
+    brokers = chosen(args.brokers, args.kafka)
+    print(f"consumer bench: {args.count:,} quotes, BATCH_SIZE {args.batch_size}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at start; on {', '.join(b.description for b in brokers)}",
+          flush=True)  # fmt: skip
+    results = []
+    for broker in brokers:
+        results.append(measure(broker, args))
+        report(results[-1], args)
+    summary(results, args)
 
 
 async def drop(server_url: str) -> None:
