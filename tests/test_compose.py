@@ -148,6 +148,13 @@ def test_every_env_example_setting_reaches_the_services(services: dict[str, dict
         assert not missing, f"{name}: .env.example variables not passed: {sorted(missing)}"
 
 
+def test_compose_runs_the_kafka_version_the_tests_run(services: dict[str, dict[str, Any]]) -> None:
+    from tickpipe.kafka_jars import KAFKA_VERSION
+
+    images = {svc["image"] for svc in services.values() if svc.get("image", "").startswith("apache/kafka:")}
+    assert images == {f"apache/kafka:{KAFKA_VERSION}"}
+
+
 def test_third_party_images_get_only_their_own_variables(services: dict[str, dict[str, Any]]) -> None:
     for name, svc in services.items():
         if "build" in svc:
