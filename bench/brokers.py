@@ -105,26 +105,44 @@ def start(kind: str, folder: Path, attempts: int = 3) -> EmbeddedKafka:
     raise AssertionError("unreachable")
 
 
-async def topics_ready(bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 60.0) -> None:
-    """Create the topics and write one record to each of their partitions, before any clock starts.
+#: Where ``topics_ready`` warms the broker up; nothing reads it.
+WARM_UP_TOPIC = "tickpipe-bench.warm-up"
+
+
+async def topics_ready(
+    bootstrap: str, names: Iterable[str], partitions: int, warm_up: int = 20_000, timeout: float = 120.0
+) -> None:
+    """Create the topics, write one record to each of their partitions and warm the broker up, before any clock starts.
 
     Apache Kafka answers NotLeaderForPartition for a moment after it creates a
-    topic, even once its metadata names the leader; without this the producer's
-    retries would fall inside the timed window. The records are ``bench-warm-up``
-    keyed and empty; nothing in the producer bench reads them.
+    topic, even once its metadata names the leader; without the first records
+    the producer's retries would fall inside the timed window. Those are keyed
+    ``bench-warm-up`` and empty; nothing in the producer bench reads them.
+
+    Apache Kafka also runs in a JVM fresh from its start, whose first thousands
+    of requests are several times slower than later ones; a cold broker would
+    understate the one-request-per-event baseline most. So ``warm_up`` records
+    go to ``WARM_UP_TOPIC`` first, one in twenty with ``send_and_wait``.
     """
     names = list(dict.fromkeys(names))
-    await ensure_topics(bootstrap, names, partitions)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="tickpipe-bench-warm-up")
+    await ensure_topics(bootstrap, [*names, WARM_UP_TOPIC], partitions)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", compression_type="lz4", client_id="tickpipe-bench-warm-up"
+    )
     await producer.start()
     try:
         with quiet_retries():  # its "NotLeaderForPartition, retrying" is what we are waiting out
             async with asyncio.timeout(timeout):
                 sends = [
                     await producer.send(name, b"", key=b"bench-warm-up", partition=partition)
-                    for name in names
+                    for name in [*names, WARM_UP_TOPIC]
                     for partition in sorted(await producer.partitions_for(name))
                 ]
+                await asyncio.gather(*sends)
+                payload = bytes(range(100))
+                for n in range(warm_up // 20):
+                    await producer.send_and_wait(WARM_UP_TOPIC, payload, key=f"S{n % 50}".encode())
+                sends = [await producer.send(WARM_UP_TOPIC, payload, key=f"S{n % 50}".encode()) for n in range(warm_up)]
                 await asyncio.gather(*sends)
     finally:
         await producer.stop()
@@ -132,14 +150,20 @@ async def topics_ready(bootstrap: str, names: Iterable[str], partitions: int, ti
 
 @contextmanager
 def quiet_retries() -> Iterator[None]:
-    """Silence aiokafka's warning per retried produce request (NotLeaderForPartition on a new topic)."""
-    sender = logging.getLogger("aiokafka.producer.sender")
-    level = sender.level
-    sender.setLevel(logging.ERROR)
+    """Silence aiokafka's log lines while a new topic settles; failures still raise.
+
+    They are a warning per retried produce request (NotLeaderForPartition) and
+    an error per metadata answer that does not list the topic yet.
+    """
+    quiet = {"aiokafka.producer.sender": logging.ERROR, "aiokafka.cluster": logging.CRITICAL}
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
     try:
         yield
     finally:
-        sender.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -20,6 +20,8 @@ Brokers: embedded Apache Kafka with the idempotent producer on (as deployed),
 then embedded Tansu with it off (Tansu refuses InitProducerId); ``--brokers
 apache`` for one. With ``KAFKA_BOOTSTRAP_SERVERS`` set, that broker alone,
 labelled "given" (idempotence from ``KAFKA_ENABLE_IDEMPOTENCE``, default on).
+Before each measurement its topics are made and the broker warmed up (a JVM
+fresh from its start is slower), off the clock (``bench.brokers.topics_ready``).
 A final table gives every figure per broker beside its baseline.
 
     .venv/bin/python bench/producer.py [--events 500000] [--naive-events 5000] [--latency-seconds 10]
