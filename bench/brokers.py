@@ -101,7 +101,8 @@ def start(kind: str, folder: Path, attempts: int = 3) -> EmbeddedKafka:
         except ServiceStartError as exc:
             if "could not format" not in str(exc) or attempt == attempts:
                 raise
-            print(f"  (embedded {kafka.name}: {str(exc)[:120]}...; formatting again)", flush=True)
+            print(f"  (embedded {kafka.name}: formatting its log folder failed, trying again with a new cluster id: "
+                  f"...{str(exc)[-100:]})", flush=True)  # fmt: skip
     raise AssertionError("unreachable")
 
 
