@@ -9,26 +9,32 @@ partitions the migration creates.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import RecordMetadata, TopicPartition
-from broker import IDEMPOTENCE
+from broker import IDEMPOTENCE, KIND
 
 from tickpipe.codecs import encode_kafka
+from tickpipe.embedded import free_port
 from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
 from tickpipe.kafka import ensure_topics, make_producer
 from tickpipe.names import topic as topic_name
 from tickpipe.rows import COLUMNS, from_row
 from tickpipe.settings import Settings, load_settings
 
+ROOT = Path(__file__).resolve().parent.parent
 NS = 1_000_000_000
 #: 2024-03-04 14:30 UTC, a day the migration made no partition for.
 BASE_NS = int(datetime(2024, 3, 4, 14, 30, tzinfo=UTC).timestamp()) * NS
@@ -58,9 +64,10 @@ def consumer_settings(bootstrap: str, database_url: str, prefix: str, **override
         "batch_size": 500,
         "batch_max_wait_ms": 50,
         "consumer_admin_port": 0,
-        # Tansu waits half the session timeout for members to join, and members it started at
-        # generation 0 never send LeaveGroup: a short session keeps joins and restarts quick.
-        "consumer_session_timeout_ms": 3_000,
+        # A short session keeps joins and restarts quick: Tansu waits half of it for members to join,
+        # and members it started at generation 0 never send LeaveGroup. Apache Kafka refuses sessions
+        # below its group.min.session.timeout.ms (6 s by default) with InvalidSessionTimeoutError.
+        "consumer_session_timeout_ms": 6_000 if KIND == "apache" else 3_000,
         "consumer_heartbeat_interval_ms": 500,
         "consumer_retry_max_s": 0.5,
     }
@@ -227,3 +234,92 @@ async def wait_for(check: Callable[[], Awaitable[bool]], *, timeout: float, what
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+# --- consumers as real processes ---------------------------------------------------------------
+
+
+class ConsumerProcess:
+    """One ``python -m tickpipe.cli consume ...`` child, its admin URL and its log."""
+
+    def __init__(self, process: asyncio.subprocess.Process, admin_port: int, log: Path, table: str) -> None:
+        self.process = process
+        self.admin = f"http://127.0.0.1:{admin_port}"
+        self.log = log
+        self.table = table
+
+    async def health(self) -> dict[str, Any] | None:
+        try:
+            async with httpx.AsyncClient(timeout=2) as http:
+                return dict((await http.get(f"{self.admin}/health")).json())
+        except httpx.TransportError:
+            return None
+
+    async def partitions(self, table: str = "quotes") -> list[int]:
+        doc = await self.health()
+        if doc is None:
+            return []
+        return list(doc["workers"][table]["partitions"])
+
+    async def metric(self, prefix: str) -> float | None:
+        """The sum of the samples whose line starts with ``prefix`` (name and labels), None if there is none."""
+        async with httpx.AsyncClient(timeout=2) as http:
+            text = (await http.get(f"{self.admin}/metrics")).text
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)]
+        return sum(values) if values else None
+
+    async def rows_written(self, table: str = "quotes") -> float:
+        return await self.metric(f'tickpipe_consumer_rows_written_total{{table="{table}"}}') or 0.0
+
+    async def wait(self, timeout: float) -> int:
+        """Wait for the process to exit (a deadline, not a sleep); its exit code."""
+        return await asyncio.wait_for(self.process.wait(), timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a consumer child: the test's settings as the variables the CLI reads."""
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=str(settings.kafka_bootstrap_servers), DATABASE_URL=str(settings.database_url),
+        KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix, KAFKA_ENABLE_IDEMPOTENCE="false",
+        KAFKA_PARTITIONS=str(settings.kafka_partitions), BATCH_SIZE=str(settings.batch_size),
+        BATCH_MAX_WAIT_MS=str(settings.batch_max_wait_ms),
+        CONSUMER_SESSION_TIMEOUT_MS=str(settings.consumer_session_timeout_ms),
+        CONSUMER_HEARTBEAT_INTERVAL_MS=str(settings.consumer_heartbeat_interval_ms),
+        CONSUMER_RETRY_MAX_S=str(settings.consumer_retry_max_s), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    env.update(extra)
+    return env
+
+
+class ConsumerProcesses:
+    """Starts ``tickpipe consume`` children with a test's settings; ``close()`` kills any still running."""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        self.settings = settings
+        self.folder = folder
+        self.started: list[ConsumerProcess] = []
+
+    async def start(self, *args: str, table: str = "quotes", env: dict[str, str] | None = None) -> ConsumerProcess:
+        """``tickpipe consume <table> --admin-port <free> *args``, its output in a log file of its own."""
+        port = free_port()
+        log = self.folder / f"consumer-{len(self.started)}.log"
+        out = await asyncio.to_thread(log.open, "wb")
+        with out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tickpipe.cli", "consume", table, "--admin-port", str(port), *args,
+                cwd=ROOT, env=child_env(self.settings, **(env or {})), stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=out,
+            )  # fmt: skip
+        child = ConsumerProcess(process, port, log, table)
+        self.started.append(child)
+        return child
+
+    async def close(self) -> None:
+        for child in self.started:
+            if child.process.returncode is None:
+                child.process.kill()
+                await child.process.wait()

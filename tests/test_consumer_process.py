@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from consumer_fixtures import (
+    ConsumerProcess,
+    ConsumerProcesses,
     committed_total,
     consumer_settings,
     count_rows,
@@ -26,60 +25,11 @@ from consumer_fixtures import (
 )
 
 from consumers.worker import group_id
-from tickpipe.embedded import free_port
 from tickpipe.names import topic
 from tickpipe.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Consumer:
-    """One ``python -m tickpipe.cli consume ...`` child, its admin URL and its log."""
-
-    def __init__(self, process: asyncio.subprocess.Process, admin_port: int, log: Path) -> None:
-        self.process = process
-        self.admin = f"http://127.0.0.1:{admin_port}"
-        self.log = log
-
-    async def health(self) -> dict[str, object] | None:
-        try:
-            async with httpx.AsyncClient(timeout=2) as http:
-                return dict((await http.get(f"{self.admin}/health")).json())
-        except httpx.TransportError:
-            return None
-
-    async def partitions(self) -> list[int]:
-        doc = await self.health()
-        if doc is None:
-            return []
-        workers = doc["workers"]
-        assert isinstance(workers, dict)
-        return list(workers["quotes"]["partitions"])
-
-    async def rows_written(self) -> float:
-        async with httpx.AsyncClient(timeout=2) as http:
-            text = (await http.get(f"{self.admin}/metrics")).text
-        for line in text.splitlines():
-            if line.startswith('tickpipe_consumer_rows_written_total{table="quotes"}'):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-
+Consumer = ConsumerProcess
 Spawn = Callable[..., Awaitable[Consumer]]
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=str(settings.kafka_bootstrap_servers), DATABASE_URL=str(settings.database_url),
-        KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix, KAFKA_ENABLE_IDEMPOTENCE="false",
-        KAFKA_PARTITIONS=str(settings.kafka_partitions), BATCH_SIZE=str(settings.batch_size),
-        BATCH_MAX_WAIT_MS=str(settings.batch_max_wait_ms),
-        CONSUMER_SESSION_TIMEOUT_MS=str(settings.consumer_session_timeout_ms),
-        CONSUMER_HEARTBEAT_INTERVAL_MS=str(settings.consumer_heartbeat_interval_ms),
-        CONSUMER_RETRY_MAX_S=str(settings.consumer_retry_max_s), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
-    )  # fmt: skip
-    return env
 
 
 @pytest.fixture
@@ -90,25 +40,9 @@ def settings(kafka_bootstrap: str, clean_db: str, topic_prefix: str) -> Settings
 @pytest.fixture
 async def spawn(settings: Settings, tmp_path: Path) -> AsyncIterator[Spawn]:
     """Start consumer processes; any still running at the end is killed."""
-    started: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str) -> Consumer:
-        port = free_port()
-        log = tmp_path / f"consumer-{len(started)}.log"
-        out = await asyncio.to_thread(log.open, "wb")
-        with out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tickpipe.cli", "consume", "quotes", "--admin-port", str(port), *args,
-                cwd=ROOT, env=child_env(settings), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-            )  # fmt: skip
-        started.append(process)
-        return Consumer(process, port, log)
-
-    yield start
-    for process in started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    children = ConsumerProcesses(settings, tmp_path)
+    yield children.start
+    await children.close()
 
 
 async def test_sigterm_mid_run_exits_0_and_never_commits_ahead_of_the_rows(settings: Settings, spawn: Spawn) -> None:
