@@ -6,24 +6,75 @@ write in flight gets its replies promptly and decoding overlaps the database's
 work. Each batch carries the assignment generation ("epoch") it was fetched
 in; :meth:`Collector.reset` moves to a new one at a rebalance and drops what
 was fetched before, so nothing fetched for a revoked partition is written.
+
+Topics: the consumers never create one by asking about it. The service creates
+the pipeline's topics with ``KAFKA_PARTITIONS`` before anyone subscribes
+(:func:`tickpipe.kafka.ensure_topics`). Kafka's Metadata request (v4 and later)
+carries ``allow_auto_topic_creation``, and a broker with
+``auto.create.topics.enable=true`` (the embedded one, many deployments)
+creates a missing topic it is asked about with its own default partition count
+(``num.partitions``, 1 unless configured). The Java consumer sends false
+(``allow.auto.create.topics``); aiokafka 0.14 has no such option and always
+sends true, so :func:`make_consumer` gives each consumer's client a metadata
+update that sends false (:func:`forbid_topic_creation`). A topic deleted while
+consumers run is then not re-created by them with the wrong partitioning:
+they lose its partitions and, within ``metadata_max_age_ms`` (:data:`METADATA_MAX_AGE_MS`)
+of its being created again (with ``KAFKA_PARTITIONS``, by whoever ensures topics),
+are assigned the new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+import types
 from collections.abc import Callable, Set
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from consumers.batch import Batch
 from tickpipe.settings import Settings
 
+#: How often a consumer refreshes its metadata unasked (aiokafka's default is 5 minutes): it bounds
+#: how long a topic created again after a deletion goes unnoticed.
+METADATA_MAX_AGE_MS = 30_000
+
+# aiokafka's own metadata update, its request class swapped for one that says "do not create".
+# Its code object is reused as is; only the global name ``MetadataRequest`` it looks up differs.
+_UPDATE = AIOKafkaClient._metadata_update
+if "MetadataRequest" not in _UPDATE.__code__.co_names:  # pragma: no cover - an aiokafka we do not know
+    raise ImportError("aiokafka's AIOKafkaClient._metadata_update no longer builds a MetadataRequest")
+_UPDATE_NO_CREATE = types.FunctionType(
+    _UPDATE.__code__,
+    {**_UPDATE.__globals__, "MetadataRequest": functools.partial(MetadataRequest, allow_auto_topic_creation=False)},
+    _UPDATE.__name__,
+    _UPDATE.__defaults__,
+    _UPDATE.__closure__,
+)
+
+
+def forbid_topic_creation(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """Make ``consumer``'s metadata requests say ``allow_auto_topic_creation=false``; the consumer.
+
+    What Java's ``allow.auto.create.topics=false`` does, which aiokafka lacks:
+    asking about a missing topic must not create it with the broker's default
+    partition count. Only this consumer's client changes, not aiokafka's class.
+    """
+    client = consumer._client
+    client._metadata_update = types.MethodType(_UPDATE_NO_CREATE, client)
+    return consumer
+
 
 def make_consumer(settings: Settings, bootstrap: str, group: str, table: str, **overrides: Any) -> AIOKafkaConsumer:
-    """A group consumer that commits only what it is told to (offsets of stored batches), oldest first."""
+    """A group consumer that commits only what it is told to (offsets of stored batches), oldest first.
+
+    It never creates a topic by asking about it (:func:`forbid_topic_creation`).
+    """
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "group_id": group,
@@ -34,9 +85,10 @@ def make_consumer(settings: Settings, bootstrap: str, group: str, table: str, **
         "fetch_max_bytes": 32 * 1024 * 1024,
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
     }
     options.update(overrides)
-    return AIOKafkaConsumer(**options)
+    return forbid_topic_creation(AIOKafkaConsumer(**options))
 
 
 #: Most records taken from the consumer at once: each fetch is decoded (about 1 ms) before the next.
