@@ -26,6 +26,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from consumers.collect import forbid_topic_creation
 from tickpipe.dlq import DeadLetter, decode_dead_letter, encode_dead_letter
 
 
@@ -94,19 +95,25 @@ async def read_dead_letters(
 
 def dlq_consumer(bootstrap: str, group_id: str | None) -> AIOKafkaConsumer:
     """A consumer that reads the topic by manual assignment (no group join); a group only stores offsets."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        client_id=f"tickpipe-dlq-{uuid.uuid4().hex[:6]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    return forbid_topic_creation(
+        AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=f"tickpipe-dlq-{uuid.uuid4().hex[:6]}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
     )
 
 
 async def _read(
     consumer: AIOKafkaConsumer, topic: str, *, from_start: bool, idle_fetches: int, fetch_ms: int
 ) -> tuple[list[StoredLetter], dict[TopicPartition, int]]:
-    await consumer.topics()  # refresh metadata: a topic created a moment ago must be seen
+    if topic not in await consumer.topics():  # fresh metadata: a topic created a moment ago must be seen
+        return [], {}
+    # Track the topic in the consumer's own metadata (topics() filled a copy): on Apache Kafka the
+    # bootstrap metadata names no topic. Its metadata requests never create one (make_consumer's rule).
+    await consumer._client.add_topic(topic)
     numbers = consumer.partitions_for_topic(topic)
     if not numbers:
         return [], {}
@@ -132,9 +139,17 @@ async def _read(
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> bool:
+    """Every partition read up to its end offset (asked of the broker) and its last fetch's high watermark.
+
+    The end offset is what counts on Apache Kafka: empty fetches alone prove nothing when the broker
+    answers a first fetch slower than ``fetch_ms`` (the watermark is then still unknown). Tansu's end
+    offsets undercount, so the watermark, once known, must be reached too.
+    """
+    ends = await consumer.end_offsets(list(tps))
     for tp in tps:
+        position = await consumer.position(tp)
         high = consumer.highwater(tp)
-        if high is not None and await consumer.position(tp) < high:
+        if position < ends[tp] or (high is not None and position < high):
             return False
     return True
 
