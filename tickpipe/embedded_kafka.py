@@ -325,7 +325,7 @@ class EmbeddedApacheKafka(EmbeddedKafka):
         props = self._properties(self.port or free_port(self.host), self.controller_port)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = self._java_command(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props), "--ignore-formatted"
         )
         command[1:2] = ["-Xms64m", "-Xmx256m"]  # the formatter needs little
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
