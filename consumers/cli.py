@@ -2,7 +2,10 @@
 
 Runs until SIGTERM or SIGINT, then finishes (or, if PostgreSQL is down,
 abandons) the batch in flight, leaves the group and exits 0. With ``--burst``
-it stops by itself once caught up and prints one JSON line of what it did.
+it stops by itself once every partition of its topics is drained by its group
+(not only those assigned to it: a member killed a moment ago may still hold
+some) and prints one JSON line of what it did; if partitions held by others
+stay behind for ``--burst-wait`` seconds it exits 1 naming them.
 Settings come from the environment (``KAFKA_BOOTSTRAP_SERVERS``,
 ``DATABASE_URL``, ``BATCH_SIZE``, ``BATCH_MAX_WAIT_MS``, ``CONSUMER_ADMIN_*``).
 """
@@ -30,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tickpipe consume", description=__doc__.split("\n\n")[0])
     p.add_argument("table", choices=["quotes", "trades", "bars", "all"], help="which table's topic to consume")
     p.add_argument("--burst", action="store_true", help="stop when caught up (tests, backfills, benchmarks)")
+    p.add_argument(
+        "--burst-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --burst: once its own partitions are done, how long to wait for the group to drain the "
+        "others (a dead member's partitions move when its session expires) before exiting 1 (default 120)",
+    )
     p.add_argument("--group", default=None,
                    help="consumer group (default <KAFKA_TOPIC_PREFIX>writer.<table>; with 'all', .<table> is "
                         "appended to the name given)")  # fmt: skip
@@ -47,7 +58,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         service = ConsumerService(
             settings, tables_for(args.table), burst=args.burst, group=args.group, admin=not args.no_admin,
-            admin_port=args.admin_port,
+            admin_port=args.admin_port, worker_options={"burst_wait_s": args.burst_wait},
         )  # fmt: skip
     except OSError as exc:
         port = settings.consumer_admin_port if args.admin_port is None else args.admin_port

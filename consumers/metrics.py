@@ -43,8 +43,8 @@ class ConsumerMetrics:
         )  # fmt: skip
         self.lag = Gauge(
             "tickpipe_consumer_lag",
-            "Records between the consumer's position and the partition's high watermark. Approximate: "
-            "brokers report the watermark with each fetch, and Tansu's end offsets undercount",
+            "Records of an owned partition not yet written to PostgreSQL: its end offset minus the group's "
+            "committed offset, measured every second. Exact on Apache Kafka; Tansu's end offsets undercount",
             ["table", "topic", "partition"], registry=r,
         )  # fmt: skip
         self.assigned = Gauge(

@@ -1,15 +1,23 @@
-"""What a worker did and how far behind it is: its counters, the metrics they feed, lag, "caught up".
+"""What a worker did and how far behind it is: its counters, the metrics they feed, lag, "drained".
 
-Lag is the partition's high watermark (as the last fetch reported it) minus
-the offset the worker last committed (or its position, before its first
-commit). It is approximate: watermarks move between fetches, and Tansu's
-``ListOffsets`` end offsets undercount, which is why "caught up" (burst mode)
-also needs several empty fetches in a row, not only positions at the watermark.
+Lag is the records of a partition not yet written: its end offset, asked of
+the broker (``ListOffsets``), minus the group's committed offset (ours once we
+commit; before that the one the broker holds, from an earlier run or another
+member; with none, the partition's first offset). Offsets are committed only
+after the rows are in PostgreSQL, so on Apache Kafka this is exact. It is not
+the distance from the consumer's position: records fetched but not yet stored
+are still lag. Tansu's end offsets undercount (they stop at the last batch's
+base offset), so there it is low.
+
+"Drained" (burst mode) is group-wide: every partition of the topic, owned by
+this worker or not, has its committed offset at its end offset. A worker that
+only looked at its own assignment would stop early when a member that died
+without leaving still held partitions in the group (its session not expired).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
@@ -17,6 +25,7 @@ from aiokafka.structs import TopicPartition
 
 from consumers.batch import Batch
 from consumers.metrics import ConsumerMetrics
+from tickpipe.errors import TickpipeError
 
 
 @dataclass
@@ -75,25 +84,62 @@ async def caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
+async def start_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """Where the group stands on ``tp``: its committed offset, else the partition's first offset."""
+    committed = await consumer.committed(tp)
+    if committed is not None:
+        return int(committed)
+    return int((await consumer.beginning_offsets([tp]))[tp])
+
+
 async def measure_lag(
-    consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, table: str, committed: Mapping[TopicPartition, int]
-) -> None:
-    """Set the lag gauge of every assigned partition whose watermark is known."""
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is None:
-            continue
+    consumer: AIOKafkaConsumer, committed: Mapping[TopicPartition, int], partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Records not yet written per partition: end offset minus committed offset.
+
+    ``committed`` holds the offsets this worker committed; for a partition not
+    in it (nothing committed by us since we were given it) the broker is asked
+    for the group's.
+    """
+    tps = sorted(partitions)
+    if not tps:
+        return {}
+    ends = await consumer.end_offsets(tps)
+    out: dict[TopicPartition, int] = {}
+    for tp in tps:
         done = committed.get(tp)
         if done is None:
-            done = await consumer.position(tp)
-        metrics.lag.labels(table, tp.topic, str(tp.partition)).set(max(0, high - done))
-
-
-def lag_by_partition(consumer: AIOKafkaConsumer, committed: Mapping[TopicPartition, int]) -> dict[str, int]:
-    """``{"topic:partition": records behind}`` for /health (partitions not yet committed count 0)."""
-    out: dict[str, int] = {}
-    for tp in sorted(consumer.assignment()):
-        high = consumer.highwater(tp)
-        if high is not None:
-            out[f"{tp.topic}:{tp.partition}"] = max(0, high - committed.get(tp, high))
+            done = await start_offset(consumer, tp)
+        out[tp] = max(0, int(ends[tp]) - done)
     return out
+
+
+class NotDrained(TickpipeError):
+    """Burst mode gave up: partitions of the topic were still behind when its wait ran out."""
+
+
+def describe_behind(behind: Mapping[TopicPartition, tuple[int, int]]) -> str:
+    """``t.quotes[2] 120/3400, ...``: each partition's committed and end offset."""
+    return ", ".join(f"{tp.topic}[{tp.partition}] {done}/{end}" for tp, (done, end) in sorted(behind.items()))
+
+
+async def undrained(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, tuple[int, int]]:
+    """Every partition of ``topic`` whose group offset is short of its end: ``{tp: (committed, end)}``.
+
+    All of the topic's partitions, not only this consumer's: a partition held by a
+    member that died (and is still in the group) or by a slow live one counts too.
+    """
+    partitions = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    if not tps:
+        return {}
+    ends = await consumer.end_offsets(tps)
+    behind: dict[TopicPartition, tuple[int, int]] = {}
+    for tp in tps:
+        end = int(ends[tp])
+        if end == 0:
+            continue
+        done = await start_offset(consumer, tp)
+        if done < end:
+            behind[tp] = (done, end)
+    return behind

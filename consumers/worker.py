@@ -22,17 +22,35 @@ long. Then the generation ("epoch") moves on and everything fetched before it
 is dropped uncommitted, to be fetched again by whoever owns it next. A batch
 from an older epoch is never written or committed.
 
-``burst=True`` stops once caught up: several fetches in a row came back empty
-and every partition's position reached its high watermark (the watermark
-alone is not trusted: Tansu's end offsets undercount). ``stop()`` (SIGTERM)
-finishes the batch in flight if PostgreSQL is up, abandons it otherwise, and
-leaves the group.
+``burst=True`` stops once the whole topic is drained, not only this worker's
+share of it: several fetches in a row came back empty, every owned
+partition's position reached its high watermark, and then, group-wide, every
+partition of the topic has its committed offset at its end offset
+(:func:`~consumers.progress.undrained`). Until then it keeps consuming, so a
+rebalance (a dead member's session expiring) hands it the partitions left
+behind. It waits at most ``burst_wait_s`` from the moment it has nothing of
+its own left to do, then raises :class:`~consumers.progress.NotDrained`
+naming the partitions (``tickpipe consume --burst`` exits 1). ``stop()``
+(SIGTERM) finishes the batch in flight if PostgreSQL is up, abandons it
+otherwise, and leaves the group.
+
+Lag (``tickpipe_consumer_lag``, ``/health``) is measured by a task of its own
+every ``lag_every_s``: end offsets minus committed offsets, exact on Apache
+Kafka (:mod:`consumers.progress`).
+
+Test hook, off by default: with ``TICKPIPE_TEST_SIGKILL_BEFORE_OFFSET_COMMIT=N``
+in its environment the process SIGKILLs itself right after the N-th batch's
+rows are committed in PostgreSQL and before that batch's offsets are
+committed: the one crash that must leave rows stored but not committed, made
+deterministic for the tests that prove redelivery then adds no row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from typing import Any
 
@@ -44,7 +62,7 @@ from consumers.batch import Batch
 from consumers.collect import Collector, make_consumer
 from consumers.dlq import DeadLetterSink
 from consumers.metrics import ConsumerMetrics
-from consumers.progress import WorkerStats, account, caught_up, lag_by_partition, measure_lag
+from consumers.progress import NotDrained, WorkerStats, account, caught_up, describe_behind, measure_lag, undrained
 from consumers.store import store_batch
 from consumers.tables import spec
 from consumers.writer import WriteError, Writer
@@ -52,6 +70,9 @@ from tickpipe.names import topic
 from tickpipe.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: The test hook's variable (see the module docstring): a batch count, unset or empty = off.
+SIGKILL_HOOK = "TICKPIPE_TEST_SIGKILL_BEFORE_OFFSET_COMMIT"
 
 
 def group_id(settings: Settings, table: str) -> str:
@@ -80,6 +101,9 @@ class Worker(ConsumerRebalanceListener):
         retry_max_s: float | None = None,
         revoke_grace_s: float = 20.0,
         stop_grace_s: float = 20.0,
+        burst_wait_s: float = 120.0,
+        drain_check_s: float = 1.0,
+        lag_every_s: float = 1.0,
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
         self.table = table
@@ -90,6 +114,10 @@ class Worker(ConsumerRebalanceListener):
         self.retry_max_s = settings.consumer_retry_max_s if retry_max_s is None else retry_max_s
         self.revoke_grace_s = revoke_grace_s
         self.stop_grace_s = stop_grace_s
+        #: Burst mode: how long to wait for partitions others hold once ours are done.
+        self.burst_wait_s = burst_wait_s
+        self.drain_check_s = drain_check_s
+        self.lag_every_s = lag_every_s
         self.sink = sink
         self.metrics = metrics
         #: Writes in flight at once, each on its own connection: two where order does not matter.
@@ -109,7 +137,14 @@ class Worker(ConsumerRebalanceListener):
         self._stopping = False
         self._stop_deadline = float("inf")
         self._committed: dict[TopicPartition, int] = {}
-        self._lag_at = 0.0
+        self._lag: dict[TopicPartition, int] = {}
+        self._drain_check_at = 0.0
+        self._burst_wait_until: float | None = None
+        self._behind_logged: str | None = None
+        hook = os.environ.get(SIGKILL_HOOK, "").strip()
+        #: The test hook: SIGKILL after this many batches stored (None = never).
+        self._kill_after: int | None = int(hook) if hook else None
+        self._stored_batches = 0
 
     # --- control ----------------------------------------------------------------------------------
 
@@ -137,8 +172,13 @@ class Worker(ConsumerRebalanceListener):
                 self._set_db(False)
                 log.warning("%s: PostgreSQL not reachable at start (%s); will retry with the first batch",
                             self.table, exc)  # fmt: skip
-            await self._loop()
-            await self._drain()
+            lag_task = asyncio.create_task(self._measure_lag(), name=f"lag-{self.table}")
+            try:
+                await self._loop()
+                await self._drain()
+            finally:
+                lag_task.cancel()
+                await asyncio.wait({lag_task})
         finally:
             self.running = False
             await self._abandon_writes()
@@ -157,15 +197,13 @@ class Worker(ConsumerRebalanceListener):
         collector = self.collector
         while not self._stopping:
             added = await collector.fill(lambda: self._stopping)
-            await self._update_lag()
             if self._stopping:
                 break
             if not collector.batch.records:
                 empty = 0 if added else empty + 1
                 if self.burst and empty >= self.idle_fetches:
                     await self._wait_writes(keep=0)
-                    if not collector.batch.records and await self._caught_up():
-                        log.info("%s: caught up (burst mode), stopping", self.table)
+                    if not collector.batch.records and await self._burst_done():
                         return
                 continue
             empty = 0
@@ -227,6 +265,11 @@ class Worker(ConsumerRebalanceListener):
                 batch, writer, self.sink, retry_max_s=self.retry_max_s, on_write_failure=self._retrying
             )
             self._set_db(True)
+            self._stored_batches += 1
+            if self._kill_after is not None and self._stored_batches >= self._kill_after:
+                log.warning("%s: %s=%d: SIGKILL after the rows, before the offsets", self.table, SIGKILL_HOOK,
+                            self._kill_after)  # fmt: skip
+                os.kill(os.getpid(), signal.SIGKILL)
             if previous is not None:  # offsets in order: never past an earlier batch not stored yet
                 await asyncio.wait({previous})
             if previous is None or (not previous.cancelled() and previous.exception() is None):
@@ -309,15 +352,62 @@ class Worker(ConsumerRebalanceListener):
 
     # --- progress ---------------------------------------------------------------------------------
 
-    async def _caught_up(self) -> bool:
-        return self.joined and await caught_up(self.consumer)
+    async def _burst_done(self) -> bool:
+        """Burst mode: whether every partition of the topic is drained by the group (then stop).
 
-    async def _update_lag(self, every_s: float = 1.0) -> None:
+        Checked at most every ``drain_check_s`` once this worker's own partitions
+        are caught up; raises NotDrained when others stay behind past ``burst_wait_s``.
+        """
+        if not self.joined or not await caught_up(self.consumer):
+            self._burst_wait_until = None
+            return False
         now = time.monotonic()
-        if now - self._lag_at >= every_s:
-            self._lag_at = now
-            await measure_lag(self.consumer, self.metrics, self.table, self._committed)
+        if now < self._drain_check_at:
+            return False
+        self._drain_check_at = now + self.drain_check_s
+        behind = await undrained(self.consumer, self.topic)
+        if not behind:
+            log.info("%s: caught up (burst mode): every partition of %s is drained by group %s, stopping",
+                     self.table, self.topic, self.group)  # fmt: skip
+            return True
+        if self._burst_wait_until is None:
+            self._burst_wait_until = now + self.burst_wait_s
+        described = describe_behind(behind)
+        if now > self._burst_wait_until:
+            raise NotDrained(
+                f"{self.table}: burst mode waited {self.burst_wait_s:g} s and partitions of {self.topic} are still "
+                f"not drained (committed/end offset): {described}; group {self.group} may have another member "
+                "holding them (alive, or dead and its session not expired)"
+            )
+        for tp, (done, _) in behind.items():
+            position = await self.consumer.position(tp) if tp in self.assigned else None
+            if position is not None and position > done:  # ours, read and stored, but its commit failed
+                log.info("%s: %s[%d] is committed at %d, behind our position %d; reading it again from there",
+                         self.table, tp.topic, tp.partition, done, position)  # fmt: skip
+                self.consumer.seek(tp, done)
+        if described != self._behind_logged:
+            self._behind_logged = described
+            log.info("%s: burst mode: my partitions %s are caught up; waiting (up to %g s) for the group to drain "
+                     "the rest (committed/end offset): %s", self.table, sorted(tp.partition for tp in self.assigned),
+                     self.burst_wait_s, described)  # fmt: skip
+        return False
+
+    async def _measure_lag(self) -> None:
+        """Every ``lag_every_s``: each owned partition's lag into the gauge (and for /health)."""
+        while True:
+            await asyncio.sleep(self.lag_every_s)
+            epoch = self.collector.epoch
+            try:
+                lag = await measure_lag(self.consumer, self._committed, set(self.assigned))
+            except (KafkaError, TimeoutError) as exc:
+                log.debug("%s: lag not measured: %s", self.table, exc)
+                continue
+            if epoch != self.collector.epoch:  # a rebalance while we asked: the next round measures the new set
+                continue
+            self._lag = lag
+            for tp, behind in lag.items():
+                self.metrics.lag.labels(self.table, tp.topic, str(tp.partition)).set(behind)
 
     def lag(self) -> dict[str, int]:
-        """Records behind the high watermark per partition, as last measured (approximate)."""
-        return lag_by_partition(self.consumer, self._committed)
+        """Records not yet written per owned partition (``"topic:partition"``), as last measured: exact."""
+        return {f"{tp.topic}:{tp.partition}": n for tp, n in sorted(self._lag.items()) if tp in self.assigned}
