@@ -80,6 +80,24 @@ class _Counts(Collector):
             reconnects.add_metric([cause], n)
         yield reconnects
 
+        errors = CounterMetricFamily(
+            f"{PREFIX}_kafka_batch_errors",
+            "Kafka batches that failed, by kind: retriable (sent again) or fatal (cannot succeed as they are)",
+            labels=["kind"],
+        )
+        for kind in ("retriable", "fatal"):
+            errors.add_metric([kind], svc.durable.stats.failed_batches.get(kind, 0))
+        yield errors
+
+        kafka_state = GaugeMetricFamily(
+            f"{PREFIX}_kafka_state",
+            "1 for the durable sink's state (failed: gave up on a fatal error)",
+            labels=["state"],
+        )
+        for value in ("connecting", "direct", "replaying", "spooling", "unknown", "failed"):
+            kafka_state.add_metric([value], 1 if svc.durable.state == value else 0)
+        yield kafka_state
+
         depth = GaugeMetricFamily(f"{PREFIX}_spool_depth", "Records in the disk spool not yet in Kafka")
         depth.add_metric([], svc.durable.spool.depth)
         yield depth

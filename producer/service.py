@@ -177,12 +177,17 @@ class ProducerService:
 
     # --- admin -----------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready while upstream streams and both sinks take records; otherwise why not (Kafka's own error)."""
         checks = {
             "upstream": self.upstream.authenticated,
             "redis": self.live.connected,
             "kafka": self.durable.writable,
         }
-        return all(checks.values()), {"checks": checks}
+        detail: dict[str, Any] = {"checks": checks}
+        if not checks["kafka"]:
+            durable = self.durable
+            detail["kafka"] = {"state": durable.state, "error": durable.fatal or durable.stats.last_error}
+        return all(checks.values()), detail
 
     async def health(self) -> dict[str, Any]:
         up, live, durable = self.upstream, self.live, self.durable
@@ -210,11 +215,14 @@ class ProducerService:
             },
             "kafka": {
                 "state": durable.state,
+                "fatal_error": durable.fatal,
+                "partitions": durable.partitions,
                 "acked": durable.stats.acked,
                 "pending": durable.pending,
                 "spooled_total": durable.stats.spooled,
                 "replayed": durable.stats.replayed,
                 "failed_rounds": durable.stats.failed_rounds,
+                "failed_batches": dict(durable.stats.failed_batches),
                 "last_error": durable.stats.last_error,
             },
             "spool": {"depth": self.spool.depth, "bytes": self.spool.size_bytes, "path": str(self.spool.directory)},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -20,6 +21,7 @@ import msgspec
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 from broker import IDEMPOTENCE, private_broker
@@ -238,6 +240,117 @@ class KafkaStallProxy:
                 await writer.drain()
 
 
+class AckDroppingProxy:
+    """A TCP forwarder that, once armed, lets the broker write one produce request and loses its answer.
+
+    It reads the Kafka framing (4-byte size, then api key, version and
+    correlation id): the first Produce request after :meth:`arm` goes through,
+    and when the broker's response with that correlation id comes back the
+    proxy resets both connections instead of passing it on. The client then
+    holds records the broker has written but never acknowledged, the case that
+    makes a retry a duplicate unless the producer is idempotent. The broker
+    must advertise this proxy's port.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = 0
+        self.target: tuple[str, int] | None = None
+        self.armed = False
+        self.dropped = 0  # responses lost so far
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def listen(self) -> int:
+        self._server = await asyncio.start_server(self._accept, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def arm(self) -> None:
+        self.armed = True
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self.target is not None
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            self._tasks.discard(task)
+            return
+        doomed: set[int] = set()  # correlation ids whose responses are to be lost
+        pumps = [
+            asyncio.create_task(self._requests(reader, up_writer, doomed)),
+            asyncio.create_task(self._responses(up_reader, writer, doomed)),
+        ]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # close(): the connection ends here, as any other
+        finally:
+            writer.transport.abort()  # first: nothing below may skip it
+            up_writer.transport.abort()
+            for pump in pumps:
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pumps, return_exceptions=True)
+            self._tasks.discard(task)
+
+    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, doomed: set[int]) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readexactly(12)
+                size, api_key, _, correlation = struct.unpack(">ihhi", head)
+                body = await reader.readexactly(size - 8)
+                if api_key == 0 and self.armed:  # Produce
+                    self.armed = False
+                    doomed.add(correlation)
+                writer.write(head + body)
+                await writer.drain()
+
+    async def _responses(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, doomed: set[int]) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readexactly(8)
+                size, correlation = struct.unpack(">ii", head)
+                body = await reader.readexactly(size - 4)
+                if correlation in doomed:
+                    self.dropped += 1
+                    return  # written by the broker, never acknowledged to the client: the connection dies
+                writer.write(head + body)
+                await writer.drain()
+
+
+@pytest.fixture
+async def ack_dropping_kafka(service_dir: Path) -> AsyncIterator[tuple[EmbeddedKafka, AckDroppingProxy]]:
+    """A private broker that clients reach only through an :class:`AckDroppingProxy`."""
+    proxy = AckDroppingProxy()
+    port = await proxy.listen()
+    broker = private_broker(service_dir / "kafka", advertised_port=port)
+    broker.start()
+    assert broker.port is not None
+    proxy.target = (broker.host, broker.port)
+    try:
+        yield broker, proxy
+    finally:
+        await proxy.close()
+        broker.stop()
+
+
 #: A broker listening on its own port but advertising the proxy's, so clients always dial the proxy.
 ProxiedKafka = EmbeddedKafka
 
@@ -299,6 +412,21 @@ class KafkaRecord:
     value: bytes
 
 
+async def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
+    """The partitions of each of ``topics`` that exists, as the broker describes them now.
+
+    Asked of the admin API: a consumer's own metadata may not list a topic yet
+    (Apache Kafka answers a consumer's bootstrap request for no topics with none).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described if not d["error_code"]}
+
+
 async def read_topics(
     bootstrap: str, topics: list[str], expected: int | None = None, timeout: float = 60.0
 ) -> list[KafkaRecord]:
@@ -311,8 +439,7 @@ async def read_topics(
                                 auto_offset_reset="earliest", fetch_max_bytes=16 * 1024 * 1024)  # fmt: skip
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        parts = [TopicPartition(t, p) for t, ps in (await partitions_of(bootstrap, topics)).items() for p in ps]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         out: list[KafkaRecord] = []
