@@ -1,12 +1,17 @@
 """Every name two parts of tickpipe must agree on: topics, channels, hashes, tables.
 
 Kept in one module (as arq keeps its Redis keys in ``constants.py``) so that a
-rename is one edit and a typo is an import error, not a silent mismatch.
+rename is one edit and a typo is an import error, not a silent mismatch. The
+families and their event types are derived from the feed declarations
+(:mod:`tickpipe.feeds`).
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal
+
+from tickpipe import feeds
+from tickpipe.feeds import STOCK
 
 #: Event type codes, as Alpaca's stream sends them in the ``T`` field.
 QUOTE: Final = "q"
@@ -21,22 +26,13 @@ CANCEL: Final = "x"
 EventType = Literal["q", "t", "b", "u", "d", "s", "c", "x"]
 
 #: Which family (topic, channel, table) each event type belongs to.
-FAMILY_OF: Final[dict[str, str]] = {
-    QUOTE: "quotes",
-    TRADE: "trades",
-    BAR: "bars",
-    UPDATED_BAR: "bars",
-    DAILY_BAR: "bars",
-    STATUS: "statuses",
-    CORRECTION: "corrections",
-    CANCEL: "cancels",
-}
+FAMILY_OF: Final[dict[str, str]] = STOCK.family_of
 
 #: The families every part must carry; the others are carried when configured.
-REQUIRED_FAMILIES: Final = ("quotes", "trades", "bars")
-FAMILIES: Final = ("quotes", "trades", "bars", "statuses", "corrections", "cancels")
+REQUIRED_FAMILIES: Final = tuple(family.name for family in STOCK.families if family.required)
+FAMILIES: Final = tuple(family.name for family in STOCK.families)
 
-TOPIC_PREFIX: Final = "tickpipe."
+TOPIC_PREFIX: Final = feeds.TOPIC_PREFIX
 DLQ_TOPIC: Final = "tickpipe.dlq"
 LATEST_PREFIX: Final = "latest:"
 SYMBOLS_KEY: Final = "tickpipe:symbols"

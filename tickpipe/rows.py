@@ -11,27 +11,14 @@ from typing import Any, Final
 
 from tickpipe.codecs import event_key, ns_to_datetime
 from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
+from tickpipe.feeds import STOCK
+from tickpipe.feeds.tables import columns, primary_key
 
-COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "quotes": (
-        "symbol", "time", "time_ns", "event_key", "bid_exchange", "bid_price", "bid_size",
-        "ask_exchange", "ask_price", "ask_size", "conditions", "tape", "received_at",
-    ),
-    "trades": (
-        "symbol", "time", "time_ns", "exchange", "trade_id", "price", "size", "conditions", "tape", "received_at",
-    ),
-    "bars": (
-        "symbol", "timeframe", "time", "time_ns", "open", "high", "low", "close", "volume", "vwap",
-        "trade_count", "updated", "received_at",
-    ),
-}  # fmt: skip
+#: The columns of each table, in :mod:`tickpipe.schema`'s order.
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {family.name: columns(family) for family in STOCK.stored}
 
 #: The primary key of each table: what ON CONFLICT names.
-KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "quotes": ("symbol", "time", "event_key"),
-    "trades": ("symbol", "time", "exchange", "trade_id"),
-    "bars": ("symbol", "timeframe", "time"),
-}
+KEYS: Final[dict[str, tuple[str, ...]]] = {family.name: primary_key(family) for family in STOCK.stored}
 
 
 def to_row(event: Event) -> tuple[Any, ...]:

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from tickpipe.feeds import STOCK
+
 metadata = MetaData()
 
 
@@ -93,5 +95,5 @@ bars = Table(
     postgresql_partition_by="RANGE (time)",
 )
 
-#: Tables that are partitioned by day, in the order migrations create them.
-PARTITIONED_TABLES: Final = ("quotes", "trades", "bars")
+#: Tables that are partitioned by day, in the order migrations create them: every stored family's.
+PARTITIONED_TABLES: Final = tuple(family.table for family in STOCK.stored if family.table is not None)

@@ -18,12 +18,13 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.errors import SettingsError
+from tickpipe.feeds import STOCK
 
 #: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
-SYMBOL_RE = re.compile(r"^[A-Z][A-Z0-9./-]{0,15}$")
+SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
 
 #: Alpaca's subscription channel names, by the names used in SUBSCRIBED_TYPES.
-STREAM_TYPES = ("quotes", "trades", "bars", "updatedBars", "dailyBars", "statuses", "corrections", "cancelErrors")
+STREAM_TYPES = tuple(kind.channel for _, kind in STOCK.event_types())
 
 ALPACA_STREAM_URLS = {
     "iex": "wss://stream.data.alpaca.markets/v2/iex",

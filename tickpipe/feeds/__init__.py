@@ -1,0 +1,42 @@
+"""Feeds declared once: every list of channels, topics, tables and routes is derived from here.
+
+A :class:`Feed` is one upstream stream (name, path, handshake dialect, symbol
+pattern) and the :class:`Family` s it carries; a family is the event types
+that share a Kafka topic (key = symbol), a Redis channel family, a snapshot
+hash and, when stored, a table of :mod:`tickpipe.schema` with its conflict
+rule and staging row. ``FEEDS`` lists every declared feed; ``tests/test_feeds.py``
+holds each of them to its contract (types to channels, topics, tables, API
+routes, WebSocket streams, the simulator's channels).
+
+Declaring a new family, e.g. Alpaca's LULD bands (``lulds``, ``T`` = ``l``),
+carried live and in Kafka but not stored, takes the family and its event struct::
+
+    # tickpipe/feeds/stock.py
+    LULDS: Final = Family("lulds", (EventType("l", "lulds", "LULD band"),))
+    STOCK: Final = Feed(..., families=(QUOTES, ..., CANCELS, LULDS), uncarried=())
+
+    # tickpipe/events.py: the message's fields, Alpaca's short names on the wire
+    class Luld(BaseEvent, frozen=True, kw_only=True, tag="l"):
+        type_code: ClassVar[str] = "l"
+        limit_up: float = msgspec.field(name="u")
+        ...
+
+Settings (``SUBSCRIBED_TYPES``), the producer's topics and channels, the API's
+stream channels and the simulator's follow. To store it as well: a table in
+:mod:`tickpipe.schema` (and its migration), ``table="lulds"``, the staging
+columns and function, its row in :mod:`tickpipe.rows`, and its response
+shape in ``api/shape.py`` and ``api/models.py``; the contract test names
+whichever is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from tickpipe.feeds.spec import TOPIC_PREFIX, Conflict, EventType, Family, Feed
+from tickpipe.feeds.stock import STOCK
+
+#: Every declared feed.
+FEEDS: Final = (STOCK,)
+
+__all__ = ["FEEDS", "STOCK", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed"]

@@ -1,0 +1,132 @@
+"""The types a feed is declared with: :class:`Feed`, :class:`Family`, :class:`EventType`, :class:`Conflict`.
+
+Plain frozen dataclasses of names and strings: this module imports nothing of
+tickpipe, so every part (the simulator included) may derive its lists from a
+declaration without pulling in settings, SQLAlchemy or a codec. What a
+declaration names elsewhere (a table of :mod:`tickpipe.schema`, a staging
+function of the consumers) is resolved where it is used and checked by
+``tests/test_feeds.py`` for every declared feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+#: Prefix of every Kafka topic unless ``KAFKA_TOPIC_PREFIX`` says otherwise.
+TOPIC_PREFIX: Final = "tickpipe."
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """One kind of upstream message: its ``T`` code and the channel a client subscribes to."""
+
+    code: str  # Alpaca's ``T``: "q"
+    channel: str  # Alpaca's subscription channel: "quotes"
+    noun: str  # how messages name one: "quote"
+    #: The channel whose subscription brings this one along (corrections come with trades); None: its own.
+    follows: str | None = None
+    #: Whether its time is the moment it happened (a tick), not the start of a period (a bar).
+    tick: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """What a row whose key is already stored does: nothing (a redelivery), or replace the stored values."""
+
+    replace: bool = False
+    #: With ``replace``: the SQL condition that keeps the stored row (``<table>.col`` stored, ``EXCLUDED.col`` new).
+    unless: str = ""
+
+    def sql(self, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+        """The ``ON CONFLICT (...)`` action: ``DO NOTHING``, or ``DO UPDATE SET`` every non-key column."""
+        if not self.replace:
+            return "DO NOTHING"
+        values = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name not in key)
+        return f"DO UPDATE SET {values}" + (f" WHERE NOT ({self.unless})" if self.unless else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """Event types that share a Kafka topic, a Redis channel family, a snapshot hash and (maybe) a table."""
+
+    name: str  # the topic, channel and table word: "quotes"
+    types: tuple[EventType, ...]
+    #: Table in :mod:`tickpipe.schema`; None: carried live and in Kafka, not stored.
+    table: str | None = None
+    #: Every part must carry it (the others are carried when configured).
+    required: bool = False
+    #: Event field whose value is the Kafka record key and the Redis channel's suffix.
+    key: str = "symbol"
+    #: Whether a new subscriber of its channels first gets the last event per symbol (from ``latest:{name}``).
+    snapshot: bool = True
+    conflict: Conflict = field(default_factory=Conflict)
+    #: Staging table columns (``"name type, ..."``) and the ``module:function`` building a staging row.
+    stage_columns: str = ""
+    stage_row: str = ""
+    #: Columns the history routes pin to one value (``(("timeframe", "1Min"),)``): filtered, never shown.
+    pinned: tuple[tuple[str, str], ...] = ()
+    #: Columns the history routes never show (internal keys, flags).
+    hidden: tuple[str, ...] = ()
+    #: Event codes the ``/latest`` route serves (None: all of the family's).
+    latest_codes: tuple[str, ...] | None = None
+    #: One line for the API docs: what a stored row is ("quotes (NBBO updates)").
+    what: str = ""
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(t.code for t in self.types)
+
+    def topic(self, prefix: str = TOPIC_PREFIX) -> str:
+        """Kafka topic: ``tickpipe.quotes``."""
+        return f"{prefix}{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """One upstream stream: where it is, how it shakes hands, its symbols and the families it carries."""
+
+    name: str  # "stock"
+    #: Upstream WebSocket path, ``{variant}`` replaced by one of ``variants``: "/v2/{variant}".
+    path: str
+    variants: tuple[str, ...]
+    #: Handshake and framing: "alpaca-v2" is connected -> auth -> subscribe, JSON or msgpack arrays.
+    dialect: str
+    #: A symbol as the upstream writes it (a regular expression, anchored when used).
+    symbol_pattern: str
+    families: tuple[Family, ...]
+    #: Every channel of the upstream's subscription message, in its order, carried here or not.
+    listed: tuple[str, ...]
+    #: Channels the upstream has but tickpipe does not carry, with their ``T`` code ("lulds": "l").
+    uncarried: tuple[tuple[str, str], ...] = ()
+    #: Path of this feed's stream on the API.
+    stream_path: str = "/v2/stream"
+
+    def family(self, name: str) -> Family:
+        for family in self.families:
+            if family.name == name:
+                return family
+        raise KeyError(f"expected a family of feed {self.name} among {[f.name for f in self.families]}, got {name!r}")
+
+    def event_types(self) -> Iterator[tuple[Family, EventType]]:
+        """Every carried event type with its family, in declaration order."""
+        for family in self.families:
+            for kind in family.types:
+                yield family, kind
+
+    @property
+    def family_of(self) -> dict[str, str]:
+        """Event code -> family name."""
+        return {kind.code: family.name for family, kind in self.event_types()}
+
+    @property
+    def channel_types(self) -> dict[str, EventType]:
+        """Carried channel -> its event type, in the order the upstream lists channels."""
+        by_channel = {kind.channel: kind for _, kind in self.event_types()}
+        return {name: by_channel[name] for name in self.listed if name in by_channel}
+
+    @property
+    def stored(self) -> tuple[Family, ...]:
+        """Families with a table."""
+        return tuple(family for family in self.families if family.table is not None)
