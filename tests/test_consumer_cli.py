@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka.structs import TopicPartition
 
 from consumers import cli, dlq_cli
 from consumers.dlq import StoredLetter
+from consumers.progress import describe_behind
 from consumers.service import ConsumerService, tables_for
 from consumers.worker import group_id
 from tickpipe.dlq import DeadLetter
@@ -25,6 +27,13 @@ def test_consume_arguments() -> None:
     assert (args.table, args.burst, args.group, args.admin_port, args.no_admin) == ("all", True, "g", 0, False)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["everything"])
+    assert cli.build_parser().parse_args(["quotes", "--burst"]).burst_wait == 120.0
+    assert cli.build_parser().parse_args(["quotes", "--burst", "--burst-wait", "2.5"]).burst_wait == 2.5
+
+
+def test_partitions_behind_are_named_with_committed_and_end_offsets() -> None:
+    behind = {TopicPartition("t.quotes", 4): (0, 1980), TopicPartition("t.quotes", 0): (120, 1724)}
+    assert describe_behind(behind) == "t.quotes[0] 120/1724, t.quotes[4] 0/1980"
 
 
 def test_dlq_arguments() -> None:
