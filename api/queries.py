@@ -1,6 +1,7 @@
 """The SQL of every history route, as plain text with asyncpg ``$n`` parameters.
 
-Only names chosen from the fixed tables below are ever spliced into the text
+Only names chosen from the tables below (derived from the feed declaration,
+:mod:`tickpipe.feeds`, and the schema) are ever spliced into the text
 (table, columns, sort direction, bucket expression); every value a client
 sends is a bind parameter. Each text is built once per shape (``lru_cache``)
 and asyncpg prepares it once per connection.
@@ -22,30 +23,49 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Final
 
-#: Columns a page reads, per table: the key first, then what the response shows.
-SELECT: Final[dict[str, str]] = {
-    "quotes": "time_ns, event_key, bid_exchange, bid_price, bid_size, ask_exchange, ask_price, ask_size, "
-    "conditions, tape",
-    "trades": "time_ns, exchange, trade_id, price, size, conditions, tape",
-    "bars": "time_ns, open, high, low, close, volume, vwap, trade_count",
-}
-KEY: Final[dict[str, tuple[str, ...]]] = {
-    "quotes": ("time_ns", "event_key"),
-    "trades": ("time_ns", "exchange", "trade_id"),
-    "bars": ("time_ns",),
-}
-#: Columns of the CSV export, per table (long names, as the tables and analysts use them).
+from tickpipe.feeds import STOCK, Family
+from tickpipe.feeds.tables import array_columns, columns, primary_key
+
+#: Columns every table has that a page never shows as such: the symbol is the path's, ``t`` is made from
+#: ``time_ns``, the receive time is ours.
+_BOOKKEEPING: Final = ("symbol", "time", "time_ns", "received_at")
 _TS = (
     "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.') "
     "|| lpad((time_ns % 1000000000)::text, 9, '0') || 'Z'"
 )
-CSV_SELECT: Final[dict[str, str]] = {
-    "quotes": f"symbol, {_TS} AS time, bid_exchange, bid_price, bid_size, ask_exchange, ask_price, ask_size, "
-    "to_json(conditions)::text AS conditions, tape",
-    "trades": f"symbol, {_TS} AS time, exchange, trade_id, price, size, to_json(conditions)::text AS conditions, tape",
-    "bars": f"symbol, {_TS} AS time, open, high, low, close, volume, vwap, trade_count",
+
+
+def _key(family: Family) -> tuple[str, ...]:
+    """The keyset of a page: ``time_ns``, then the rest of the primary key within one symbol and time."""
+    pinned = {name for name, _ in family.pinned}
+    return ("time_ns", *(c for c in primary_key(family) if c not in ("symbol", "time") and c not in pinned))
+
+
+def _shown(family: Family) -> list[str]:
+    """The table's columns a response shows, in table order."""
+    skip = {*_BOOKKEEPING, *family.hidden, *(name for name, _ in family.pinned)}
+    return [column for column in columns(family) if column not in skip]
+
+
+def _csv_columns(family: Family) -> str:
+    arrays = array_columns(family)
+    shown = (f"to_json({c})::text AS {c}" if c in arrays else c for c in _shown(family))
+    return ", ".join(["symbol", f"{_TS} AS time", *shown])
+
+
+#: The primary key a page is ordered and continued by, per table.
+KEY: Final[dict[str, tuple[str, ...]]] = {family.name: _key(family) for family in STOCK.stored}
+#: Columns a page reads, per table: the key first, then what the response shows.
+SELECT: Final[dict[str, str]] = {
+    family.name: ", ".join(dict.fromkeys([*KEY[family.name], *_shown(family)])) for family in STOCK.stored
 }
-_BAR_FILTER = " AND timeframe = '1Min'"
+#: Columns of the CSV export, per table (long names, as the tables and analysts use them).
+CSV_SELECT: Final[dict[str, str]] = {family.name: _csv_columns(family) for family in STOCK.stored}
+#: The condition every query of a table adds for its pinned columns (bars: minute bars only).
+PINNED: Final[dict[str, str]] = {
+    family.name: "".join(f" AND {name} = '{value}'" for name, value in family.pinned) for family in STOCK.stored
+}
+_BAR_FILTER = PINNED["bars"]
 
 #: Aggregated timeframes: the bucket each minute bar falls in.
 BUCKETS: Final[dict[str, str]] = {
@@ -69,8 +89,7 @@ def page_sql(table: str, sort: str, with_token: bool, csv: bool = False) -> str:
     key = KEY[table]
     direction = "" if sort == "asc" else " DESC"
     where = "symbol = $1 AND time >= $2 AND time <= $3 AND time_ns >= $4 AND time_ns <= $5"
-    if table == "bars":
-        where += _BAR_FILTER
+    where += PINNED[table]
     if with_token:
         marks = ", ".join(f"${7 + n}" for n in range(len(key)))
         where += f" AND ({', '.join(key)}) {'>' if sort == 'asc' else '<'} ({marks})"
@@ -112,7 +131,7 @@ def latest_sql(table: str) -> str:
     """The newest row of each symbol in ``$1`` (a text array), one index probe per symbol."""
     if table not in SELECT:
         raise ValueError(f"expected a table among {list(SELECT)}, got {table!r}")
-    extra = _BAR_FILTER if table == "bars" else ""
+    extra = PINNED[table]
     return (
         f"SELECT s.symbol, x.* FROM unnest($1::text[]) AS s(symbol) CROSS JOIN LATERAL "
         f"(SELECT {SELECT[table]} FROM {table} t WHERE t.symbol = s.symbol{extra} "

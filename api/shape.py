@@ -18,6 +18,8 @@ from typing import Any, Final
 import msgspec
 import orjson
 
+from tickpipe.feeds import STOCK
+
 _EPOCH_DAY: Final = date(1970, 1, 1)
 _NS: Final = 1_000_000_000
 #: "HH:MM:SS." of every second of a day (86,400 short strings, made once).
@@ -119,6 +121,8 @@ SHAPES: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {
 }
 
 encode_json: Final = msgspec.json.Encoder().encode
+#: The event codes a family's ``/latest`` route serves, where not all of them (bars: minute bars).
+LATEST_CODES: Final = {f.name: frozenset(f.latest_codes) for f in STOCK.families if f.latest_codes is not None}
 
 
 def latest_object(payload: bytes | str, family: str) -> dict[str, Any] | None:
@@ -132,6 +136,7 @@ def latest_object(payload: bytes | str, family: str) -> dict[str, Any] | None:
         return None
     kind = data.pop("T", None)
     data.pop("S", None)
-    if family == "bars" and kind not in ("b", "u"):
+    served = LATEST_CODES.get(family)
+    if served is not None and kind not in served:
         return None
     return data

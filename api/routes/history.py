@@ -1,16 +1,24 @@
-"""``GET /quotes/{symbol}``, ``/trades/{symbol}``, ``/bars/{symbol}``: history pages from PostgreSQL."""
+"""``GET /quotes/{symbol}``, ``/trades/{symbol}``, ``/bars/{symbol}``: history pages from PostgreSQL.
+
+One route per stored family of the feed declaration (:mod:`tickpipe.feeds`),
+all served by :func:`respond`; ``DOCS`` holds what the OpenAPI document says
+of each.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from api.csv import csv_response
 from api.deps import History, State
 from api.models import BarsPage, QuotesPage, TradesPage, history_responses
 from api.pages import PageRequest, fetch_page, page_json
+from tickpipe.feeds import STOCK, Family
 
 router = APIRouter(tags=["history"])
 
@@ -30,6 +38,14 @@ Timeframe = Annotated[
 ]
 
 
+#: What the docs say of each stored family's history: its page model and what a stored row is.
+DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
+    "quotes": (QuotesPage, "Stored quotes (NBBO updates) of `symbol`."),
+    "trades": (TradesPage, "Stored trades of `symbol`."),
+    "bars": (BarsPage, "Bars of `symbol` in the chosen `timeframe`."),
+}
+
+
 async def respond(state: State, request: PageRequest, csv: bool) -> Response:
     if csv:
         return await csv_response(state.pool, request)
@@ -37,34 +53,31 @@ async def respond(state: State, request: PageRequest, csv: bool) -> Response:
     return Response(page_json(request, page), media_type="application/json")
 
 
-@router.get(
-    "/quotes/{symbol}",
-    response_model=QuotesPage,
-    summary="Quotes of one symbol",
-    description=f"Stored quotes (NBBO updates) of `symbol`. {PAGING}",
-    responses=history_responses("quotes"),
-)
-async def quotes(state: State, params: History) -> Response:
-    return await respond(state, params.request("quotes"), params.csv)
+def endpoint(family: Family) -> Callable[..., Awaitable[Response]]:
+    """The handler of one family's history; with a ``timeframe`` parameter where the table pins one."""
+    name = family.name
+    if "timeframe" in dict(family.pinned):
+
+        async def timeframed(state: State, params: History, timeframe: Timeframe = "1Min") -> Response:
+            return await respond(state, params.request(name, timeframe), params.csv)
+
+        return timeframed
+
+    async def plain(state: State, params: History) -> Response:
+        return await respond(state, params.request(name), params.csv)
+
+    return plain
 
 
-@router.get(
-    "/trades/{symbol}",
-    response_model=TradesPage,
-    summary="Trades of one symbol",
-    description=f"Stored trades of `symbol`. {PAGING}",
-    responses=history_responses("trades"),
-)
-async def trades(state: State, params: History) -> Response:
-    return await respond(state, params.request("trades"), params.csv)
-
-
-@router.get(
-    "/bars/{symbol}",
-    response_model=BarsPage,
-    summary="Bars of one symbol",
-    description=f"Bars of `symbol` in the chosen `timeframe`. {PAGING}",
-    responses=history_responses("bars"),
-)
-async def bars(state: State, params: History, timeframe: Timeframe = "1Min") -> Response:
-    return await respond(state, params.request("bars", timeframe), params.csv)
+for _family in STOCK.stored:
+    _model, _what = DOCS[_family.name]
+    router.add_api_route(
+        f"/{_family.name}/{{symbol}}",
+        endpoint(_family),
+        methods=["GET"],
+        name=_family.name,
+        response_model=_model,
+        summary=f"{_family.name.capitalize()} of one symbol",
+        description=f"{_what} {PAGING}",
+        responses=history_responses(_family.name),
+    )

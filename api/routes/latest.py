@@ -2,22 +2,26 @@
 
 The snapshot hashes (``latest:quotes`` ...) answer in one HMGET; symbols they
 do not hold (never seen live, or Redis down) come from the newest stored row.
+One route per stored family of the feed declaration (:mod:`tickpipe.feeds`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 import redis.exceptions
 from fastapi import APIRouter
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from api.deps import State
 from api.models import LatestBars, LatestQuotes, LatestTrades, Unavailable
 from api.params import SymbolsQuery, parse_symbols
 from api.queries import latest_sql
 from api.shape import SHAPES, encode_json, latest_object
+from tickpipe.feeds import STOCK
 from tickpipe.names import latest_hash
 
 log = logging.getLogger(__name__)
@@ -50,34 +54,30 @@ async def latest(state: State, family: str, symbols: list[str]) -> Response:
     return Response(encode_json(body), media_type="application/json")
 
 
-@router.get(
-    "/quotes/latest",
-    response_model=LatestQuotes,
-    summary="Latest quote of each symbol",
-    description=HOW,
-    responses=RESPONSES,
-)
-async def latest_quotes(state: State, symbols: SymbolsQuery) -> Response:
-    return await latest(state, "quotes", parse_symbols(symbols))
+#: What the docs say of each stored family's latest route: its model and what one item is.
+DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
+    "quotes": (LatestQuotes, "quote"),
+    "trades": (LatestTrades, "trade"),
+    "bars": (LatestBars, "minute bar"),
+}
 
 
-@router.get(
-    "/trades/latest",
-    response_model=LatestTrades,
-    summary="Latest trade of each symbol",
-    description=HOW,
-    responses=RESPONSES,
-)
-async def latest_trades(state: State, symbols: SymbolsQuery) -> Response:
-    return await latest(state, "trades", parse_symbols(symbols))
+def endpoint(family: str) -> Callable[..., Awaitable[Response]]:
+    async def latest_of(state: State, symbols: SymbolsQuery) -> Response:
+        return await latest(state, family, parse_symbols(symbols))
+
+    return latest_of
 
 
-@router.get(
-    "/bars/latest",
-    response_model=LatestBars,
-    summary="Latest minute bar of each symbol",
-    description=HOW,
-    responses=RESPONSES,
-)
-async def latest_bars(state: State, symbols: SymbolsQuery) -> Response:
-    return await latest(state, "bars", parse_symbols(symbols))
+for _family in STOCK.stored:
+    _model, _item = DOCS[_family.name]
+    router.add_api_route(
+        f"/{_family.name}/latest",
+        endpoint(_family.name),
+        methods=["GET"],
+        name=f"latest_{_family.name}",
+        response_model=_model,
+        summary=f"Latest {_item} of each symbol",
+        description=HOW,
+        responses=RESPONSES,
+    )

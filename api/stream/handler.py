@@ -34,6 +34,7 @@ from api.stream.direct import EXTENSION, DirectFrames
 from api.stream.hub import event_code
 from api.stream.outbox import FRAME_EVENTS, AsgiSink, Outbox
 from tickpipe.codecs import encode_wire_msgpack
+from tickpipe.feeds import STOCK
 from tickpipe.names import latest_hash
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ SNAPSHOT_TIMEOUT_S: Final = 2.0
 POLICY_VIOLATION: Final = 1008
 INTERNAL_ERROR: Final = 1011
 #: Families whose last event is a state worth sending first (a correction or cancel is not).
-SNAPSHOT_FAMILIES: Final = frozenset({"quotes", "trades", "bars", "statuses"})
+SNAPSHOT_FAMILIES: Final = frozenset(family.name for family in STOCK.families if family.snapshot)
 
 
 def json_events(payloads: list[bytes]) -> bytes:

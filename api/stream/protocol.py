@@ -23,6 +23,7 @@ from typing import Any, Final
 import msgpack
 import orjson
 
+from tickpipe.feeds import STOCK
 from tickpipe.settings import validate_symbol
 
 
@@ -66,31 +67,16 @@ class Stream:
     code: str  # the event type ("T") it carries
 
 
-#: The channels we carry, by their protocol names.
+#: The channels we carry, by their protocol names, in the order Alpaca lists them.
 STREAMS: Final[dict[str, Stream]] = {
-    "trades": Stream("trades", "t"),
-    "quotes": Stream("quotes", "q"),
-    "bars": Stream("bars", "b"),
-    "updatedBars": Stream("bars", "u"),
-    "dailyBars": Stream("bars", "d"),
-    "statuses": Stream("statuses", "s"),
-    "corrections": Stream("corrections", "c"),
-    "cancelErrors": Stream("cancels", "x"),
+    name: Stream(STOCK.family_of[kind.code], kind.code) for name, kind in STOCK.channel_types.items()
 }
 #: Channels Alpaca lists in a subscription message, in its order (lulds: never published here).
-LISTED: Final = (
-    "trades",
-    "quotes",
-    "bars",
-    "updatedBars",
-    "dailyBars",
-    "statuses",
-    "lulds",
-    "corrections",
-    "cancelErrors",
-)
-#: Subscribing to trades brings these along, as on Alpaca.
-WITH_TRADES: Final = ("corrections", "cancelErrors")
+LISTED: Final = STOCK.listed
+#: Channels a subscription brings along, with the channel that brings them (corrections come with trades).
+FOLLOWS: Final[dict[str, str]] = {
+    name: kind.follows for name, kind in STOCK.channel_types.items() if kind.follows is not None
+}
 WILDCARD: Final = "*"
 
 
@@ -162,9 +148,9 @@ class Subscriptions:
 
     def _expand(self, streams: dict[str, list[str]]) -> dict[str, list[str]]:
         out = {name: list(symbols) for name, symbols in streams.items()}
-        for name in WITH_TRADES:
-            if "trades" in streams:
-                out[name] = list(dict.fromkeys([*out.get(name, []), *streams["trades"]]))
+        for name, leader in FOLLOWS.items():
+            if leader in streams:
+                out[name] = list(dict.fromkeys([*out.get(name, []), *streams[leader]]))
         return out
 
     def count_after_add(self, streams: dict[str, list[str]]) -> int:

@@ -71,8 +71,6 @@ class Family:
     hidden: tuple[str, ...] = ()
     #: Event codes the ``/latest`` route serves (None: all of the family's).
     latest_codes: tuple[str, ...] | None = None
-    #: One line for the API docs: what a stored row is ("quotes (NBBO updates)").
-    what: str = ""
 
     @property
     def codes(self) -> tuple[str, ...]:

@@ -16,7 +16,6 @@ QUOTES: Final = Family(
     "tape text",
     stage_row="consumers.staging:quote_row",
     hidden=("event_key",),
-    what="quotes (NBBO updates)",
 )
 TRADES: Final = Family(
     "trades",
@@ -26,7 +25,6 @@ TRADES: Final = Family(
     stage_columns="symbol text, time_ns bigint, received_ns bigint, exchange text, trade_id bigint, price float8, "
     "size bigint, conditions text, tape text",
     stage_row="consumers.staging:trade_row",
-    what="trades",
 )
 BARS: Final = Family(
     "bars",
@@ -46,7 +44,6 @@ BARS: Final = Family(
     pinned=(("timeframe", "1Min"),),
     hidden=("updated",),
     latest_codes=("b", "u"),
-    what="bars",
 )
 STATUSES: Final = Family("statuses", (EventType("s", "statuses", "trading status"),))
 CORRECTIONS: Final = Family(
