@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simulator.symbols import DEFAULT_SYMBOLS
+from tickpipe.feeds import STOCK
 
-#: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets.
-FEEDS = ("iex", "sip", "test")
+#: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets (the stock feed's variants).
+FEEDS = STOCK.variants
 
 
 def market_kind(feed: str) -> str:

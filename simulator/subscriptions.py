@@ -3,7 +3,8 @@
 A subscribe adds to the current set and an unsubscribe subtracts from it; the
 confirmation always lists the whole set. Subscribing to trades brings the
 trade corrections and cancel/errors of the same symbols. ``*`` means every
-symbol. A request that would exceed the symbol limit changes nothing.
+symbol. A request that would exceed the symbol limit changes nothing. The
+channels are the stock feed's (:mod:`tickpipe.feeds`), lulds included.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-#: Channels a client of the stock stream may subscribe to, and their message type.
-CHANNELS: Final[dict[str, str]] = {
-    "trades": "t",
-    "quotes": "q",
-    "bars": "b",
-    "updatedBars": "u",
-    "dailyBars": "d",
-    "statuses": "s",
-    "lulds": "l",
+from tickpipe.feeds import STOCK
+
+#: Every channel of the stock stream with its message type, carried by tickpipe or not (lulds).
+_CODES: Final = {name: kind.code for name, kind in STOCK.channel_types.items()} | dict(STOCK.uncarried)
+#: Channels that follow another (corrections and cancel errors follow trades), with the one they follow.
+FOLLOWS: Final[dict[str, str]] = {
+    name: kind.follows for name, kind in STOCK.channel_types.items() if kind.follows is not None
 }
+#: Channels a client of the stock stream may subscribe to, and their message type, in Alpaca's order.
+CHANNELS: Final[dict[str, str]] = {name: _CODES[name] for name in STOCK.listed if name not in FOLLOWS}
 #: Channels that follow trades; clients never subscribe to them directly.
-DERIVED: Final[dict[str, str]] = {"corrections": "c", "cancelErrors": "x"}
+DERIVED: Final[dict[str, str]] = {name: _CODES[name] for name in FOLLOWS}
 _SYMBOL = re.compile(r"\*|[A-Z][A-Z0-9./-]{0,20}")
 
 Key = tuple[str, str]
@@ -67,8 +68,8 @@ class Subscriptions:
     def listing(self) -> dict[str, list[str]]:
         """Every channel's symbols, as the ``subscription`` message lists them."""
         out = {c: list(s) for c, s in self._sets.items()}
-        out["corrections"] = list(self._sets["trades"])
-        out["cancelErrors"] = list(self._sets["trades"])
+        for name, leader in FOLLOWS.items():
+            out[name] = list(self._sets[leader])
         return out
 
     def __bool__(self) -> bool:
@@ -89,7 +90,7 @@ class Subscriptions:
         return None if wanted == keys else wanted
 
 
-_CHANNEL_OF = {kind: ch for ch, kind in CHANNELS.items()} | {"c": "trades", "x": "trades"}
+_CHANNEL_OF = {kind: ch for ch, kind in CHANNELS.items()} | {DERIVED[name]: leader for name, leader in FOLLOWS.items()}
 
 
 def parse_request(request: dict[str, Any]) -> dict[str, list[str]]:
