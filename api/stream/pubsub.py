@@ -6,6 +6,10 @@ by hiredis in one go (a few µs each) before the client senders run. It also
 keeps the reconnect policy here, where the hub needs it: the wanted channels
 and patterns are the state, and every (re)connection subscribes to all of them.
 
+Reconnects wait on :class:`tickpipe.backoff.EqualJitterBackoff` from
+``RECONNECT_BASE_S`` up to ``reconnect_max``, so API processes restarted
+together do not reconnect to a recovering Redis in step.
+
 Liveness: a PING every ``ping_interval`` (answered even in subscribed mode);
 no bytes for three intervals and the connection is dropped and re-made, so a
 silently dead Redis is noticed, not waited on forever.
@@ -23,10 +27,14 @@ from typing import Any, Final
 import hiredis
 from redis.asyncio.connection import SSLConnection, parse_url
 
+from tickpipe.backoff import EqualJitterBackoff
+
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[bytes, bytes, bytes | None], None]  # channel, data, pattern (None: a plain channel)
 _CHUNK: Final = 500  # names per SUBSCRIBE command
+#: First wait before reconnecting (doubling, jittered, up to ``reconnect_max``).
+RECONNECT_BASE_S: Final = 0.05
 
 
 def command(*args: bytes) -> bytes:
@@ -56,6 +64,7 @@ class RedisSubscriber:
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
         self.reconnect_max = reconnect_max
+        self.backoff = EqualJitterBackoff(base=min(RECONNECT_BASE_S, reconnect_max), cap=reconnect_max)
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.connected = False
@@ -132,7 +141,7 @@ class RedisSubscriber:
         return await asyncio.open_connection(target.get("host", "localhost"), target.get("port", 6379), ssl=tls)
 
     async def _run(self) -> None:
-        delay = 0.05
+        failures = 0  # in a row, since the last connection that got through
         while not self._stop.is_set():
             try:
                 await self._session()
@@ -140,13 +149,11 @@ class RedisSubscriber:
                 level = logging.WARNING if self.connected or self.connections == 0 else logging.DEBUG
                 log.log(level, "Redis subscriber connection lost or refused (%s); retrying", exc or type(exc).__name__)
             finally:
-                if self.connected:
-                    delay = 0.05
+                failures = 1 if self.connected else failures + 1
                 self._disconnected()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(self.backoff.compute(failures)):
                     await self._stop.wait()
-            delay = min(delay * 2, self.reconnect_max)
 
     async def _session(self) -> None:
         async with asyncio.timeout(self.connect_timeout):
