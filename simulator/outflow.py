@@ -10,19 +10,32 @@ are exact.
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from simulator import wire
+from simulator.burst import BurstFeed
+from simulator.config import SimulatorConfig
 from simulator.subscriptions import Key, Subscriptions
 
-if TYPE_CHECKING:
-    from simulator.server import Simulator
+
+class Host(Protocol):
+    """What an outflow needs of the server it runs in (the :class:`~simulator.server.Simulator`)."""
+
+    config: SimulatorConfig
+    #: Events the market has produced so far, over every connection (``max_events`` bounds it).
+    produced: int
+
+    def notify(self) -> None: ...
+
+    def allowance(self, n: int) -> int: ...
+
+    def burst_feed(self, feed: str) -> BurstFeed: ...
 
 
 class Outflow:
     """Builds one connection's data frames and counts what they carried."""
 
-    def __init__(self, sim: Simulator, feed: str, encoding: wire.Encoding, subscriptions: Subscriptions) -> None:
+    def __init__(self, sim: Host, feed: str, encoding: wire.Encoding, subscriptions: Subscriptions) -> None:
         self.sent_total = 0
         self.sent_by_symbol: Counter[Key] = Counter()
         self._sim = sim

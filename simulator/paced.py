@@ -11,16 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
-from simulator.config import market_kind
+from simulator.config import SimulatorConfig, market_kind
 from simulator.market import Market
-
-if TYPE_CHECKING:
-    from simulator.server import Simulator
+from simulator.session import Session
 
 
-async def run_ticker(sim: Simulator, feed: str) -> None:
+class Host(Protocol):
+    """What a ticker needs of the server it runs in (the :class:`~simulator.server.Simulator`)."""
+
+    config: SimulatorConfig
+    start_ns: int
+    produced: int
+
+    @property
+    def sessions(self) -> Sequence[Session]: ...
+
+
+async def run_ticker(sim: Host, feed: str) -> None:
     """Move the feed's market with the wall clock and fan its events out, until cancelled."""
     config = sim.config
     assert config.rate is not None

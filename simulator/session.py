@@ -13,17 +13,15 @@ import asyncio
 import logging
 from collections import Counter, deque
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from simulator import wire
+from simulator.outflow import Host as OutflowHost
 from simulator.outflow import Outflow
 from simulator.subscriptions import Key, SubscriptionError, Subscriptions
-
-if TYPE_CHECKING:
-    from simulator.server import Simulator
 
 _CONTROL_TYPES = ("success", "error", "subscription")
 _WRITER_GRACE = 5.0  # seconds the writer gets to finish once the connection is closing
@@ -38,10 +36,23 @@ class State(Enum):
     CLOSED = "closed"
 
 
+class Host(OutflowHost, Protocol):
+    """What a session needs of the server it runs in (the :class:`~simulator.server.Simulator`)."""
+
+    #: Set while client messages are handled (cleared: they wait unread).
+    reading: asyncio.Event
+
+    def admit(self, session: Session) -> bool: ...
+
+    def subscribed(self, session: Session) -> None: ...
+
+    def watch_slow(self, ws: ServerConnection) -> None: ...
+
+
 class Session:
     """One connection's protocol state and what was sent on it (read it in tests)."""
 
-    def __init__(self, sim: Simulator, ws: ServerConnection, number: int, feed: str, encoding: wire.Encoding) -> None:
+    def __init__(self, sim: Host, ws: ServerConnection, number: int, feed: str, encoding: wire.Encoding) -> None:
         self.number = number
         self.feed = feed
         self.encoding: wire.Encoding = encoding

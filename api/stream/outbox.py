@@ -1,9 +1,10 @@
 """What waits to be sent to one WebSocket client: bounded, never blocking whoever fills it.
 
 The hub appends event payloads from the Redis reader (``push``, O(1), no
-await) and asks the :class:`~api.stream.flusher.Flusher` to write the client
-soon; when it does (``flush``), everything pending goes out as one frame per
-at most ``FRAME_EVENTS`` events, through the client's sink. Under load a
+await) and asks its :class:`Scheduler` (the process's
+:class:`~api.stream.flusher.Flusher`) to write the client soon; when it
+does (``flush``), everything pending goes out as one frame per at most
+``FRAME_EVENTS`` events, through the client's sink. Under load a
 frame simply holds more events, so the number of writes adapts to what the
 machine can do instead of one write per event.
 
@@ -22,10 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, Protocol
-
-if TYPE_CHECKING:
-    from api.stream.flusher import Flusher
+from typing import Final, Protocol
 
 #: Most events in one frame (a frame stays well under alpaca-py's 1 MiB limit).
 FRAME_EVENTS: Final = 1_000
@@ -38,6 +36,12 @@ class Sink(Protocol):
     def writable(self) -> bool: ...
 
     def write(self, frame: bytes) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What an outbox needs of whoever writes it (the process's flusher): to be written, soon or at once."""
+
+    def schedule(self, outbox: Outbox, *, urgent: bool = False) -> None: ...
 
 
 class AsgiSink:
@@ -95,7 +99,7 @@ class Outbox:
         self,
         limit: int,
         on_overflow: Callable[[], None],
-        flusher: Flusher,
+        flusher: Scheduler,
         encode: Callable[[list[bytes]], bytes],
     ) -> None:
         self.limit = limit
