@@ -1,0 +1,192 @@
+"""The feed contract: every declared feed (tickpipe.feeds.FEEDS) is carried end to end.
+
+For each feed and each of its families: the event types have structs and
+channels, the topics follow the names, a stored family's table is in
+tickpipe.schema with the columns and key the rows use, the consumers stage
+and upsert it as declared, the API has its history and latest routes and
+streams every channel, and the simulator serves every channel. A new feed or
+family that misses one of these fails here, naming what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from api_fixtures import api_settings
+
+from api import queries, shape
+from api.main import create_app
+from api.stream import protocol
+from consumers import tables as consumer_tables
+from simulator import subscriptions
+from simulator.config import FEEDS as SIMULATED_VARIANTS
+from simulator.server import feed_of
+from tickpipe import names, rows, schema, settings
+from tickpipe.events import EVENT_TYPES, BaseEvent
+from tickpipe.feeds import FEEDS, EventType, Family, Feed
+from tickpipe.feeds.tables import columns, on_conflict, primary_key
+
+FAMILIES = [(feed, family) for feed in FEEDS for family in feed.families]
+STORED = [(feed, family) for feed in FEEDS for family in feed.stored]
+TYPES = [(feed, family, kind) for feed in FEEDS for family in feed.families for kind in family.types]
+
+
+def ids(value: object) -> str:
+    return value.name if isinstance(value, Feed | Family) else value.code if isinstance(value, EventType) else ""
+
+
+feeds = pytest.mark.parametrize("feed", FEEDS, ids=ids)
+families = pytest.mark.parametrize(("feed", "family"), FAMILIES, ids=ids)
+stored = pytest.mark.parametrize(("feed", "family"), STORED, ids=ids)
+types = pytest.mark.parametrize(("feed", "family", "kind"), TYPES, ids=ids)
+
+_SAMPLES: dict[Any, Any] = {str: "X", int: 7, float: 1.5, tuple[str, ...]: ("@",)}
+
+
+def sample(cls: type[BaseEvent]) -> BaseEvent:
+    """An event of ``cls`` with every field set (ints stay small and positive, as a market sends them)."""
+    values = {f.name: _SAMPLES[f.type] for f in msgspec.structs.fields(cls) if f.name != "schema_version"}
+    values |= {"symbol": "AAPL", "timestamp": 1_709_562_600_123_456_789, "received_at": 0}
+    return cls(**values)
+
+
+@pytest.fixture(scope="module")
+def app_paths() -> dict[str, Any]:
+    return create_app(api_settings("postgresql://unused", "redis://unused")).openapi()["paths"]
+
+
+# --- the declaration itself -----------------------------------------------------------------------
+
+
+@feeds
+def test_names_are_unique_and_listed(feed: Feed) -> None:
+    kinds = [kind for _, kind in feed.event_types()]
+    assert len({f.name for f in feed.families}) == len(feed.families), "expected unique family names"
+    assert len({k.code for k in kinds}) == len(kinds), "expected unique event codes"
+    carried = {k.channel for k in kinds}
+    assert len(carried) == len(kinds), "expected one channel per event type"
+    uncarried = dict(feed.uncarried)
+    assert carried.isdisjoint(uncarried), "a channel is either carried or not"
+    assert set(feed.listed) == carried | set(uncarried), "expected every channel in the listing, and only those"
+    for kind in kinds:
+        if kind.follows is not None:
+            assert kind.follows in carried, f"{kind.channel} follows {kind.follows!r}, which the feed does not carry"
+
+
+@feeds
+def test_upstream_path_and_symbols(feed: Feed) -> None:
+    assert "{variant}" in feed.path and feed.variants
+    assert feed.dialect == "alpaca-v2", f"expected a dialect the producer and simulator speak, got {feed.dialect!r}"
+    assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
+    assert settings.SYMBOL_RE.match("BRK.B")
+
+
+# --- event types, topics, channels ----------------------------------------------------------------
+
+
+@types
+def test_event_type_has_a_struct_in_its_family(feed: Feed, family: Family, kind: EventType) -> None:
+    cls = EVENT_TYPES.get(kind.code)
+    assert cls is not None, f"expected an event struct with tag {kind.code!r} in tickpipe.events"
+    assert sample(cls).family == family.name
+    assert names.FAMILY_OF[kind.code] == family.name
+    assert kind.channel in settings.STREAM_TYPES, "expected the channel among SUBSCRIBED_TYPES"
+
+
+@families
+def test_topic_channel_and_snapshot_hash(feed: Feed, family: Family) -> None:
+    assert family.name in names.FAMILIES
+    assert family.topic() == names.topic(family.name) == f"tickpipe.{family.name}"
+    assert family.topic("x.") == names.topic(family.name, "x.")
+    assert names.channel(family.name, "AAPL") == f"{family.name}:AAPL"
+    assert names.latest_hash(family.name) == f"latest:{family.name}"
+    assert family.key == "symbol", "the producer keys records and channels by symbol"
+    assert (family.name in names.REQUIRED_FAMILIES) == family.required
+
+
+# --- tables, rows, consumers ----------------------------------------------------------------------
+
+
+@stored
+def test_table_in_the_schema(feed: Feed, family: Family) -> None:
+    assert family.table in schema.metadata.tables, f"expected table {family.table!r} in tickpipe.schema"
+    assert family.table in schema.PARTITIONED_TABLES
+    assert rows.COLUMNS[family.name] == columns(family)
+    assert rows.KEYS[family.name] == primary_key(family)
+    assert primary_key(family)[0] == "symbol" and "time" in primary_key(family)
+    for name in (*family.hidden, *(column for column, _ in family.pinned)):
+        assert name in columns(family), f"expected column {name!r} in table {family.table}"
+
+
+@stored
+def test_rows_round_trip_every_type(feed: Feed, family: Family) -> None:
+    assert family.table is not None
+    for code in family.codes:
+        event = sample(EVENT_TYPES[code])
+        row = rows.to_row(event)  # type: ignore[arg-type]
+        assert len(row) == len(columns(family))
+        assert rows.from_row(family.table, dict(zip(columns(family), row, strict=True))) == event
+
+
+@stored
+def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> None:
+    spec = consumer_tables.spec(family.name)
+    assert consumer_tables.TYPES[family.name] == frozenset(family.codes)
+    assert spec.columns == family.stage_columns
+    assert spec.on_conflict == on_conflict(family)
+    module, _, function = family.stage_row.partition(":")
+    stage_row: Callable[[Any], tuple[Any, ...]] = getattr(importlib.import_module(module), function)
+    for code in family.codes:
+        assert len(stage_row(sample(EVENT_TYPES[code]))) == len(spec.stage_columns)
+
+
+# --- API ------------------------------------------------------------------------------------------
+
+
+@stored
+def test_history_and_latest_routes(feed: Feed, family: Family, app_paths: dict[str, Any]) -> None:
+    for path in (f"/{family.name}/{{symbol}}", f"/{family.name}/latest"):
+        assert "get" in app_paths.get(path, {}), f"expected GET {path} in the API"
+    assert family.name in queries.SELECT and family.name in queries.CSV_SELECT
+    assert queries.KEY[family.name][0] == "time_ns"
+    assert family.name in shape.SHAPES
+
+
+@types
+def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: EventType) -> None:
+    app = create_app(api_settings("postgresql://unused", "redis://unused"))
+    assert feed.stream_path in {getattr(route, "path", None) for route in app.routes}
+    assert protocol.STREAMS[kind.channel] == protocol.Stream(family.name, kind.code)
+    action = protocol.decode_action(f'{{"action": "subscribe", "{kind.channel}": ["AAPL"]}}')
+    assert action.streams == {kind.channel: ["AAPL"]}
+
+
+# --- simulator ------------------------------------------------------------------------------------
+
+
+@feeds
+def test_simulator_serves_every_variant(feed: Feed) -> None:
+    assert feed.variants == SIMULATED_VARIANTS
+    for variant in feed.variants:
+        assert feed_of(feed.path.format(variant=variant)) == variant
+
+
+@types
+def test_simulator_serves_every_channel(feed: Feed, family: Family, kind: EventType) -> None:
+    subs = subscriptions.Subscriptions()
+    asked = kind.follows or kind.channel
+    subs.change({"action": "subscribe", asked: ["AAPL"]})
+    assert subs.accepts(kind.code, "AAPL"), f"expected the simulator to send {kind.channel} after subscribing"
+    assert subs.listing()[kind.channel] == ["AAPL"]
+    table = subscriptions.DERIVED if kind.follows else subscriptions.CHANNELS
+    assert table[kind.channel] == kind.code
+
+
+@feeds
+def test_simulator_serves_uncarried_channels(feed: Feed) -> None:
+    for channel, code in feed.uncarried:
+        assert subscriptions.CHANNELS[channel] == code
