@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from producer.kafka_backend import KafkaBackend, Outcome, Round, is_retriable
 from producer.retry import backoff, describe
@@ -251,15 +251,25 @@ class DurableSink:
         return task
 
     def _learn(self, topic: str) -> None:
-        """Fetch an unknown topic's partition count in the background; rounds wait for it."""
-        self._refresh([topic])
+        """Fetch an unknown topic's partition count in the background (known since start: no I/O)."""
+
+        async def one() -> dict[str, int]:
+            return {topic: await self.backend.partitions(topic)}
+
+        self._fetch([topic], one)
 
     def _refresh(self, topics: list[str]) -> None:
-        """Fetch partition counts (creating missing topics) in the background; rounds wait for it."""
+        """Fetch partition counts again (creating missing topics) in the background; rounds wait for it."""
 
+        async def again() -> dict[str, int]:
+            return await self.backend.refresh(topics) if topics else {}
+
+        self._fetch(topics, again)
+
+    def _fetch(self, topics: list[str], counts_of: Callable[[], Awaitable[dict[str, int]]]) -> None:
         async def fetch() -> None:
             try:
-                counts = await self.backend.refresh(topics) if topics else {}
+                counts = await counts_of()
             except Exception as exc:
                 self._fail(f"partitions of {', '.join(topics)}: {describe(exc)}")
             else:
@@ -355,6 +365,10 @@ class DurableSink:
     async def _shutdown(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if self._metadata is not None:  # a round may start once the partition counts are known
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await asyncio.shield(self._metadata)
             flight = self._flight
             if flight is not None:
                 with contextlib.suppress(TimeoutError):
@@ -366,7 +380,7 @@ class DurableSink:
                 self._flight = None
             if self.inbound and self._can_start() and loop.time() < deadline:
                 self._flight = self._start_direct(loop.time())
-                if self._flight is not None:
+                if self._flight is not None or self._metadata is not None:
                     continue
             break
         flight, self._flight = self._flight, None

@@ -149,7 +149,9 @@ async def test_kafka_away_spools_to_disk_then_drains_every_event_once_in_order(
             await ready(service)
             await until(lambda: service.durable.stats.acked > 500, what="Kafka fed before the outage")
             await proxy.stall()
-            await until(lambda: service.durable.state == "spooling", what="Kafka rounds failing")
+            # "spooling" once a round fails; the idempotent producer never gives a batch up while its partition
+            # has a leader, so on Apache Kafka the round just stays unanswered: "unknown"
+            await until(lambda: service.durable.state in ("spooling", "unknown"), what="Kafka rounds not answered")
             await until(lambda: service.spool.depth > 1_000, what="events spooled to disk")
             assert not (await service.ready())[0]
             await proxy.restore()
