@@ -20,16 +20,18 @@ from typing import Final
 import orjson
 
 from api.params import invalid
+from api.queries import KEY
+from tickpipe.feeds import STOCK
+from tickpipe.feeds.tables import table_of
 
 VERSION: Final = 1
 _INT64 = (-(2**63), 2**63 - 1)
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,512}", re.ASCII)
 
-#: The key layout of each scope's rows: int or str, in order.
+#: The key layout of each scope's rows: int or str, in order (the Python types of the key's columns).
 KEY_SHAPES: Final[dict[str, tuple[type, ...]]] = {
-    "quotes": (int, int),
-    "trades": (int, str, int),
-    "bars": (int,),
+    family.name: tuple(table_of(family).columns[column].type.python_type for column in KEY[family.name])
+    for family in STOCK.stored
 }
 
 Key = tuple[int | str, ...]
