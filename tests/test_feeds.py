@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 from api_fixtures import api_settings
+from fastapi import FastAPI
 
 from api import queries, shape
 from api.main import create_app
@@ -55,8 +56,14 @@ def sample(cls: type[BaseEvent]) -> BaseEvent:
 
 
 @pytest.fixture(scope="module")
-def app_paths() -> dict[str, Any]:
-    return create_app(api_settings("postgresql://unused", "redis://unused")).openapi()["paths"]
+def app() -> FastAPI:
+    return create_app(api_settings("postgresql://unused", "redis://unused"))
+
+
+@pytest.fixture(scope="module")
+def app_paths(app: FastAPI) -> dict[str, Any]:
+    paths: dict[str, Any] = app.openapi()["paths"]
+    return paths
 
 
 # --- the declaration itself -----------------------------------------------------------------------
@@ -157,8 +164,7 @@ def test_history_and_latest_routes(feed: Feed, family: Family, app_paths: dict[s
 
 
 @types
-def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: EventType) -> None:
-    app = create_app(api_settings("postgresql://unused", "redis://unused"))
+def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: EventType, app: FastAPI) -> None:
     assert feed.stream_path in {getattr(route, "path", None) for route in app.routes}
     assert protocol.STREAMS[kind.channel] == protocol.Stream(family.name, kind.code)
     action = protocol.decode_action(f'{{"action": "subscribe", "{kind.channel}": ["AAPL"]}}')
