@@ -21,8 +21,9 @@ carried live and in Kafka but not stored, takes the family and its event struct:
         limit_up: float = msgspec.field(name="u")
         ...
 
-Settings (``SUBSCRIBED_TYPES``), the producer's topics and channels, the API's
-stream channels and the simulator's follow. To store it as well: a table in
+``SUBSCRIBED_TYPES``, the families of :mod:`tickpipe.names` (so the
+producer's topics, Redis channels and snapshot hashes), the API's stream
+channels and the simulator's follow. To store it as well: a table in
 :mod:`tickpipe.schema` (and its migration), ``table="lulds"``, the staging
 columns and function, its row in :mod:`tickpipe.rows`, and its response
 shape in ``api/shape.py`` and ``api/models.py``; the contract test names
