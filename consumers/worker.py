@@ -28,11 +28,12 @@ partition's position reached its high watermark, and then, group-wide, every
 partition of the topic has its committed offset at its end offset
 (:func:`~consumers.progress.undrained`). Until then it keeps consuming, so a
 rebalance (a dead member's session expiring) hands it the partitions left
-behind. It waits at most ``burst_wait_s`` from the moment it has nothing of
-its own left to do, then raises :class:`~consumers.progress.NotDrained`
-naming the partitions (``tickpipe consume --burst`` exits 1). ``stop()``
-(SIGTERM) finishes the batch in flight if PostgreSQL is up, abandons it
-otherwise, and leaves the group.
+behind. Its wait is bounded: if partitions are still behind when it is
+caught up again ``burst_wait_s`` after it first had nothing of its own left
+to do, it raises :class:`~consumers.progress.NotDrained` naming them
+(``tickpipe consume --burst`` exits 1). ``stop()`` (SIGTERM) finishes the
+batch in flight if PostgreSQL is up, abandons it otherwise, and leaves the
+group.
 
 Lag (``tickpipe_consumer_lag``, ``/health``) is measured by a task of its own
 every ``lag_every_s``: end offsets minus committed offsets, exact on Apache
@@ -114,7 +115,7 @@ class Worker(ConsumerRebalanceListener):
         self.retry_max_s = settings.consumer_retry_max_s if retry_max_s is None else retry_max_s
         self.revoke_grace_s = revoke_grace_s
         self.stop_grace_s = stop_grace_s
-        #: Burst mode: how long to wait for partitions others hold once ours are done.
+        #: Burst mode: how long to wait for partitions others hold, from when ours were first done.
         self.burst_wait_s = burst_wait_s
         self.drain_check_s = drain_check_s
         self.lag_every_s = lag_every_s
@@ -359,7 +360,6 @@ class Worker(ConsumerRebalanceListener):
         are caught up; raises NotDrained when others stay behind past ``burst_wait_s``.
         """
         if not self.joined or not await caught_up(self.consumer):
-            self._burst_wait_until = None
             return False
         now = time.monotonic()
         if now < self._drain_check_at:
