@@ -40,10 +40,11 @@ every ``lag_every_s``: end offsets minus committed offsets, exact on Apache
 Kafka (:mod:`consumers.progress`).
 
 Test hook, off by default: with ``TICKPIPE_TEST_SIGKILL_BEFORE_OFFSET_COMMIT=N``
-in its environment the process SIGKILLs itself right after the N-th batch's
-rows are committed in PostgreSQL and before that batch's offsets are
-committed: the one crash that must leave rows stored but not committed, made
-deterministic for the tests that prove redelivery then adds no row.
+in its environment the process SIGKILLs itself right after a worker's N-th
+batch's rows are committed in PostgreSQL and before that batch's offsets are
+committed (with ``consume all``, whichever worker gets there first): the one
+crash that must leave rows stored but not committed, made deterministic for
+the tests that prove redelivery then adds no row.
 """
 
 from __future__ import annotations
