@@ -186,15 +186,18 @@ class DurableSink:
             if self._metadata is None and self.fatal is None:
                 if now < self._retry_at:
                     wake_at = self._retry_at
-                elif self._stale:
+                elif self._stale or self._changed():
                     self._refresh(list(self._partition.counts))
                 elif self.spool.depth:
                     self._flight = self._start_replay(now)
                     wake_at = self._retry_at if self._flight is None else None
         elif self.inbound and self._metadata is None:
             if now >= self._last_round + self.linger or len(self.inbound) >= self.round_max:
-                self._flight = self._start_direct(now)
-                self._last_round = now
+                if self._stale or self._changed():
+                    self._refresh(list(self._partition.counts))
+                else:
+                    self._flight = self._start_direct(now)
+                    self._last_round = now
             else:  # fewer, fuller rounds: less work per record for us and for the broker
                 wake_at = self._last_round + self.linger
         if self.spool.depth and now - self._last_sync > SYNC_INTERVAL_S:
@@ -211,6 +214,11 @@ class DurableSink:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(wake_at):
                 await signal
+
+    def _changed(self) -> bool:
+        """Whether the client's metadata shows another partition count than ours for a topic (no I/O)."""
+        cached = self.backend.cached_partitions
+        return any(cached(topic) not in (None, count) for topic, count in self._partition.counts.items())
 
     def _can_start(self) -> bool:
         return self.backend.connected and not self.spool.depth and not self._failures and self.fatal is None
@@ -327,6 +335,8 @@ class DurableSink:
                 self.stats.last_error = why
         else:
             self._fatal_rounds = 0
+            if flight.spilling:  # long unanswered: the broker may have been replaced meanwhile
+                self._stale = True
             if self._failures:
                 log.info("Kafka takes records again after %d failed rounds", self._failures)
                 self._failures = 0

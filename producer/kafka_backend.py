@@ -84,6 +84,13 @@ class KafkaBackend(Protocol):
         the topics, or with them re-created under another partition count.
         """
 
+    def cached_partitions(self, topic: str) -> int | None:
+        """The partition count the client's own metadata holds now (None if unknown); no I/O.
+
+        The client refreshes its metadata by itself (after errors, and every few
+        minutes); a count that differs from the sink's means the topic changed.
+        """
+
     def new_round(self) -> Round: ...
 
 
@@ -174,6 +181,12 @@ class AiokafkaBackend:
             raise KafkaConnectionError(f"no partitions known yet for {', '.join(empty)}")
         self._partitions.update(counts)
         return counts
+
+    def cached_partitions(self, topic: str) -> int | None:
+        if self._producer is None:
+            return None
+        partitions = self._producer.client.cluster.partitions_for_topic(topic)
+        return len(partitions) if partitions else None
 
     def new_round(self) -> AiokafkaRound:
         assert self._producer is not None, "new_round() before start()"

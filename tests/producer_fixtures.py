@@ -137,6 +137,9 @@ class MemoryKafka:
             raise KafkaDown("metadata unavailable")
         return {topic: self.partition_count for topic in topics}
 
+    def cached_partitions(self, topic: str) -> int | None:
+        return self.partition_count
+
     def new_round(self) -> MemoryRound:
         return MemoryRound(self)
 

@@ -248,3 +248,21 @@ async def test_an_error_retrying_cannot_fix_gives_up_after_three_rounds_and_keep
     assert kafka.values() == []
     spool = Spool(tmp_path / "spool").open()
     assert [r.record for r in spool.read(1000)] == offered + later, "every record kept, in order"
+
+
+async def test_a_topic_grown_without_any_failure_is_noticed_from_the_clients_metadata(tmp_path: Path) -> None:
+    # Nothing fails when partitions are added (or a replaced broker made the topic with more): the only
+    # sign is the count in the client's own metadata, checked before each round at no cost.
+    kafka = MemoryKafka(partitions=3)
+    run = Running(sink_in(tmp_path, kafka))
+    before = make(300)
+    run.sink.offer(before)
+    await until(lambda: run.sink.stats.acked == 300, what="the first records acknowledged")
+    kafka.partition_count = 6
+    after = make(300, 300)
+    run.sink.offer(after)
+    await until(lambda: run.sink.stats.acked == 600, what="the later records acknowledged")
+    await run.stop()
+    assert all(tp[1] == partition_of(key or b"", 6) for tp, key, value in kafka.written if int(value) >= 300)
+    assert run.sink.partitions == {TOPIC: 6} and run.sink.stats.failed_rounds == 0
+    assert_exactly_once_in_order(kafka, before + after)
