@@ -151,7 +151,8 @@ class DurableSink:
             await self._shutdown(asyncio.get_running_loop().time() + shutdown_timeout)
 
     async def _connect(self) -> None:
-        attempt = 0
+        """Start the backend, retrying while Kafka is away; give up after ``fatal_after`` fatal refusals."""
+        attempt = refused = 0
         while not self.backend.connected:
             try:
                 await self.backend.start()
@@ -160,6 +161,20 @@ class DurableSink:
                 self._poke()
             except Exception as exc:
                 attempt += 1
+                if not is_retriable(exc):  # e.g. a setting the broker refuses: waiting will not fix it
+                    refused += 1
+                    self.stats.failed_batches["fatal"] = self.stats.failed_batches.get("fatal", 0) + 1
+                    why = self.stats.fatal_error = f"start: {describe(exc)}"
+                    if refused >= self.fatal_after:
+                        self.fatal = why
+                        log.error(
+                            "Kafka refused the producer %d times (%s): giving up until the producer is "
+                            "restarted; every record goes to the spool (%d records now)",
+                            refused, why, self.spool.depth,
+                        )  # fmt: skip
+                        self._poke()
+                        return
+                    log.error("Kafka refused the producer (%s); attempt %d of %d", why, refused, self.fatal_after)
                 delay = backoff(attempt, 0.5, self.retry_max)
                 level = logging.WARNING if attempt == 1 else logging.INFO
                 log.log(level, "Kafka unreachable (%s); spooling to disk, retrying in %.1f s", describe(exc), delay)
@@ -177,7 +192,12 @@ class DurableSink:
             self._maybe_spill(flight, now)
         elif not self.backend.connected:
             # Still connecting: hold records in memory for a moment (start-up), then to disk.
-            if self.spool.depth or len(self.inbound) > self.queue_limit or now >= self._since + self.spill_after:
+            if (
+                self.spool.depth
+                or len(self.inbound) > self.queue_limit
+                or now >= self._since + self.spill_after
+                or self.fatal is not None
+            ):
                 self._spill()
             else:
                 wake_at = self._since + self.spill_after

@@ -81,8 +81,9 @@ class _Counts(Collector):
         yield reconnects
 
         errors = CounterMetricFamily(
-            f"{PREFIX}_kafka_batch_errors",
-            "Kafka batches that failed, by kind: retriable (sent again) or fatal (cannot succeed as they are)",
+            f"{PREFIX}_kafka_errors",
+            "Kafka errors, by kind: retriable (a batch that failed and is sent again) or fatal (a batch, or the "
+            "producer's start, refused in a way sending again cannot fix)",
             labels=["kind"],
         )
         for kind in ("retriable", "fatal"):

@@ -30,7 +30,7 @@ class DurableStats:
     spooled: int = 0  # records written to the spool
     replayed: int = 0  # records sent from the spool and acknowledged
     failed_rounds: int = 0
-    failed_batches: dict[str, int] = field(default_factory=dict)  # by kind: "retriable", "fatal"
+    failed_batches: dict[str, int] = field(default_factory=dict)  # by kind: "retriable", "fatal" (start-ups too)
     last_error: str | None = None
     fatal_error: str | None = None  # the last error sending again cannot fix
     counts_by_topic: dict[str, int] = field(default_factory=dict)

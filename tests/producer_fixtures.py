@@ -92,7 +92,7 @@ class MemoryKafka:
     """Partitions as lists; ``mode`` "up", "down" (batches fail) or "hang" (rounds wait for a change).
 
     ``partition_count`` may change while a sink runs (a re-created topic);
-    ``refusing``, an error every batch fails with (e.g. a fatal one).
+    ``refusing``, an error every batch fails with (e.g. a fatal one); ``refusing_start``, one ``start()`` raises.
     """
 
     def __init__(self, partitions: int = 3, *, batch_records: int = 1000, reachable: bool = True) -> None:
@@ -104,6 +104,7 @@ class MemoryKafka:
         self.mode = "up"
         self.failing: set[TP] = set()
         self.refusing: BaseException | None = None
+        self.refusing_start: BaseException | None = None
         self.refreshes = 0
         self.changed = asyncio.Event()
         self.rounds = 0
@@ -121,6 +122,8 @@ class MemoryKafka:
 
     async def start(self) -> None:
         self.starts += 1
+        if self.refusing_start is not None:
+            raise self.refusing_start
         if not self.reachable:
             raise KafkaDown("connection refused")
         self._connected = True

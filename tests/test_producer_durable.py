@@ -11,11 +11,22 @@ import random
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import RecordTooLargeError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    RecordTooLargeError,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+    UnsupportedVersionError,
+)
 from aiokafka.partitioner import murmur2
 from producer_fixtures import MemoryKafka, until
 
 from producer.durable_sink import DurableSink
+from producer.kafka_backend import PartitionsChanged, is_retriable
 from producer.spool import Record, Spool
 
 TOPIC = "tickpipe.quotes"
@@ -266,3 +277,26 @@ async def test_a_topic_grown_without_any_failure_is_noticed_from_the_clients_met
     assert all(tp[1] == partition_of(key or b"", 6) for tp, key, value in kafka.written if int(value) >= 300)
     assert run.sink.partitions == {TOPIC: 6} and run.sink.stats.failed_rounds == 0
     assert_exactly_once_in_order(kafka, before + after)
+
+
+async def test_a_start_kafka_refuses_is_given_up_after_three_attempts_and_records_stay_on_disk(tmp_path: Path) -> None:
+    # e.g. the idempotent producer against a broker that refuses InitProducerId: waiting will not fix it
+    kafka = MemoryKafka()
+    kafka.refusing_start = UnsupportedVersionError("InitProducerId")
+    run = Running(sink_in(tmp_path, kafka))
+    offered = make(40)
+    run.sink.offer(offered)
+    await until(lambda: run.sink.state == "failed" and run.sink.spool.depth == 40, what="the sink to give up")
+    assert kafka.starts == 3 and run.sink.fatal is not None and "UnsupportedVersionError" in run.sink.fatal
+    await run.stop()
+    assert [r.record for r in Spool(tmp_path / "spool").open().read(100)] == offered
+
+
+def test_what_sending_again_may_fix_and_what_it_cannot() -> None:
+    retriable = [KafkaConnectionError(), KafkaTimeoutError(), NotLeaderForPartitionError(), RequestTimedOutError(),
+                 UnknownTopicOrPartitionError(), PartitionsChanged("t has no partition 2"), ConnectionRefusedError(),
+                 TimeoutError()]  # fmt: skip
+    fatal = [MessageSizeTooLargeError(), RecordTooLargeError(), TopicAuthorizationFailedError(),
+             UnsupportedVersionError(), AssertionError("a client bug"), TypeError("bytes")]  # fmt: skip
+    assert [is_retriable(e) for e in retriable] == [True] * len(retriable)
+    assert [is_retriable(e) for e in fatal] == [False] * len(fatal)

@@ -261,7 +261,7 @@ async def test_a_record_the_broker_refuses_makes_the_producer_unhealthy_and_stay
     assert kafka["state"] == "failed" and "MessageSizeTooLargeError" in kafka["fatal_error"]
     assert readyz.status_code == 503 and readyz.json()["checks"]["kafka"] is False
     assert "MessageSizeTooLargeError" in readyz.json()["kafka"]["error"]
-    assert 'tickpipe_producer_kafka_batch_errors_total{kind="fatal"} 3.0' in metrics
+    assert 'tickpipe_producer_kafka_errors_total{kind="fatal"} 3.0' in metrics
     assert 'tickpipe_producer_kafka_state{state="failed"} 1.0' in metrics
     errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "producer.durable_sink"]
     assert any("giving up" in r.getMessage() and "MessageSizeTooLargeError" in r.getMessage() for r in errors)
