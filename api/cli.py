@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
         access_log=args.access_log,
         ws=DirectWebSocketProtocol,  # uvicorn's websockets protocol, plus direct writes of market data
         ws_per_message_deflate=args.ws_deflate,
+        ws_max_size=settings.ws_max_frame_bytes,  # a larger client frame: 1009, refused before it is read whole
         server_header=False,
         lifespan="on",
     )

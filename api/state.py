@@ -21,6 +21,7 @@ import asyncpg
 import redis.asyncio
 
 from api.metrics import ApiMetrics
+from api.stream.directory import LatestDirectory
 from api.stream.hub import Hub
 from tickpipe.db import asyncpg_dsn
 from tickpipe.errors import SettingsError
@@ -84,7 +85,13 @@ async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path =
         reset=keep_session,
     )
     client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-    hub = Hub(redis_url, metrics, flush_interval=settings.ws_flush_interval_ms / 1000)
+    hub = Hub(
+        redis_url,
+        metrics,
+        flush_interval=settings.ws_flush_interval_ms / 1000,
+        directory=LatestDirectory(client),
+        max_channels=settings.ws_max_redis_channels,
+    )
     await hub.start()
     try:
         yield ApiState(settings, pool, client, hub, metrics, static_dir)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import os
+import re
 import socket
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -21,6 +24,7 @@ import httpx
 import msgpack
 import orjson
 import pytest
+import redis
 import redis.asyncio
 import uvicorn
 from fastapi import FastAPI
@@ -32,7 +36,7 @@ from api.stream.direct import DirectWebSocketProtocol
 from tickpipe import db
 from tickpipe.codecs import encode_live
 from tickpipe.events import Bar, Event, Quote, Trade
-from tickpipe.names import channel, latest_hash
+from tickpipe.names import SYMBOLS_KEY, channel, latest_hash
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.settings import Settings, load_settings
 
@@ -42,14 +46,28 @@ NS = 1_000_000_000
 class ApiServer:
     """The app under uvicorn in this loop; ``url`` / ``ws_url`` once started."""
 
-    def __init__(self, app: FastAPI, ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol) -> None:
-        """``ws``: uvicorn's WebSocket protocol; tickpipe api's own by default."""
+    def __init__(
+        self,
+        app: FastAPI,
+        ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol,
+        *,
+        ws_max_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        """``ws``: uvicorn's WebSocket protocol, tickpipe api's own by default; ``ws_max_size``: the largest
+        client frame uvicorn itself reads (``tickpipe api`` sets WS_MAX_FRAME_BYTES; uvicorn's default here)."""
         self.app = app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", ws=ws, ws_per_message_deflate=False, ws_ping_interval=None)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            ws=ws,
+            ws_per_message_deflate=False,
+            ws_ping_interval=None,
+            ws_max_size=ws_max_size,
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -96,13 +114,47 @@ def api_settings(database_url: str, redis_url: str, **overrides: Any) -> Setting
 
 @contextlib.asynccontextmanager
 async def running_api(
-    settings: Settings, ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol
+    settings: Settings, ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol, *, ws_max_size: int | None = None
 ) -> AsyncIterator[ApiServer]:
-    server = await ApiServer(create_app(settings), ws).start()
+    """The app under uvicorn as ``tickpipe api`` configures it (``ws_max_size``: WS_MAX_FRAME_BYTES unless given)."""
+    max_size = settings.ws_max_frame_bytes if ws_max_size is None else ws_max_size
+    server = await ApiServer(create_app(settings), ws, ws_max_size=max_size).start()
     try:
         yield server
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIterator[tuple[int, str]]:
+    """``tickpipe api`` as a process on a free port, with these extra settings; its pid and base URL."""
+    full = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": "0", **env}
+    full["LOG_LEVEL"] = "INFO"  # the start-up line names the port
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "api", env=full, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read())
+    try:
+        await wait_for(
+            lambda: any("Application startup complete" in line for line in lines) or proc.returncode is not None,
+            what="tickpipe api to start",
+        )
+        port = re.search(r"http://127\.0\.0\.1:(\d+)", "".join(lines))
+        assert proc.returncode is None and port is not None, "".join(lines)
+        yield proc.pid, f"http://127.0.0.1:{port.group(1)}"
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            async with asyncio.timeout(30):
+                await proc.wait()
+        await reader
 
 
 @pytest.fixture
@@ -110,6 +162,29 @@ async def api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
     """The API on the session's PostgreSQL (schema at head) and Redis, default settings."""
     async with running_api(api_settings(migrated_db, redis_url, ws_max_symbols=50)) as server:
         yield server
+
+
+@pytest.fixture(name="listed_symbol")
+def listed_symbol_fixture(unique_symbol: Callable[[], str], redis_url: str) -> Iterator[Callable[[], str]]:
+    """Unique symbols the producer lists (``tickpipe:symbols``), so the stream subscribes them in Redis at once.
+
+    A symbol that exists nowhere (not listed, no snapshot) is parked until it
+    does: a test that publishes to a brand-new symbol right after subscribing
+    must make it exist first, as the producer would.
+    """
+    client = redis.Redis.from_url(redis_url)
+    made: list[str] = []
+
+    def make() -> str:
+        symbol = unique_symbol()
+        client.sadd(SYMBOLS_KEY, symbol)
+        made.append(symbol)
+        return symbol
+
+    yield make
+    if made:
+        client.srem(SYMBOLS_KEY, *made)
+    client.close()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 import redis.asyncio
 from api_fixtures import ApiServer, api, day_ns, publish, quote, trade, wait_for
+from api_fixtures import listed_symbol_fixture as listed_symbol_fixture  # the listed_symbol fixture
 
 from api.stream.protocol import STREAMS
 from tickpipe.events import Quote as OurQuote
@@ -104,9 +105,9 @@ def same(model: Any, event: OurQuote | OurTrade) -> bool:
 
 
 async def test_alpaca_clients_get_exactly_their_events(
-    api: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    api: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    a, b, c, nobody = (unique_symbol() for _ in range(4))
+    a, b, c, nobody = (listed_symbol() for _ in range(4))
 
     def first_wants(stream: StockDataStream, handler: Any) -> None:
         stream.subscribe_quotes(handler, a, b)

@@ -25,12 +25,13 @@ from api_fixtures import (
     trade,
     wait_for,
 )
+from api_fixtures import listed_symbol_fixture as listed_symbol_fixture  # the listed_symbol fixture
 from websockets.exceptions import ConnectionClosed
 
 from api.stream.direct import DirectWebSocketProtocol
 from tickpipe.codecs import encode_live
 from tickpipe.events import DailyBar, Event, TradeCorrection, UpdatedBar
-from tickpipe.names import latest_hash
+from tickpipe.names import SYMBOLS_KEY, latest_hash
 from tickpipe.services import EmbeddedRedis
 
 DAY = date(2024, 3, 4)
@@ -126,9 +127,9 @@ async def test_no_auth_in_time_closes_with_404(migrated_db: str, redis_url: str)
 
 
 async def test_snapshot_first_then_every_update(
-    stream: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    stream: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    seen, fresh = unique_symbol(), unique_symbol()
+    seen, fresh = listed_symbol(), listed_symbol()
     old = quote(seen, day_ns(DAY, 14), bid=10)
     await publish(redis_client, old, snapshot=True)  # nobody listens yet: only the snapshot stays
     client = await WsClient.connect(stream.ws_url)
@@ -145,9 +146,9 @@ async def test_snapshot_first_then_every_update(
 
 
 async def test_each_client_gets_only_its_channels_and_types(
-    stream: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    stream: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    a, b = unique_symbol(), unique_symbol()
+    a, b = listed_symbol(), listed_symbol()
     minute = await WsClient.connect(stream.ws_url)
     updated = await WsClient.connect(stream.ws_url)
     everything = await WsClient.connect(stream.ws_url)
@@ -200,9 +201,9 @@ async def test_each_client_gets_only_its_channels_and_types(
 
 
 async def test_unsubscribe_stops_updates(
-    stream: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    stream: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    a, b = unique_symbol(), unique_symbol()
+    a, b = listed_symbol(), listed_symbol()
     client = await WsClient.connect(stream.ws_url)
     await client.login()
     await client.subscribe(quotes=[a, b], trades=[a])
@@ -215,11 +216,11 @@ async def test_unsubscribe_stops_updates(
 
 
 async def test_too_many_symbols_is_405_and_the_connection_stays(
-    stream: ApiServer, unique_symbol: Callable[[], str]
+    stream: ApiServer, listed_symbol: Callable[[], str]
 ) -> None:
     client = await WsClient.connect(stream.ws_url)
     await client.login()
-    symbols = [unique_symbol() for _ in range(6)]
+    symbols = [listed_symbol() for _ in range(6)]
     await client.subscribe(quotes=symbols[:3], trades=symbols[:2])
     await client.send({"action": "subscribe", "bars": symbols[3:6]})
     error = await client.message()
@@ -230,9 +231,9 @@ async def test_too_many_symbols_is_405_and_the_connection_stays(
 
 
 async def test_redis_channels_are_counted_and_released(
-    stream: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    stream: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    symbol = unique_symbol()
+    symbol = listed_symbol()
     channel = f"quotes:{symbol}"
     first, second = await WsClient.connect(stream.ws_url), await WsClient.connect(stream.ws_url)
     for client in (first, second):
@@ -255,9 +256,9 @@ async def _released(client: redis.asyncio.Redis, channel: str) -> bool:
 
 
 async def test_msgpack_clients_get_msgpack_with_timestamps(
-    stream: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    stream: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    symbol = unique_symbol()
+    symbol = listed_symbol()
     client = await WsClient.connect(stream.ws_url, use_msgpack=True)
     await client.login()
     await client.subscribe(trades=[symbol])
@@ -272,9 +273,9 @@ async def test_msgpack_clients_get_msgpack_with_timestamps(
 
 
 async def test_slow_client_gets_407_and_the_fast_one_misses_nothing(
-    stream: ApiServer, redis_client: redis.asyncio.Redis, unique_symbol: Callable[[], str]
+    stream: ApiServer, redis_client: redis.asyncio.Redis, listed_symbol: Callable[[], str]
 ) -> None:
-    symbol = unique_symbol()
+    symbol = listed_symbol()
     fast = await WsClient.connect(stream.ws_url)
     slow = await WsClient.connect(stream.ws_url, rcvbuf=4096, max_queue=1)
     for client in (fast, slow):
@@ -315,10 +316,11 @@ async def test_clients_stay_connected_through_a_redis_restart(
 ) -> None:
     symbol = unique_symbol()
     async with running_api(api_settings(migrated_db, private_redis.url)) as server:
+        publisher = redis.asyncio.from_url(private_redis.url)
+        await publisher.sadd(SYMBOLS_KEY, symbol)  # the producer lists it: subscribed in Redis at once
         client = await WsClient.connect(server.ws_url)
         await client.login()
         await client.subscribe(quotes=[symbol])
-        publisher = redis.asyncio.from_url(private_redis.url)
         try:
             before = quote(symbol, day_ns(DAY, 18))
             await publish(publisher, before)

@@ -175,6 +175,22 @@ async def test_outbox_cuts_a_client_that_falls_behind() -> None:
     flusher.close()
 
 
+async def test_outbox_counts_control_frames_and_events_in_bytes() -> None:
+    cut: list[int] = []
+    flusher = Flusher(0.02, StreamCounts())
+    outbox = Outbox(100_000, lambda: cut.append(1), flusher, json_frame, max_bytes=1_000)
+    outbox.sink = sink = ListSink()
+    sink.full = True
+    outbox.push(b"x" * 400)
+    outbox.push_front(b"y" * 500)
+    assert outbox.queued_bytes == 900 and not cut
+    outbox.push_front(b"z" * 101)  # a reply like any other: over the bound, the client is cut
+    assert cut == [1] and outbox.closed and outbox.queued_bytes == 0 and outbox.front == outbox.pending == []
+    outbox.push_front(b"late")
+    assert outbox.front == [] and cut == [1]
+    flusher.close()
+
+
 async def test_front_frames_go_first_then_events_in_frames_of_at_most_frame_events() -> None:
     counts = StreamCounts()
     flusher = Flusher(0.02, counts)

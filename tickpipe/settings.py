@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     ws_auth_timeout_s: float = Field(default=10.0, gt=0)
     ws_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
     api_db_pool_size: int = Field(default=10, ge=1, le=1000)
+    # Bounds that keep one client (or a few) from taking an API process's memory, connections or channels.
+    ws_client_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=65_536)
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    ws_max_redis_channels: int = Field(default=20_000, ge=1)
 
     # --- simulator ----------------------------------------------------------
     simulator_host: str = "127.0.0.1"

@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.stream import protocol as p
 from api.stream.direct import EXTENSION, DirectFrames
-from api.stream.hub import event_code
+from api.stream.hub import ChannelLimit, event_code
 from api.stream.outbox import FRAME_EVENTS, AsgiSink, Outbox
 from tickpipe.codecs import encode_wire_msgpack
 from tickpipe.feeds import STOCK
@@ -46,7 +46,10 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S: Final = 10.0
 SNAPSHOT_TIMEOUT_S: Final = 2.0
 POLICY_VIOLATION: Final = 1008
+#: RFC 6455's "message too big": a client frame above WS_MAX_FRAME_BYTES.
+MESSAGE_TOO_BIG: Final = 1009
 INTERNAL_ERROR: Final = 1011
+CLOSE_REASONS: Final = {MESSAGE_TOO_BIG: "message too big"}
 #: Families whose last event is a state worth sending first (a correction or cancel is not).
 SNAPSHOT_FAMILIES: Final = frozenset(family.name for family in STOCK.families if family.snapshot)
 
@@ -87,10 +90,13 @@ class StreamSession:
             lambda: self.finish(p.Code.SLOW_CLIENT),
             api.hub.flusher,
             self._events_frame,
+            max_bytes=api.settings.ws_client_queue_bytes,
         )
         self._direct: DirectFrames | None = None
         self._verdict: asyncio.Future[p.Code | None] = asyncio.get_running_loop().create_future()
+        self._close_code = POLICY_VIOLATION  # the close code that goes with the verdict
         self._auth_timer: asyncio.TimerHandle | None = None
+        self._max_frame = api.settings.ws_max_frame_bytes
 
     # --- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -117,7 +123,8 @@ class StreamSession:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             verdict = self._verdict.result() if self._verdict.done() else None
-            close_code = None if self.state is SessionState.CLOSED else (POLICY_VIOLATION if verdict else 1000)
+            ended = self._close_code if self._verdict.done() else 1000
+            close_code = None if self.state is SessionState.CLOSED else ended
         except WebSocketDisconnect:
             close_code = None
         except Exception:
@@ -157,9 +164,13 @@ class StreamSession:
         self.outbox.sink = sink
         return sink.run()
 
-    def finish(self, code: p.Code) -> None:
-        """End the session with this error (sent, then the socket closed); first verdict wins."""
+    def finish(self, code: p.Code | None, close_code: int = POLICY_VIOLATION) -> None:
+        """End the session with this error (sent, then the socket closed with ``close_code``); first verdict wins.
+
+        ``code`` None: no error message, only the close (a frame too big has no Alpaca code).
+        """
         if not self._verdict.done():
+            self._close_code = close_code
             self._verdict.set_result(code)
 
     async def _close(self, verdict: p.Code | None, code: int | None) -> None:
@@ -173,7 +184,7 @@ class StreamSession:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if verdict is not None:
                     await self._send(self._control_frame([p.error(verdict)]))
-                await self.ws.close(code, p.MESSAGES[verdict] if verdict else None)
+                await self.ws.close(code, p.MESSAGES[verdict] if verdict else CLOSE_REASONS.get(code))
 
     # --- receiving ------------------------------------------------------------------------------------
     async def _receive(self) -> None:
@@ -183,7 +194,13 @@ class StreamSession:
                 self.state = SessionState.CLOSED
                 return
             raw = message.get("text")
-            await self._handle(raw if raw is not None else message.get("bytes") or b"")
+            data: str | bytes = raw if raw is not None else message.get("bytes") or b""
+            if len(data) > self._max_frame and (isinstance(data, bytes) or len(data.encode()) > self._max_frame):
+                # uvicorn refuses such a frame itself (ws_max_size, as `tickpipe api` sets it) before reading
+                # it whole; this is for servers that were not told, so the bound holds under any of them.
+                self.finish(None, MESSAGE_TOO_BIG)
+                return
+            await self._handle(data)
 
     async def _handle(self, raw: str | bytes) -> None:
         try:
@@ -243,8 +260,14 @@ class StreamSession:
         outbox.held = True
         mark = len(outbox.pending)
         try:
-            pairs = self._pairs(self.subs.add(streams))
-            await self.api.hub.add(outbox, pairs)
+            added = self.subs.add(streams)
+            pairs = self._pairs(added)
+            try:
+                await self.api.hub.add(outbox, pairs)
+            except ChannelLimit as exc:
+                self.subs.discard(added)
+                self._reply(p.error(p.Code.SYMBOL_LIMIT_EXCEEDED, str(exc)))
+                return
             snapshots = await self._snapshots(pairs)
             self._drop_older(mark, snapshots)
             outbox.push_front(self._control_frame([self.subs.message()]))
@@ -303,7 +326,7 @@ class StreamSession:
             stamp = stamps.get((data.get("T"), data.get("S")))
             if stamp is None or data.get("t", "") > stamp:  # fixed-width RFC 3339: text order is time order
                 keep.append(payload)
-        self.outbox.pending = keep
+        self.outbox.retain(keep)
 
     # --- sending ------------------------------------------------------------------------------------------
     def _reply(self, message: dict[str, Any]) -> None:

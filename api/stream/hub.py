@@ -13,16 +13,28 @@ that also hold the family's wildcard.
 
 Payloads travel as the bytes Redis gave: one shared ``bytes`` object per
 event, whatever the number of clients.
+
+Bounded: at most ``max_channels`` Redis names per process (a subscribe that
+would need more raises :class:`ChannelLimit`, and the client gets 405).
+Symbols the :class:`~api.stream.directory.Directory` does not know (never
+traded or quoted) take no Redis name and no slot: they are *parked*, and a
+watcher moves them to Redis once they appear (checking again only when the
+snapshot hashes grew), so made-up symbols cost a set entry until they trade.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
+from typing import Final
 
 import orjson
+import redis.exceptions
 
 from api.metrics import ApiMetrics
+from api.stream.directory import Directory
 from api.stream.flusher import Flusher
 from api.stream.outbox import Outbox
 from api.stream.protocol import WILDCARD, Stream
@@ -32,6 +44,20 @@ from tickpipe.names import channel
 log = logging.getLogger(__name__)
 
 _PREFIX = b'{"T":"'
+#: How often parked symbols are looked for (only a length check unless a new symbol appeared).
+PARK_CHECK_S: Final = 1.0
+
+
+class ChannelLimit(Exception):
+    """A subscribe would take this process past its Redis channel bound (WS_MAX_REDIS_CHANNELS)."""
+
+    def __init__(self, limit: int, needed: int) -> None:
+        super().__init__(
+            f"this API instance carries at most {limit} Redis channels for all its clients; "
+            f"this subscribe needs {needed} more than are free"
+        )
+        self.limit = limit
+        self.needed = needed
 
 
 def redis_name(stream: Stream, symbol: str) -> bytes:
@@ -53,18 +79,36 @@ def event_code(payload: bytes) -> bytes:
 
 class Hub:
     def __init__(
-        self, redis_url: str, metrics: ApiMetrics, *, flush_interval: float = 0.02, ping_interval: float = 5.0
+        self,
+        redis_url: str,
+        metrics: ApiMetrics,
+        *,
+        flush_interval: float = 0.02,
+        ping_interval: float = 5.0,
+        directory: Directory | None = None,
+        max_channels: int = 20_000,
     ) -> None:
+        """``directory``: which symbols exist (None: every symbol does, nothing is parked)."""
         self.metrics = metrics
         self.flusher = Flusher(flush_interval, metrics.stream)
+        self.directory = directory
+        self.max_channels = max_channels
         self._subs: dict[bytes, dict[bytes, set[Outbox]]] = {}
+        self._parked: dict[str, dict[Stream, set[Outbox]]] = {}  # unknown symbol -> what waits for it
         self._wildcards = 0  # registered patterns: plain deliveries check for duplicates only when > 0
         self.subscriber = RedisSubscriber(redis_url, self.deliver, on_state=self._on_state, ping_interval=ping_interval)
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.subscriber.start()
+        if self.directory is not None:
+            self._watcher = asyncio.create_task(self._watch_parked(self.directory), name="parked-symbols")
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self.subscriber.stop()
         self.flusher.close()
 
@@ -73,11 +117,58 @@ class Hub:
         """Channels and patterns registered (what this instance wants from Redis)."""
         return set(self._subs)
 
+    @property
+    def parked_symbols(self) -> set[str]:
+        """Symbols some client wants that do not exist yet (no Redis channel taken for them)."""
+        return set(self._parked)
+
+    def outboxes_of(self, symbol: str) -> set[Outbox]:
+        """Every client outbox registered for ``symbol``, in Redis or parked (a diagnostic: it walks every name)."""
+        found: set[Outbox] = set()
+        for members in self._parked.get(symbol, {}).values():
+            found |= members
+        for name, codes in self._subs.items():
+            if name.endswith(b":" + symbol.encode()):
+                for members in codes.values():
+                    found |= members
+        return found
+
     def clients_of(self, stream: Stream, symbol: str) -> int:
         return len(self._subs.get(redis_name(stream, symbol), {}).get(stream.code.encode(), ()))
 
     async def add(self, outbox: Outbox, pairs: Iterable[tuple[Stream, str]]) -> bool:
-        """Register the outbox; True once Redis confirmed every channel it needs (False while Redis is down)."""
+        """Register the outbox; True once Redis confirmed every channel it needs (False while Redis is down).
+
+        Raises :class:`ChannelLimit`, registering nothing, if the new channels would not fit.
+        """
+        pairs = list(pairs)
+        unknown = await self._unknown(pairs)
+        live = [(stream, symbol) for stream, symbol in pairs if symbol not in unknown]
+        new = {redis_name(stream, symbol) for stream, symbol in live} - self._subs.keys()
+        if len(self._subs) + len(new) > self.max_channels:
+            raise ChannelLimit(self.max_channels, len(self._subs) + len(new) - self.max_channels)
+        for stream, symbol in pairs:
+            if symbol in unknown:
+                self._parked.setdefault(symbol, {}).setdefault(stream, set()).add(outbox)
+        return await self._confirm(*self._enlist(outbox, live))
+
+    async def _unknown(self, pairs: list[tuple[Stream, str]]) -> set[str]:
+        """Symbols of ``pairs`` that exist nowhere yet; none when there is no directory or it cannot say."""
+        if self.directory is None:
+            return set()
+        asked = {
+            symbol for stream, symbol in pairs if symbol != WILDCARD and redis_name(stream, symbol) not in self._subs
+        }
+        if not asked:
+            return set()
+        try:
+            return asked - await self.directory.known(sorted(asked))
+        except (redis.exceptions.RedisError, OSError) as exc:  # the bound on channels still holds
+            log.warning("cannot tell which of %d symbols exist (%s); subscribing them all", len(asked), exc)
+            return set()
+
+    def _enlist(self, outbox: Outbox, pairs: list[tuple[Stream, str]]) -> tuple[list[bytes], list[bytes]]:
+        """Register at once (no await, so no removal can come between); the channels and patterns to confirm."""
         channels: list[bytes] = []
         patterns: list[bytes] = []
         for stream, symbol in pairs:
@@ -90,6 +181,10 @@ class Hub:
             codes.setdefault(stream.code.encode(), set()).add(outbox)
             (patterns if symbol == WILDCARD else channels).append(name)
         self.metrics.redis_subscriptions.set(len(self._subs))
+        return channels, patterns
+
+    async def _confirm(self, channels: list[bytes], patterns: list[bytes]) -> bool:
+        """Subscribe in Redis; True once Redis confirmed them all."""
         ok = True
         if channels:
             ok = await self.subscriber.subscribe(channels)
@@ -102,6 +197,13 @@ class Hub:
         channels: list[bytes] = []
         patterns: list[bytes] = []
         for stream, symbol in pairs:
+            parked = self._parked.get(symbol)
+            if parked is not None and stream in parked:
+                parked[stream].discard(outbox)
+                if not parked[stream]:
+                    del parked[stream]
+                if not parked:
+                    del self._parked[symbol]
             name = redis_name(stream, symbol)
             codes = self._subs.get(name)
             if codes is None:
@@ -124,6 +226,40 @@ class Hub:
             self.subscriber.unsubscribe(channels)
         if patterns:
             self.subscriber.unsubscribe(patterns, pattern=True)
+
+    async def _watch_parked(self, directory: Directory) -> None:
+        """Move parked symbols to Redis once they exist; look only when a snapshot hash grew."""
+        seen: tuple[int, ...] | None = None
+        while True:
+            await asyncio.sleep(PARK_CHECK_S)  # a poll, not a synchronisation: Redis has no event for this
+            if not self._parked:
+                continue
+            try:
+                version = await directory.version()
+                if version == seen:
+                    continue
+                seen = version
+                found = await directory.known(sorted(self._parked))
+            except (redis.exceptions.RedisError, OSError) as exc:
+                log.debug("parked symbols not checked (%s)", exc)
+                continue
+            for symbol in sorted(found):
+                await self._unpark(symbol)
+
+    async def _unpark(self, symbol: str) -> None:
+        waiting = self._parked.get(symbol)
+        if not waiting:
+            return
+        new = {redis_name(stream, symbol) for stream in waiting} - self._subs.keys()
+        if len(self._subs) + len(new) > self.max_channels:
+            log.warning("%s exists now, but its channels would pass WS_MAX_REDIS_CHANNELS; it stays parked", symbol)
+            return
+        del self._parked[symbol]
+        channels: list[bytes] = []
+        for stream, outboxes in waiting.items():
+            for outbox in outboxes:
+                channels += self._enlist(outbox, [(stream, symbol)])[0]
+        await self._confirm(list(dict.fromkeys(channels)), [])
 
     def deliver(self, name: bytes, payload: bytes, pattern: bytes | None) -> None:
         """Called by the subscriber for each Redis message: append it to every interested outbox."""

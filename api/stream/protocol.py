@@ -78,6 +78,23 @@ FOLLOWS: Final[dict[str, str]] = {
     name: kind.follows for name, kind in STOCK.channel_types.items() if kind.follows is not None
 }
 WILDCARD: Final = "*"
+#: Most characters of a client's own input an error message repeats back (before auth as after): enough
+#: to recognise the mistake, never a way to make the server echo (and hold, and count) a large frame.
+ECHO_CHARS: Final = 64
+#: A ticker is at most this long (``validate_symbol``); longer text is refused before it is looked at.
+MAX_SYMBOL_CHARS: Final = 16
+
+
+def echo(value: object) -> str:
+    """``repr(value)``, cut to ``ECHO_CHARS`` characters with a note of how much was left out."""
+    return cut(repr(value))
+
+
+def cut(text: str, most: int = ECHO_CHARS) -> str:
+    """``text`` if short, else its first ``most`` characters and how many more there were."""
+    if len(text) <= most:
+        return text
+    return f"{text[:most]}... ({len(text) - most} more characters)"
 
 
 class ProtocolError(Exception):
@@ -109,7 +126,8 @@ def decode_action(raw: str | bytes) -> Action:
     try:
         data = orjson.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw, raw=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ProtocolError(Code.INVALID_SYNTAX, f"expected a JSON or msgpack object: {exc}") from None
+        detail = f"expected a JSON or msgpack object: {cut(str(exc), 2 * ECHO_CHARS)}"
+        raise ProtocolError(Code.INVALID_SYNTAX, detail) from None
     if not isinstance(data, dict):
         raise ProtocolError(Code.INVALID_SYNTAX, f"expected an object with an action, got {type(data).__name__}")
     kind = data.get("action")
@@ -119,19 +137,23 @@ def decode_action(raw: str | bytes) -> Action:
             raise ProtocolError(Code.INVALID_SYNTAX, "expected auth with string fields key and secret")
         return Action("auth", key=key, secret=secret)
     if kind not in ("subscribe", "unsubscribe"):
-        raise ProtocolError(Code.INVALID_SYNTAX, f"expected action auth, subscribe or unsubscribe, got {kind!r}")
+        raise ProtocolError(Code.INVALID_SYNTAX, f"expected action auth, subscribe or unsubscribe, got {echo(kind)}")
     streams: dict[str, list[str]] = {}
     for name, symbols in data.items():
         if name == "action":
             continue
         if name not in STREAMS:
             code = Code.INVALID_SUBSCRIBE_ACTION if name in LISTED else Code.INVALID_SYNTAX
-            raise ProtocolError(code, f"expected channels among {', '.join(STREAMS)}, got {name!r}")
+            raise ProtocolError(code, f"expected channels among {', '.join(STREAMS)}, got {echo(name)}")
         if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
-            raise ProtocolError(Code.INVALID_SYNTAX, f"expected a list of symbols for {name!r}, got {symbols!r}")
+            raise ProtocolError(Code.INVALID_SYNTAX, f"expected a list of symbols for {name!r}, got {echo(symbols)}")
+        too_long = next((s for s in symbols if len(s) > MAX_SYMBOL_CHARS), None)
+        if too_long is not None:
+            detail = f"{name}: expected symbols of at most {MAX_SYMBOL_CHARS} characters, got {echo(too_long)}"
+            raise ProtocolError(Code.INVALID_SYNTAX, detail)
         try:
             streams[name] = [s if s == WILDCARD else validate_symbol(s) for s in symbols]
-        except ValueError as exc:
+        except ValueError as exc:  # the symbol is short here, so is the message that names it
             raise ProtocolError(Code.INVALID_SYNTAX, f"{name}: {exc}") from None
     return Action(kind, streams=streams)
 
@@ -180,6 +202,11 @@ class Subscriptions:
                     have.discard(symbol)
                     gone.append((name, symbol))
         return gone
+
+    def discard(self, pairs: list[tuple[str, str]]) -> None:
+        """Forget pairs ``add`` just recorded (a subscribe refused after all)."""
+        for name, symbol in pairs:
+            self.by_stream[name].discard(symbol)
 
     def all_pairs(self) -> list[tuple[str, str]]:
         return [(name, symbol) for name, symbols in self.by_stream.items() for symbol in symbols]
