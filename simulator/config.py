@@ -80,6 +80,12 @@ class SimulatorConfig:
     """Offer permessage-deflate as Alpaca does; off by default because it costs throughput."""
     record: bool = False
     """Keep every frame sent, so tests can decode exactly what each connection got."""
+    history_seconds: int = 3600
+    """Paced mode: market time the REST API answers for (at least; see :mod:`simulator.history`)."""
+    history_max_events: int = 8_000_000
+    """Paced mode: most quotes and trades kept per feed for the REST API, whatever the rate."""
+    rest_rate_limit: int = 200
+    """REST requests allowed per key and minute (Alpaca's basic plan: 200); more answer 429."""
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
@@ -95,5 +101,12 @@ class SimulatorConfig:
             raise ValueError(f"expected feed in {FEEDS}, got {self.feed!r}")
         if (self.key is None) != (self.secret is None):
             raise ValueError("expected both key and secret, or neither")
+        if self.history_seconds < 1 or self.history_max_events < 1:
+            raise ValueError(
+                f"expected history_seconds and history_max_events >= 1, got {self.history_seconds},"
+                f" {self.history_max_events}"
+            )
+        if self.rest_rate_limit < 1:
+            raise ValueError(f"expected rest_rate_limit >= 1, got {self.rest_rate_limit}")
         if self.window_minutes < 1:
             raise ValueError(f"expected window_minutes >= 1, got {self.window_minutes}")

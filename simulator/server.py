@@ -1,4 +1,5 @@
-"""The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``.
+"""The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``,
+and Alpaca's historical REST API (``/v2/stocks/...``, :mod:`simulator.rest`) on the same port.
 
 Usage, in a test or a tool::
 
@@ -8,9 +9,12 @@ Usage, in a test or a tool::
         await sim.wait_for(lambda: sim.sent_total >= 100)
 
 Every feed has one market. In paced mode a ticker moves it with the wall
-clock and hands each new event to every subscribed connection (a connection
-that cannot keep up is dropped with 407, as Alpaca does). In burst mode each
-connection draws from the feed's market as fast as its socket takes frames.
+clock from start-up on (the configured feed's at once, another feed's from
+its first subscription or REST request), records each new event for the REST
+API and hands it to every subscribed connection (a connection that cannot
+keep up is dropped with 407, as Alpaca does). In burst mode each connection
+draws from the feed's market as fast as its socket takes frames; that market
+keeps no history, and the REST API answers it with no data.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.protocol import State as WsState
 
+from simulator import rest
+from simulator.bars import NS
 from simulator.burst import BurstFeed
 from simulator.config import FEEDS, SimulatorConfig, market_kind
+from simulator.history import History
 from simulator.paced import run_ticker
 from simulator.session import Session
 from simulator.subscriptions import Key
@@ -58,6 +65,9 @@ class Simulator:
         self.port = self.config.port
         self._server: Server | None = None
         self.start_ns = 0
+        self.lag_ns = 0  # market time = wall time + lag
+        self.histories: dict[str, History] = {}
+        self._limits = rest.RateLimit(self.config.rest_rate_limit)
         self._burst: dict[str, BurstFeed] = {}
         self._tickers: dict[str, asyncio.Task[None]] = {}
         self._watchdogs: set[asyncio.Task[None]] = set()
@@ -70,13 +80,16 @@ class Simulator:
         """Bind (port 0 picks a free one) and serve; burst windows are built here, off the loop."""
         config = self.config
         self.start_ns = config.start_ns if config.start_ns is not None else time.time_ns()
+        self.lag_ns = self.start_ns - time.time_ns()
         if config.rate is None:
             await asyncio.to_thread(self._prepare_burst, config.feed)
+        else:
+            self._start_ticker(config.feed)
         self._server = await serve(
             self._handle,
             config.host,
             config.port,
-            process_request=self._check_path,
+            process_request=self._route,
             compression="deflate" if config.compression else None,
             max_size=2**24,
             write_limit=2**20,
@@ -110,6 +123,23 @@ class Simulator:
     def url_for(self, feed: str) -> str:
         host = "127.0.0.1" if self.config.host in ("", "0.0.0.0") else self.config.host
         return f"ws://{host}:{self.port}/v2/{feed}"
+
+    @property
+    def rest_url(self) -> str:
+        """``http://127.0.0.1:PORT``: the base URL of the historical REST API (alpaca-py's ``url_override``)."""
+        host = "127.0.0.1" if self.config.host in ("", "0.0.0.0") else self.config.host
+        return f"http://{host}:{self.port}"
+
+    def market_now_ns(self) -> int:
+        """The market clock now (ns): the wall clock shifted to ``start_ns`` at start-up."""
+        return time.time_ns() + self.lag_ns
+
+    def history(self, feed: str) -> History | None:
+        """The feed's REST history, its market started if it was not running; None in burst mode."""
+        if self.config.rate is None:
+            return None
+        self._start_ticker(feed)
+        return self.histories[feed]
 
     # -- what was sent ---------------------------------------------------------------
 
@@ -175,9 +205,18 @@ class Simulator:
 
     def subscribed(self, session: Session) -> None:
         """A session's subscriptions changed: start its feed's ticker in paced mode."""
-        if self.config.rate is not None and session.feed not in self._tickers:
-            self._tickers[session.feed] = asyncio.create_task(run_ticker(self, session.feed))
+        if self.config.rate is not None:
+            self._start_ticker(session.feed)
         self.notify()
+
+    def _start_ticker(self, feed: str) -> None:
+        if feed in self._tickers:
+            return
+        config = self.config
+        history = self.histories[feed] = History(
+            config.history_seconds * NS, config.history_max_events, self.market_now_ns()
+        )
+        self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, history))
 
     def allowance(self, n: int) -> int:
         """How many of ``n`` more events the market may still produce under ``max_events``."""
@@ -212,10 +251,14 @@ class Simulator:
 
     # -- serving ---------------------------------------------------------------------
 
-    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        """REST requests are answered here; a stream path goes on to the WebSocket handshake."""
+        if rest.is_rest(request.path):
+            return rest.handle(self, self._limits, request)
         if feed_of(request.path) is None:
             return connection.respond(
-                HTTPStatus.NOT_FOUND, f"expected /v2/iex, /v2/sip or /v2/test, got {request.path}\n"
+                HTTPStatus.NOT_FOUND,
+                f"expected /v2/iex, /v2/sip or /v2/test, or the REST API's /v2/stocks/..., got {request.path}\n",
             )
         return None
 

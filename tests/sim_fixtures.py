@@ -1,4 +1,4 @@
-"""Clients for simulator tests: a raw Alpaca-protocol client and alpaca-py on a thread.
+"""Clients for simulator tests: a raw Alpaca-protocol client, alpaca-py on a thread, REST helpers.
 
 ``StreamClient`` speaks the protocol over plain ``websockets`` (JSON, or msgpack
 when asked), as any non-alpaca-py client would. ``AlpacaThread`` runs the real
@@ -28,10 +28,23 @@ from simulator.wire import decode_frame
 
 with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecated since 14
     warnings.simplefilter("ignore", DeprecationWarning)
+    from alpaca.data.historical import StockHistoricalDataClient
     from alpaca.data.live import StockDataStream
     from alpaca.data.models import Bar, Quote, Trade, TradeCancel, TradeCorrection, TradingStatus
 
-__all__ = ["Bar", "Quote", "StockDataStream", "Trade", "TradeCancel", "TradeCorrection", "TradingStatus"]
+__all__ = [
+    "Bar",
+    "Quote",
+    "StockDataStream",
+    "StockHistoricalDataClient",
+    "Trade",
+    "TradeCancel",
+    "TradeCorrection",
+    "TradingStatus",
+]
+
+#: The key headers every REST request of the tests carries (any key is accepted unless the simulator sets one).
+KEYS = {"APCA-API-KEY-ID": "key", "APCA-API-SECRET-KEY": "secret"}
 
 CONTROL = ("success", "error", "subscription")
 #: What alpaca-py calls with each message: an async function of one argument.
@@ -234,3 +247,14 @@ def check_tape(events: list[dict[str, Any]]) -> dict[str, int]:
         vwap = sum(p * s for _, p, s in prints) / b["v"]
         assert abs(b["vw"] - vwap) < 1e-5, f"expected vwap {vwap}, got {b}"
     return checked
+
+
+def rest_client(sim: Simulator, raw_data: bool = False, key: str = "key", secret: str = "secret") -> Any:
+    """alpaca-py's historical client pointed at the simulator's REST API (call it with ``asyncio.to_thread``:
+    it blocks, and the simulator answers on the test's own loop)."""
+    return StockHistoricalDataClient(key, secret, raw_data=raw_data, url_override=sim.rest_url)
+
+
+def stream_shape(event: dict[str, Any]) -> dict[str, Any]:
+    """A stream message as the REST API shows the same event: without ``T`` and ``S``."""
+    return {k: v for k, v in event.items() if k not in ("T", "S")}

@@ -13,8 +13,9 @@ from sim_fixtures import AlpacaThread, Bar, Handler, Quote, StockDataStream, Tra
 from simulator import DEFAULT_START_NS, Faults, Simulator, SimulatorConfig, synthetic_symbols
 from simulator.bars import NS
 
-# Paced, with the market clock 300 ms before a minute mark so bars come at once.
-PACED = SimulatorConfig(rate=2000, start_ns=DEFAULT_START_NS + 59 * NS + 700_000_000, record=True)
+# Paced, with the market clock 2 s before a minute mark so bars come soon. The market runs from start-up,
+# not from the first subscription, so the mark leaves alpaca-py time to subscribe before the first bars.
+PACED = SimulatorConfig(rate=2000, start_ns=DEFAULT_START_NS + 58 * NS, record=True)
 
 
 async def test_parsed_quotes_trades_and_bars_arrive_as_validated_models() -> None:
