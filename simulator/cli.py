@@ -3,7 +3,8 @@
 The encoding needs no flag: like Alpaca, the server speaks msgpack to clients
 that send ``Content-Type: application/msgpack`` (alpaca-py does) and JSON to
 the rest. The first line on stdout is ``listening on ws://HOST:PORT/v2/FEED``,
-so a script that passes ``--port 0`` can read the port it got.
+so a script that passes ``--port 0`` can read the port it got; the same port
+serves Alpaca's historical REST API at ``http://HOST:PORT`` (the line names it too).
 """
 
 from __future__ import annotations
@@ -68,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--send-buffer", type=int, default=100_000, help="paced: messages queued for a client before 407 slow client"
     )
+    p.add_argument(
+        "--history-seconds",
+        type=int,
+        default=3600,
+        help="paced: market seconds of history the REST API serves (default 3600)",
+    )
+    p.add_argument(
+        "--history-max-events",
+        type=int,
+        default=8_000_000,
+        help="paced: most quotes and trades kept per feed for the REST API (about 40 bytes each; default 8,000,000)",
+    )
+    p.add_argument(
+        "--rest-rate-limit", type=int, default=200, help="REST requests per key and minute before 429 (default 200)"
+    )
     p.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as Alpaca does")
     p.add_argument("--log-level", default="WARNING")
     f = p.add_argument_group("faults")
@@ -108,6 +124,9 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
         connection_limit=args.connection_limit,
         symbol_limit=args.symbol_limit,
         send_buffer=args.send_buffer,
+        history_seconds=args.history_seconds,
+        history_max_events=args.history_max_events,
+        rest_rate_limit=args.rest_rate_limit,
         compression=args.deflate,
         faults=faults,
     )
@@ -124,7 +143,7 @@ async def serve(config: SimulatorConfig) -> None:
         mode = "burst" if config.rate is None else f"{config.rate:g} events/s"
         print(
             f"listening on {sim.url} ({mode}, {len(config.symbols)} symbols, "
-            f"seed {config.seed}, feeds {'/'.join(FEEDS)})",
+            f"seed {config.seed}, feeds {'/'.join(FEEDS)}); REST {sim.rest_url}",
             flush=True,
         )
         await stop.wait()

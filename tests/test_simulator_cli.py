@@ -7,8 +7,9 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
-from sim_fixtures import StreamClient
+from sim_fixtures import KEYS, StreamClient
 
 from simulator import DEFAULT_SYMBOLS, Faults
 from simulator.cli import build_parser, config_from, main
@@ -56,6 +57,9 @@ def test_flags_become_the_config_and_its_faults() -> None:
     )
     paced = config_from(build_parser().parse_args(["--symbols", "AAPL, MSFT", "--rate", "50"]))
     assert (paced.symbols, paced.rate) == (("AAPL", "MSFT"), 50.0)
+    rest = ["--history-seconds", "600", "--history-max-events", "1000", "--rest-rate-limit", "9"]
+    history = config_from(build_parser().parse_args(rest))
+    assert (history.history_seconds, history.history_max_events, history.rest_rate_limit) == (600, 1000, 9)
     assert config_from(build_parser().parse_args([])).symbols == DEFAULT_SYMBOLS
 
 
@@ -67,6 +71,8 @@ def test_flags_become_the_config_and_its_faults() -> None:
         (["--key", "k"], "expected both key and secret"),
         (["--entitled-feeds", "crypto"], "expected feeds among"),
         (["--close-after", "-1"], "expected close_after >= 0"),
+        (["--history-seconds", "0"], "expected history_seconds and history_max_events >= 1"),
+        (["--rest-rate-limit", "0"], "expected rest_rate_limit >= 1"),
     ],
 )
 def test_bad_flags_exit_2_naming_what_was_expected(
@@ -104,6 +110,45 @@ async def test_the_process_serves_count_events_then_goes_quiet_and_stops_on_sigt
             await client.send({"action": "subscribe", "quotes": ["AAPL"]})
             assert (await client.control())["T"] == "subscription"
             assert len(client.data) == 500
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_the_process_serves_rest_history_of_a_market_nobody_watches_and_429_past_its_limit() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulator",
+        "--port",
+        "0",
+        "--rate",
+        "2000",
+        "--rest-rate-limit",
+        "40",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        base = line.split()[-1]
+        assert base.startswith("http://127.0.0.1:"), line
+        statuses = [200]
+        async with httpx.AsyncClient(base_url=base) as http:
+            watcher = {**KEYS, "APCA-API-KEY-ID": "watcher"}  # a budget of its own, spent on waiting
+            deadline = asyncio.get_running_loop().time() + 30
+            params = {"symbols": "SPY", "feed": "iex"}
+            while not (await http.get("/v2/stocks/trades", params=params, headers=watcher)).json().get("trades"):
+                assert asyncio.get_running_loop().time() < deadline, "expected trades made with nobody connected"
+                await asyncio.sleep(0.1)
+            while statuses[-1] == 200:
+                answer = await http.get("/v2/stocks/SPY/trades", params={"feed": "iex"}, headers=KEYS)
+                statuses.append(answer.status_code)
+        assert statuses[1:] == [200] * 40 + [429]
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
