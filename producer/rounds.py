@@ -60,6 +60,14 @@ class Partitioner:
     count puts them; its earlier ones are already acknowledged by then,
     because one round is in flight at a time and a round is built from the
     count known when it starts, so per symbol Kafka still receives them in order.
+
+    The count is fetched again after any failed round, after a round that stayed
+    unanswered past ``spill_after``, and whenever the client's own metadata shows
+    another one. Until one of those happens nothing says a topic was replaced:
+    a round may still place records by the old count in partitions the new topic
+    also has (10 of 600 records in ``test_a_topic_re_created_with_fewer_partitions``).
+    They are acknowledged before any later record of their symbol is sent, so a
+    consumer that reads a symbol's old partition before its new one sees them in order.
     """
 
     def __init__(self) -> None:
