@@ -79,6 +79,8 @@ class RateLimit:
 
     def take(self, key: str, now_s: float) -> tuple[bool, dict[str, str]]:
         """Count one request; whether it is allowed, and the headers that say where the key stands."""
+        if len(self._windows) > 1024:  # bounded: forget keys whose minute is over
+            self._windows = {k: w for k, w in self._windows.items() if w[0] > now_s}
         reset, used = self._windows.get(key, (0, 0))
         if now_s >= reset:
             reset, used = int(now_s) + 60, 0

@@ -17,6 +17,7 @@ from sim_fixtures import KEYS, Quote, StreamClient, Trade, nanos, rest_client, s
 
 from simulator import DEFAULT_START_NS, DEFAULT_SYMBOLS, Simulator, SimulatorConfig
 from simulator.bars import NS
+from simulator.rest import RateLimit
 from simulator.wire import rfc3339
 
 # Paced, the market clock a second before a minute mark so minute and daily bars come at once.
@@ -135,14 +136,15 @@ async def test_rest_answers_a_window_with_exactly_what_the_stream_sent_in_it() -
 
 
 async def test_a_whole_finite_market_from_rest_equals_the_stream_bars_included() -> None:
-    config = SimulatorConfig(rate=4000, max_events=6_000, start_ns=DEFAULT_START_NS + 59 * NS)
+    # The clock runs on while the finite market waits for its reader; 3 s of market leave it time to cross the mark.
+    config = SimulatorConfig(rate=5000, max_events=15_000, start_ns=DEFAULT_START_NS + 59 * NS)
     async with Simulator(config) as sim, StreamClient.connect(sim.url) as client:
         await client.login()
         await client.subscribe(
             trades=["*"], quotes=["*"], bars=["*"], updatedBars=["*"], dailyBars=["*"], statuses=["*"]
         )
-        events = await client.collect(6_000)
-        assert sim.exhausted and len(events) == 6_000
+        events = await client.collect(15_000)
+        assert sim.exhausted and len(events) == 15_000
         client_raw = rest_client(sim, raw_data=True)
         symbols = list(sim.config.symbols)
 
@@ -278,3 +280,14 @@ async def test_the_burst_market_keeps_no_history_and_answers_empty() -> None:
     async with Simulator() as sim:
         answer = await get(sim, "/v2/stocks/AAPL/trades", start="2024-06-03")
     assert answer.json() == {"trades": None, "symbol": "AAPL", "next_page_token": None}
+
+
+def test_the_budget_is_a_fixed_minute_from_a_keys_first_request() -> None:
+    limits = RateLimit(2)
+    taken = [limits.take("key", now) for now in (1000.5, 1001.0, 1059.9, 1060.5, 1060.6)]
+    assert [allowed for allowed, _ in taken] == [True, True, False, True, True]
+    assert [h["X-RateLimit-Remaining"] for _, h in taken] == ["1", "0", "0", "1", "0"]
+    assert [h["X-RateLimit-Reset"] for _, h in taken] == ["1060", "1060", "1060", "1120", "1120"]
+    for i in range(2_000):  # many keys, each its own budget
+        assert limits.take(f"k{i}", 1061.0)[0]
+    assert limits.take("k0", 1130.0)[1]["X-RateLimit-Remaining"] == "1"
