@@ -17,6 +17,11 @@ default the New York day so far), ``limit`` (1 to 10,000, default 1,000),
 parameter, 422 for one out of range, 401 without both key headers, 403 for
 wrong keys or a feed the key is not entitled to, 429 past the per-minute
 request limit. Every authenticated answer carries the ``X-RateLimit-*`` headers.
+
+Trades are the prints as the stream sent them: its corrections and cancels
+(and trading statuses) are stream messages with no REST route here, so a
+reader that missed them on the stream does not get them from the history.
+Windows older than the history's retention answer with what is left of them.
 """
 
 from __future__ import annotations
