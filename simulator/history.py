@@ -30,6 +30,7 @@ from typing import Any
 _CHAR, _FLOAT, _INT, _SIZE, _CONDITIONS = "B", "d", "q", "I", "H"
 _DAY_NS = 86_400 * 1_000_000_000
 _MINUTE_NS = 60 * 1_000_000_000
+_CHARS = tuple(chr(i) for i in range(256))
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Conditions:
         return code
 
     def decode(self, code: int) -> list[str]:
-        return list(self._lists[code])
+        return [*self._lists[code]]
 
 
 class Series:
@@ -123,14 +124,23 @@ class Series:
 
     def row(self, i: int) -> dict[str, Any]:
         """Event ``i`` with ``t`` as int nanoseconds, fields in Alpaca's REST order."""
-        out: dict[str, Any] = {"t": self.t[i]}
-        for (name, code), column in zip(self.layout.fields, self._columns, strict=True):
-            value: Any = column[i]
+        return self.rows(i, i + 1)[0]
+
+    def rows(self, lo: int, hi: int, desc: bool = False) -> list[dict[str, Any]]:
+        """Events ``lo:hi`` (reversed if ``desc``), built column by column: a 10,000-item
+        page is built while the stream waits, so it goes at C speed where it can."""
+        names = ("t", *(name for name, _ in self.layout.fields))
+        columns: list[Sequence[Any]] = [self.t[lo:hi]]
+        for (_, code), column in zip(self.layout.fields, self._columns, strict=True):
+            part: Sequence[Any] = column[lo:hi]
             if code == _CHAR:
-                value = chr(value)
+                part = [_CHARS[v] for v in part]
             elif code == _CONDITIONS:
-                value = self._conditions.decode(value)
-            out[name] = value
+                part = [self._conditions.decode(v) for v in part]
+            columns.append(part)
+        out = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        if desc:
+            out.reverse()
         return out
 
 

@@ -40,10 +40,10 @@ class PageError(ValueError):
 
 @dataclass(frozen=True)
 class View:
-    """One symbol's items in time order: their timestamps and how to read item ``i``."""
+    """One symbol's items in time order: their timestamps, and ``rows(lo, hi, desc)`` reads items ``lo:hi``."""
 
     ts: Sequence[int]
-    row: Callable[[int], dict[str, Any]]
+    rows: Callable[[int, int, bool], list[dict[str, Any]]]
 
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -88,11 +88,11 @@ def page(
             j = hi - 1 if desc else lo
             k = bisect_right(ts, ts[j]) - 1 - j if desc else j - bisect_left(ts, ts[j])
             return out, encode_token(symbol, ts[j], k)
-        indexes = range(hi - 1, max(lo, hi - left) - 1, -1) if desc else range(lo, min(hi, lo + left))
-        out[symbol] = [view.row(i) for i in indexes]
-        left -= len(indexes)
-        if len(indexes) < hi - lo:
-            j = indexes[-1] - 1 if desc else indexes[-1] + 1
+        first, stop = (max(lo, hi - left), hi) if desc else (lo, min(hi, lo + left))
+        out[symbol] = view.rows(first, stop, desc)
+        left -= stop - first
+        if stop - first < hi - lo:
+            j = first - 1 if desc else stop
             k = bisect_right(ts, ts[j]) - 1 - j if desc else j - bisect_left(ts, ts[j])
             return out, encode_token(symbol, ts[j], k)
     return out, None
@@ -103,7 +103,7 @@ def series_view(history: History, kind: str, symbol: str) -> View | None:
     series = history.series(kind, symbol)
     if series is None or not len(series):
         return None
-    return View(series.t, series.row)
+    return View(series.t, series.rows)
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,12 @@ def bar_view(history: History, symbol: str, timeframe: Timeframe) -> View | None
         bars = [days[t] for t in sorted(days)] if timeframe.unit == "Day" else _aggregate(days, _period(timeframe))
     if not bars:
         return None
-    return View([b["t"] for b in bars], lambda i: dict(bars[i]))
+
+    def rows(lo: int, hi: int, desc: bool) -> list[dict[str, Any]]:
+        part = [dict(b) for b in bars[lo:hi]]
+        return part[::-1] if desc else part
+
+    return View([b["t"] for b in bars], rows)
 
 
 def _period(timeframe: Timeframe) -> Callable[[int], Any]:

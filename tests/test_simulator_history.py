@@ -29,9 +29,9 @@ def test_every_quote_and_trade_comes_back_exactly_in_time_order() -> None:
             sent = sorted((e for e in events if e["T"] == kind and e["S"] == symbol), key=lambda e: e["t"])
             series = history.series(kind, symbol)
             assert series is not None
-            assert [series.row(i) for i in range(len(series))] == [
-                {k: v for k, v in e.items() if k not in ("T", "S")} for e in sent
-            ]
+            expected = [{k: v for k, v in e.items() if k not in ("T", "S")} for e in sent]
+            assert [series.row(i) for i in range(len(series))] == expected
+            assert series.rows(0, len(series), desc=True) == expected[::-1]
     late, newest = 0, 0
     for e in events:
         if e["T"] in ("q", "t"):
@@ -76,7 +76,11 @@ def test_the_event_bound_holds_whatever_the_retention() -> None:
 
 
 def _view(ts: list[int]) -> View:
-    return View(ts, lambda i: {"t": ts[i], "n": i})
+    def rows(lo: int, hi: int, desc: bool) -> list[dict[str, Any]]:
+        items = [{"t": ts[i], "n": i} for i in range(lo, hi)]
+        return items[::-1] if desc else items
+
+    return View(ts, rows)
 
 
 @pytest.mark.parametrize("desc", [False, True])
@@ -128,7 +132,7 @@ def test_longer_bars_aggregate_the_minute_bars_the_stream_sent() -> None:
     minutes = history.minute_bars("SPY")
     five = bar_view(history, "SPY", Timeframe.parse("5Min"))
     assert five is not None
-    bars = [five.row(i) for i in range(len(five.ts))]
+    bars = five.rows(0, len(five.ts), False)
     assert all(b["t"] % (5 * MINUTE_NS) == 0 for b in bars)
     for b in bars:
         inside = [minutes[t] for t in sorted(minutes) if b["t"] <= t < b["t"] + 5 * MINUTE_NS]
