@@ -65,7 +65,10 @@ class SimulatorConfig:
     batch_size: int = 1000
     """Most data messages per frame (Alpaca batches data, never control messages)."""
     max_events: int | None = None
-    """Market events to produce in all before going quiet (``--count``); None: endless."""
+    """Market events to produce in all before going quiet (``--count``); None: endless.
+
+    A finite paced market moves only while a connection is subscribed (so a test's reader
+    gets every event); an endless one runs from start-up whether or not anyone listens."""
     auth_timeout: float = 10.0
     connection_limit: int | None = None
     """Authenticated connections allowed per feed at once (Alpaca's is usually 1)."""
