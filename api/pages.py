@@ -23,6 +23,8 @@ from api.tokens import Key, encode_token
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
 STEP_NS: Final = {"5Min": 300 * 10**9, "15Min": 900 * 10**9, "1Hour": 3600 * 10**9}
+#: Bounds with nothing between them, both within range (what is left after a page at either end of time).
+EMPTY: Final = (MAX_NS, MIN_NS)
 
 
 class Fetcher(Protocol):
@@ -54,7 +56,12 @@ class PageRequest:
         return self.table == "bars" and self.timeframe != "1Min"
 
     def bounds(self) -> tuple[int, int]:
-        """The inclusive ns range still to read, the token folded in."""
+        """The inclusive ns range still to read, the token folded in; both ends within ``MIN_NS..MAX_NS``.
+
+        The ends go to PostgreSQL as int8 and timestamptz, so they must stay in
+        range whatever the token says (a bucket after the last one, or before
+        the first, would not): a range with nothing left is ``EMPTY``.
+        """
         lo, hi = self.start_ns, self.end_ns
         if self.token is not None:
             at = int(self.token[0])
@@ -67,7 +74,8 @@ class PageRequest:
                 lo = max(lo, at)
             else:
                 hi = min(hi, at)
-        return lo, hi
+        lo, hi = max(lo, MIN_NS), min(hi, MAX_NS)
+        return (lo, hi) if lo <= hi else EMPTY
 
     def sql(self, *, csv: bool = False) -> tuple[str, list[Any]]:
         lo, hi = self.bounds()
@@ -82,9 +90,11 @@ class PageRequest:
 
 
 def next_bucket(timeframe: str, bucket_ns: int) -> int:
-    """Start of the bucket after the one starting at ``bucket_ns``."""
+    """Start of the bucket after the one starting at ``bucket_ns`` (past ``MAX_NS`` for the last one)."""
     if timeframe in STEP_NS:
         return bucket_ns + STEP_NS[timeframe]
+    if bucket_ns >= MAX_NS - 2 * 86_400 * 10**9:  # no New York day starts after it within int64
+        return MAX_NS + 1
     local = ns_to_utc(bucket_ns).astimezone(NEW_YORK)
     following = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return datetime_to_ns(following)
@@ -111,12 +121,12 @@ async def fetch_page(db: Fetcher, request: PageRequest) -> Page:
     if request.aggregated:  # the bucket start comes as a timestamptz
         rows = [(datetime_to_ns(row[0]), *row[1:]) for row in rows]
     items = SHAPES[request.table](rows)
-    token = None
-    if more:
-        last = rows[-1]
-        key: Key = (last[0],) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
-        token = encode_token(request.scope, request.sort, key)
-    return Page(items, token)
+    return Page(items, _token_after_row(request, rows[-1]) if more else None)
+
+
+def _token_after_row(request: PageRequest, last: Sequence[Any]) -> str:
+    key: Key = (last[0],) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
+    return encode_token(request.scope, request.sort, key)
 
 
 def page_json(request: PageRequest, page: Page) -> bytes:

@@ -6,8 +6,13 @@ bars ``(time_ns,)``), with the route and sort it belongs to, as URL-safe
 base64 of a small JSON array. The next page is "rows after this key", so rows
 inserted meanwhile never shift a page (no gap, no repeat), unlike an offset.
 
-A token is checked field by field on the way in; the values then travel as
-bind parameters, never as SQL text.
+A token is checked field by field on the way in, completely, before a
+response starts: a forged one is a 422 naming ``page_token``, never a 5xx and
+never a CSV body cut short. The values then travel as bind parameters, never
+as SQL text, so each must be one PostgreSQL takes: the time within
+``MIN_NS..MAX_NS`` (what ``time_ns`` can hold, and what the bounds of a page
+are computed from), other integers within int64, text printable ASCII (no
+NUL, which PostgreSQL's text refuses).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Final
 
 import orjson
 
-from api.params import invalid
+from api.params import MAX_NS, MIN_NS, invalid
 from api.queries import KEY
 from tickpipe.feeds import STOCK
 from tickpipe.feeds.tables import table_of
@@ -27,6 +32,7 @@ from tickpipe.feeds.tables import table_of
 VERSION: Final = 1
 _INT64 = (-(2**63), 2**63 - 1)
 _ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,512}", re.ASCII)
+_TEXT = re.compile(r"[\x20-\x7e]{0,16}", re.ASCII)
 
 #: The key layout of each scope's rows: int or str, in order (the Python types of the key's columns).
 KEY_SHAPES: Final[dict[str, tuple[type, ...]]] = {
@@ -66,9 +72,10 @@ def decode_token(token: str, scope: str, sort: str) -> Key:
     key = tuple(data[3:])
     if len(key) != len(shape):
         invalid("query", "page_token", "expected the next_page_token of a previous page (bad key)", token)
-    for value, kind in zip(key, shape, strict=True):
-        if kind is int and not (type(value) is int and _INT64[0] <= value <= _INT64[1]):
+    for n, (value, kind) in enumerate(zip(key, shape, strict=True)):
+        low, high = (MIN_NS, MAX_NS) if n == 0 else _INT64  # the first is always the row's time_ns
+        if kind is int and not (type(value) is int and low <= value <= high):
             invalid("query", "page_token", "expected the next_page_token of a previous page (bad key)", token)
-        if kind is str and not (isinstance(value, str) and len(value) <= 16):
+        if kind is str and not (isinstance(value, str) and _TEXT.fullmatch(value)):
             invalid("query", "page_token", "expected the next_page_token of a previous page (bad key)", token)
     return key

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import date
@@ -123,6 +124,29 @@ async def running_api(
         yield server
     finally:
         await server.stop()
+
+
+@contextlib.contextmanager
+def serving_in_thread(settings: Settings) -> Iterator[tuple[str, FastAPI]]:
+    """The app under uvicorn on a thread of its own, for synchronous clients (schemathesis, hypothesis);
+    its base URL and the app."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-on-a-thread")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:  # a thread has no event to wait on: poll, with a deadline
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 @contextlib.asynccontextmanager

@@ -6,15 +6,11 @@ synchronously, over real HTTP), on the session's PostgreSQL and Redis.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 import schemathesis
-import uvicorn
-from api_fixtures import api_settings
+from api_fixtures import api_settings, serving_in_thread
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -23,20 +19,8 @@ from api.main import create_app
 
 @pytest.fixture(scope="module")
 def live_api(migrated_db: str, redis_url: str) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(api_settings(migrated_db, redis_url)), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-under-schemathesis")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:  # a thread has no event to wait on: poll, with a deadline
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
+    with serving_in_thread(api_settings(migrated_db, redis_url)) as (url, _):
+        yield url
 
 
 #: The document the app serves (it needs no running services to be built).
