@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from api.csv import RETRY_AFTER_S, ExportsBusy
 from api.metrics import ApiMetrics, RequestTimer
+from api.pool import PoolBusy
 from api.routes import history, latest, ops, status, symbols
-from api.state import STATIC_DIR, open_state, required_urls
+from api.state import STATIC_DIR, open_state, required_urls, scrub
 from api.stream.handler import stream_endpoint
 from tickpipe.settings import Settings
 
@@ -58,6 +60,8 @@ def create_app(
     app.add_middleware(RequestTimer, metrics=metrics)
     for failure in DATABASE_DOWN:
         app.add_exception_handler(failure, database_down)
+    app.add_exception_handler(PoolBusy, busy)
+    app.add_exception_handler(ExportsBusy, busy)
     for router in (latest.router, history.router, symbols.router, ops.router, status.router):  # latest before {symbol}
         app.include_router(router)
     app.add_api_websocket_route("/v2/stream", stream_endpoint, name="stream")
@@ -67,8 +71,11 @@ def create_app(
 
 
 async def database_down(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"detail": f"PostgreSQL is unavailable: {exc or type(exc).__name__}"},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+    """503: PostgreSQL does not answer. The driver's text may quote the DSN: its password is scrubbed."""
+    text = scrub(f"PostgreSQL is unavailable: {exc or type(exc).__name__}", request.app.state.api.settings)
+    return JSONResponse({"detail": text}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def busy(request: Request, exc: Exception) -> JSONResponse:
+    """503: this instance is at a bound (pooled connections, CSV exports); the same request may succeed soon."""
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})

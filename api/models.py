@@ -162,5 +162,9 @@ def history_responses(table: str) -> dict[int | str, dict[str, Any]]:
             "(its `Next-Page-Token` header continues when `limit` cut it short)",
             "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLES[table]}},
         },
-        503: {"model": Unavailable, "description": "PostgreSQL does not answer"},
+        503: {
+            "model": Unavailable,
+            "description": "PostgreSQL does not answer, every pooled connection stayed busy for "
+            "API_DB_POOL_TIMEOUT_S, or API_CSV_EXPORTS_MAX CSV exports are streaming already (see Retry-After)",
+        },
     }

@@ -124,6 +124,27 @@ async def fetch_page(db: Fetcher, request: PageRequest) -> Page:
     return Page(items, _token_after_row(request, rows[-1]) if more else None)
 
 
+async def token_after(db: Fetcher, request: PageRequest) -> str | None:
+    """The token after the ``limit``-th row (None when no row follows), without reading the rows before it.
+
+    For a CSV export's cap (a million rows by default): PostgreSQL skips to the
+    last row of the page and one more (``OFFSET``), only those two come back.
+    """
+    assert request.limit is not None
+    lo, hi = request.bounds()
+    if lo > hi:
+        return None
+    sql, args = request.sql()
+    args[5] = 2
+    rows = await db.fetch(f"{sql} OFFSET {int(request.limit) - 1}", *args)
+    if len(rows) < 2:
+        return None
+    last = rows[0]
+    if request.aggregated:
+        last = (datetime_to_ns(last[0]),)
+    return _token_after_row(request, last)
+
+
 def _token_after_row(request: PageRequest, last: Sequence[Any]) -> str:
     key: Key = (last[0],) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
     return encode_token(request.scope, request.sort, key)

@@ -155,7 +155,8 @@ LimitQuery = Annotated[
         ge=1,
         le=MAX_LIMIT,
         description=f"Most rows per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}). "
-        "CSV without a limit streams the whole range.",
+        "CSV without a limit streams the range up to API_CSV_MAX_ROWS rows (1,000,000 by default), "
+        "with a Next-Page-Token header when more follow.",
     ),
 ]
 Sort = Literal["asc", "desc"]

@@ -8,6 +8,7 @@ and the hub keeps retrying Redis, so the API comes up, reports not ready on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -16,11 +17,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import redis.asyncio
 
 from api.metrics import ApiMetrics
+from api.pool import BoundedPool
 from api.stream.directory import LatestDirectory
 from api.stream.hub import Hub
 from tickpipe.db import asyncpg_dsn
@@ -35,13 +38,19 @@ STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 @dataclass
 class ApiState:
     settings: Settings
-    pool: asyncpg.Pool
+    pool: BoundedPool
     redis: redis.asyncio.Redis
     hub: Hub
     metrics: ApiMetrics
     static_dir: Path = STATIC_DIR
     #: A short-lived cache of /symbols: (monotonic time, symbols).
     symbols_cache: tuple[float, list[str]] = field(default=(0.0, []))
+    #: CSV exports streaming now (each holds a pooled connection); at most API_CSV_EXPORTS_MAX.
+    csv_exports: Slots = field(default_factory=lambda: Slots(1))
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the PostgreSQL or Redis password: for anything a client is shown."""
+        return scrub(text, self.settings)
 
     @cached_property
     def key_pairs(self) -> dict[str, str]:
@@ -51,6 +60,43 @@ class ApiState:
     def cached_symbols(self, ttl: float) -> list[str] | None:
         at, symbols = self.symbols_cache
         return symbols if at and time.monotonic() - at < ttl else None
+
+
+class Slots:
+    """A count of things running, taken without waiting: the caller answers 503 when none is free."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give(self) -> None:
+        self.taken -= 1
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The passwords inside DATABASE_URL and REDIS_URL, as written and as decoded."""
+    found: list[str] = []
+    for url in (settings.database_url, settings.redis_url):
+        if not url:
+            continue
+        with contextlib.suppress(ValueError):
+            password = urlsplit(url).password
+            if password:
+                found += [password, unquote(password)]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
+
+
+def scrub(text: str, settings: Settings) -> str:
+    """Replace every password of the service URLs in ``text`` by ``***`` (error texts may quote a DSN)."""
+    for secret in secrets_of(settings):
+        text = text.replace(secret, "***")
+    return text
 
 
 def required_urls(settings: Settings) -> tuple[str, str]:
@@ -77,12 +123,16 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 @asynccontextmanager
 async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path = STATIC_DIR) -> AsyncIterator[ApiState]:
     database_url, redis_url = required_urls(settings)
-    pool = await asyncpg.create_pool(
-        asyncpg_dsn(database_url),
-        min_size=0,
-        max_size=settings.api_db_pool_size,
-        command_timeout=60,
-        reset=keep_session,
+    pool = BoundedPool(
+        await asyncpg.create_pool(
+            asyncpg_dsn(database_url),
+            min_size=0,
+            max_size=settings.api_db_pool_size,
+            command_timeout=60,
+            reset=keep_session,
+        ),
+        settings.api_db_pool_size,
+        settings.api_db_pool_timeout_s,
     )
     client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     hub = Hub(
@@ -94,7 +144,9 @@ async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path =
     )
     await hub.start()
     try:
-        yield ApiState(settings, pool, client, hub, metrics, static_dir)
+        yield ApiState(
+            settings, pool, client, hub, metrics, static_dir, csv_exports=Slots(settings.api_csv_exports_max)
+        )
     finally:
         await hub.stop()
         await client.aclose()

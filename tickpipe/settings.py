@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     ws_client_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=65_536)
     ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     ws_max_redis_channels: int = Field(default=20_000, ge=1)
+    api_db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    api_csv_exports_max: int = Field(default=4, ge=1)
+    api_csv_max_rows: int = Field(default=1_000_000, ge=1)
 
     # --- simulator ----------------------------------------------------------
     simulator_host: str = "127.0.0.1"

@@ -27,7 +27,9 @@ PAGING = (
     "When more rows follow, `next_page_token` is set: pass it as `page_token` (with the same "
     "path, timeframe and sort) for the next page. Pages are keyed on the last row, so rows "
     "inserted meanwhile never cause a gap or a repeat. An unknown symbol gives an empty page. "
-    "With `Accept: text/csv` the rows are streamed as CSV; without a `limit` the whole range."
+    "With `Accept: text/csv` the rows are streamed as CSV; without a `limit`, up to the instance's row cap "
+    "(API_CSV_MAX_ROWS), the `Next-Page-Token` header continuing it. A 503 with `Retry-After` means the "
+    "instance is at a bound (connections, concurrent exports): retry."
 )
 Timeframe = Annotated[
     Literal["1Min", "5Min", "15Min", "1Hour", "1Day"],
@@ -48,7 +50,7 @@ DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
 
 async def respond(state: State, request: PageRequest, csv: bool) -> Response:
     if csv:
-        return await csv_response(state.pool, request)
+        return await csv_response(state.pool, state.csv_exports, state.settings.api_csv_max_rows, request)
     page = await fetch_page(state.pool, request)
     return Response(page_json(request, page), media_type="application/json")
 

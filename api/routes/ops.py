@@ -51,7 +51,8 @@ async def _check_redis(state: State) -> str:
 async def readyz(state: State) -> JSONResponse:
     postgres, redis_state = await asyncio.gather(_check_postgres(state), _check_redis(state))
     ready = postgres == "ok" and redis_state == "ok"
-    body: dict[str, Any] = {"ready": ready, "postgres": postgres, "redis": redis_state}
+    # A driver's error text may quote the DSN: no password leaves the process.
+    body: dict[str, Any] = {"ready": ready, "postgres": state.scrub(postgres), "redis": state.scrub(redis_state)}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
