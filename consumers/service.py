@@ -127,9 +127,18 @@ class ConsumerService:
                 log.warning("dead-letter producer did not stop cleanly: %s", exc)
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when every worker has joined its group and PostgreSQL took the last write."""
-        detail = {worker.table: {"joined": worker.joined, "database_up": worker.database_up} for worker in self.workers}
-        ok = all(worker.running and worker.joined and worker.database_up for worker in self.workers)
+        """Ready when every worker has joined its group, Kafka answers and PostgreSQL took the last write.
+
+        A broker that stopped answering makes the state unknown (lag, progress), so it is not ready.
+        """
+        detail = {
+            worker.table: {"joined": worker.joined, "kafka": worker.kafka_state, "database_up": worker.database_up}
+            for worker in self.workers
+        }
+        ok = all(
+            worker.running and worker.joined and worker.kafka_state == "up" and worker.database_up
+            for worker in self.workers
+        )
         return ok, {"workers": detail}
 
     async def health(self) -> dict[str, Any]:
@@ -140,6 +149,8 @@ class ConsumerService:
                     "topic": worker.topic,
                     "running": worker.running,
                     "joined": worker.joined,
+                    "kafka": worker.kafka_state,
+                    "kafka_error": worker.kafka_error,
                     "database_up": worker.database_up,
                     "writing": worker.writing,
                     "partitions": sorted(tp.partition for tp in worker.assigned),

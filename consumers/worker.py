@@ -140,6 +140,12 @@ class Worker(ConsumerRebalanceListener):
         self._stop_deadline = float("inf")
         self._committed: dict[TopicPartition, int] = {}
         self._lag: dict[TopicPartition, int] = {}
+        #: When the broker last answered the lag round (monotonic), and why the last round failed.
+        self._kafka_answered_at: float | None = None
+        self._kafka_error: str | None = None
+        #: The broker counts as unreachable when no lag round got an answer for this long.
+        self._kafka_timeout_s = settings.kafka_request_timeout_ms / 1000
+        self.kafka_stale_after_s = 3 * lag_every_s + self._kafka_timeout_s
         self._drain_check_at = 0.0
         self._burst_wait_until: float | None = None
         self._behind_logged: str | None = None
@@ -399,15 +405,42 @@ class Worker(ConsumerRebalanceListener):
             await asyncio.sleep(self.lag_every_s)
             epoch = self.collector.epoch
             try:
-                lag = await measure_lag(self.consumer, self._committed, set(self.assigned))
-            except (KafkaError, TimeoutError) as exc:
-                log.debug("%s: lag not measured: %s", self.table, exc)
+                async with asyncio.timeout(self._kafka_timeout_s):  # a hung broker answers nothing, ever
+                    lag = await measure_lag(self.consumer, self._committed, set(self.assigned))
+                    if not lag:  # nothing owned, so nothing was asked: ask for metadata to know the broker answers
+                        await self.consumer.topics()
+            except TimeoutError:
+                if self._kafka_error is None:
+                    log.warning("%s: Kafka did not answer the lag round within %g s", self.table, self._kafka_timeout_s)
+                self._kafka_error = f"no answer within {self._kafka_timeout_s:g} s"
                 continue
+            except (KafkaError, OSError) as exc:
+                if self._kafka_error is None:
+                    log.warning("%s: Kafka did not answer the lag round: %s", self.table, exc)
+                self._kafka_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                continue
+            if self._kafka_error is not None:
+                log.info("%s: Kafka answers again", self.table)
+            self._kafka_answered_at = time.monotonic()
+            self._kafka_error = None
             if epoch != self.collector.epoch:  # a rebalance while we asked: the next round measures the new set
                 continue
             self._lag = lag
             for tp, behind in lag.items():
                 self.metrics.lag.labels(self.table, tp.topic, str(tp.partition)).set(behind)
+
+    @property
+    def kafka_state(self) -> str:
+        """``up``, ``unknown`` (no answer yet) or ``unreachable``: lag and progress are only known while up."""
+        if self._kafka_answered_at is None:
+            return "unreachable" if self._kafka_error else "unknown"
+        if time.monotonic() - self._kafka_answered_at > self.kafka_stale_after_s:
+            return "unreachable"
+        return "up"
+
+    @property
+    def kafka_error(self) -> str | None:
+        return self._kafka_error
 
     def lag(self) -> dict[str, int]:
         """Records not yet written per owned partition (``"topic:partition"``), as last measured: exact."""

@@ -33,7 +33,10 @@ except TickpipeError as exc:
 #: Whether producers in tests use the idempotent producer (Tansu refuses InitProducerId).
 IDEMPOTENCE = KIND == "apache"
 
-apache_kafka = pytest.mark.skipif(KIND != "apache", reason="needs Apache Kafka (Tansu keeps nothing across a restart)")
+apache_kafka = pytest.mark.skipif(
+    KIND != "apache",
+    reason="needs Apache Kafka (what Tansu lacks: data kept across a restart, the idempotent producer, exact end offsets)",
+)
 
 
 def private_broker(data_dir: Path, **options: Any) -> EmbeddedKafka:
