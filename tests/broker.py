@@ -35,7 +35,7 @@ IDEMPOTENCE = KIND == "apache"
 
 apache_kafka = pytest.mark.skipif(
     KIND != "apache",
-    reason="needs Apache Kafka (what Tansu lacks: data kept across a restart, the idempotent producer, exact end offsets)",
+    reason="needs Apache Kafka (Tansu lacks data kept across a restart, the idempotent producer, exact end offsets)",
 )
 
 
