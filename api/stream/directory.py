@@ -59,6 +59,8 @@ class Directory(Protocol):
 
     async def version(self) -> tuple[int, ...]: ...
 
+    async def snapshots(self, symbol: str) -> list[bytes]: ...
+
 
 class LatestDirectory:
     """:class:`Directory` over the snapshot hashes the producer writes."""
@@ -81,3 +83,10 @@ class LatestDirectory:
             for key in HASHES:
                 pipe.hlen(key)
             return tuple(int(n) for n in await pipe.execute())
+
+    async def snapshots(self, symbol: str) -> list[bytes]:
+        """The last event of ``symbol`` in each snapshot hash: what a client parked on it gets first."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in HASHES:
+                pipe.hget(key, symbol)
+            return [payload for payload in await pipe.execute() if isinstance(payload, bytes)]

@@ -228,7 +228,7 @@ class Hub:
             self.subscriber.unsubscribe(patterns, pattern=True)
 
     async def _watch_parked(self, directory: Directory) -> None:
-        """Move parked symbols to Redis once they exist; look only when a snapshot hash grew."""
+        """Move parked symbols to Redis once they exist; look only when the producer's set or a hash grew."""
         seen: tuple[int, ...] | None = None
         while True:
             await asyncio.sleep(PARK_CHECK_S)  # a poll, not a synchronisation: Redis has no event for this
@@ -240,14 +240,21 @@ class Hub:
                     continue
                 seen = version
                 found = await directory.known(sorted(self._parked))
+                for symbol in sorted(found):
+                    await self._unpark(symbol, directory)
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.debug("parked symbols not checked (%s)", exc)
-                continue
-            for symbol in sorted(found):
-                await self._unpark(symbol)
+                seen = None
 
-    async def _unpark(self, symbol: str) -> None:
-        waiting = self._parked.get(symbol)
+    async def _unpark(self, symbol: str, directory: Directory) -> None:
+        """Subscribe a parked symbol that exists now; its waiting clients first get its snapshots.
+
+        The snapshots are read before the channels are subscribed, so none of
+        them is older than an event a client gets: what trades in between is
+        missed, as around any Redis subscribe, but the last state is not.
+        """
+        snapshots = await directory.snapshots(symbol)
+        waiting = self._parked.get(symbol)  # read again: clients may have left during the await
         if not waiting:
             return
         new = {redis_name(stream, symbol) for stream in waiting} - self._subs.keys()
@@ -257,7 +264,10 @@ class Hub:
         del self._parked[symbol]
         channels: list[bytes] = []
         for stream, outboxes in waiting.items():
+            wanted = [payload for payload in snapshots if event_code(payload) == stream.code.encode()]
             for outbox in outboxes:
+                for payload in wanted:
+                    outbox.push(payload)
                 channels += self._enlist(outbox, [(stream, symbol)])[0]
         await self._confirm(list(dict.fromkeys(channels)), [])
 
