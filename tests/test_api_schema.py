@@ -34,3 +34,16 @@ def test_no_server_errors_and_responses_as_documented(case: schemathesis.Case, l
     # Every check but "schema-valid data is accepted": the schema cannot say that 2024-02-30 is no
     # date, that start must not follow end, or which page tokens this API issued.
     case.call_and_validate(base_url=live_api, excluded_checks=[positive_data_acceptance])
+
+
+HISTORY = schema.include(tag="history")
+
+
+@HISTORY.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_history_as_csv_with_any_page_token(case: schemathesis.Case, live_api: str) -> None:
+    """Every history route asked for CSV, with the page tokens schemathesis draws from the documented
+    pattern: no 5xx, responses as documented, and (the client reads the body to its end) never a CSV
+    body cut short. Well-formed tokens at the edges of time: tests/test_api_tokens_forged.py."""
+    case.headers = {**(case.headers or {}), "Accept": "text/csv"}
+    case.call_and_validate(base_url=live_api, excluded_checks=[positive_data_acceptance])
