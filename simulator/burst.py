@@ -125,16 +125,29 @@ class Replay:
 
     def _shifted(self, entry: tuple[Any, ...], shift: int, ids: int, replay: int) -> dict[str, Any]:
         _, e, clock = entry
-        out = dict(e)
-        t = e["t"] + shift
-        for f in _ID_FIELDS:
-            if f in out:
-                out[f] += ids
-        if e["T"] == "d":  # stamped with the day of the moment it goes out
-            t = day_start(clock + shift)
-            _accumulate_day(out, self.window, shift - replay * self.window.length_ns, replay)
-        out["t"] = timestamp(t) if self.encoding == "msgpack" else rfc3339(t)
+        out = shifted(self.window, e, clock, replay, shift - replay * self.window.length_ns)
+        out["t"] = timestamp(out["t"]) if self.encoding == "msgpack" else rfc3339(out["t"])
         return out
+
+
+def shifted(window: Window, event: Event, clock: int, replay: int, offset_ns: int) -> Event:
+    """A window's event as replay number ``replay`` sends it, ``t`` still int nanoseconds.
+
+    Times move by whole windows and ids by whole id spans; a daily bar is
+    stamped with the day of the moment it goes out and adds the earlier
+    replays of that day. The REST history of a burst feed rebuilds events with it.
+    """
+    out = dict(event)
+    for f in _ID_FIELDS:
+        if f in out:
+            out[f] += replay * window.id_span
+    shift = offset_ns + replay * window.length_ns
+    if event["T"] == "d":
+        out["t"] = day_start(clock + shift)
+        _accumulate_day(out, window, offset_ns, replay)
+    else:
+        out["t"] = event["t"] + shift
+    return out
 
 
 def _accumulate_day(bar: dict[str, Any], window: Window, offset_ns: int, replay: int) -> None:

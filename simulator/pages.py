@@ -22,16 +22,38 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from simulator.bars import MINUTE_NS, NS
-from simulator.history import History
 
 _NEW_YORK = ZoneInfo("America/New_York")
 _TIMEFRAME = re.compile(r"([1-9][0-9]?)(Min|T|Hour|H|Day|D|Week|W|Month|M)")
 _UNITS = {"T": "Min", "H": "Hour", "D": "Day", "W": "Week", "M": "Month"}
 _MONTHS = (1, 2, 3, 4, 6, 12)
+
+
+class Items(Protocol):
+    """One symbol's quotes or trades in time order (a :class:`~simulator.history.Series`)."""
+
+    @property
+    def t(self) -> Sequence[int]: ...
+
+    def __len__(self) -> int: ...
+
+    def rows(self, lo: int, hi: int, desc: bool = False) -> list[dict[str, Any]]: ...
+
+
+class Past(Protocol):
+    """What pages are cut from: a feed's kept history, or a burst feed's rebuilt one."""
+
+    clock_ns: int
+
+    def series(self, kind: str, symbol: str) -> Items | None: ...
+
+    def minute_bars(self, symbol: str) -> dict[int, dict[str, Any]]: ...
+
+    def daily_bars(self, symbol: str) -> dict[int, dict[str, Any]]: ...
 
 
 class PageError(ValueError):
@@ -98,7 +120,7 @@ def page(
     return out, None
 
 
-def series_view(history: History, kind: str, symbol: str) -> View | None:
+def series_view(history: Past, kind: str, symbol: str) -> View | None:
     """The quotes (``q``) or trades (``t``) held for a symbol, or None."""
     series = history.series(kind, symbol)
     if series is None or not len(series):
@@ -125,7 +147,7 @@ class Timeframe:
         return cls(amount, unit)
 
 
-def bar_view(history: History, symbol: str, timeframe: Timeframe) -> View | None:
+def bar_view(history: Past, symbol: str, timeframe: Timeframe) -> View | None:
     """A symbol's bars of this timeframe, from what the stream sent, or None."""
     if timeframe.unit in ("Min", "Hour"):
         minutes = history.minute_bars(symbol)

@@ -40,8 +40,7 @@ from websockets.http11 import Request, Response
 
 from simulator.bars import NS, day_start
 from simulator.config import SimulatorConfig
-from simulator.history import History
-from simulator.pages import PageError, Timeframe, View, bar_view, page, series_view
+from simulator.pages import PageError, Past, Timeframe, View, bar_view, page, series_view
 from simulator.wire import rfc3339
 
 #: Feeds the historical API serves (Alpaca's others, otc, boats and overnight, are not simulated).
@@ -61,7 +60,7 @@ class Host(Protocol):
 
     config: SimulatorConfig
 
-    def history(self, feed: str) -> History | None: ...
+    def history(self, feed: str) -> Past | None: ...
 
     def market_now_ns(self) -> int: ...
 

@@ -13,8 +13,9 @@ clock from start-up on (the configured feed's at once, another feed's from
 its first subscription or REST request), records each new event for the REST
 API and hands it to every subscribed connection (a connection that cannot
 keep up is dropped with 407, as Alpaca does). In burst mode each connection
-draws from the feed's market as fast as its socket takes frames; that market
-keeps no history, and the REST API answers it with no data.
+draws from the feed's market as fast as its socket takes frames, and the
+REST API rebuilds what was drawn from the replayed window
+(:mod:`simulator.burst_history`); a burst market moves only while read.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from websockets.protocol import State as WsState
 from simulator import rest
 from simulator.bars import NS
 from simulator.burst import BurstFeed
+from simulator.burst_history import BurstHistory
 from simulator.config import FEEDS, SimulatorConfig, market_kind
 from simulator.history import History
 from simulator.paced import run_ticker
@@ -134,10 +136,12 @@ class Simulator:
         """The market clock now (ns): the wall clock shifted to ``start_ns`` at start-up."""
         return time.time_ns() + self.lag_ns
 
-    def history(self, feed: str) -> History | None:
-        """The feed's REST history, its market started if it was not running; None in burst mode."""
+    def history(self, feed: str) -> History | BurstHistory | None:
+        """The feed's REST history: paced, what its ticker recorded (the market started if it was
+        not running); burst, what its replay has sent so far (None before any connection drew)."""
         if self.config.rate is None:
-            return None
+            burst = self._burst.get(feed)
+            return BurstHistory(burst) if burst is not None else None
         self._start_ticker(feed)
         return self.histories[feed]
 

@@ -280,10 +280,27 @@ async def test_feeds_the_key_may_not_read_are_403_and_the_default_is_the_best_it
     assert "sip" not in sim.histories, "expected no market started for a feed the key may not read"
 
 
-async def test_the_burst_market_keeps_no_history_and_answers_empty() -> None:
-    async with Simulator() as sim:
-        answer = await get(sim, "/v2/stocks/AAPL/trades", start="2024-06-03")
-    assert answer.json() == {"trades": None, "symbol": "AAPL", "next_page_token": None}
+async def test_a_burst_feed_answers_with_exactly_what_its_replays_sent() -> None:
+    async with Simulator(max_events=150_000) as sim, StreamClient.connect(sim.url) as client:
+        nothing = (await get(sim, "/v2/stocks/AAPL/trades", feed="sip")).json()
+        await client.login()
+        await client.subscribe(
+            trades=["*"], quotes=["*"], bars=["*"], updatedBars=["*"], dailyBars=["*"], statuses=["*"]
+        )
+        events = await client.collect(150_000)
+        assert len(events) > 2 * len(sim.burst_feed("iex").window.events), "expected the window replayed twice"
+        symbols = ",".join(sim.config.symbols)
+        trades, _ = await pages(sim, "/v2/stocks/trades", symbols=symbols, feed="iex", limit=10_000)
+        quotes, _ = await pages(sim, "/v2/stocks/quotes", symbols=symbols, feed="iex", limit=10_000)
+        desc, _ = await pages(sim, "/v2/stocks/trades", symbols="SPY", feed="iex", limit=999, sort="desc")
+        minutes, _ = await pages(sim, "/v2/stocks/bars", symbols=symbols, feed="iex", timeframe="1Min", limit=10_000)
+        days, _ = await pages(sim, "/v2/stocks/bars", symbols=symbols, feed="iex", timeframe="1Day")
+    assert nothing == {"trades": None, "symbol": "AAPL", "next_page_token": None}, "no burst drawn from sip yet"
+    assert trades == by_symbol(events, "t")
+    assert quotes == by_symbol(events, "q")
+    assert desc == {"SPY": trades["SPY"][::-1]}
+    assert minutes == final_bars(events, ("b", "u")) and len(minutes["SPY"]) >= 2
+    assert days == final_bars(events, ("d",))
 
 
 def test_the_budget_is_a_fixed_minute_from_a_keys_first_request() -> None:
