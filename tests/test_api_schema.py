@@ -45,5 +45,7 @@ def test_history_as_csv_with_any_page_token(case: schemathesis.Case, live_api: s
     """Every history route asked for CSV, with the page tokens schemathesis draws from the documented
     pattern: no 5xx, responses as documented, and (the client reads the body to its end) never a CSV
     body cut short. Well-formed tokens at the edges of time: tests/test_api_tokens_forged.py."""
-    case.headers = {**(case.headers or {}), "Accept": "text/csv"}
-    case.call_and_validate(base_url=live_api, excluded_checks=[positive_data_acceptance])
+    case.headers["Accept"] = "text/csv"
+    response = case.call_and_validate(base_url=live_api, excluded_checks=[positive_data_acceptance])
+    if response.status_code == 200:
+        assert response.headers["content-type"][0].startswith("text/csv"), response.headers
