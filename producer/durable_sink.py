@@ -299,7 +299,12 @@ class DurableSink:
             try:
                 counts = await counts_of()
             except Exception as exc:
-                self._fail(f"partitions of {', '.join(topics)}: {describe(exc)}")
+                why = f"partitions of {', '.join(topics)}: {describe(exc)}"
+                if not is_retriable(exc):  # e.g. topic creation refused: asking again will not help
+                    self.stats.failed_batches["fatal"] = self.stats.failed_batches.get("fatal", 0) + 1
+                    self._refused(why, 1)
+                if self.fatal is None:
+                    self._fail(why)
             else:
                 for topic, (before, now) in self._partition.update(counts).items():
                     log.warning(
@@ -344,7 +349,8 @@ class DurableSink:
             errors["fatal"] = errors.get("fatal", 0) + len(fatal)
             errors["retriable"] = errors.get("retriable", 0) + len(failed) - len(fatal)
             if fatal:
-                self._refused(fatal)
+                (topic, partition), exc = next(iter(fatal.items()))
+                self._refused(f"{topic} partition {partition}: {describe(exc)}", len(fatal))
             else:
                 self._fatal_rounds = 0
             why = f"{len(failed)} of {len(outcome)} batches failed: {describe(next(iter(failed.values())))}"
@@ -364,16 +370,14 @@ class DurableSink:
         if flight.kind == "replay" and not self.spool.depth:
             log.info("spool drained: records go straight to Kafka again")
 
-    def _refused(self, fatal: dict[tuple[str, int], BaseException]) -> None:
-        """Kafka refused batches in a way retrying cannot fix: say so loudly; give up after ``fatal_after`` rounds."""
+    def _refused(self, why: str, requests: int) -> None:
+        """Kafka refused requests in a way retrying cannot fix: say so loudly; give up after ``fatal_after`` rounds."""
         self._fatal_rounds += 1
-        (topic, partition), exc = next(iter(fatal.items()))
-        why = f"{topic} partition {partition}: {describe(exc)}"
         self.stats.fatal_error = why
         if self._fatal_rounds < self.fatal_after:
             log.error(
-                "Kafka refused %d batches with an error that sending again cannot fix (%s); attempt %d of %d",
-                len(fatal), why, self._fatal_rounds, self.fatal_after,
+                "Kafka refused %d requests with an error that sending again cannot fix (%s); attempt %d of %d",
+                requests, why, self._fatal_rounds, self.fatal_after,
             )  # fmt: skip
             return
         self.fatal = why

@@ -92,7 +92,8 @@ class MemoryKafka:
     """Partitions as lists; ``mode`` "up", "down" (batches fail) or "hang" (rounds wait for a change).
 
     ``partition_count`` may change while a sink runs (a re-created topic);
-    ``refusing``, an error every batch fails with (e.g. a fatal one); ``refusing_start``, one ``start()`` raises.
+    ``refusing``, an error every batch fails with (e.g. a fatal one); ``refusing_start`` and
+    ``refusing_refresh``, what ``start()`` and ``refresh()`` raise.
     """
 
     def __init__(self, partitions: int = 3, *, batch_records: int = 1000, reachable: bool = True) -> None:
@@ -105,6 +106,7 @@ class MemoryKafka:
         self.failing: set[TP] = set()
         self.refusing: BaseException | None = None
         self.refusing_start: BaseException | None = None
+        self.refusing_refresh: BaseException | None = None
         self.refreshes = 0
         self.changed = asyncio.Event()
         self.rounds = 0
@@ -136,6 +138,8 @@ class MemoryKafka:
 
     async def refresh(self, topics: Iterable[str]) -> dict[str, int]:
         self.refreshes += 1
+        if self.refusing_refresh is not None:
+            raise self.refusing_refresh
         if self.mode == "down":
             raise KafkaDown("metadata unavailable")
         return {topic: self.partition_count for topic in topics}

@@ -300,3 +300,16 @@ def test_what_sending_again_may_fix_and_what_it_cannot() -> None:
              UnsupportedVersionError(), AssertionError("a client bug"), TypeError("bytes")]  # fmt: skip
     assert [is_retriable(e) for e in retriable] == [True] * len(retriable)
     assert [is_retriable(e) for e in fatal] == [False] * len(fatal)
+
+
+async def test_partition_counts_kafka_refuses_to_give_are_given_up_after_three_attempts(tmp_path: Path) -> None:
+    kafka = MemoryKafka(partitions=3)
+    run = Running(sink_in(tmp_path, kafka))
+    run.sink.offer(make(30))
+    await until(lambda: run.sink.stats.acked == 30, what="the first records acknowledged")
+    kafka.failing = {(TOPIC, 0)}  # a failed round: the counts are fetched again, and refused
+    kafka.refusing_refresh = TopicAuthorizationFailedError()
+    run.sink.offer(make(30, 30))
+    await until(lambda: run.sink.state == "failed", what="the sink to give up")
+    assert kafka.refreshes == 3 and run.sink.fatal is not None and "TopicAuthorizationFailed" in run.sink.fatal
+    await run.stop()
