@@ -3,7 +3,9 @@
 Served on the simulator's port next to the stream, so ``http://HOST:PORT`` is
 the base URL a client (alpaca-py's ``StockHistoricalDataClient(url_override=...)``)
 is given; the producer fills the gaps in its stream from it as it would from
-Alpaca. Routes, each answered from the feed's :class:`~simulator.history.History`:
+Alpaca. Routes, each answered from the feed's history (kept as the paced
+market made it, :mod:`simulator.history`; rebuilt from the replay in burst
+mode, :mod:`simulator.burst_history`):
 
     GET /v2/stocks/{symbol}/trades|quotes|bars   {"trades": [...], "symbol": "AAPL", "next_page_token": ...}
     GET /v2/stocks/trades|quotes|bars?symbols=   {"trades": {"AAPL": [...]}, "next_page_token": ...}
@@ -29,6 +31,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -127,10 +130,26 @@ def _authenticate(config: SimulatorConfig, request: Request) -> str:
     return key
 
 
-def _answer(host: Host, url: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Query:
+    """One request's parameters, read and checked as Alpaca checks them."""
+
+    resource: str
+    symbols: list[str]
+    single: bool
+    feed: str
+    start: int | None
+    end: int | None
+    limit: int
+    desc: bool
+    token: str | None
+    timeframe: Timeframe | None
+
+
+def parse(config: SimulatorConfig, url: Any) -> Query:
+    """The query a URL asks, or RestError with Alpaca's status and a message naming the parameter."""
     parts = url.path.strip("/").split("/")[1:]  # after "v2"
-    query = parse_qs(url.query, keep_blank_values=True)
-    params = {name: values[-1] for name, values in query.items()}
+    params = {name: values[-1] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
     if len(parts) == 3 and parts[2] in _KINDS:
         resource, symbols, single = parts[2], [unquote(parts[1])], True
         if "symbols" in params:
@@ -148,15 +167,9 @@ def _answer(host: Host, url: Any) -> dict[str, Any]:
     bad = [s for s in symbols if not _SYMBOL.fullmatch(s)]
     if bad:
         raise RestError(400, f"invalid symbol: {bad[0]}")
-    feed = _feed(host.config, params.get("feed"))
-    history = host.history(feed)
-    now = host.market_now_ns()
-    start = _time(params, "start", day_start(now))
-    made = history.clock_ns if history is not None else now  # the market made so far
-    end = _time(params, "end", max(made, start))
-    if end < start:
+    start, end = _time(params, "start"), _time(params, "end")
+    if start is not None and end is not None and end < start:
         raise RestError(422, "end should not be before start")
-    limit = _limit(params.get("limit"))
     sort = params.get("sort", "asc")
     if sort not in ("asc", "desc"):
         raise RestError(400, f"invalid sort: {sort!r}, expected asc or desc")
@@ -170,33 +183,46 @@ def _answer(host: Host, url: Any) -> dict[str, Any]:
             timeframe = Timeframe.parse(params["timeframe"])
         except PageError as exc:
             raise RestError(400, str(exc)) from exc
+    limit, token = _limit(params.get("limit")), params.get("page_token") or None
+    feed = _feed(config, params.get("feed"))
+    return Query(resource, symbols, single, feed, start, end, limit, sort == "desc", token, timeframe)
+
+
+def _answer(host: Host, url: Any) -> dict[str, Any]:
+    q = parse(host.config, url)
+    history = host.history(q.feed)
+    start = q.start if q.start is not None else day_start(host.market_now_ns())  # the New York day so far
+    made = history.clock_ns if history is not None else host.market_now_ns()  # what the market has made
+    end = q.end if q.end is not None else max(made, start)
+    if end < start:
+        raise RestError(422, "end should not be before start")
     views: dict[str, View] = {}
-    for symbol in dict.fromkeys(symbols):
+    for symbol in dict.fromkeys(q.symbols):
         view = None
         if history is not None:
-            if timeframe is not None:
-                view = bar_view(history, symbol, timeframe)
+            if q.timeframe is not None:
+                view = bar_view(history, symbol, q.timeframe)
             else:
-                view = series_view(history, _KINDS[resource], symbol)
+                view = series_view(history, _KINDS[q.resource], symbol)
         if view is not None:
             views[symbol] = view
     try:
-        rows, token = page(views, start, end, limit, sort == "desc", params.get("page_token") or None)
+        rows, token = page(views, start, end, q.limit, q.desc, q.token)
     except PageError as exc:
         raise RestError(400, str(exc)) from exc
     for items in rows.values():
         for item in items:
             item["t"] = rfc3339(item["t"])
-    if single:
-        return {resource: rows.get(symbols[0]), "symbol": symbols[0], "next_page_token": token}
-    return {resource: rows, "next_page_token": token}
+    if q.single:
+        return {q.resource: rows.get(q.symbols[0]), "symbol": q.symbols[0], "next_page_token": token}
+    return {q.resource: rows, "next_page_token": token}
 
 
-def _time(params: dict[str, str], name: str, default: int) -> int:
+def _time(params: dict[str, str], name: str) -> int | None:
     """RFC 3339 with up to nine fractional digits and any offset, or a date (its New York midnight)."""
     text = params.get(name)
     if not text:
-        return default
+        return None
     match = _TIME.fullmatch(text)
     try:
         if match is not None:
