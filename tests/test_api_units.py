@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from datetime import date
 from typing import Any
 
@@ -24,7 +24,7 @@ from api.shape import rfc3339_ns
 from api.stream import protocol as p
 from api.stream.direct import OP_BINARY, OP_TEXT, frame
 from api.stream.flusher import Flusher
-from api.stream.hub import Hub, event_code
+from api.stream.hub import ChannelLimit, Hub, event_code
 from api.stream.outbox import FRAME_EVENTS, Outbox
 from api.tokens import decode_token, encode_token
 from tickpipe.codecs import encode_live, format_rfc3339_ns, parse_rfc3339_ns
@@ -267,6 +267,44 @@ async def test_hub_delivers_by_type_once_per_client() -> None:
     hub.remove(one, [(p.STREAMS["quotes"], "AAPL")])
     assert hub.redis_names == {b"bars:AAPL"}
     assert event_code(b'{"S":"X","T":"q"}') == b"q" and event_code(b"nonsense") == b""
+
+
+class ListedDirectory:
+    """A :class:`~api.stream.directory.Directory` over a plain set: which symbols exist, and a version."""
+
+    def __init__(self, *symbols: str) -> None:
+        self.symbols = set(symbols)
+
+    async def known(self, symbols: Sequence[str]) -> set[str]:
+        return self.symbols & set(symbols)
+
+    async def version(self) -> tuple[int, ...]:
+        return (len(self.symbols),)
+
+    async def snapshots(self, symbol: str) -> list[bytes]:
+        return [quote(symbol)] if symbol in self.symbols else []
+
+
+async def test_hub_parks_unknown_symbols_and_bounds_its_channels() -> None:
+    directory = ListedDirectory("AAPL", "MSFT")
+    hub = Hub("redis://127.0.0.1:1/0", ApiMetrics(), directory=directory, max_channels=2)  # never started
+    one, two = (Outbox(100, lambda: None, hub.flusher, json_frame) for _ in range(2))
+    quotes = p.STREAMS["quotes"]
+    await hub.add(one, [(quotes, "AAPL"), (quotes, "NOPE"), (quotes, "*")])
+    assert hub.redis_names == {b"quotes:AAPL", b"quotes:*"} and hub.parked_symbols == {"NOPE"}
+    with pytest.raises(ChannelLimit, match="at most 2 Redis channels"):
+        await hub.add(two, [(quotes, "AAPL"), (quotes, "MSFT")])  # AAPL is shared, MSFT would be a third
+    assert hub.outboxes_of("AAPL") == {one} and hub.outboxes_of("MSFT") == set()  # refused whole
+    await hub.add(two, [(quotes, "AAPL"), (quotes, "ALSO")])  # a parked symbol takes no channel
+    assert hub.parked_symbols == {"NOPE", "ALSO"} and hub.outboxes_of("ALSO") == {two}
+    hub.remove(one, [(quotes, "*"), (quotes, "NOPE")])
+    assert hub.redis_names == {b"quotes:AAPL"} and hub.parked_symbols == {"ALSO"}
+    directory.symbols.add("ALSO")  # it trades: the watcher's next look subscribes it, its snapshot first
+    watcher = asyncio.create_task(hub._watch_parked(directory))
+    await wait_for(lambda: b"quotes:ALSO" in hub.redis_names, what="the parked symbol to be subscribed")
+    watcher.cancel()
+    assert hub.parked_symbols == set() and two.pending == [quote("ALSO")]
+    hub.flusher.close()
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 200_000])
