@@ -53,7 +53,8 @@ def decode_token(token: str, scope: str, sort: str) -> Key:
     """The key inside ``token``; a 422 naming ``page_token`` if it is not one this route issued."""
     shape = KEY_SHAPES[scope.split(":", 1)[0]]
     if not _ALPHABET.fullmatch(token):
-        invalid("query", "page_token", "expected the next_page_token of a previous page (URL-safe base64)", token)
+        shown = token if len(token) <= 64 else f"{token[:64]}..."  # any length may come: repeat only a prefix
+        invalid("query", "page_token", "expected the next_page_token of a previous page (URL-safe base64)", shown)
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = orjson.loads(raw)

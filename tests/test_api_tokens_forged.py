@@ -117,6 +117,11 @@ def test_forged_tokens_are_4xx_or_a_whole_page(live: httpx.Client, request: tupl
         assert status == 422 and b"page_token" in body, (status, body[:300])
 
 
+def test_a_long_token_is_refused_repeating_only_a_prefix(live: httpx.Client) -> None:
+    status, body = get_whole(live, f"/quotes/{SYMBOL}", {"page_token": "!" * 8000}, False)
+    assert status == 422 and b"!" * 65 not in body
+
+
 @pytest.mark.parametrize(("sort", "at"), [("asc", INT64[1]), ("desc", INT64[0]), ("asc", -1), ("desc", 0)])
 @pytest.mark.parametrize("timeframe", ["5Min", "1Day", "1Min"])
 @pytest.mark.parametrize("csv", [False, True])
