@@ -85,8 +85,6 @@ class Simulator:
         self.lag_ns = self.start_ns - time.time_ns()
         if config.rate is None:
             await asyncio.to_thread(self._prepare_burst, config.feed)
-        else:
-            self._start_ticker(config.feed)
         self._server = await serve(
             self._handle,
             config.host,
@@ -97,6 +95,8 @@ class Simulator:
             write_limit=2**20,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if config.rate is not None:  # the market runs from now on, listened to or not
+            self._start_ticker(config.feed)
 
     async def stop(self) -> None:
         """Close every connection (1001 going away) and stop serving."""
