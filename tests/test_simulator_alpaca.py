@@ -14,7 +14,7 @@ from simulator import DEFAULT_START_NS, Faults, Simulator, SimulatorConfig, synt
 from simulator.bars import NS
 
 # Paced, with the market clock 2 s before a minute mark so bars come soon. The market runs from start-up,
-# not from the first subscription, so the mark leaves alpaca-py time to subscribe before the first bars.
+# not from the first subscription: a client slower than that gets the next minute's bars (hence 90 s to wait).
 PACED = SimulatorConfig(rate=2000, start_ns=DEFAULT_START_NS + 58 * NS, record=True)
 
 
@@ -25,7 +25,7 @@ async def test_parsed_quotes_trades_and_bars_arrive_as_validated_models() -> Non
         stream.subscribe_bars(handler, "*")
 
     async with Simulator(PACED) as sim, alpaca(sim, subscribe) as client:
-        await wait_until(lambda: all(client.of_type(k) for k in (Quote, Trade, Bar)), 20, "quotes, trades and bars")
+        await wait_until(lambda: all(client.of_type(k) for k in (Quote, Trade, Bar)), 90, "quotes, trades and bars")
         quotes = client.of_type(Quote)
         assert {q.symbol for q in quotes} <= {"AAPL", "SPY"}
         assert all(q.bid_price < q.ask_price and isinstance(q.timestamp, datetime) for q in quotes)
