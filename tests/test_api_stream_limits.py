@@ -209,7 +209,8 @@ async def slow_disconnects(http: httpx.AsyncClient) -> float:
 async def test_a_tickpipe_api_process_stays_within_its_memory_bound_under_abuse(
     migrated_db: str, redis_url: str
 ) -> None:
-    """Eight clients each subscribe to 1,000 made-up symbols, stop reading and repeat unsubscribe.
+    """Eight clients each subscribe to 1,000 made-up symbols, stop reading and repeat unsubscribe; then one
+    sends a frame over the default WS_MAX_FRAME_BYTES.
 
     Each may make the process hold about twice WS_CLIENT_QUEUE_BYTES (its
     outbox, and one flush's worth in the transport). Without the byte bound
@@ -250,3 +251,7 @@ async def test_a_tickpipe_api_process_stays_within_its_memory_bound_under_abuse(
         for client in abusers:
             _, code = await closed_with(client)
             assert code == 1008
+        # And its frame bound is uvicorn's own (ws_max_size): WS_MAX_FRAME_BYTES, 64 KiB by default.
+        big = await WsClient.connect(ws_url)
+        await big.ws.send("x" * (64 * 1024 + 1))
+        assert await closed_with(big) == ([], 1009)
