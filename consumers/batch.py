@@ -5,8 +5,8 @@ event whose values cannot be stored (a time outside 1970-2200, a negative or
 non-finite price, an integer beyond ``bigint``) or an event of another table's
 type on this topic becomes a :class:`~tickpipe.dlq.DeadLetter` with the reason,
 its topic, partition and offset and the original bytes. Events of types that no
-consumer stores yet (statuses, corrections, cancels) are counted as skipped,
-not dead-lettered: they are valid, just not ours.
+consumer stores (the feed's families without a table: statuses, corrections,
+cancels) are counted as skipped, not dead-lettered: they are valid, just not ours.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from typing import Any, Final, Protocol
 
 from aiokafka.structs import TopicPartition
 
-from consumers.tables import TYPES, spec
+from consumers.tables import NOUNS, TYPES, spec
 from tickpipe.codecs import decode_kafka
 from tickpipe.dlq import DeadLetter
 from tickpipe.errors import DecodeError
-from tickpipe.events import Bar
 
 NS_PER_DAY: Final = 86_400 * 10**9
 _EPOCH: Final = date(1970, 1, 1)
-_NAMES: Final = {"q": "quote", "t": "trade", "b": "bar", "u": "updated bar", "d": "daily bar"}
 
 
 class Record(Protocol):
@@ -67,8 +65,8 @@ class Batch:
     superseded: int = 0
     #: Set by the worker: the assignment generation the records were fetched in.
     epoch: int = 0
-    #: bars: row index of each key seen, to keep one row per key.
-    _latest: dict[tuple[str, str, int], int] = field(default_factory=dict, repr=False)
+    #: Tables whose upsert updates (bars): row index of each key seen, to keep one row per key.
+    _latest: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
 
     @property
     def days(self) -> list[date]:
@@ -86,8 +84,11 @@ class Batch:
         """
         if not records:
             return
-        to_row = spec(self.table).stage_row
+        table = spec(self.table)
+        to_row = table.stage_row
         wanted = TYPES[self.table]
+        # One row per key where the upsert updates, or ON CONFLICT DO UPDATE would hit it twice.
+        keeps, row_key = table.keeps, table.row_key()
         rows, sources, days, latest = self.rows, self.sources, self.day_numbers, self._latest
         self.records += len(records)
         self.offsets[tp] = records[-1].offset + 1
@@ -103,9 +104,9 @@ class Batch:
                 continue
             code = event.type_code
             if code not in wanted:
-                if code in _NAMES:  # a quote, trade or bar on another table's topic: a routing bug upstream
-                    expected = " or ".join(_NAMES[c] for c in sorted(wanted))
-                    reason = f"expected a {expected} on {record.topic}, got a {_NAMES[code]}"
+                if code in NOUNS:  # another table's type on this topic: a routing bug upstream
+                    expected = " or ".join(NOUNS[c] for c in sorted(wanted))
+                    reason = f"expected a {expected} on {record.topic}, got a {NOUNS[code]}"
                     self.dead_letter(record, "misrouted", "T", reason)
                 else:
                     self.skipped[code] += 1
@@ -115,13 +116,12 @@ class Batch:
             except DecodeError as exc:
                 self.dead_letter(record, "range", exc.field, str(exc))
                 continue
-            if self.table == "bars":  # one row per key, or ON CONFLICT DO UPDATE would hit it twice
-                assert isinstance(event, Bar)
-                key = (event.symbol, event.timeframe, event.timestamp // 1000)
+            if keeps is not None:
+                key = row_key(row)
                 seen = latest.get(key)
                 if seen is not None:
                     self.superseded += 1
-                    if not (rows[seen][-1] == "u" and code == "b"):  # the same rule as the upsert's WHERE
+                    if not keeps(rows[seen], row):  # the same rule as the upsert's WHERE
                         rows[seen], sources[seen] = row, record
                     continue
                 latest[key] = len(rows)

@@ -1,42 +1,78 @@
-"""How each table is written: its staging table and the one statement that moves rows into it.
+"""How each stored family is written: its staging table and the one statement that moves rows into it.
 
-The staging table's columns are those of :mod:`consumers.staging`'s rows; the
-``INSERT ... SELECT`` turns nanoseconds into ``timestamptz`` and the array
-literal into ``text[]``, so the stored row is exactly
-:func:`tickpipe.rows.to_row` of the event (the writer tests hold the two to that).
+Derived from the feed declaration (:mod:`tickpipe.feeds`): every stored family
+gets a :class:`TableSpec` from its table in :mod:`tickpipe.schema` (columns,
+primary key), its declared staging columns and staging function, and its
+declared conflict rule. The staging table's columns are those of
+:mod:`consumers.staging`'s rows; the ``INSERT ... SELECT`` turns nanoseconds
+into ``timestamptz`` and the array literal into ``text[]``, so the stored row
+is exactly :func:`tickpipe.rows.to_row` of the event (the writer tests hold
+the two to that).
 
-Conflicts: quotes and trades ``DO NOTHING`` (a redelivery is a no-op); bars
-``DO UPDATE``, because an updated bar replaces the minute bar, except that a
-minute bar never replaces an updated one (a replay of an old record must not
-undo a correction). For the ``DO NOTHING`` tables the writer first tries the
-same INSERT without ``ON CONFLICT`` (see :meth:`TableSpec.insert_sql`).
+Conflicts, as declared: ``DO NOTHING`` (a redelivery is a no-op), or
+``DO UPDATE`` with a condition that keeps the stored row (bars: an updated bar
+replaces the minute bar, never the other way round). For the ``DO NOTHING``
+tables the writer first tries the same INSERT without ``ON CONFLICT`` (see
+:meth:`TableSpec.insert_sql`); for the ``DO UPDATE`` ones the batch keeps one
+row per key, by the same rule (:meth:`TableSpec.keeps`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from consumers.staging import bar_row, quote_row, trade_row
 from tickpipe.events import Event
-from tickpipe.rows import COLUMNS, KEYS
+from tickpipe.feeds import STOCK, Family
+from tickpipe.feeds.tables import columns, on_conflict, primary_key
+
+Row = tuple[Any, ...]
 
 #: Which event type codes each table stores.
-TYPES: Final[dict[str, frozenset[str]]] = {
-    "quotes": frozenset({"q"}),
-    "trades": frozenset({"t"}),
-    "bars": frozenset({"b", "u", "d"}),
-}
+TYPES: Final[dict[str, frozenset[str]]] = {family.name: frozenset(family.codes) for family in STOCK.stored}
+
+#: How messages name a stored event type: ``{"q": "quote", ...}``.
+NOUNS: Final[dict[str, str]] = {kind.code: kind.noun for family in STOCK.stored for kind in family.types}
 
 _NS_TO_TS = "timestamptz 'epoch' + ({0} / 1000) * interval '1 microsecond'"
 #: Target columns computed from staging columns; every other target column is copied as it is.
-_COMPUTED = {
+#: (How a staging row carries these values is :mod:`consumers.staging`'s choice, not the feed's.)
+_COMPUTED: Final = {
     "time": _NS_TO_TS.format("s.time_ns"),
     "received_at": f"CASE WHEN s.received_ns = 0 THEN NULL ELSE {_NS_TO_TS.format('s.received_ns')} END",
     "conditions": "s.conditions::text[]",
 }
-_BAR_VALUES = ("time_ns", "open", "high", "low", "close", "volume", "vwap", "trade_count", "updated", "received_at")
+#: Key columns that are computed: the staging column they come from, and its divisor (``time`` is µs of ``time_ns``).
+_KEY_FROM: Final = {"time": ("time_ns", 1000)}
+
+
+def _updated_keeps(stage: Mapping[str, int]) -> Callable[[Row, Row], bool]:
+    at = stage["updated"]
+    return lambda stored, new: bool(stored[at] == "u" and new[at] == "b")
+
+
+#: Python mirrors of the declared ``Conflict.unless`` conditions, looked up by their SQL: a batch folds
+#: the rows of one key into one by the same rule the upsert applies. A declared condition without a
+#: mirror here fails at import, naming it.
+_MIRRORS: Final[dict[str, Callable[[Mapping[str, int]], Callable[[Row, Row], bool]]]] = {
+    "bars.updated = 'u' AND EXCLUDED.updated = 'b'": _updated_keeps,
+}
+
+
+def _never(stored: Row, new: Row) -> bool:
+    return False
+
+
+def resolve(ref: str) -> Callable[[Any], Row]:
+    """The function a declaration names as ``module:function`` (a family's ``stage_row``)."""
+    module, _, name = ref.partition(":")
+    try:
+        function: Callable[[Any], Row] = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"expected a staging function at {ref!r} (module:function), got {exc}") from exc
+    return function
 
 
 @dataclass(frozen=True)
@@ -47,14 +83,41 @@ class TableSpec:
     #: Staging columns as "name type, ..." in the order of :attr:`stage_row`'s tuples.
     columns: str
     #: Event -> staging tuple.
-    stage_row: Callable[[Any], tuple[Any, ...]]
+    stage_row: Callable[[Any], Row]
     #: What ON CONFLICT does: ``DO NOTHING`` or ``DO UPDATE SET ...``.
     on_conflict: str = "DO NOTHING"
+    #: The table's columns, in order, and its primary key.
+    target: tuple[str, ...] = ()
+    key: tuple[str, ...] = ()
+    #: With ``DO UPDATE``: whether a stored row stays when ``new`` arrives (the declared ``unless``).
+    keeps: Callable[[Row, Row], bool] | None = field(default=None, compare=False)
     stage: tuple[tuple[str, str], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         pairs = tuple(tuple(item.split()) for item in self.columns.split(","))
         object.__setattr__(self, "stage", pairs)
+
+    @classmethod
+    def of(cls, family: Family) -> TableSpec:
+        """The spec of a stored family, from its declaration and its table."""
+        if family.table is None or not family.stage_columns or not family.stage_row:
+            raise ValueError(f"expected a stored family with staging columns and function, got {family.name}")
+        keeps: Callable[[Row, Row], bool] | None = None
+        if family.conflict.replace:
+            keeps = _never
+            if family.conflict.unless:
+                mirror = _MIRRORS.get(family.conflict.unless)
+                if mirror is None:
+                    raise ValueError(
+                        f"expected a Python mirror in consumers.tables of {family.name}'s conflict condition, "
+                        f"got none for {family.conflict.unless!r}"
+                    )
+                stage_names = [item.split()[0] for item in family.stage_columns.split(",")]
+                keeps = mirror({name: index for index, name in enumerate(stage_names)})
+        return cls(
+            family.table, family.stage_columns, resolve(family.stage_row), on_conflict(family),
+            target=columns(family), key=primary_key(family), keeps=keeps,
+        )  # fmt: skip
 
     @property
     def stage_table(self) -> str:
@@ -74,11 +137,10 @@ class TableSpec:
         tables: it skips the speculative insertion ON CONFLICT does for every row (a third
         less work for PostgreSQL) and fails on a key already stored, which only a redelivery has.
         """
-        columns = COLUMNS[self.table]
-        values = ", ".join(_COMPUTED.get(column, f"s.{column}") for column in columns)
-        statement = f"INSERT INTO {self.table} ({', '.join(columns)}) SELECT {values} FROM {self.stage_table} s"
+        values = ", ".join(_COMPUTED.get(column, f"s.{column}") for column in self.target)
+        statement = f"INSERT INTO {self.table} ({', '.join(self.target)}) SELECT {values} FROM {self.stage_table} s"
         if on_conflict:
-            statement += f" ON CONFLICT ({', '.join(KEYS[self.table])}) {self.on_conflict}"
+            statement += f" ON CONFLICT ({', '.join(self.key)}) {self.on_conflict}"
         return statement
 
     @property
@@ -86,32 +148,16 @@ class TableSpec:
         """Whether a plain INSERT may be tried first: only where a conflict means "already stored"."""
         return self.on_conflict == "DO NOTHING"
 
+    def row_key(self) -> Callable[[Row], tuple[Any, ...]]:
+        """Staging row -> the table's primary key (as PostgreSQL will see it), for folding a batch."""
+        index = {name: i for i, name in enumerate(self.stage_columns)}
+        parts = [(index[column], 1) if column in index else (index[_KEY_FROM[column][0]], _KEY_FROM[column][1])
+                 for column in self.key]  # fmt: skip
+        return lambda row: tuple(row[at] // divisor if divisor != 1 else row[at] for at, divisor in parts)
 
-SPECS: Final[dict[str, TableSpec]] = {
-    "quotes": TableSpec(
-        "quotes",
-        "symbol text, time_ns bigint, received_ns bigint, event_key bigint, bid_exchange text, bid_price float8, "
-        "bid_size bigint, ask_exchange text, ask_price float8, ask_size bigint, conditions text, tape text",
-        quote_row,
-    ),
-    "trades": TableSpec(
-        "trades",
-        "symbol text, time_ns bigint, received_ns bigint, exchange text, trade_id bigint, price float8, "
-        "size bigint, conditions text, tape text",
-        trade_row,
-    ),
-    "bars": TableSpec(
-        "bars",
-        "symbol text, timeframe text, time_ns bigint, received_ns bigint, open float8, high float8, low float8, "
-        "close float8, volume bigint, vwap float8, trade_count bigint, updated text",
-        bar_row,
-        on_conflict=(
-            "DO UPDATE SET "
-            + ", ".join(f"{name} = EXCLUDED.{name}" for name in _BAR_VALUES)
-            + " WHERE NOT (bars.updated = 'u' AND EXCLUDED.updated = 'b')"
-        ),
-    ),
-}
+
+#: Every table the consumers write, by family name: the feed's stored families.
+SPECS: Final[dict[str, TableSpec]] = {family.name: TableSpec.of(family) for family in STOCK.stored}
 
 
 def spec(table: str) -> TableSpec:
@@ -122,6 +168,6 @@ def spec(table: str) -> TableSpec:
         raise ValueError(f"expected a table among {', '.join(SPECS)}, got {table!r}") from None
 
 
-def stage_row(event: Event) -> tuple[Any, ...]:
+def stage_row(event: Event) -> Row:
     """The staging tuple of any storable event (for tests and tools; the batch loop uses the spec's)."""
     return spec(event.family).stage_row(event)

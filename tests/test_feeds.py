@@ -10,8 +10,8 @@ family that misses one of these fails here, naming what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -22,13 +22,15 @@ from fastapi import FastAPI
 from api import queries, shape
 from api.main import create_app
 from api.stream import protocol
+from consumers import cli as consumer_cli
+from consumers import service as consumer_service
 from consumers import tables as consumer_tables
 from simulator import subscriptions
 from simulator.config import FEEDS as SIMULATED_VARIANTS
 from simulator.server import feed_of
 from tickpipe import names, rows, schema, settings
 from tickpipe.events import EVENT_TYPES, BaseEvent
-from tickpipe.feeds import FEEDS, EventType, Family, Feed
+from tickpipe.feeds import FEEDS, Conflict, EventType, Family, Feed
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
 
 FAMILIES = [(feed, family) for feed in FEEDS for family in feed.families]
@@ -142,13 +144,43 @@ def test_rows_round_trip_every_type(feed: Feed, family: Family) -> None:
 @stored
 def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> None:
     spec = consumer_tables.spec(family.name)
+    assert consumer_tables.SPECS[family.name] == consumer_tables.TableSpec.of(family), "expected derived specs"
     assert consumer_tables.TYPES[family.name] == frozenset(family.codes)
-    assert spec.columns == family.stage_columns
-    assert spec.on_conflict == on_conflict(family)
+    assert (spec.table, spec.columns, spec.on_conflict) == (family.table, family.stage_columns, on_conflict(family))
+    assert (spec.target, spec.key) == (columns(family), primary_key(family))
     module, _, function = family.stage_row.partition(":")
-    stage_row: Callable[[Any], tuple[Any, ...]] = getattr(importlib.import_module(module), function)
-    for code in family.codes:
-        assert len(stage_row(sample(EVENT_TYPES[code]))) == len(spec.stage_columns)
+    assert spec.stage_row is getattr(importlib.import_module(module), function)
+    assert spec.optimistic == (not family.conflict.replace)
+    assert (spec.keeps is not None) == family.conflict.replace, "a batch folds one key's rows where the upsert updates"
+    for kind in family.types:
+        assert consumer_tables.NOUNS[kind.code] == kind.noun
+        assert len(spec.stage_row(sample(EVENT_TYPES[kind.code]))) == len(spec.stage_columns)
+    insert = spec.insert_sql()
+    assert insert.startswith(f"INSERT INTO {family.table} ({', '.join(columns(family))}) SELECT ")
+    assert insert.endswith(f" ON CONFLICT ({', '.join(primary_key(family))}) {on_conflict(family)}")
+    for column in spec.stage_columns:
+        assert f"s.{column}" in insert, f"expected staging column {column!r} to reach table {family.table}"
+
+
+@feeds
+def test_consumers_write_every_stored_family_and_nothing_else(feed: Feed) -> None:
+    stored_names = [family.name for family in feed.stored]
+    assert list(consumer_tables.SPECS) == stored_names
+    assert set(consumer_tables.NOUNS) == {code for family in feed.stored for code in family.codes}
+    assert consumer_service.tables_for("all") == stored_names
+    parser = consumer_cli.build_parser()
+    assert [parser.parse_args([name]).table for name in (*stored_names, "all")] == [*stored_names, "all"]
+    for family in feed.families:
+        if family.table is None:
+            with pytest.raises(SystemExit):
+                parser.parse_args([family.name])
+
+
+def test_an_upsert_condition_the_consumers_cannot_fold_by_is_named() -> None:
+    bars = FEEDS[0].family("bars")
+    family = dataclasses.replace(bars, conflict=Conflict(replace=True, unless="bars.volume > EXCLUDED.volume"))
+    with pytest.raises(ValueError, match=r"expected a Python mirror .* got none for 'bars.volume > EXCLUDED.volume'"):
+        consumer_tables.TableSpec.of(family)
 
 
 # --- API ------------------------------------------------------------------------------------------
