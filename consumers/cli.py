@@ -21,7 +21,7 @@ from dataclasses import asdict
 
 import orjson
 
-from consumers.service import ConsumerService, tables_for
+from consumers.service import TABLES, ConsumerService, tables_for
 from tickpipe.errors import SettingsError
 from tickpipe.logs import setup_logging
 from tickpipe.settings import Settings, get_settings
@@ -31,7 +31,7 @@ log = logging.getLogger("tickpipe.consume")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tickpipe consume", description=__doc__.split("\n\n")[0])
-    p.add_argument("table", choices=["quotes", "trades", "bars", "all"], help="which table's topic to consume")
+    p.add_argument("table", choices=[*TABLES, "all"], help="which table's topic to consume")
     p.add_argument("--burst", action="store_true", help="stop when caught up (tests, backfills, benchmarks)")
     p.add_argument(
         "--burst-wait",

@@ -1,8 +1,9 @@
 """The consumers as one service: a worker per table, a shared dead-letter producer, the admin endpoints.
 
-``tickpipe consume all`` runs three workers (three consumer groups) in one
-event loop; ``tickpipe consume quotes`` one. The tests drive this class
-directly, in burst mode, so they run the real loop to completion.
+``tickpipe consume all`` runs a worker (a consumer group) per stored family of
+the feed (quotes, trades, bars) in one event loop; ``tickpipe consume quotes``
+one. The tests drive this class directly, in burst mode, so they run the real
+loop to completion.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from aiokafka.errors import KafkaError
 from consumers.dlq import DeadLetterSink
 from consumers.metrics import ConsumerMetrics
 from consumers.progress import WorkerStats
+from consumers.tables import SPECS
 from consumers.worker import Worker
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.errors import ServiceStartError, SettingsError
 from tickpipe.kafka import dlq_topic, ensure_topics, make_producer
-from tickpipe.names import REQUIRED_FAMILIES, topic
+from tickpipe.names import topic
 from tickpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TABLES = REQUIRED_FAMILIES
+#: The tables a worker can write: the feed's stored families (:data:`consumers.tables.SPECS`).
+TABLES = tuple(SPECS)
 
 
 def tables_for(name: str) -> list[str]:
@@ -34,7 +37,7 @@ def tables_for(name: str) -> list[str]:
     if name == "all":
         return list(TABLES)
     if name not in TABLES:
-        raise SettingsError(f"expected quotes, trades, bars or all, got {name!r}")
+        raise SettingsError(f"expected {', '.join(TABLES)} or all, got {name!r}")
     return [name]
 
 
