@@ -9,8 +9,9 @@ more workers in the group share its partitions. Per batch:
    connection (their rows do not depend on order), one for bars (an update
    must land after the bar it updates), so decoding overlaps the database;
 3. write (:mod:`consumers.writer`); on failure retry with capped exponential
-   backoff, forever: PostgreSQL coming back is what ends an outage. Meanwhile
-   fetching is paused, but the consumer keeps polling so the group keeps it;
+   backoff (:func:`consumers.store.retry_backoff`), forever: PostgreSQL
+   coming back is what ends an outage. Meanwhile fetching is paused, but the
+   consumer keeps polling so the group keeps it;
 4. send the batch's dead letters and wait for the broker's acks;
 5. commit exactly the batch's offsets ``{tp: last + 1}``, for partitions still
    owned in the same assignment generation, and only after every earlier
@@ -65,7 +66,7 @@ from consumers.collect import Collector, make_consumer
 from consumers.dlq import DeadLetterSink
 from consumers.metrics import ConsumerMetrics
 from consumers.progress import NotDrained, WorkerStats, account, caught_up, describe_behind, measure_lag, undrained
-from consumers.store import store_batch
+from consumers.store import retry_backoff, store_batch
 from consumers.tables import spec
 from consumers.writer import WriteError, Writer
 from tickpipe.names import topic
@@ -114,6 +115,7 @@ class Worker(ConsumerRebalanceListener):
         self.burst = burst
         self.idle_fetches = idle_fetches
         self.retry_max_s = settings.consumer_retry_max_s if retry_max_s is None else retry_max_s
+        self.backoff = retry_backoff(self.retry_max_s)
         self.revoke_grace_s = revoke_grace_s
         self.stop_grace_s = stop_grace_s
         #: Burst mode: how long to wait for partitions others hold, from when ours were first done.
@@ -269,9 +271,7 @@ class Worker(ConsumerRebalanceListener):
     async def _write(self, batch: Batch, writer: Writer, previous: asyncio.Task[None] | None) -> None:
         began = time.monotonic()
         try:
-            result = await store_batch(
-                batch, writer, self.sink, retry_max_s=self.retry_max_s, on_write_failure=self._retrying
-            )
+            result = await store_batch(batch, writer, self.sink, backoff=self.backoff, on_write_failure=self._retrying)
             self._set_db(True)
             self._stored_batches += 1
             if self._kill_after is not None and self._stored_batches >= self._kill_after:

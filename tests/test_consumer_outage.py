@@ -23,12 +23,22 @@ from consumer_fixtures import (
 
 from consumers.progress import WorkerStats
 from consumers.service import ConsumerService
+from consumers.store import retry_backoff
 from consumers.worker import Worker
 from tickpipe import db
 from tickpipe.embedded import free_port
 from tickpipe.names import topic
 from tickpipe.services import EmbeddedPostgres
 from tickpipe.settings import Settings
+
+
+def test_retries_wait_on_the_shared_curve_capped_by_consumer_retry_max_s() -> None:
+    backoff = retry_backoff(5.0)
+    assert (backoff.base, backoff.cap) == (0.1, 5.0)
+    assert [backoff.ceiling(n) for n in (1, 2, 3, 7, 50)] == [0.1, 0.2, 0.4, 5.0, 5.0]
+    assert all(0.05 <= backoff.compute(1) <= 0.1 for _ in range(100))
+    tiny = retry_backoff(0.02)  # a cap below the first wait: every wait is the cap's
+    assert tiny.ceiling(1) == tiny.ceiling(9) == 0.02
 
 
 @pytest.fixture
