@@ -2,12 +2,14 @@
 
 Modules, in the order a record meets them: ``collect`` (batches by size and
 time out of the consumer), ``batch`` (records to rows and dead letters, pure),
-``staging`` (an event's checked staging row), ``tables`` (each table's staging
-table and upsert), ``writer`` (COPY + upsert in one transaction), ``store``
-(rows and dead letters, retried until done), ``worker`` (the consume loop,
-commits, rebalances), ``progress`` (counters, lag), ``dlq`` (dead letters out,
-read back, replayed), ``metrics``, ``service`` (workers + admin endpoints),
-``cli`` / ``dlq_cli`` (the commands).
+``staging`` (an event's checked staging row), ``tables`` (each stored
+family's staging table and upsert, derived from :mod:`tickpipe.feeds`),
+``writer`` (COPY + upsert in one transaction), ``store`` (rows and dead
+letters, retried until done), ``worker`` (the consume loop, commits,
+rebalances), ``drain`` (burst mode's "the group drained the topic"),
+``progress`` (counters, lag), ``dlq`` (dead letters out, read back, replayed),
+``metrics``, ``service`` (workers + admin endpoints), ``cli`` / ``dlq_cli``
+(the commands).
 """
 
 from consumers.batch import Batch, build_batch

@@ -1,4 +1,4 @@
-"""What a worker did and how far behind it is: its counters, the metrics they feed, lag, "drained".
+"""What a worker did and how far behind it is: its counters, the metrics they feed, lag.
 
 Lag is the records of a partition not yet written: its end offset, asked of
 the broker (``ListOffsets``), minus the group's committed offset (ours once we
@@ -7,12 +7,8 @@ member; with none, the partition's first offset). Offsets are committed only
 after the rows are in PostgreSQL, so on Apache Kafka this is exact. It is not
 the distance from the consumer's position: records fetched but not yet stored
 are still lag. Tansu's end offsets undercount (they stop at the last batch's
-base offset), so there it is low.
-
-"Drained" (burst mode) is group-wide: every partition of the topic, owned by
-this worker or not, has its committed offset at its end offset. A worker that
-only looked at its own assignment would stop early when a member that died
-without leaving still held partitions in the group (its session not expired).
+base offset), so there it is low. When a topic counts as drained (burst
+mode) is :mod:`consumers.drain`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from aiokafka.structs import TopicPartition
 
 from consumers.batch import Batch
 from consumers.metrics import ConsumerMetrics
-from tickpipe.errors import TickpipeError
 
 
 @dataclass
@@ -75,23 +70,6 @@ def account(
     metrics.batch_seconds.labels(table).observe(seconds)
 
 
-async def caught_up(consumer: AIOKafkaConsumer) -> bool:
-    """Every assigned partition's position has reached the high watermark of its last fetch."""
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is None or await consumer.position(tp) < high:
-            return False
-    return True
-
-
-async def start_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """Where the group stands on ``tp``: its committed offset, else the partition's first offset."""
-    committed = await consumer.committed(tp)
-    if committed is not None:
-        return int(committed)
-    return int((await consumer.beginning_offsets([tp]))[tp])
-
-
 async def measure_lag(
     consumer: AIOKafkaConsumer, committed: Mapping[TopicPartition, int], partitions: Iterable[TopicPartition]
 ) -> dict[TopicPartition, int]:
@@ -116,34 +94,3 @@ async def measure_lag(
     if never:  # one request for all: each offsets lookup waits for fresh metadata (about 0.5 s)
         done.update({tp: int(offset) for tp, offset in (await consumer.beginning_offsets(never)).items()})
     return {tp: max(0, int(ends[tp]) - done[tp]) for tp in tps}
-
-
-class NotDrained(TickpipeError):
-    """Burst mode gave up: partitions of the topic were still behind when its wait ran out."""
-
-
-def describe_behind(behind: Mapping[TopicPartition, tuple[int, int]]) -> str:
-    """``t.quotes[2] 120/3400, ...``: each partition's committed and end offset."""
-    return ", ".join(f"{tp.topic}[{tp.partition}] {done}/{end}" for tp, (done, end) in sorted(behind.items()))
-
-
-async def undrained(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, tuple[int, int]]:
-    """Every partition of ``topic`` whose group offset is short of its end: ``{tp: (committed, end)}``.
-
-    All of the topic's partitions, not only this consumer's: a partition held by a
-    member that died (and is still in the group) or by a slow live one counts too.
-    """
-    partitions = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    if not tps:
-        return {}
-    ends = await consumer.end_offsets(tps)
-    behind: dict[TopicPartition, tuple[int, int]] = {}
-    for tp in tps:
-        end = int(ends[tp])
-        if end == 0:
-            continue
-        done = await start_offset(consumer, tp)
-        if done < end:
-            behind[tp] = (done, end)
-    return behind

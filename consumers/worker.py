@@ -24,17 +24,15 @@ is dropped uncommitted, to be fetched again by whoever owns it next. A batch
 from an older epoch is never written or committed.
 
 ``burst=True`` stops once the whole topic is drained, not only this worker's
-share of it: several fetches in a row came back empty, every owned
-partition's position reached its high watermark, and then, group-wide, every
-partition of the topic has its committed offset at its end offset
-(:func:`~consumers.progress.undrained`). Until then it keeps consuming, so a
+share of it: several fetches in a row came back empty, and then
+:class:`~consumers.drain.BurstDrain` finds every owned partition's position
+at its high watermark and, group-wide, every partition of the topic with its
+committed offset at its end offset. Until then it keeps consuming, so a
 rebalance (a dead member's session expiring) hands it the partitions left
-behind. Its wait is bounded: if partitions are still behind when it is
-caught up again ``burst_wait_s`` after it first had nothing of its own left
-to do, it raises :class:`~consumers.progress.NotDrained` naming them
-(``tickpipe consume --burst`` exits 1). ``stop()`` (SIGTERM) finishes the
-batch in flight if PostgreSQL is up, abandons it otherwise, and leaves the
-group.
+behind; after ``burst_wait_s`` it raises :class:`~consumers.drain.NotDrained`
+naming them (``tickpipe consume --burst`` exits 1). ``stop()`` (SIGTERM)
+finishes the batch in flight if PostgreSQL is up, abandons it otherwise, and
+leaves the group.
 
 Lag (``tickpipe_consumer_lag``, ``/health``) is measured by a task of its own
 every ``lag_every_s``: end offsets minus committed offsets, exact on Apache
@@ -64,8 +62,9 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from consumers.batch import Batch
 from consumers.collect import Collector, make_consumer
 from consumers.dlq import DeadLetterSink
+from consumers.drain import BurstDrain
 from consumers.metrics import ConsumerMetrics
-from consumers.progress import NotDrained, WorkerStats, account, caught_up, describe_behind, measure_lag, undrained
+from consumers.progress import WorkerStats, account, measure_lag
 from consumers.store import retry_backoff, store_batch
 from consumers.tables import spec
 from consumers.writer import WriteError, Writer
@@ -118,9 +117,6 @@ class Worker(ConsumerRebalanceListener):
         self.backoff = retry_backoff(self.retry_max_s)
         self.revoke_grace_s = revoke_grace_s
         self.stop_grace_s = stop_grace_s
-        #: Burst mode: how long to wait for partitions others hold, from when ours were first done.
-        self.burst_wait_s = burst_wait_s
-        self.drain_check_s = drain_check_s
         self.lag_every_s = lag_every_s
         self.sink = sink
         self.metrics = metrics
@@ -148,9 +144,10 @@ class Worker(ConsumerRebalanceListener):
         #: The broker counts as unreachable when no lag round got an answer for this long.
         self._kafka_timeout_s = settings.kafka_request_timeout_ms / 1000
         self.kafka_stale_after_s = 3 * lag_every_s + self._kafka_timeout_s
-        self._drain_check_at = 0.0
-        self._burst_wait_until: float | None = None
-        self._behind_logged: str | None = None
+        self.drain = BurstDrain(
+            self.consumer, table=table, topic=self.topic, group=self.group, owned=self.assigned,
+            wait_s=burst_wait_s, check_every_s=drain_check_s,
+        )  # fmt: skip
         hook = os.environ.get(SIGKILL_HOOK, "").strip()
         #: The test hook: SIGKILL after this many batches stored (None = never).
         self._kill_after: int | None = int(hook) if hook else None
@@ -361,43 +358,8 @@ class Worker(ConsumerRebalanceListener):
     # --- progress ---------------------------------------------------------------------------------
 
     async def _burst_done(self) -> bool:
-        """Burst mode: whether every partition of the topic is drained by the group (then stop).
-
-        Checked at most every ``drain_check_s`` once this worker's own partitions
-        are caught up; raises NotDrained when others stay behind past ``burst_wait_s``.
-        """
-        if not self.joined or not await caught_up(self.consumer):
-            return False
-        now = time.monotonic()
-        if now < self._drain_check_at:
-            return False
-        self._drain_check_at = now + self.drain_check_s
-        behind = await undrained(self.consumer, self.topic)
-        if not behind:
-            log.info("%s: caught up (burst mode): every partition of %s is drained by group %s, stopping",
-                     self.table, self.topic, self.group)  # fmt: skip
-            return True
-        if self._burst_wait_until is None:
-            self._burst_wait_until = now + self.burst_wait_s
-        described = describe_behind(behind)
-        if now > self._burst_wait_until:
-            raise NotDrained(
-                f"{self.table}: burst mode waited {self.burst_wait_s:g} s and partitions of {self.topic} are still "
-                f"not drained (committed/end offset): {described}; group {self.group} may have another member "
-                "holding them (alive, or dead and its session not expired)"
-            )
-        for tp, (done, _) in behind.items():
-            position = await self.consumer.position(tp) if tp in self.assigned else None
-            if position is not None and position > done:  # ours, read and stored, but its commit failed
-                log.info("%s: %s[%d] is committed at %d, behind our position %d; reading it again from there",
-                         self.table, tp.topic, tp.partition, done, position)  # fmt: skip
-                self.consumer.seek(tp, done)
-        if described != self._behind_logged:
-            self._behind_logged = described
-            log.info("%s: burst mode: my partitions %s are caught up; waiting (up to %g s) for the group to drain "
-                     "the rest (committed/end offset): %s", self.table, sorted(tp.partition for tp in self.assigned),
-                     self.burst_wait_s, described)  # fmt: skip
-        return False
+        """Burst mode: whether every partition of the topic is drained by the group (then stop)."""
+        return self.joined and await self.drain.done()
 
     async def _measure_lag(self) -> None:
         """Every ``lag_every_s``: each owned partition's lag into the gauge (and for /health)."""

@@ -7,7 +7,7 @@ from aiokafka.structs import TopicPartition
 
 from consumers import cli, dlq_cli
 from consumers.dlq import StoredLetter
-from consumers.progress import describe_behind
+from consumers.drain import describe_behind
 from consumers.service import ConsumerService, tables_for
 from consumers.worker import group_id
 from tickpipe.dlq import DeadLetter
