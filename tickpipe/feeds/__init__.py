@@ -27,7 +27,11 @@ channels and the simulator's follow. To store it as well: a table in
 :mod:`tickpipe.schema` (and its migration), ``table="lulds"``, the staging
 columns and function, its row in :mod:`tickpipe.rows`, and its response
 shape in ``api/shape.py`` and ``api/models.py``; the contract test names
-whichever is missing.
+whichever is missing. The consumers (``tickpipe consume``, its table
+choices, staging tables and upserts) follow from ``table`` and the staging
+declaration; a conflict rule that updates with a condition (``unless``) also
+needs its Python mirror in ``consumers/tables.py``, which folds a batch's
+rows of one key by the same rule.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Separate from :mod:`tickpipe.feeds.spec` so that deriving a channel list
 never imports SQLAlchemy; whoever needs columns (rows, the API's queries,
-later the consumers) imports this.
+the consumers' table specs) imports this.
 """
 
 from __future__ import annotations
