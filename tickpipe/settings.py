@@ -32,6 +32,9 @@ ALPACA_STREAM_URLS = {
     "test": "wss://stream.data.alpaca.markets/v2/test",
 }
 
+#: Alpaca's historical market-data API (``/v2/stocks/...``).
+ALPACA_DATA_URL = "https://data.alpaca.markets"
+
 
 def redact_url(url: str | None) -> str | None:
     """Hide the password of a URL, so a URL may be logged."""
@@ -105,6 +108,20 @@ class Settings(BaseSettings):
     producer_shutdown_timeout_s: float = Field(default=15.0, gt=0)
     producer_admin_host: str = "127.0.0.1"
     producer_admin_port: int = Field(default=8081, ge=0, le=65535)
+
+    # --- backfill (gaps in the stream, and ``tickpipe backfill``) ---------------
+    #: Base URL of the historical REST API; unset: Alpaca's with keys, else the simulator's (see ``data_url``).
+    alpaca_data_url: str | None = None
+    #: Fill the stream's gaps (reconnect, silence, restart) from the REST API into Kafka.
+    backfill_enabled: bool = True
+    #: Also fill quotes (heavy: a busy symbol has many times more quotes than trades).
+    backfill_quotes: bool = False
+    #: REST requests per minute the backfill may spend (Alpaca's basic plan allows 200 for everything).
+    backfill_requests_per_minute: int = Field(default=120, ge=1)
+    #: The longest window one gap fills (older events are left to ``tickpipe backfill``).
+    backfill_max_window_s: float = Field(default=6 * 3600.0, gt=0)
+    #: Seconds added before and after each gap: late-reported trades and clock skew (overlap is deduplicated by keys).
+    backfill_margin_s: float = Field(default=5.0, ge=0)
 
     # --- consumers --------------------------------------------------------
     batch_size: int = Field(default=5_000, ge=1)
@@ -226,6 +243,21 @@ class Settings(BaseSettings):
         if self.uses_alpaca:
             return ALPACA_STREAM_URLS[self.alpaca_feed]
         return f"ws://{self.simulator_host}:{self.simulator_port}/v2/{self.alpaca_feed}"
+
+    @property
+    def data_url(self) -> str:
+        """The historical REST API: ALPACA_DATA_URL; else Alpaca's with keys (unless the stream URL points
+        elsewhere); else the simulator that serves the stream (same host and port)."""
+        if self.alpaca_data_url:
+            return self.alpaca_data_url.rstrip("/")
+        stream = self.alpaca_stream_url
+        if stream and urlsplit(stream).hostname != "stream.data.alpaca.markets":
+            parts = urlsplit(stream)
+            scheme = "https" if parts.scheme == "wss" else "http"
+            return f"{scheme}://{parts.netloc.rpartition('@')[2]}"
+        if self.uses_alpaca:
+            return ALPACA_DATA_URL
+        return f"http://{self.simulator_host}:{self.simulator_port}"
 
     @property
     def all_symbols(self) -> bool:
