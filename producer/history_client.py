@@ -1,0 +1,181 @@
+"""A thin async client of Alpaca's historical REST API (``/v2/stocks/...``), spending a request budget.
+
+Ours rather than alpaca-py's ``StockHistoricalDataClient``, which is
+synchronous (it would block the producer's loop), parses every item into a
+pydantic model (several µs each, for rows we only re-encode) and retries a
+429 on a fixed schedule without reading the rate-limit headers. Here:
+
+- one multi-symbol request per page (``/v2/stocks/{trades|quotes|bars}?symbols=``),
+  ``limit=10000``, following ``next_page_token``;
+- a request budget of our own (``per_minute``, a sliding minute), so a backfill
+  leaves the rest of the account's limit to whoever else uses the key;
+- the server's ``X-RateLimit-Remaining``/``-Reset`` are obeyed: at 0 left, wait
+  for the reset; a 429 waits for the reset, or backs off (:mod:`tickpipe.backoff`)
+  when the answer does not say when;
+- ``sleep`` and ``clock`` are seams, so a test can see every wait it asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from tickpipe.backoff import EqualJitterBackoff
+from tickpipe.codecs import format_rfc3339_ns
+
+log = logging.getLogger(__name__)
+
+#: REST resource -> the stream type code its items become.
+KINDS: Final = {"trades": "t", "quotes": "q", "bars": "b"}
+PAGE_LIMIT: Final = 10_000
+
+
+class HistoryError(Exception):
+    """The REST API refused a request in a way waiting cannot fix (400, 401, 403, 404, 422)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One answer: items per symbol (REST shape, ``t`` still RFC 3339) and the token of the next page."""
+
+    items: dict[str, list[dict[str, Any]]]
+    next_token: str | None
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.items.values())
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    throttled: int = 0  # 429 answers
+    waited_s: float = 0.0  # seconds spent waiting for the budget or a reset
+    last_limit: dict[str, str] = field(default_factory=dict)  # the last X-RateLimit-* headers seen
+
+
+class HistoryClient:
+    """Pages of a REST resource over a time window, within a request budget."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        secret: str,
+        feed: str,
+        *,
+        per_minute: int = 120,
+        page_limit: int = PAGE_LIMIT,
+        timeout: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.feed = feed
+        self.per_minute = per_minute
+        self.page_limit = page_limit
+        self.stats = ClientStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._sent: deque[float] = deque()  # when our last ``per_minute`` requests went
+        self._server_reset = 0.0  # epoch s: the server said nothing is left until then
+        self._backoff = EqualJitterBackoff(base=1.0, cap=60.0)
+        headers = {"APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret, "Accept": "application/json"}
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport, trust_env=False)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def pages(
+        self, resource: str, symbols: list[str], start_ns: int, end_ns: int, token: str | None = None
+    ) -> AsyncGenerator[Page, None]:
+        """Every page of ``resource`` for ``symbols`` stamped in [start, end], from ``token`` on."""
+        params: dict[str, str] = {
+            "symbols": ",".join(symbols),
+            "start": format_rfc3339_ns(start_ns),
+            "end": format_rfc3339_ns(end_ns),
+            "limit": str(self.page_limit),
+            "feed": self.feed,
+            "sort": "asc",
+        }
+        if resource == "bars":
+            params["timeframe"] = "1Min"
+        while True:
+            if token:
+                params["page_token"] = token
+            body = await self.get(f"/v2/stocks/{resource}", params)
+            items = body.get(resource) or {}
+            token = body.get("next_page_token")
+            yield Page(items, token)
+            if not token:
+                return
+
+    async def get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """One GET, after whatever wait the budget asks; 429 and 5xx and lost connections are retried."""
+        failures = 0
+        while True:
+            await self._wait_for_budget()
+            self._sent.append(self._clock())
+            self.stats.requests += 1
+            try:
+                answer = await self._http.get(self.base_url + path, params=params)
+            except httpx.TransportError as exc:
+                failures += 1
+                delay = self._backoff.compute(failures)
+                log.warning("history: %s %s; retrying in %.1f s", type(exc).__name__, exc, delay)
+                await self._wait(delay)
+                continue
+            self._read_limits(answer.headers)
+            if answer.status_code == 200:
+                body: dict[str, Any] = answer.json()
+                return body
+            if answer.status_code == 429 or answer.status_code >= 500:
+                failures += 1
+                self.stats.throttled += answer.status_code == 429
+                delay = self._backoff.compute(failures)
+                if answer.status_code == 429 and self._server_reset > self._clock():
+                    delay = max(delay, self._server_reset - self._clock())
+                log.warning("history: %s from %s; waiting %.1f s", answer.status_code, path, delay)
+                await self._wait(delay)
+                continue
+            raise HistoryError(f"{path}: {answer.status_code} {answer.text[:200]}")
+
+    def _read_limits(self, headers: httpx.Headers) -> None:
+        limits = {k: v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
+        if not limits:
+            return
+        self.stats.last_limit = limits
+        try:
+            remaining = int(headers.get("x-ratelimit-remaining", "1"))
+            reset = float(headers.get("x-ratelimit-reset", "0"))
+        except ValueError:
+            return
+        self._server_reset = reset if remaining <= 0 else 0.0
+
+    async def _wait_for_budget(self) -> None:
+        """Wait while our own minute is spent, or the server said none is left until its reset.
+
+        One wait at most: once it is over the request goes (a server that still refuses says so with 429).
+        """
+        now = self._clock()
+        while self._sent and self._sent[0] <= now - 60:
+            self._sent.popleft()
+        own = self._sent[0] + 60 - now if len(self._sent) >= self.per_minute else 0.0
+        delay = max(own, self._server_reset - now)
+        if delay > 0:
+            await self._wait(delay)
+            if own > 0:
+                self._sent.popleft()
+        self._server_reset = 0.0
+
+    async def _wait(self, seconds: float) -> None:
+        self.stats.waited_s += seconds
+        await self._sleep(seconds)
