@@ -74,6 +74,8 @@ class DurableSink:
         self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()
         self.inbound: deque[Record] = deque()
+        self.offered = 0  # records ever offered; see settled
+        self._room: list[tuple[int, asyncio.Future[None]]] = []  # (pending at most, waiter): see room()
         self._flight: Flight | None = None
         self._want = True
         self._signal: asyncio.Future[None] | None = None
@@ -93,6 +95,7 @@ class DurableSink:
     def offer(self, records: Sequence[Record]) -> None:
         """Take records for Kafka; never blocks, never drops."""
         self.inbound.extend(records)
+        self.offered += len(records)
         if self._want or len(self.inbound) > self.queue_limit:
             self._poke()
 
@@ -126,10 +129,38 @@ class DurableSink:
         return dict(self._partition.counts)
 
     @property
+    def settled(self) -> int:
+        """Offered records that are safe: acknowledged by Kafka straight from memory, or on disk.
+
+        Each offered record is counted once (one replayed from the spool was counted when spooled),
+        so ``settled >= n`` means the first ``n`` records offered survive a SIGKILL.
+        """
+        stats = self.stats
+        return stats.acked - stats.replayed + stats.spooled
+
+    @property
     def pending(self) -> int:
         """Records in memory not yet acknowledged by Kafka nor on disk."""
         in_flight = len(self._flight.items) if self._flight and self._flight.kind == "direct" else 0
         return len(self.inbound) + in_flight
+
+    async def room(self, limit: int) -> None:
+        """Return once at most ``limit`` records wait in memory: backpressure for a bulk writer (the
+        backfill), never for the read loop."""
+        if self.pending <= limit:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._room.append((limit, waiter))
+        self._poke()
+        await waiter
+
+    def _wake_room(self) -> None:
+        if self._room:
+            pending = self.pending
+            for limit, waiter in self._room:
+                if pending <= limit and not waiter.done():
+                    waiter.set_result(None)
+            self._room = [(limit, waiter) for limit, waiter in self._room if not waiter.done()]
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish: flush what it can within its deadline, spool the rest."""
@@ -187,6 +218,7 @@ class DurableSink:
         if flight is not None and flight.task.done():
             self._settle(flight, now)
             flight = self._flight = None
+        self._wake_room()
         wake_at: float | None = None  # when to look again if nothing pokes us first
         if flight is not None:
             self._maybe_spill(flight, now)

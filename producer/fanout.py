@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import msgpack
 
 from producer.durable_sink import DurableSink
+from producer.gaps import GapTracker
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
 from tickpipe.codecs import Rejected, Transcoded
@@ -32,6 +33,7 @@ class Fanout:
         dlq_topic: str,
         source: str,
         metrics: ProducerMetrics,
+        gaps: GapTracker | None = None,
     ) -> None:
         self.live = live
         self.durable = durable
@@ -39,12 +41,15 @@ class Fanout:
         self.dlq_topic = dlq_topic
         self.source = source
         self.metrics = metrics
+        self.gaps = gaps  # told every frame first, so a gap opens before the frame's records are offered
         self.received: Counter[str] = Counter()
         self.dead_letters = 0
         self._keys: dict[str, bytes] = {}
 
     def on_events(self, events: list[Transcoded], received_at: int) -> None:
         started = time.perf_counter()
+        if self.gaps is not None:
+            self.gaps.note(events)
         self.live.offer(events)
         topics, keys = self.topics, self._keys
         records = []

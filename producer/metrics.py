@@ -108,7 +108,35 @@ class _Counts(Collector):
         queues.add_metric(["kafka"], svc.durable.pending)
         yield queues
 
+        yield from _backfill(svc)
+
         state = GaugeMetricFamily(f"{PREFIX}_upstream_state", "1 for the upstream connection's state", labels=["state"])
         for value in UpstreamState:
             state.add_metric([value.value], 1 if svc.upstream.state is value else 0)
         yield state
+
+
+def _backfill(svc: ProducerService) -> Iterator[Metric]:
+    """Gaps in the stream and what the REST API filled them with."""
+    gaps, backfiller = svc.gaps, svc.backfiller
+    if gaps is None or backfiller is None:
+        return
+    seen = CounterMetricFamily(f"{PREFIX}_gaps", "Gaps in the stream seen (reconnect, silence, restart)")
+    seen.add_metric([], gaps.gaps_seen)
+    yield seen
+    events = CounterMetricFamily(
+        f"{PREFIX}_backfilled", "Events fetched from the REST API into Kafka, by resource", labels=["type"]
+    )
+    for resource in svc.resources:
+        events.add_metric([resource], backfiller.events[resource])
+    yield events
+    open_s = GaugeMetricFamily(f"{PREFIX}_gap_open_seconds", "Seconds of market time in gaps not yet filled")
+    open_s.add_metric([], gaps.open_seconds(svc.resources))
+    yield open_s
+    requests = CounterMetricFamily(
+        f"{PREFIX}_backfill_requests", "REST requests, by outcome (throttled: answered 429)", labels=["outcome"]
+    )
+    stats = backfiller.client.stats
+    requests.add_metric(["sent"], stats.requests)
+    requests.add_metric(["throttled"], stats.throttled)
+    yield requests

@@ -23,11 +23,15 @@ import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 from producer.admin_routes import add_symbol_routes
+from producer.backfill import Backfiller
 from producer.durable_sink import DurableSink
 from producer.fanout import Fanout
+from producer.gaps import Checkpoints, GapTracker, StateFile
+from producer.history_client import HistoryClient
 from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
+from producer.retry import backoff, describe
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
 from producer.upstream import CHANNEL_OF, Connector, UpstreamClient, UpstreamOptions, websocket_connector
@@ -38,6 +42,37 @@ from tickpipe.names import FAMILY_OF, topic
 from tickpipe.settings import Settings, redact_url
 
 log = logging.getLogger("producer")
+
+#: How often the gap state is considered for writing (it is written once its records are safe).
+CHECKPOINT_INTERVAL_S = 0.5
+
+
+def backfill_resources(settings: Settings) -> list[str]:
+    """REST resources filled after a gap: trades and bars when subscribed, quotes when asked for."""
+    wanted = [("trades", "trades" in settings.subscribed_types), ("bars", "bars" in settings.subscribed_types),
+              ("quotes", settings.backfill_quotes)]  # fmt: skip
+    return [name for name, on in wanted if on]
+
+
+def history_client(settings: Settings) -> HistoryClient:
+    """The REST client for this account (any key does for the simulator, as for its stream)."""
+    key = settings.alpaca_api_key.get_secret_value() if settings.alpaca_api_key else "tickpipe"
+    secret = settings.alpaca_api_secret.get_secret_value() if settings.alpaca_api_secret else "tickpipe"
+    feed = settings.alpaca_feed if settings.alpaca_feed in ("iex", "sip") else "iex"
+    return HistoryClient(settings.data_url, key, secret, feed, per_minute=settings.backfill_requests_per_minute)
+
+
+class DurablePut:
+    """The backfill's :class:`~producer.backfill.RecordSink` in the producer: the durable sink, with
+    backpressure (a long gap must not fill memory; the live stream's records go through the same queue)."""
+
+    def __init__(self, durable: DurableSink, limit: int) -> None:
+        self.durable = durable
+        self.limit = limit
+
+    async def put(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        self.durable.offer(records)
+        await self.durable.room(self.limit)
 
 
 def upstream_options(settings: Settings) -> UpstreamOptions:
@@ -90,8 +125,30 @@ class ProducerService:
         )
         self.redis = redis.asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.symbols = SymbolRegistry(self.redis, settings.subscribed_symbols, symbols_key(prefix))
-        self.fanout = Fanout(self.live, self.durable, topics, self.dlq_topic, settings.upstream_url, self.metrics)
+        self.gaps: GapTracker | None = None
+        self.backfiller: Backfiller | None = None
+        self.resources = backfill_resources(settings)
+        if settings.backfill_enabled and settings.alpaca_feed in ("iex", "sip"):
+            self.gaps = GapTracker(
+                margin_ns=int(settings.backfill_margin_s * 1e9),
+                max_window_ns=int(settings.backfill_max_window_s * 1e9),
+                subscribed=self.symbols.current,
+            )
+            put = DurablePut(self.durable, max(1, settings.durable_queue_size // 2))
+            self.backfiller = Backfiller(
+                history_client(settings), put, topics, self.resources, bar_lead_ns=60 * 1_000_000_000
+            )
+        self.state_file = StateFile(settings.spool_path / "gaps.json")
+        self.checkpoints = Checkpoints(self.state_file, lambda: self.durable.offered, lambda: self.durable.settled)
+        self._gap_signal = asyncio.Event()
+        self.fanout = Fanout(
+            self.live, self.durable, topics, self.dlq_topic, settings.upstream_url, self.metrics, self.gaps
+        )
         self.upstream = UpstreamClient(upstream_options(settings), self.symbols.current, self.fanout, connector)
+        if self.gaps is not None:
+            gaps = self.gaps
+            gaps.on_gap = self._gap_signal.set
+            self.upstream.on_connect = lambda cause: gaps.session_started("restart" if cause == "start" else cause)
         self.admin: AdminServer | None = None
         self._with_admin = admin
         self.started = time.time()
@@ -110,6 +167,18 @@ class ProducerService:
         live = asyncio.create_task(self.live.run(min(5.0, timeout / 3)), name="live-sink")
         durable = asyncio.create_task(self.durable.run(timeout), name="durable-sink")
         loader = asyncio.create_task(self.symbols.load_when_possible(self.upstream.subscribe), name="symbols")
+        helpers: list[asyncio.Task[None]] = []
+        if self.gaps is not None:
+            state = self.state_file.read()
+            if state is not None:
+                self.gaps.restore(state)
+                log.info(
+                    "gaps: state read from %s (stream position %d, %d gaps to fill)",
+                    self.state_file.path, self.gaps.watermark, len(self.gaps.gaps),
+                )  # fmt: skip
+                self._gap_signal.set()
+            helpers = [asyncio.create_task(self._fill_gaps(), name="backfill"),
+                       asyncio.create_task(self._checkpoint_loop(), name="gap-state")]  # fmt: skip
         log.info(
             "producer: upstream %s, Redis %s, Kafka %s (topics %s*), spool %s",
             settings.upstream_url, redact_url(settings.redis_url), settings.kafka_bootstrap_servers,
@@ -133,9 +202,17 @@ class ProducerService:
             await self.upstream.run(max_events)
         finally:
             loader.cancel()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             self.live.stop()
             self.durable.stop()
             await asyncio.gather(live, durable, loader, return_exceptions=True)
+            if self.gaps is not None:  # everything offered is now acknowledged or spooled
+                self.checkpoints.take(self.gaps.snapshot())
+                self.checkpoints.flush()
+            if self.backfiller is not None:
+                await self.backfiller.client.aclose()
             await self.redis.aclose()
             if self.admin is not None:
                 await self.admin.stop()
@@ -161,6 +238,66 @@ class ProducerService:
             async with asyncio.timeout(1.0):
                 await asyncio.shield(loader)
 
+    # --- gaps ------------------------------------------------------------------------------------
+    async def _checkpoint_loop(self) -> None:
+        """Offer the gap state for writing twice a second; it is written once its records are safe."""
+        assert self.gaps is not None
+        while True:
+            self.checkpoints.take(self.gaps.snapshot())
+            self.checkpoints.flush()
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+
+    async def _fill_gaps(self) -> None:
+        """Fill the gaps one after the other, oldest first, as they open; a failed fill is tried again later."""
+        gaps, backfiller = self.gaps, self.backfiller
+        assert gaps is not None and backfiller is not None
+        failures = 0
+        while True:
+            await self._gap_signal.wait()
+            self._gap_signal.clear()
+            while gaps.gaps:
+                gap = gaps.gaps[0]
+                try:
+                    await backfiller.fill(gap, lambda *_: self.checkpoints.take(gaps.snapshot()))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    backfiller.last_error = describe(exc)
+                    delay = backoff(failures, 1.0, 60.0)
+                    log.error("backfill: %s; trying the gap again in %.1f s", backfiller.last_error, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                if gap in gaps.gaps:
+                    gaps.gaps.remove(gap)
+                self.checkpoints.take(gaps.snapshot())
+                log.info("backfill: gap filled (%s); %s", gap.cause, dict(backfiller.events))
+
+    def backfill_health(self) -> dict[str, Any]:
+        """What ``/health`` shows of gaps and backfill."""
+        gaps, backfiller = self.gaps, self.backfiller
+        if gaps is None or backfiller is None:
+            return {"enabled": False}
+        stats = backfiller.client.stats
+        return {
+            "enabled": True,
+            "url": backfiller.client.base_url,
+            "resources": self.resources,
+            "gaps_seen": gaps.gaps_seen,
+            "gaps_open": len(gaps.gaps),
+            "open_seconds": round(gaps.open_seconds(self.resources), 3),
+            "events": dict(backfiller.events),
+            "unreadable": backfiller.unreadable,
+            "requests": stats.requests,
+            "throttled": stats.throttled,
+            "waited_s": round(stats.waited_s, 3),
+            "rate_limit": stats.last_limit,
+            "last_error": backfiller.last_error,
+            "stream_position_ns": gaps.watermark,
+            "state_file": str(self.state_file.path),
+        }
+
     def summary(self) -> str:
         """One line of the final counts (``key=value``), logged at exit."""
         stats = self.durable.stats
@@ -172,6 +309,8 @@ class ProducerService:
             "redis_published": self.live.published,
             "redis_dropped": sum(self.live.dropped.values()),
             "dead_letters": self.fanout.dead_letters,
+            "backfilled": sum(self.backfiller.events.values()) if self.backfiller else 0,
+            "gaps_seen": self.gaps.gaps_seen if self.gaps else 0,
         }
         return " ".join(f"{k}={v}" for k, v in parts.items())
 
@@ -227,4 +366,5 @@ class ProducerService:
             },
             "spool": {"depth": self.spool.depth, "bytes": self.spool.size_bytes, "path": str(self.spool.directory)},
             "symbols": self.symbols.current(),
+            "backfill": self.backfill_health(),
         }

@@ -79,6 +79,9 @@ class UpstreamClient:
         self._data_seen = False
         self._close_cause: str | None = None
         self._max_events: int | None = None
+        self._cause = "start"  # why the previous connection ended, for on_connect
+        #: Called with that cause when a connection is open (the gap tracker's cue).
+        self.on_connect: Callable[[str], None] | None = None
 
     # --- control ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -154,6 +157,7 @@ class UpstreamClient:
                 cause = "protocol"
                 self.last_error = describe(exc)
             self.reconnects[cause] += 1
+            self._cause = cause
             attempt = 1 if self._data_seen else attempt + 1
             if cause == "connection_limit":
                 delay = self.options.conn_limit_wait
@@ -175,6 +179,8 @@ class UpstreamClient:
         async with asyncio.timeout(options.handshake_timeout):
             conn = await self.connector(options.url)
         self._conn = conn
+        if self.on_connect is not None:
+            self.on_connect(self._cause)
         try:
             await self._handshake(conn)
             await self._read(conn)

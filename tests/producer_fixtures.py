@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import struct
+import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import httpx
 import msgspec
 import pytest
 import redis.asyncio
@@ -26,12 +31,16 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import TopicPartition
 from broker import IDEMPOTENCE, private_broker
 
+from producer.backfill import to_records
+from producer.history_client import HistoryClient
 from producer.kafka_backend import Outcome
 from producer.kafka_backend import TopicPartition as TP
 from producer.service import ProducerService
 from tickpipe.codecs import decode_kafka, decode_message
 from tickpipe.embedded_kafka import EmbeddedKafka
-from tickpipe.events import Event
+from tickpipe.events import Bar, Event
+from tickpipe.processes import free_port
+from tickpipe.rows import from_row
 from tickpipe.settings import Settings, load_settings
 
 
@@ -388,6 +397,9 @@ def producer_settings(
         "producer_shutdown_timeout_s": 8.0,
         # Every type the simulator makes, so it sends all it produces: max_events is then an exact count.
         "subscribed_types": "quotes,trades,bars,updatedBars,dailyBars,statuses",
+        # Tests that count what the stream sent exactly want no backfilled records beside it; the backfill
+        # tests turn it on.
+        "backfill_enabled": False,
     }
     values.update(overrides)
     return load_settings(**values)
@@ -535,3 +547,164 @@ async def stalling_kafka(service_dir: Path) -> AsyncIterator[tuple[ProxiedKafka,
     finally:
         await proxy.close()
         broker.stop()
+
+
+# --- backfill: what the simulator's REST API holds, and the consumers' drain --------------------------------------
+
+
+async def rest_events(
+    base_url: str, resource: str, symbols: list[str], start_ns: int, end_ns: int, feed: str = "iex"
+) -> list[Event]:
+    """Every item the REST API holds for the window, as the events a backfill would send (receive time 0)."""
+    client = HistoryClient(base_url, "key", "secret", feed, per_minute=10_000)
+    out: list[Event] = []
+    try:
+        async for page in client.pages(resource, symbols, start_ns, end_ns):
+            records, bad = to_records(resource, page.items, {"t": "t", "q": "q", "b": "b"}, 0)
+            assert bad == 0
+            out += [decode_kafka(value) for _, _, value in records]
+    finally:
+        await client.aclose()
+    return out
+
+
+def consumer_env(bootstrap: str, database_url: str, prefix: str) -> dict[str, str]:
+    """The environment of a ``tickpipe consume`` child reading a test's topics into a test's database."""
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=database_url, KAFKA_TOPIC_PREFIX=prefix,
+        KAFKA_ENABLE_IDEMPOTENCE="false", KAFKA_PARTITIONS="3", CONSUMER_SESSION_TIMEOUT_MS="6000",
+        CONSUMER_HEARTBEAT_INTERVAL_MS="1000", LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    return env
+
+
+async def drain_into_postgres(bootstrap: str, database_url: str, prefix: str, log: Path) -> None:
+    """``tickpipe consume all --burst``: every record of the test's topics into PostgreSQL, then exit 0."""
+    out = await asyncio.to_thread(log.open, "wb")
+    with out:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tickpipe.cli", "consume", "all", "--burst", "--no-admin",
+            "--group", f"{prefix}drain", env=consumer_env(bootstrap, database_url, prefix),
+            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+        code = await asyncio.wait_for(child.wait(), 180)
+    if code != 0:
+        text = await asyncio.to_thread(log.read_text, errors="replace")
+        raise AssertionError(f"consume --burst exited {code}: {text[-3000:]}")
+
+
+async def table_rows(database_url: str, table: str) -> list[Event]:
+    """Every row of ``table`` as events, receive time cleared (what to compare with the REST API)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(f"SELECT * FROM {table}")
+    finally:
+        await conn.close()
+    return [from_row(table, row) for row in rows]
+
+
+class ProducerProcess:
+    """``python -m tickpipe.cli producer`` as a child, with its admin port and log (for SIGKILL tests)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.port = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        out = await asyncio.to_thread(self.log.open, "ab")
+        with out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tickpipe.cli", "producer", "--admin-port", str(self.port), env=self.env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            )  # fmt: skip
+
+    async def health(self) -> dict[str, Any] | None:
+        try:
+            async with httpx.AsyncClient(timeout=2, trust_env=False) as http:
+                return dict((await http.get(f"http://127.0.0.1:{self.port}/health")).json())
+        except httpx.TransportError:
+            return None
+
+    async def until_health(self, check: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        """Poll ``/health`` until ``check`` holds for it; that document."""
+        seen: dict[str, Any] = {}
+
+        async def ok() -> bool:
+            nonlocal seen
+            doc = await self.health()
+            seen = doc or {}
+            return doc is not None and check(doc)
+
+        await until_async(ok, timeout, what)
+        return seen
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def terminate(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+    async def output(self) -> str:
+        return await asyncio.to_thread(self.log.read_text, errors="replace")
+
+
+# --- the run's window compared with the simulator's REST history -------------------------------------------------
+
+MINUTE = 60 * 1_000_000_000
+SECOND = 1_000_000_000
+RATE = 150.0
+
+
+def market_start(lead_s: float) -> int:
+    """A market clock that reaches a minute boundary ``lead_s`` seconds after start (so bars close mid-test)."""
+    now = time.time_ns()
+    return now - now % MINUTE + MINUTE - int(lead_s * SECOND)
+
+
+def content(event: Event) -> bytes:
+    """An event's content without receive time: what must match between PostgreSQL and the REST API."""
+    return msgspec.msgpack.encode(msgspec.structs.replace(event, received_at=0))
+
+
+def bar_values(event: Event) -> tuple[Any, ...]:
+    """A minute bar's identity and values, whether it was stored as a minute ("b") or updated ("u") bar."""
+    assert isinstance(event, Bar)
+    return (event.symbol, event.timestamp, event.open, event.high, event.low, event.close, event.volume, event.vwap,
+            event.trade_count)  # fmt: skip
+
+
+async def compare_run(database_url: str, rest_url: str, symbols: list[str], tables: tuple[str, ...]) -> dict[str, int]:
+    """Assert PostgreSQL holds exactly the REST history of the run's window, per table; the row counts."""
+    ticks = [e for t in ("trades", "quotes") if t in tables for e in await table_rows(database_url, t)]
+    first, last = min(e.timestamp for e in ticks), max(e.timestamp for e in ticks)
+    counts: dict[str, int] = {}
+    for table in tables:
+        stored = await table_rows(database_url, table)
+        if table == "bars":
+            stored = [e for e in stored if e.type_code in ("b", "u")]
+            lo, hi = first - first % MINUTE, last - MINUTE - 2 * SECOND  # minutes that closed during the run
+            # The REST history keeps the final version of a minute; the table a "b" or "u" row: compare content.
+            stored = [msgspec.structs.replace(e, received_at=0) for e in stored if lo <= e.timestamp <= hi]
+            expected = await rest_events(rest_url, "bars", symbols, lo, hi)
+            key: Callable[[Event], Any] = bar_values
+        else:
+            lo, hi = first, last
+            stored = [e for e in stored if lo <= e.timestamp <= hi]
+            expected = await rest_events(rest_url, table, symbols, lo, hi)
+            key = content
+        have, want = Counter(map(key, stored)), Counter(map(key, expected))
+        missing, extra = want - have, have - want
+        assert not missing and not extra, (
+            f"{table}: {len(expected)} in the REST history, {len(stored)} stored; "
+            f"{sum(missing.values())} missing, {sum(extra.values())} extra (e.g. {list(missing)[:2]} {list(extra)[:2]})"
+        )
+        assert len(stored) == len(set(map(key, stored))), f"{table}: duplicated rows"
+        counts[table] = len(stored)
+    return counts
