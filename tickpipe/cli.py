@@ -24,6 +24,7 @@ SERVICES: Final[dict[str, tuple[str, str]]] = {
     "simulate": ("simulator.cli", "serve a simulated Alpaca stream-v2 market feed"),
     "migrate": ("tickpipe.migrate", "upgrade (or downgrade) the PostgreSQL schema"),
     "dlq": ("consumers.dlq_cli", "list or replay dead letters"),
+    "backfill": ("producer.backfill_cli", "load a window of history from the REST API into Kafka (resumable)"),
 }
 
 

@@ -1,0 +1,270 @@
+"""``tickpipe backfill``: load any window of history from the REST API into Kafka.
+
+The consumers then write it to PostgreSQL as they write the stream, so one
+path stores everything and the same keys hold: running a backfill twice puts
+the records in Kafka twice and adds no row.
+
+Resumable: after each page, once Kafka has acknowledged its records, the next
+page's token is written to a checkpoint file (atomically). Run the same
+command again after an interruption and it goes on from there; a finished
+run's checkpoint says so, and running it again starts over (``--fresh``
+forces that for an unfinished one too).
+
+Progress: a bar on a terminal; otherwise one plain line every few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from aiokafka import AIOKafkaProducer
+
+from producer.backfill import Backfiller
+from producer.gaps import DONE, Gap, StateFile
+from producer.history_client import KINDS, PAGE_LIMIT, Page
+from producer.service import history_client
+from producer.spool import Record
+from tickpipe.codecs import format_rfc3339_ns, parse_rfc3339_ns
+from tickpipe.errors import TickpipeError
+from tickpipe.kafka import ensure_topics, make_producer
+from tickpipe.logs import setup_logging
+from tickpipe.names import FAMILY_OF, topic
+from tickpipe.settings import Settings, get_settings, validate_symbol
+
+log = logging.getLogger("backfill")
+
+RESOURCES = tuple(KINDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickpipe backfill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--symbols", required=True, help="comma list of symbols, e.g. AAPL,MSFT")
+    parser.add_argument("--start", required=True, help="RFC 3339 time (2024-06-03T13:30:00Z) or a date (UTC)")
+    parser.add_argument("--end", required=True, help="RFC 3339 time or a date (UTC, inclusive)")
+    parser.add_argument(
+        "--types", default="trades,bars", help=f"comma subset of {', '.join(RESOURCES)} (default trades,bars)"
+    )
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default DATA_DIR/backfill/<run>.json)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an unfinished checkpoint and start over")
+    parser.add_argument(
+        "--page-limit", type=int, default=PAGE_LIMIT, help=f"items per request, 1 to {PAGE_LIMIT} (smaller: finer "
+        "checkpoints, more requests)",
+    )  # fmt: skip
+    parser.add_argument("--max-pages", type=int, help="stop after this many pages (resume later; for tests)")
+    parser.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
+    return parser
+
+
+def parse_time(text: str, name: str) -> int:
+    """RFC 3339 or a date (its UTC midnight) to nanoseconds."""
+    try:
+        if len(text) == 10:
+            return parse_rfc3339_ns(f"{text}T00:00:00Z")
+        return parse_rfc3339_ns(text)
+    except ValueError:
+        raise TickpipeError(f"--{name}: expected RFC 3339 (2024-06-03T13:30:00Z) or a date, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Job:
+    symbols: list[str]
+    start_ns: int
+    end_ns: int
+    resources: list[str]
+
+    @property
+    def name(self) -> str:
+        """The same arguments name the same checkpoint."""
+        text = f"{','.join(self.symbols)}|{self.start_ns}|{self.end_ns}|{','.join(self.resources)}"
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def job_from(args: argparse.Namespace) -> Job:
+    try:
+        symbols = sorted({validate_symbol(s) for s in args.symbols.split(",") if s.strip()})
+    except ValueError as exc:
+        raise TickpipeError(f"--symbols: {exc}") from None
+    if not symbols:
+        raise TickpipeError("--symbols: expected at least one symbol")
+    resources = [r.strip() for r in args.types.split(",") if r.strip()]
+    unknown = [r for r in resources if r not in RESOURCES]
+    if unknown or not resources:
+        raise TickpipeError(f"--types: expected a comma subset of {', '.join(RESOURCES)}, got {args.types!r}")
+    start, end = parse_time(args.start, "start"), parse_time(args.end, "end")
+    if end < start:
+        raise TickpipeError("--end: expected a time after --start")
+    return Job(symbols, start, end, [r for r in RESOURCES if r in resources])
+
+
+class KafkaPut:
+    """Sends a page's records and returns once Kafka acknowledged every one (then the page may be checkpointed)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.sent = 0
+
+    async def put(self, records: list[Record]) -> None:
+        send = self.producer.send
+        futures = [await send(t, value, key=key) for t, key, value in records]
+        if futures:
+            await asyncio.gather(*futures)
+        self.sent += len(records)
+
+
+class Progress:
+    """A bar on a terminal (rich), plain lines otherwise, or nothing."""
+
+    def __init__(self, mode: str, job: Job, out: TextIO) -> None:
+        if mode == "auto":
+            mode = "bar" if out.isatty() else "lines"
+        self.mode = mode
+        self.job = job
+        self.out = out
+        self.events = 0
+        self.started = time.monotonic()
+        self._last_line = 0.0
+        self._bar: object | None = None
+        if mode == "bar":
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[events]:,} events"),
+                           TimeElapsedColumn(), transient=False)  # fmt: skip
+            bar.start()
+            self._task = bar.add_task("backfill", total=1000, events=0)
+            self._bar = bar
+
+    def fraction(self, gap: Gap, resource: str, page: Page) -> float:
+        """How far the run is: resources done, and in this one the symbol reached (pages go symbol by symbol)."""
+        done = sum(1 for r in self.job.resources if gap.finished(r))
+        symbols = self.job.symbols
+        if page.next_token is None or gap.finished(resource):
+            return min(1.0, done / len(self.job.resources))
+        last = max(page.items, default=symbols[0])
+        position = (symbols.index(last) if last in symbols else 0) / len(symbols)
+        return min(1.0, (done + position) / len(self.job.resources))
+
+    def page(self, gap: Gap, resource: str, page: Page) -> None:
+        self.events += page.count
+        fraction = self.fraction(gap, resource, page)
+        if self._bar is not None:
+            from rich.progress import Progress as Bar
+
+            assert isinstance(self._bar, Bar)
+            self._bar.update(self._task, completed=int(fraction * 1000), events=self.events, description=resource)
+        elif self.mode == "lines":
+            now = time.monotonic()
+            if now - self._last_line >= 2.0 or fraction >= 1.0:
+                self._last_line = now
+                rate = self.events / max(now - self.started, 1e-9)
+                print(f"backfill: {fraction:6.1%} {resource} {self.events:,} events ({rate:,.0f}/s)", file=self.out)
+                self.out.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            from rich.progress import Progress as Bar
+
+            assert isinstance(self._bar, Bar)
+            self._bar.stop()
+
+
+async def run(
+    settings: Settings,
+    job: Job,
+    checkpoint: Path,
+    *,
+    fresh: bool = False,
+    max_pages: int | None = None,
+    page_limit: int = PAGE_LIMIT,
+    progress: str = "auto",
+    out: TextIO = sys.stderr,
+) -> dict[str, int]:
+    """Load the job's window into Kafka, resuming from ``checkpoint``; events sent, by resource."""
+    if not settings.kafka_bootstrap_servers:
+        raise TickpipeError("tickpipe backfill needs KAFKA_BOOTSTRAP_SERVERS")
+    bootstrap = settings.kafka_bootstrap_servers
+    prefix = settings.kafka_topic_prefix
+    topics = {code: topic(family, prefix) for code, family in FAMILY_OF.items()}
+    state = StateFile(checkpoint)
+    saved = None if fresh else state.read()
+    gap = Gap(job.start_ns, job.end_ns, job.symbols, "backfill")
+    if saved is not None and saved.get("job") == job.name and not saved.get("finished"):
+        gap = Gap.from_json(saved["gap"])
+        log.info("backfill: resuming from %s", checkpoint)
+    wanted = sorted({topics[KINDS[r]] for r in job.resources})
+    await ensure_topics(bootstrap, wanted, settings.kafka_partitions)
+    producer = make_producer(settings, bootstrap, linger_ms=max(settings.kafka_linger_ms, 20))
+    await producer.start()
+    client = history_client(settings)
+    client.page_limit = page_limit
+    sink = KafkaPut(producer)
+    filler = Backfiller(client, sink, topics, job.resources)
+    bar = Progress(progress, job, out)
+    pages = 0
+
+    class Enough(Exception):
+        pass
+
+    def on_page(g: Gap, resource: str, page: Page) -> None:
+        nonlocal pages
+        pages += 1
+        state.write({"job": job.name, "gap": g.to_json(), "finished": False})
+        bar.page(g, resource, page)
+        if max_pages is not None and pages >= max_pages and not all(g.finished(r) for r in job.resources):
+            raise Enough
+
+    finished = False
+    try:
+        await filler.fill(gap, on_page)
+        finished = all(v == DONE for v in gap.progress.values())
+        state.write({"job": job.name, "gap": gap.to_json(), "finished": finished})
+    except Enough:
+        log.info("backfill: stopped after %d pages (--max-pages); run again to resume", pages)
+    finally:
+        bar.close()
+        await client.aclose()
+        await producer.stop()
+    stats = client.stats
+    log.info(
+        "backfill: %s %s..%s: %s events (%s), %d requests, %d throttled, %.1f s waited for the rate limit",
+        ",".join(job.symbols[:5]) + ("..." if len(job.symbols) > 5 else ""), format_rfc3339_ns(job.start_ns),
+        format_rfc3339_ns(job.end_ns), f"{sum(filler.events.values()):,}", dict(filler.events), stats.requests,
+        stats.throttled, stats.waited_s,
+    )  # fmt: skip
+    return dict(filler.events)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(list(argv))
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_format)
+    job = job_from(args)
+    checkpoint = args.checkpoint or settings.data_dir / "backfill" / f"{job.name}.json"
+    if not 1 <= args.page_limit <= PAGE_LIMIT:
+        raise TickpipeError(f"--page-limit: expected 1 to {PAGE_LIMIT}, got {args.page_limit}")
+    loop_main = run(settings, job, checkpoint, fresh=args.fresh, max_pages=args.max_pages,
+                    page_limit=args.page_limit, progress=args.progress)  # fmt: skip
+
+    async def guarded() -> dict[str, int]:
+        task = asyncio.ensure_future(loop_main)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        return await task
+
+    try:
+        events = asyncio.run(guarded())
+    except asyncio.CancelledError:
+        print(f"tickpipe backfill: interrupted; run the same command again to resume ({checkpoint})", file=sys.stderr)
+        return 130
+    print(f"backfill: {sum(events.values())} events sent to Kafka {events}", file=sys.stdout)
+    return 0
