@@ -1,0 +1,93 @@
+"""Gaps in the stream filled from the REST API: after an upstream cut, PostgreSQL holds the whole run.
+
+The simulator's market keeps running while nobody reads it, so a cut of the
+upstream connection loses real events; the producer must fetch them from the
+simulator's REST API into Kafka (marked ``_b``), and the consumers must store
+each event once, whichever source brought it. Every comparison is against
+the simulator's own REST history of the run's window: 0 missing, 0 extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from producer_fixtures import (
+    MINUTE,
+    RATE,
+    SECOND,
+    compare_run,
+    drain_into_postgres,
+    market_start,
+    producer_settings,
+    read_topics,
+    ready,
+    running,
+    until,
+)
+
+from producer.backfill import is_backfilled
+from producer.service import ProducerService
+from simulator import Simulator
+from simulator.history import History
+from tickpipe.codecs import decode_kafka, event_key
+from tickpipe.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def symbols(unique_symbol: Callable[[], str]) -> list[str]:
+    return sorted({unique_symbol() for _ in range(4)})
+
+
+async def test_an_upstream_cut_is_filled_from_the_rest_api_exactly_once(
+    kafka_bootstrap: str, redis_url: str, clean_db: str, topic_prefix: str, tmp_path: Path, symbols: list[str]
+) -> None:
+    async with Simulator(rate=RATE, symbols=tuple(symbols), start_ns=market_start(12), seed=7) as sim:
+        history = sim.history("iex")
+        assert isinstance(history, History)
+        async with TcpProxy("127.0.0.1", sim.port) as proxy:
+            settings = producer_settings(
+                kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", proxy.rewrite(sim.url),
+                alpaca_data_url=sim.rest_url, subscribed_types="quotes,trades,bars,updatedBars",
+                backfill_enabled=True, backfill_quotes=True, backfill_margin_s=2.0,
+            )  # fmt: skip
+            service = ProducerService(settings)
+            gaps = service.gaps
+            assert gaps is not None and service.backfiller is not None
+            async with running(service):
+                await ready(service)
+                await until(lambda: service.upstream.events >= 100, what="100 streamed events")
+                await proxy.cut()
+                cut_clock, cut_made = history.clock_ns, history.recorded
+                boundary = cut_clock - cut_clock % MINUTE + MINUTE
+                # ~10 s of market while nobody reads it, past a minute boundary so bars close unseen.
+                await until(
+                    lambda: history.recorded >= cut_made + 10 * RATE and history.clock_ns >= boundary + 2 * SECOND,
+                    timeout=90, what="the market to run on for 10 s and past a minute",
+                )  # fmt: skip
+                missed = history.recorded - cut_made
+                await proxy.restore()
+                await until(lambda: gaps.gaps_seen >= 1, timeout=30, what="a gap to be seen")
+                await until(lambda: not gaps.gaps, timeout=60, what="the gap to be filled")
+                streamed = service.upstream.events
+                await until(lambda: service.upstream.events >= streamed + 100, what="the stream to go on")
+                health = await service.health()
+            assert service.upstream.reconnects, "expected the cut to cause a reconnect"
+        backfill = health["backfill"]
+        assert backfill["gaps_seen"] == 1 and backfill["gaps_open"] == 0 and backfill["open_seconds"] == 0
+        assert backfill["events"]["trades"] > 0 and backfill["events"]["quotes"] > 0 and backfill["events"]["bars"] > 0
+        assert missed > 0
+
+        # Kafka: backfilled records are marked, the stream's are not; the overlap (margins) holds both.
+        topics = [f"{topic_prefix}{f}" for f in ("trades", "quotes", "bars")]
+        records = await read_topics(kafka_bootstrap, topics)
+        marked = [r for r in records if is_backfilled(r.value)]
+        assert len(marked) == sum(backfill["events"].values())
+        stream_keys = {event_key(decode_kafka(r.value)) for r in records if not is_backfilled(r.value)}
+        overlap = [r for r in marked if event_key(decode_kafka(r.value)) in stream_keys]
+        assert overlap, "expected the gap's margins to fetch some events the stream also sent"
+
+        await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
+        counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))
+        assert all(counts.values()), counts

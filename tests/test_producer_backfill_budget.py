@@ -1,0 +1,110 @@
+"""The backfill's REST client spends a request budget: its own per-minute bound, the server's
+``X-RateLimit-*`` headers, and 429 answers, against the simulator's real rate limit.
+
+Waits go through the client's ``sleep`` seam, which records each wait and
+lets the minute pass at once: the simulator's limiter forgets the minute's
+requests and the client's clock moves on by the wait, so a test of a
+one-minute budget takes no minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from producer.history_client import HistoryClient
+from simulator import Simulator
+from simulator.rest import RateLimit
+
+SECOND = 1_000_000_000
+
+
+class Minutes:
+    """The ``sleep`` and ``clock`` seams of a client: a wait is recorded and then is over at once."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.waits: list[float] = []
+        self.offset = 0.0
+
+    def clock(self) -> float:
+        return time.time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.offset += seconds
+        self.sim._limits = RateLimit(self.sim.config.rest_rate_limit)  # the simulator's minute is over too
+
+
+@pytest.fixture
+def symbols(unique_symbol: Callable[[], str]) -> list[str]:
+    return sorted({unique_symbol() for _ in range(2)})
+
+
+async def pages(client: HistoryClient, symbols: list[str], sim: Simulator, n: int) -> int:
+    """Ask ``n`` single-item pages of trades; how many items came."""
+    start = sim.start_ns
+    items = 0
+    async with contextlib.aclosing(client.pages("trades", symbols, start, sim.market_now_ns())) as answers:
+        async for page in answers:
+            items += page.count
+            n -= 1
+            if n == 0:
+                break
+    return items
+
+
+async def until_trades(sim: Simulator, symbols: list[str], n: int) -> None:
+    await sim.wait_for(lambda: (sim.history("iex").recorded or 0) >= n * 10, timeout=30)  # type: ignore[union-attr]
+
+
+async def test_the_clients_own_budget_waits_out_its_minute_before_going_over(symbols: list[str]) -> None:
+    async with Simulator(rate=500.0, symbols=tuple(symbols), rest_rate_limit=200) as sim:
+        minutes = Minutes(sim)
+        await until_trades(sim, symbols, 5)
+        client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=2, page_limit=1,
+                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
+        try:
+            assert await pages(client, symbols, sim, 5) == 5
+        finally:
+            await client.aclose()
+        assert client.stats.requests == 5 and client.stats.throttled == 0
+        # Five requests at two a minute: the third waits for the first's minute to end, the fifth for the third's.
+        assert 118 < sum(minutes.waits) <= 121, minutes.waits
+
+
+async def test_no_requests_left_by_the_headers_waits_for_their_reset(symbols: list[str]) -> None:
+    async with Simulator(rate=500.0, symbols=tuple(symbols), rest_rate_limit=2) as sim:
+        minutes = Minutes(sim)
+        await until_trades(sim, symbols, 3)
+        client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=100, page_limit=1,
+                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
+        try:
+            assert await pages(client, symbols, sim, 3) == 3
+        finally:
+            await client.aclose()
+        assert client.stats.throttled == 0, "the headers said 0 left: the client must wait, not be refused"
+        assert len(minutes.waits) == 1 and 0 < minutes.waits[0] <= 61, minutes.waits
+        assert client.stats.last_limit["x-ratelimit-limit"] == "2"
+
+
+async def test_a_429_is_waited_out_and_the_request_made_again(symbols: list[str]) -> None:
+    async with Simulator(rate=500.0, symbols=tuple(symbols), rest_rate_limit=2) as sim:
+        minutes = Minutes(sim)
+        await until_trades(sim, symbols, 2)
+        headers = {"APCA-API-KEY-ID": "key", "APCA-API-SECRET-KEY": "secret"}
+        async with httpx.AsyncClient(headers=headers, trust_env=False) as other:  # someone else spends the minute
+            for _ in range(3):
+                await other.get(f"{sim.rest_url}/v2/stocks/{symbols[0]}/trades", params={"feed": "iex"})
+        client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=100, page_limit=1,
+                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
+        try:
+            assert await pages(client, symbols, sim, 2) == 2
+        finally:
+            await client.aclose()
+        assert client.stats.throttled == 1 and client.stats.requests == 3
+        assert minutes.waits and minutes.waits[0] > 0

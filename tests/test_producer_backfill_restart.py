@@ -1,0 +1,89 @@
+"""A producer SIGKILLed and restarted ~10 s later: its gap state file brings back exactly what it missed.
+
+The producer runs as a real process. SIGKILL loses whatever it held in
+memory (records Kafka had not acknowledged yet) and the ~10 s the market
+made while no producer ran; the restarted producer reads the last stream
+position it wrote (only once the records before it were safe), and fills
+the window from the simulator's REST API. Afterwards PostgreSQL holds
+exactly the REST history of the whole run: trades, minute bars and quotes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from producer_fixtures import (
+    MINUTE,
+    RATE,
+    SECOND,
+    ProducerProcess,
+    compare_run,
+    drain_into_postgres,
+    market_start,
+    until,
+)
+
+from simulator import Simulator
+from simulator.history import History
+
+
+@pytest.fixture
+def symbols(unique_symbol: Callable[[], str]) -> list[str]:
+    return sorted({unique_symbol() for _ in range(4)})
+
+
+def streaming(n: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda doc: doc["upstream"]["state"] == "streaming" and doc["upstream"]["events"] >= n
+
+
+async def test_a_producer_killed_and_restarted_fills_what_it_missed(
+    kafka_bootstrap: str, redis_url: str, clean_db: str, topic_prefix: str, tmp_path: Path, symbols: list[str]
+) -> None:
+    async with Simulator(rate=RATE, symbols=tuple(symbols), start_ns=market_start(14), seed=11) as sim:
+        history = sim.history("iex")
+        assert isinstance(history, History)
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url, KAFKA_TOPIC_PREFIX=topic_prefix,
+            KAFKA_PARTITIONS="3", KAFKA_ENABLE_IDEMPOTENCE="false", ALPACA_STREAM_URL=sim.url,
+            ALPACA_DATA_URL=sim.rest_url, SPOOL_DIR=str(tmp_path / "spool"),
+            SUBSCRIBED_TYPES="quotes,trades,bars,updatedBars", BACKFILL_QUOTES="true", BACKFILL_MARGIN_S="2",
+            UPSTREAM_RECONNECT_MAX_S="0.5", KAFKA_REQUEST_TIMEOUT_MS="2000", PYTHONUNBUFFERED="1",
+        )  # fmt: skip
+        state = tmp_path / "spool" / "gaps.json"
+        first = ProducerProcess(env, tmp_path / "producer.log")
+        await first.start()
+        try:
+            await first.until_health(streaming(100), 60, "the first producer to stream 100 events")
+            await until(lambda: state.exists(), 30, "the gap state file to be written")
+            position = orjson.loads(state.read_bytes())["watermark"]
+            assert position > 0
+        finally:
+            await first.kill()  # SIGKILL: no flush, no last state
+        killed_clock, killed_made = history.clock_ns, history.recorded
+        boundary = killed_clock - killed_clock % MINUTE + MINUTE
+        await until(
+            lambda: history.recorded >= killed_made + 10 * RATE and history.clock_ns >= boundary + 2 * SECOND,
+            timeout=90, what="the market to run on for 10 s and past a minute",
+        )  # fmt: skip
+        second = ProducerProcess(env, tmp_path / "producer.log")
+        await second.start()
+        try:
+            doc = await second.until_health(
+                lambda d: d["backfill"]["gaps_seen"] >= 1 and d["backfill"]["gaps_open"] == 0 and streaming(100)(d),
+                90, "the restarted producer to fill its gap and stream on",
+            )  # fmt: skip
+        finally:
+            assert await second.terminate() == 0, await second.output()
+        backfill = doc["backfill"]
+        assert backfill["open_seconds"] == 0 and backfill["last_error"] is None
+        assert all(backfill["events"][r] > 0 for r in ("trades", "quotes", "bars")), backfill
+
+        await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
+        counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))
+        assert all(counts.values()), counts

@@ -1,0 +1,147 @@
+"""The gap tracker, its state file and the backfilled mark, without services.
+
+What the integration tests cannot pin down cheaply: when a gap opens and
+what it covers, that the state stays bounded, that a state is written only
+once the records before it are safe, and that ``_b`` changes neither how a
+record decodes nor the key its row gets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from consumers.staging import quote_row, trade_row
+from producer.backfill import is_backfilled, mark_backfilled, to_records
+from producer.gaps import DONE, Checkpoints, Gap, GapTracker, StateFile
+from tickpipe.codecs import Transcoded, decode_kafka, encode_kafka, event_key, format_rfc3339_ns
+from tickpipe.events import Quote, Trade
+
+S = 1_000_000_000
+
+
+def tick(symbol: str, t: int, code: str = "t") -> Transcoded:
+    return Transcoded(code, symbol, t, b"", b"")
+
+
+def tracker(symbols: list[str] | None = None, **kw: int) -> GapTracker:
+    return GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: symbols or ["*"], **kw)
+
+
+def test_the_first_tick_of_a_new_connection_opens_a_gap_from_the_watermark() -> None:
+    gaps = tracker()
+    gaps.session_started("restart")
+    gaps.note([tick("AAA", 100 * S), tick("BBB", 101 * S, "q"), tick("AAA", 60 * S, "b")])
+    assert not gaps.gaps, "no earlier position: nothing to fill"
+    assert gaps.watermark == 101 * S and gaps.last["b"] == {"AAA": 60 * S}
+    gaps.session_started("silence")
+    gaps.note([tick("CCC", 130 * S)])
+    gaps.note([tick("CCC", 131 * S)])  # only the first tick of a connection opens one
+    assert len(gaps.gaps) == 1 and gaps.gaps_seen == 1
+    gap = gaps.gaps[0]
+    assert (gap.start_ns, gap.end_ns, gap.cause) == (99 * S, 132 * S, "silence")
+    assert gap.symbols == ["AAA", "BBB", "CCC"]
+    assert gaps.open_seconds(["trades", "bars"]) == 33
+
+
+def test_with_a_symbol_list_only_subscribed_symbols_are_filled() -> None:
+    gaps = tracker(["AAA"])
+    gaps.note([tick("AAA", 10 * S), tick("ZZZ", 10 * S)])
+    gaps.session_started("connect")
+    gaps.note([tick("AAA", 20 * S)])
+    assert gaps.gaps[0].symbols == ["AAA"]
+
+
+def test_a_gap_never_reaches_back_further_than_the_longest_window() -> None:
+    gaps = GapTracker(margin_ns=0, max_window_ns=10 * S, subscribed=lambda: ["*"])
+    gaps.note([tick("AAA", 10 * S)])
+    gaps.session_started("restart")
+    gaps.note([tick("AAA", 1000 * S)])
+    assert gaps.gaps[0].start_ns == 990 * S
+
+
+def test_the_state_is_bounded_in_symbols_and_gaps() -> None:
+    gaps = tracker(max_symbols=3, max_gaps=2)
+    gaps.note([tick(f"S{i}", (i + 1) * S) for i in range(10)])
+    assert gaps.last["t"] == {"S7": 8 * S, "S8": 9 * S, "S9": 10 * S}, "the least recently seen are forgotten"
+    for i in range(5):
+        gaps.session_started("connect")
+        gaps.note([tick("S9", (20 + 10 * i) * S)])
+    assert len(gaps.gaps) == 2 and gaps.gaps_seen == 5
+    assert gaps.gaps[0].start_ns == 8 * S and gaps.gaps[0].cause == "merged"
+
+
+def test_the_state_file_round_trips_and_is_replaced_whole(tmp_path: Path) -> None:
+    gaps = tracker()
+    gaps.note([tick("AAA", 10 * S)])
+    gaps.session_started("connect")
+    gaps.note([tick("AAA", 20 * S)])
+    gaps.gaps[0].progress["trades/0"] = "token"
+    file = StateFile(tmp_path / "spool" / "gaps.json")
+    assert file.read() is None
+    file.write(gaps.snapshot())
+    assert not list(tmp_path.glob("spool/*.tmp"))
+    again = tracker()
+    state = file.read()
+    assert state is not None
+    again.restore(state)
+    assert again.watermark == 20 * S and again.last == gaps.last and again.gaps == gaps.gaps
+    (tmp_path / "spool" / "gaps.json").write_bytes(b"{not json")
+    assert file.read() is None  # a damaged file costs the state, never the start
+
+
+def test_a_state_is_written_only_once_every_record_offered_before_it_is_safe(tmp_path: Path) -> None:
+    counts = {"offered": 0, "settled": 0}
+    file = StateFile(tmp_path / "gaps.json")
+    checkpoints = Checkpoints(file, lambda: counts["offered"], lambda: counts["settled"])
+    counts["offered"] = 100
+    checkpoints.take({"watermark": 1})
+    counts["offered"] = 200
+    checkpoints.take({"watermark": 2})
+    assert not checkpoints.flush() and file.read() is None
+    counts["settled"] = 150
+    assert checkpoints.flush() and file.read() == {"watermark": 1}
+    counts["settled"] = 200
+    assert checkpoints.flush() and file.read() == {"watermark": 2} and not checkpoints.pending
+
+
+def test_a_gap_is_finished_per_resource_once_every_symbol_chunk_is_done() -> None:
+    gap = Gap(0, 10 * S, [f"S{i:03d}" for i in range(150)])
+    gap.progress["trades/0"] = DONE
+    assert not gap.finished("trades")
+    gap.progress["trades/1"] = DONE
+    assert gap.finished("trades") and not gap.finished("bars")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Trade(symbol="AAPL", timestamp=1_700_000_000_123_456_789, received_at=5, trade_id=42, exchange="V",
+              price=189.25, size=100, conditions=("@", "I"), tape="C"),
+        Quote(symbol="AAPL", timestamp=1_700_000_000_123_456_789, received_at=5, bid_exchange="V", bid_price=189.2,
+              bid_size=3, ask_exchange="V", ask_price=189.3, ask_size=1, conditions=("R",), tape="C"),
+    ],
+)  # fmt: skip
+def test_the_backfilled_mark_changes_neither_the_event_nor_its_key(event: Trade | Quote) -> None:
+    plain = encode_kafka(event)
+    marked = mark_backfilled(plain)
+    assert is_backfilled(marked) and not is_backfilled(plain)
+    assert decode_kafka(marked) == decode_kafka(plain) == event  # old readers ignore `_b`
+    assert event_key(decode_kafka(marked)) == event_key(event)
+    row = trade_row if isinstance(event, Trade) else quote_row
+    assert row(decode_kafka(marked)) == row(event)  # type: ignore[arg-type]
+
+
+def test_a_rest_item_becomes_the_event_the_stream_carried() -> None:
+    """The REST shape (no T, S; ``t`` as RFC 3339) to the same event, whatever the receive time."""
+    streamed = Trade(symbol="AAPL", timestamp=1_700_000_000_123_456_789, trade_id=42, exchange="V", price=189.25,
+                     size=100, conditions=("@", "I"), tape="C")  # fmt: skip
+    item = {"t": format_rfc3339_ns(streamed.timestamp), "x": "V", "p": 189.25, "s": 100, "c": ["@", "I"], "i": 42,
+            "z": "C"}  # fmt: skip
+    records, bad = to_records("trades", {"AAPL": [item]}, {"t": "trades-topic"}, received_at=99)
+    assert bad == 0 and records[0][:2] == ("trades-topic", b"AAPL")
+    event = decode_kafka(records[0][2])
+    assert msgspec.structs.replace(event, received_at=0) == streamed and event.received_at == 99
+    assert event_key(event) == event_key(streamed)
