@@ -118,8 +118,14 @@ class Backfiller:
                 if state == DONE or not symbols:
                     gap.progress[slot] = DONE
                     continue
-                start = gap.start_ns - (self.bar_lead_ns if resource == "bars" else 0)
-                pages = self.client.pages(resource, symbols, start, gap.end_ns, token=state)
+                start, end = gap.start_ns, gap.end_ns
+                if resource == "bars":
+                    start -= self.bar_lead_ns
+                    end = gap.resume_ns - 60 * 1_000_000_000 if gap.resume_ns else end
+                if end < start:
+                    gap.progress[slot] = DONE
+                    continue
+                pages = self.client.pages(resource, symbols, start, end, token=state)
                 async for page in pages:
                     records, bad = to_records(resource, page.items, self.topics, time.time_ns())
                     await self.sink.put(records)

@@ -55,6 +55,10 @@ class Gap:
     progress: dict[str, str] = field(default_factory=dict)
     #: resource -> newest event time fetched so far (for the seconds still open).
     reached: dict[str, int] = field(default_factory=dict)
+    #: The first tick of the stream again (0: not a stream gap): bars end a minute before it, since
+    #: the bar of any later minute is sent (whole) on the stream, and a REST bar of a minute not over
+    #: yet would be partial.
+    resume_ns: int = 0
 
     def open_ns(self, resources: Sequence[str]) -> int:
         """Nanoseconds of the window some resource has not reached yet."""
@@ -72,7 +76,7 @@ class Gap:
     def to_json(self) -> dict[str, Any]:
         return {
             "start_ns": self.start_ns, "end_ns": self.end_ns, "symbols": self.symbols, "cause": self.cause,
-            "progress": dict(self.progress), "reached": dict(self.reached),
+            "progress": dict(self.progress), "reached": dict(self.reached), "resume_ns": self.resume_ns,
         }  # fmt: skip
 
     @classmethod
@@ -80,7 +84,7 @@ class Gap:
         return cls(
             int(data["start_ns"]), int(data["end_ns"]), [str(s) for s in data["symbols"]], str(data.get("cause", "")),
             {str(k): str(v) for k, v in data.get("progress", {}).items()},
-            {str(k): int(v) for k, v in data.get("reached", {}).items()},
+            {str(k): int(v) for k, v in data.get("reached", {}).items()}, int(data.get("resume_ns", 0)),
         )  # fmt: skip
 
 
@@ -165,7 +169,7 @@ class GapTracker:
         symbols = sorted(seen if "*" in wanted else seen & set(wanted))
         if not symbols:
             return
-        gap = Gap(start, first_ns + self.margin_ns, symbols, self._cause)
+        gap = Gap(start, first_ns + self.margin_ns, symbols, self._cause, resume_ns=first_ns)
         self.gaps_seen += 1
         log.info(
             "gaps: stream back after %s; filling %.1f s of %d symbols from the REST API",
@@ -245,6 +249,7 @@ class Checkpoints:
         self.bound = bound
         self.pending: list[tuple[int, dict[str, Any]]] = []
         self.written_at = 0.0
+        self._written: dict[str, Any] | None = None
 
     def take(self, state: dict[str, Any]) -> None:
         entry = (self.offered(), state)
@@ -260,7 +265,11 @@ class Checkpoints:
         if not ready:
             return False
         newest = ready[-1]
-        self.file.write(self.pending[newest][1])
+        state = self.pending[newest][1]
         del self.pending[: newest + 1]
+        if state == self._written:  # nothing new: no write, no fsync
+            return False
+        self.file.write(state)
+        self._written = state
         self.written_at = time.time()
         return True
