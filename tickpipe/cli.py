@@ -28,6 +28,42 @@ SERVICES: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+#: subcommand -> the services it needs at start-up, by variable; ``up`` waits only for those set
+#: (it embeds the others). Commands not listed (simulate) need none.
+NEEDS: Final[dict[str, tuple[str, ...]]] = {
+    "up": ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"),
+    "producer": ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS"),
+    "consume": ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"),
+    "api": ("DATABASE_URL", "REDIS_URL"),
+    "migrate": ("DATABASE_URL",),
+    "dlq": ("KAFKA_BOOTSTRAP_SERVERS",),
+    "backfill": ("KAFKA_BOOTSTRAP_SERVERS",),
+}
+_FIELDS: Final = {
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers",
+}
+
+
+def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
+    """Wait (bounded by SERVICE_WAIT_S) for the services ``command`` uses, before it starts.
+
+    Why here: one policy for every command and service, and an unreachable one ends start-up with
+    one line naming its variable rather than a driver's traceback from deep inside the command.
+    Help needs no services; a variable left unset is the command's own business (``up`` embeds it,
+    the others name it in their settings error).
+    """
+    if not NEEDS.get(command) or "-h" in rest or "--help" in rest:
+        return
+    from tickpipe.services import service_wait_s, wait_for_services
+    from tickpipe.settings import get_settings
+
+    settings = get_settings()
+    configured = {var: getattr(settings, _FIELDS[var]) for var in NEEDS[command]}
+    wait_for_services({var: value for var, value in configured.items() if value}, service_wait_s())
+
+
 def _load(command: str) -> Callable[[list[str]], int] | None:
     module_name, _ = SERVICES[command]
     try:
@@ -66,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tickpipe {command}: not implemented yet", file=sys.stderr)
         return 2
     try:
+        wait_for_needed_services(command, rest)
         return entry(rest)
     except TickpipeError as exc:
         print(f"tickpipe {command}: {exc}", file=sys.stderr)

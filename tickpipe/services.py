@@ -25,21 +25,28 @@ threads, interpreter exit and the next start's orphan check still clean up.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final, TextIO
+from urllib.parse import urlsplit
 
 from tickpipe.embedded import EXTRA_HINT, EmbeddedService
 from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
 from tickpipe.embedded_pg import EmbeddedPostgres
 from tickpipe.embedded_redis import EmbeddedRedis
-from tickpipe.errors import MissingExtraError, ServiceStartError
+from tickpipe.errors import MissingExtraError, ServiceStartError, SettingsError
 from tickpipe.processes import free_port
+from tickpipe.settings import redact_url
 
 __all__ = [
     "ENV_VARS",
     "EXTRA_HINT",
+    "SERVICE_WAIT_DEFAULT_S",
     "EmbeddedApacheKafka",
     "EmbeddedKafka",
     "EmbeddedPostgres",
@@ -49,11 +56,14 @@ __all__ = [
     "MissingExtraError",
     "ServiceStartError",
     "ServiceUrls",
+    "Unreachable",
     "embedded_kafka",
     "free_port",
     "kafka_kind",
+    "service_wait_s",
     "start_services",
     "start_services_from_env",
+    "wait_for_services",
 ]
 
 #: Which environment variable names each service's URL.
@@ -124,3 +134,107 @@ def start_services_from_env(
         kafka_embedded=env.get("KAFKA_EMBEDDED") or "auto",
     ) as urls:
         yield urls
+
+
+# -- waiting for configured services -------------------------------------------------------------
+#
+# One policy for PostgreSQL, Redis and Kafka alike, applied by ``tickpipe.cli`` before any command that
+# uses them starts: wait for each configured address to accept a TCP connection, up to SERVICE_WAIT_S
+# seconds in all (a compose stack or a laptop may start the services a moment after us), with one
+# progress line per service that is not there yet; then fail with one line naming the variable, the
+# address (password hidden) and the cause. A service that goes away *later* is each part's business
+# (the producer spools, the API degrades its live path and counts it), not a reason to exit.
+
+#: How long start-up waits for each configured service, unless SERVICE_WAIT_S says otherwise.
+SERVICE_WAIT_DEFAULT_S: Final = 30.0
+#: Default ports, for URLs that name none.
+_DEFAULT_PORTS: Final = {"DATABASE_URL": 5432, "REDIS_URL": 6379, "KAFKA_BOOTSTRAP_SERVERS": 9092}
+
+
+class Unreachable(ServiceStartError):
+    """A configured service did not accept a connection within the start-up wait."""
+
+
+def service_wait_s(environ: Mapping[str, str] | None = None) -> float:
+    """SERVICE_WAIT_S (seconds, >= 0), read from the environment: the bound on start-up waits."""
+    env = os.environ if environ is None else environ
+    text = env.get("SERVICE_WAIT_S", "").strip()
+    if not text:
+        return SERVICE_WAIT_DEFAULT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise SettingsError(f"SERVICE_WAIT_S: expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, so it may be printed (Kafka's host:port lists pass unchanged)."""
+    return redact_url(url) or url
+
+
+def addresses(variable: str, value: str) -> list[tuple[str, int]]:
+    """The (host, port) pairs a variable's value names: one URL, or Kafka's comma list of host:port."""
+    default = _DEFAULT_PORTS.get(variable, 0)
+    items = value.split(",") if variable == "KAFKA_BOOTSTRAP_SERVERS" else [value]
+    found: list[tuple[str, int]] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        parts = urlsplit(item if "://" in item else f"//{item}")
+        try:
+            port = parts.port or default
+        except ValueError:
+            port = default
+        found.append((parts.hostname or "localhost", port))
+    return found
+
+
+def _connect(host: str, port: int, timeout: float) -> str | None:
+    """None if ``host:port`` accepts a TCP connection, else why not (the OS's words)."""
+    try:
+        socket.create_connection((host, port), timeout=max(0.05, timeout)).close()
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return None
+
+
+def wait_for_services(
+    services: Mapping[str, str],
+    timeout: float,
+    *,
+    progress: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Wait until every ``variable -> value`` accepts connections; raise ``Unreachable`` naming the first that did not.
+
+    Any one of Kafka's bootstrap addresses answering is enough (a client needs only one). The
+    deadline is shared, so start-up waits at most ``timeout`` seconds however many are down.
+    """
+    out = sys.stderr if progress is None else progress
+    deadline = clock() + timeout
+    for variable, value in services.items():
+        targets = addresses(variable, value)
+        announced = False
+        pause = 0.05
+        while True:
+            causes = [_connect(host, port, min(2.0, deadline - clock())) for host, port in targets]
+            if not targets or any(cause is None for cause in causes):
+                break
+            cause = "; ".join(dict.fromkeys(c for c in causes if c))
+            if clock() >= deadline:
+                raise Unreachable(
+                    f"{variable}={redacted(value)} is unreachable: {cause.lower()} "
+                    f"(waited {timeout:g} s; SERVICE_WAIT_S sets how long)"
+                )
+            if not announced:
+                print(
+                    f"waiting up to {timeout:g} s for {variable}={redacted(value)} ({cause.lower()})",
+                    file=out,
+                    flush=True,
+                )
+                announced = True
+            time.sleep(min(pause, max(0.0, deadline - clock())))  # a retry interval, not synchronisation
+            pause = min(pause * 2, 1.0)
