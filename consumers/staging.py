@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from tickpipe.errors import DecodeError
-from tickpipe.events import Bar, Event, Quote, Trade
+from tickpipe.events import Bar, Event, Quote, Trade, TradeCancel, TradeCorrection, TradingStatus
 
 #: Nanoseconds since the epoch that may be stored: 1970-01-01 up to 2200-01-01 (exclusive).
 MAX_TIMESTAMP_NS: Final = 7_258_118_400 * 10**9
@@ -75,6 +75,12 @@ def check_values(event: Event) -> None:
     elif isinstance(event, Bar):
         prices = (("o", event.open), ("h", event.high), ("l", event.low), ("c", event.close), ("vw", event.vwap))
         counts = (("v", event.volume), ("n", event.trade_count))
+    elif isinstance(event, TradeCorrection):
+        prices = (("op", event.original_price), ("cp", event.corrected_price))
+        counts = (("os", event.original_size), ("oi", event.original_id), ("cs", event.corrected_size),
+                  ("ci", event.corrected_id))  # fmt: skip
+    elif isinstance(event, TradeCancel):
+        prices, counts = (("p", event.price),), (("s", event.size), ("i", event.trade_id))
     for name, price in prices:
         if not 0.0 <= price < _INF:  # False for NaN too
             raise _out_of_range(name, "a finite price >= 0", price)
@@ -117,4 +123,31 @@ def bar_row(ev: Bar) -> tuple[Any, ...]:
     return (
         ev.symbol, ev.timeframe, ev.timestamp, ev.received_at, ev.open, ev.high, ev.low, ev.close, ev.volume,
         ev.vwap, ev.trade_count, ev.type_code,
+    )  # fmt: skip
+
+
+# Statuses, corrections and cancels are a few per symbol a day: the plain check is fast enough.
+
+
+def status_row(ev: TradingStatus) -> tuple[Any, ...]:
+    check_values(ev)
+    return (
+        ev.symbol, ev.timestamp, ev.received_at, ev.status_code, ev.status_message, ev.reason_code,
+        ev.reason_message, ev.tape,
+    )  # fmt: skip
+
+
+def correction_row(ev: TradeCorrection) -> tuple[Any, ...]:
+    check_values(ev)
+    return (
+        ev.symbol, ev.timestamp, ev.received_at, ev.exchange, ev.original_id, ev.original_price, ev.original_size,
+        array_literal(ev.original_conditions), ev.corrected_id, ev.corrected_price, ev.corrected_size,
+        array_literal(ev.corrected_conditions), ev.tape,
+    )  # fmt: skip
+
+
+def cancel_row(ev: TradeCancel) -> tuple[Any, ...]:
+    check_values(ev)
+    return (
+        ev.symbol, ev.timestamp, ev.received_at, ev.exchange, ev.trade_id, ev.price, ev.size, ev.action, ev.tape,
     )  # fmt: skip

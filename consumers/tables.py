@@ -31,10 +31,10 @@ from tickpipe.feeds.tables import columns, on_conflict, primary_key
 Row = tuple[Any, ...]
 
 #: Which event type codes each table stores.
-TYPES: Final[dict[str, frozenset[str]]] = {family.name: frozenset(family.codes) for family in STOCK.stored}
+TYPES: Final[dict[str, frozenset[str]]] = {family.name: frozenset(family.codes) for family in STOCK.tables}
 
 #: How messages name a stored event type: ``{"q": "quote", ...}``.
-NOUNS: Final[dict[str, str]] = {kind.code: kind.noun for family in STOCK.stored for kind in family.types}
+NOUNS: Final[dict[str, str]] = {kind.code: kind.noun for family in STOCK.tables for kind in family.types}
 
 _NS_TO_TS = "timestamptz 'epoch' + ({0} / 1000) * interval '1 microsecond'"
 #: Target columns computed from staging columns; every other target column is copied as it is.
@@ -43,6 +43,8 @@ _COMPUTED: Final = {
     "time": _NS_TO_TS.format("s.time_ns"),
     "received_at": f"CASE WHEN s.received_ns = 0 THEN NULL ELSE {_NS_TO_TS.format('s.received_ns')} END",
     "conditions": "s.conditions::text[]",
+    "original_conditions": "s.original_conditions::text[]",
+    "corrected_conditions": "s.corrected_conditions::text[]",
 }
 #: Key columns that are computed: the staging column they come from, and its divisor (``time`` is µs of ``time_ns``).
 _KEY_FROM: Final = {"time": ("time_ns", 1000)}
@@ -157,7 +159,7 @@ class TableSpec:
 
 
 #: Every table the consumers write, by family name: the feed's stored families.
-SPECS: Final[dict[str, TableSpec]] = {family.name: TableSpec.of(family) for family in STOCK.stored}
+SPECS: Final[dict[str, TableSpec]] = {family.name: TableSpec.of(family) for family in STOCK.tables}
 
 
 def spec(table: str) -> TableSpec:

@@ -16,10 +16,13 @@ from tickpipe.settings import load_settings
 
 
 def test_tables_for_all_and_one() -> None:
-    assert tables_for("all") == ["quotes", "trades", "bars"]
+    assert tables_for("all") == ["quotes", "trades", "bars", "statuses", "corrections", "cancels"]
     assert tables_for("bars") == ["bars"]
-    with pytest.raises(SettingsError, match="expected quotes, trades, bars or all, got 'statuses'"):
-        tables_for("statuses")
+    assert tables_for("corrections") == ["corrections"]
+    with pytest.raises(
+        SettingsError, match="expected quotes, trades, bars, statuses, corrections, cancels or all, got 'lulds'"
+    ):
+        tables_for("lulds")
 
 
 def test_consume_arguments() -> None:

@@ -34,6 +34,7 @@ from tickpipe.feeds import FEEDS, Conflict, EventType, Family, Feed
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
 
 FAMILIES = [(feed, family) for feed in FEEDS for family in feed.families]
+TABLES = [(feed, family) for feed in FEEDS for family in feed.tables]
 STORED = [(feed, family) for feed in FEEDS for family in feed.stored]
 TYPES = [(feed, family, kind) for feed in FEEDS for family in feed.families for kind in family.types]
 
@@ -44,6 +45,7 @@ def ids(value: object) -> str:
 
 feeds = pytest.mark.parametrize("feed", FEEDS, ids=ids)
 families = pytest.mark.parametrize(("feed", "family"), FAMILIES, ids=ids)
+tables = pytest.mark.parametrize(("feed", "family"), TABLES, ids=ids)
 stored = pytest.mark.parametrize(("feed", "family"), STORED, ids=ids)
 types = pytest.mark.parametrize(("feed", "family", "kind"), TYPES, ids=ids)
 
@@ -120,7 +122,7 @@ def test_topic_channel_and_snapshot_hash(feed: Feed, family: Family) -> None:
 # --- tables, rows, consumers ----------------------------------------------------------------------
 
 
-@stored
+@tables
 def test_table_in_the_schema(feed: Feed, family: Family) -> None:
     assert family.table in schema.metadata.tables, f"expected table {family.table!r} in tickpipe.schema"
     assert family.table in schema.PARTITIONED_TABLES
@@ -131,7 +133,7 @@ def test_table_in_the_schema(feed: Feed, family: Family) -> None:
         assert name in columns(family), f"expected column {name!r} in table {family.table}"
 
 
-@stored
+@tables
 def test_rows_round_trip_every_type(feed: Feed, family: Family) -> None:
     assert family.table is not None
     for code in family.codes:
@@ -141,7 +143,7 @@ def test_rows_round_trip_every_type(feed: Feed, family: Family) -> None:
         assert rows.from_row(family.table, dict(zip(columns(family), row, strict=True))) == event
 
 
-@stored
+@tables
 def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> None:
     spec = consumer_tables.spec(family.name)
     assert consumer_tables.SPECS[family.name] == consumer_tables.TableSpec.of(family), "expected derived specs"
@@ -164,9 +166,9 @@ def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> N
 
 @feeds
 def test_consumers_write_every_stored_family_and_nothing_else(feed: Feed) -> None:
-    stored_names = [family.name for family in feed.stored]
+    stored_names = [family.name for family in feed.tables]
     assert list(consumer_tables.SPECS) == stored_names
-    assert set(consumer_tables.NOUNS) == {code for family in feed.stored for code in family.codes}
+    assert set(consumer_tables.NOUNS) == {code for family in feed.tables for code in family.codes}
     assert consumer_service.tables_for("all") == stored_names
     parser = consumer_cli.build_parser()
     assert [parser.parse_args([name]).table for name in (*stored_names, "all")] == [*stored_names, "all"]
@@ -193,6 +195,15 @@ def test_history_and_latest_routes(feed: Feed, family: Family, app_paths: dict[s
     assert family.name in queries.SELECT and family.name in queries.CSV_SELECT
     assert queries.KEY[family.name][0] == "time_ns"
     assert family.name in shape.SHAPES
+
+
+@feeds
+def test_tables_not_served_have_no_routes_of_their_own(feed: Feed, app_paths: dict[str, Any]) -> None:
+    """Statuses, corrections and cancels are stored; corrections and cancels reach the API through trades."""
+    unserved = [family for family in feed.tables if not family.served]
+    assert {family.name for family in unserved} >= {"statuses", "corrections", "cancels"}
+    for family in unserved:
+        assert f"/{family.name}/{{symbol}}" not in app_paths and f"/{family.name}/latest" not in app_paths
 
 
 @types

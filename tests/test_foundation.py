@@ -22,6 +22,7 @@ from tickpipe.events import Bar, Event, Quote, Trade, UpdatedBar
 from tickpipe.kafka import ensure_topics, make_producer
 from tickpipe.names import channel, topic
 from tickpipe.rows import COLUMNS, KEYS, from_row, to_row
+from tickpipe.schema import PARTITIONED_TABLES
 from tickpipe.settings import load_settings
 
 
@@ -174,13 +175,13 @@ async def test_partitions_are_daily_and_retention_drops_old_ones(clean_db: str) 
     conn = await asyncpg.connect(clean_db)
     try:
         created = await db.ensure_partitions(conn, [date(2020, 1, 1), date(2020, 1, 2)])
-        assert created == 6  # two days, three tables
+        assert created == 2 * len(PARTITIONED_TABLES)  # two days, every partitioned table
         assert await db.ensure_partitions(conn, [date(2020, 1, 1)]) == 0  # idempotent
         names = {
             r["relname"]
             for r in await conn.fetch("SELECT relname FROM pg_class WHERE relname LIKE '%_p2020%' AND relkind = 'r'")
         }
-        assert names == {f"{t}_p2020010{d}" for t in ("quotes", "trades", "bars") for d in (1, 2)}
+        assert names == {f"{t}_p2020010{d}" for t in PARTITIONED_TABLES for d in (1, 2)}
         _, dropped = await db.maintain_partitions(conn, ahead_days=2, retention_days=30)
         assert dropped >= 6
         left = await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE '%_p2020%' AND relkind = 'r'")
@@ -204,7 +205,7 @@ async def test_migrations_up_down_up(postgres_server_url: str, cycles: int) -> N
             conn = await asyncpg.connect(url)
             tables = {r["relname"] for r in await conn.fetch("SELECT relname FROM pg_class WHERE relkind = 'p'")}
             await conn.close()
-            assert tables == {"quotes", "trades", "bars"}
+            assert tables == {"quotes", "trades", "bars", "statuses", "corrections", "cancels"}
             await asyncio.to_thread(in_thread, lambda: db.downgrade(url))
             conn = await asyncpg.connect(url)
             left = await conn.fetchval(

@@ -10,15 +10,25 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from tickpipe.codecs import event_key, ns_to_datetime
-from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
+from tickpipe.events import (
+    Bar,
+    DailyBar,
+    Event,
+    Quote,
+    Trade,
+    TradeCancel,
+    TradeCorrection,
+    TradingStatus,
+    UpdatedBar,
+)
 from tickpipe.feeds import STOCK
 from tickpipe.feeds.tables import columns, primary_key
 
 #: The columns of each table, in :mod:`tickpipe.schema`'s order.
-COLUMNS: Final[dict[str, tuple[str, ...]]] = {family.name: columns(family) for family in STOCK.stored}
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {family.name: columns(family) for family in STOCK.tables}
 
 #: The primary key of each table: what ON CONFLICT names.
-KEYS: Final[dict[str, tuple[str, ...]]] = {family.name: primary_key(family) for family in STOCK.stored}
+KEYS: Final[dict[str, tuple[str, ...]]] = {family.name: primary_key(family) for family in STOCK.tables}
 
 
 def to_row(event: Event) -> tuple[Any, ...]:
@@ -41,7 +51,23 @@ def to_row(event: Event) -> tuple[Any, ...]:
             event.symbol, event.timeframe, when, event.timestamp, event.open, event.high, event.low,
             event.close, event.volume, event.vwap, event.trade_count, event.type_code, received,
         )  # fmt: skip
-    raise ValueError(f"expected a quote, trade or bar; {type(event).__name__} has no table")
+    if isinstance(event, TradingStatus):
+        return (
+            event.symbol, when, event.timestamp, event.status_code, event.status_message, event.reason_code,
+            event.reason_message, event.tape, received,
+        )  # fmt: skip
+    if isinstance(event, TradeCorrection):
+        return (
+            event.symbol, when, event.timestamp, event.exchange, event.original_id, event.original_price,
+            event.original_size, list(event.original_conditions), event.corrected_id, event.corrected_price,
+            event.corrected_size, list(event.corrected_conditions), event.tape, received,
+        )  # fmt: skip
+    if isinstance(event, TradeCancel):
+        return (
+            event.symbol, when, event.timestamp, event.exchange, event.trade_id, event.price, event.size,
+            event.action, event.tape, received,
+        )  # fmt: skip
+    raise ValueError(f"expected an event of a stored family; {type(event).__name__} has no table")
 
 
 def _received_ns(row: Mapping[str, Any]) -> int:
@@ -74,4 +100,24 @@ def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False)
             high=row["high"], low=row["low"], close=row["close"], volume=row["volume"], vwap=row["vwap"],
             trade_count=row["trade_count"],
         )  # fmt: skip
-    raise ValueError(f"expected table quotes, trades or bars, got {table!r}")
+    if table == "statuses":
+        return TradingStatus(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, status_code=row["status_code"],
+            status_message=row["status_message"], reason_code=row["reason_code"],
+            reason_message=row["reason_message"], tape=row["tape"],
+        )  # fmt: skip
+    if table == "corrections":
+        return TradeCorrection(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, exchange=row["exchange"],
+            original_id=row["original_id"], original_price=row["original_price"],
+            original_size=row["original_size"], original_conditions=tuple(row["original_conditions"]),
+            corrected_id=row["corrected_id"], corrected_price=row["corrected_price"],
+            corrected_size=row["corrected_size"], corrected_conditions=tuple(row["corrected_conditions"]),
+            tape=row["tape"],
+        )  # fmt: skip
+    if table == "cancels":
+        return TradeCancel(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, exchange=row["exchange"],
+            trade_id=row["trade_id"], price=row["price"], size=row["size"], action=row["action"], tape=row["tape"],
+        )  # fmt: skip
+    raise ValueError(f"expected a stored table among {', '.join(COLUMNS)}, got {table!r}")

@@ -9,6 +9,9 @@ Design choices, for analysts and for replays:
 - every table's primary key is deterministic from the event's content, so a
   redelivered or replayed record is a no-op (``ON CONFLICT DO NOTHING``), except
   bars, whose updated version replaces the minute bar (``DO UPDATE``);
+- corrections and cancels are stored as they arrive, never applied to ``trades``
+  in place (a replay of a trade must not undo them, and the original stays
+  readable); the view ``trades_corrected`` (migration 0002) applies them;
 - the primary key starts with ``symbol, time`` and serves "one symbol, a time
   range, newest first" by a backward index scan.
 """
@@ -22,6 +25,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -95,5 +99,56 @@ bars = Table(
     postgresql_partition_by="RANGE (time)",
 )
 
+statuses = Table(
+    "statuses",
+    metadata,
+    *_time_columns(),
+    Column("status_code", Text, nullable=False, comment="e.g. H halt, T resumption (UTP); 2 halt, 3 resume (CTA)"),
+    Column("status_message", Text, nullable=False),
+    Column("reason_code", Text, nullable=False, comment="e.g. LUDP: a limit up-limit down (LULD) pause"),
+    Column("reason_message", Text, nullable=False),
+    Column("tape", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("symbol", "time", "status_code", "reason_code", name="statuses_pkey"),
+    postgresql_partition_by="RANGE (time)",
+)
+
+corrections = Table(
+    "corrections",
+    metadata,
+    *_time_columns(),
+    Column("exchange", Text, nullable=False),
+    Column("original_id", BigInteger, nullable=False, comment="trade_id of the trade (or correction) corrected"),
+    Column("original_price", Float(53), nullable=False),
+    Column("original_size", BigInteger, nullable=False),
+    Column("original_conditions", ARRAY(Text), nullable=False),
+    Column("corrected_id", BigInteger, nullable=False, comment="the trade's id from now on (a later message names it)"),
+    Column("corrected_price", Float(53), nullable=False),
+    Column("corrected_size", BigInteger, nullable=False),
+    Column("corrected_conditions", ARRAY(Text), nullable=False),
+    Column("tape", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("symbol", "time", "exchange", "original_id", "corrected_id", name="corrections_pkey"),
+    # How trades_corrected finds the corrections of one trade: by its id, not by the correction's time.
+    Index("corrections_original", "symbol", "exchange", "original_id", "time"),
+    postgresql_partition_by="RANGE (time)",
+)
+
+cancels = Table(
+    "cancels",
+    metadata,
+    *_time_columns(),
+    Column("exchange", Text, nullable=False),
+    Column("trade_id", BigInteger, nullable=False, comment="the trade cancelled"),
+    Column("price", Float(53), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("action", Text, nullable=False, comment="as Alpaca sends it: C = cancel, E = error"),
+    Column("tape", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("symbol", "time", "exchange", "trade_id", name="cancels_pkey"),
+    Index("cancels_trade", "symbol", "exchange", "trade_id", "time"),
+    postgresql_partition_by="RANGE (time)",
+)
+
 #: Tables that are partitioned by day, in the order migrations create them: every stored family's.
-PARTITIONED_TABLES: Final = tuple(family.table for family in STOCK.stored if family.table is not None)
+PARTITIONED_TABLES: Final = tuple(family.table for family in STOCK.tables if family.table is not None)

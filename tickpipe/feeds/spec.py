@@ -71,6 +71,13 @@ class Family:
     hidden: tuple[str, ...] = ()
     #: Event codes the ``/latest`` route serves (None: all of the family's).
     latest_codes: tuple[str, ...] | None = None
+    #: Whether the API serves the table as routes of its own (``/quotes/{symbol}``, ``/quotes/latest``).
+    #: False for a table that amends another family's history (corrections and cancels amend trades)
+    #: or that analysts read in SQL only (trading statuses).
+    served: bool = True
+    #: SQL view of the table with the rows of other tables applied (trades: ``trades_corrected``); the
+    #: history route reads it unless asked for the rows as they arrived. None: the table itself.
+    view: str | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -125,6 +132,11 @@ class Feed:
         return {name: by_channel[name] for name in self.listed if name in by_channel}
 
     @property
-    def stored(self) -> tuple[Family, ...]:
-        """Families with a table."""
+    def tables(self) -> tuple[Family, ...]:
+        """Families with a table: what the schema, its partitions and the consumers derive from."""
         return tuple(family for family in self.families if family.table is not None)
+
+    @property
+    def stored(self) -> tuple[Family, ...]:
+        """Families with a table the API serves as its own history and latest routes (``served``)."""
+        return tuple(family for family in self.tables if family.served)

@@ -25,6 +25,7 @@ TRADES: Final = Family(
     stage_columns="symbol text, time_ns bigint, received_ns bigint, exchange text, trade_id bigint, price float8, "
     "size bigint, conditions text, tape text",
     stage_row="consumers.staging:trade_row",
+    view="trades_corrected",
 )
 BARS: Final = Family(
     "bars",
@@ -45,11 +46,40 @@ BARS: Final = Family(
     hidden=("updated",),
     latest_codes=("b", "u"),
 )
-STATUSES: Final = Family("statuses", (EventType("s", "statuses", "trading status"),))
-CORRECTIONS: Final = Family(
-    "corrections", (EventType("c", "corrections", "trade correction", follows="trades"),), snapshot=False
+# Trading statuses (halts, resumptions, LULD pauses), trade corrections and cancels/errors are stored
+# as they arrive, one row per message, and never served as routes of their own: corrections and cancels
+# amend the trade history (the ``trades_corrected`` view, which ``/trades/{symbol}`` reads), statuses
+# are for analysts in SQL.
+STATUSES: Final = Family(
+    "statuses",
+    (EventType("s", "statuses", "trading status"),),
+    table="statuses",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, status_code text, status_message text, "
+    "reason_code text, reason_message text, tape text",
+    stage_row="consumers.staging:status_row",
+    served=False,
 )
-CANCELS: Final = Family("cancels", (EventType("x", "cancelErrors", "trade cancel", follows="trades"),), snapshot=False)
+CORRECTIONS: Final = Family(
+    "corrections",
+    (EventType("c", "corrections", "trade correction", follows="trades"),),
+    snapshot=False,
+    table="corrections",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, exchange text, original_id bigint, "
+    "original_price float8, original_size bigint, original_conditions text, corrected_id bigint, "
+    "corrected_price float8, corrected_size bigint, corrected_conditions text, tape text",
+    stage_row="consumers.staging:correction_row",
+    served=False,
+)
+CANCELS: Final = Family(
+    "cancels",
+    (EventType("x", "cancelErrors", "trade cancel", follows="trades"),),
+    snapshot=False,
+    table="cancels",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, exchange text, trade_id bigint, price float8, "
+    "size bigint, action text, tape text",
+    stage_row="consumers.staging:cancel_row",
+    served=False,
+)
 
 STOCK: Final = Feed(
     name="stock",
