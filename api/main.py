@@ -11,6 +11,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
 from api.csv import RETRY_AFTER_S, ExportsBusy
@@ -56,7 +57,9 @@ def create_app(
             gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
             yield
 
-    app = FastAPI(title="tickpipe API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from this app (fastapi-offline's copies, under
+    # /static-offline-docs), not from a CDN: the docs of a pipeline on a laptop must work offline.
+    app = FastAPIOffline(title="tickpipe API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestTimer, metrics=metrics)
     for failure in DATABASE_DOWN:
         app.add_exception_handler(failure, database_down)

@@ -36,7 +36,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.main import create_app
-from api.routes.status import router as status_router
 from tickpipe import db
 from tickpipe.admin import EmbeddedUvicorn
 from tickpipe.codecs import encode_live
@@ -104,9 +103,7 @@ async def api(migrated_db: str, redis_url: str) -> AsyncIterator[DashboardServer
         producer_admin_port=free_port(),
         consumer_admin_port=free_port(),
     )
-    app: FastAPI = create_app(settings, registry=CollectorRegistry())
-    if not any(getattr(route, "path", None) == "/status" for route in app.routes):
-        app.include_router(status_router)  # until the lead includes it in create_app
+    app: FastAPI = create_app(settings, registry=CollectorRegistry())  # /status included (api/main.py)
     server = DashboardServer(app)
     await server.start()
     try:
@@ -340,3 +337,33 @@ COUNT_CANDLE_PIXELS = """([up, down]) => {
     }
     return found;
 }"""
+
+
+async def offline_page(browser: Any, api_url: str) -> tuple[Any, list[str]]:
+    """A page that can reach only the API: every other request is aborted and listed, as if offline."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    outside: list[str] = []
+
+    async def only_local(route: Any) -> None:
+        if route.request.url.startswith(api_url):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_local)
+    return page, outside
+
+
+async def test_api_docs_render_without_internet(api: DashboardServer, browser: Any) -> None:
+    """/docs (Swagger UI) and /redoc load their scripts from the API itself: with every other
+    address blocked, Swagger UI draws the operations and ReDoc the document's title."""
+    page, outside = await offline_page(browser, api.url)
+    await page.goto(f"{api.url}/docs")
+    await page.locator(".opblock").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    assert await page.locator(".opblock").count() > 5
+    assert outside == []
+    await page.goto(f"{api.url}/redoc")
+    await page.get_by_role("heading", name="tickpipe API").first.wait_for(state="visible", timeout=TIMEOUT_MS)
+    # ReDoc's bundle links its "API docs by Redocly" footer logo from its CDN; nothing else goes out.
+    assert set(outside) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, outside
