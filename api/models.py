@@ -36,6 +36,10 @@ class TradeOut(BaseModel):
     c: list[str] = Field(description="Conditions")
     i: int = Field(description="Trade id")
     z: str = Field(description="Tape")
+    cancelled: str | None = Field(
+        default=None,
+        description="Only with include_cancelled=true, only on a cancelled trade: C (cancel) or E (error)",
+    )
 
 
 class BarOut(BaseModel):

@@ -18,7 +18,7 @@ import asyncpg
 
 from api import queries
 from api.params import MAX_NS, MIN_NS, datetime_to_ns, ns_to_utc
-from api.shape import SHAPES, Item, encode_json
+from api.shape import MARKED, SHAPES, Item, encode_json
 from api.tokens import Key, encode_token
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
@@ -45,6 +45,9 @@ class PageRequest:
     sort: str = "asc"
     timeframe: str = "1Min"
     token: Key | None = None
+    #: Corrections and cancels: ``""`` the table as stored, ``exclude``/``mark`` cancelled rows through
+    #: the family's view (:data:`api.queries.AMEND`).
+    amend: str = ""
 
     @property
     def scope(self) -> str:
@@ -86,7 +89,7 @@ class PageRequest:
         if with_token:
             assert self.token is not None
             args.extend(self.token)
-        return queries.page_sql(self.table, self.sort, with_token, csv), args
+        return queries.page_sql(self.table, self.sort, with_token, csv, self.amend), args
 
 
 def next_bucket(timeframe: str, bucket_ns: int) -> int:
@@ -120,7 +123,7 @@ async def fetch_page(db: Fetcher, request: PageRequest) -> Page:
         del rows[request.limit :]
     if request.aggregated:  # the bucket start comes as a timestamptz
         rows = [(datetime_to_ns(row[0]), *row[1:]) for row in rows]
-    items = SHAPES[request.table](rows)
+    items = (MARKED if request.amend == "mark" else SHAPES)[request.table](rows)
     return Page(items, _token_after_row(request, rows[-1]) if more else None)
 
 

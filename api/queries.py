@@ -15,7 +15,11 @@ Why these shapes, on tables whose primary key starts ``(symbol, time, ...)``:
   ``time``, an incremental sort the nanoseconds within one microsecond, so the
   order is exact and the keyset condition ``(time_ns, ...) > (token)`` matches it;
 - aggregated bars are computed from stored minute bars (``date_bin`` on UTC,
-  days on New York calendar days, as Alpaca's daily bars are).
+  days on New York calendar days, as Alpaca's daily bars are);
+- a family declared with a ``view`` (trades: ``trades_corrected``, migration
+  0002) is read through it unless the rows as they arrived are asked for: the
+  view has the table's columns, key and order with corrections applied, and
+  ``cancelled``/``cancel_action`` (see :data:`AMEND`).
 """
 
 from __future__ import annotations
@@ -67,6 +71,12 @@ PINNED: Final[dict[str, str]] = {
 }
 _BAR_FILTER = PINNED["bars"]
 
+#: The view each family's history reads with corrections and cancels applied (trades: ``trades_corrected``).
+VIEWS: Final[dict[str, str]] = {family.name: family.view for family in STOCK.stored if family.view is not None}
+#: How a history page treats a view's amendments: ``""`` the table as stored (no view), ``"exclude"``
+#: the view without cancelled rows, ``"mark"`` the view with them, marked by their ``cancel_action``.
+AMEND: Final = ("", "exclude", "mark")
+
 #: Aggregated timeframes: the bucket each minute bar falls in.
 BUCKETS: Final[dict[str, str]] = {
     "5Min": "date_bin('5 minutes', time, timestamptz '2000-01-01 00:00:00+00')",
@@ -78,24 +88,32 @@ TIMEFRAMES: Final = ("1Min", *BUCKETS)
 
 
 @lru_cache(maxsize=64)
-def page_sql(table: str, sort: str, with_token: bool, csv: bool = False) -> str:
-    """One page of a table for one symbol.
+def page_sql(table: str, sort: str, with_token: bool, csv: bool = False, amend: str = "") -> str:
+    """One page of a table for one symbol (``amend``: through its view, see :data:`AMEND`).
 
     Parameters: ``$1`` symbol, ``$2``/``$3`` time (µs) bounds, ``$4``/``$5``
-    ns bounds, ``$6`` limit (NULL: all), then the token's key values.
+    ns bounds, ``$6`` limit (NULL: all), then the token's key values. With
+    ``amend="mark"`` each row ends in ``cancel_action`` (NULL unless cancelled).
     """
     if table not in SELECT or sort not in ("asc", "desc"):
         raise ValueError(f"expected a table among {list(SELECT)} and sort asc|desc, got {table!r}, {sort!r}")
+    if amend not in AMEND or (amend and table not in VIEWS):
+        raise ValueError(f"expected amend among {AMEND} (not empty only for {list(VIEWS)}), got {amend!r}")
+    source = VIEWS[table] if amend else table
     key = KEY[table]
     direction = "" if sort == "asc" else " DESC"
     where = "symbol = $1 AND time >= $2 AND time <= $3 AND time_ns >= $4 AND time_ns <= $5"
     where += PINNED[table]
+    if amend == "exclude":
+        where += " AND NOT cancelled"
     if with_token:
         marks = ", ".join(f"${7 + n}" for n in range(len(key)))
         where += f" AND ({', '.join(key)}) {'>' if sort == 'asc' else '<'} ({marks})"
-    order = ", ".join(f"{table}.{column}{direction}" for column in ("time", *key))
+    order = ", ".join(f"{source}.{column}{direction}" for column in ("time", *key))
     columns = CSV_SELECT[table] if csv else SELECT[table]
-    return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order} LIMIT $6"
+    if amend == "mark":
+        columns += ", cancel_action"
+    return f"SELECT {columns} FROM {source} WHERE {where} ORDER BY {order} LIMIT $6"
 
 
 @lru_cache(maxsize=32)

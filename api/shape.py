@@ -68,6 +68,19 @@ class TradeItem(msgspec.Struct, gc=False):
     z: str
 
 
+class MarkedTradeItem(msgspec.Struct, gc=False, omit_defaults=True):
+    """A trade of a page that shows cancelled trades: ``cancelled`` (C cancel, E error) only on those."""
+
+    t: str
+    x: str
+    p: float
+    s: int
+    c: list[str]
+    i: int
+    z: str
+    cancelled: str | None = None
+
+
 class BarItem(msgspec.Struct, gc=False):
     t: str
     o: float
@@ -103,6 +116,17 @@ def trades(rows: Sequence[Row]) -> list[TradeItem]:
     return out
 
 
+def marked_trades(rows: Sequence[Row]) -> list[MarkedTradeItem]:
+    """Rows of ``page_sql(..., amend="mark")``: the trade columns, then ``cancel_action``."""
+    get, out = _SECONDS.get, list[MarkedTradeItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(MarkedTradeItem(stamp, r[1], r[3], r[4], r[5], r[2], r[6], r[7]))
+    return out
+
+
 def bars(rows: Sequence[Row]) -> list[BarItem]:
     get, out = _SECONDS.get, list[BarItem]()
     append = out.append
@@ -113,12 +137,14 @@ def bars(rows: Sequence[Row]) -> list[BarItem]:
     return out
 
 
-Item = QuoteItem | TradeItem | BarItem
+Item = QuoteItem | TradeItem | MarkedTradeItem | BarItem
 SHAPES: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {
     "quotes": quotes,
     "trades": trades,
     "bars": bars,
 }
+#: The shape of a page that shows cancelled rows marked, for each family with a view.
+MARKED: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {"trades": marked_trades}
 
 encode_json: Final = msgspec.json.Encoder().encode
 #: The event codes a family's ``/latest`` route serves, where not all of them (bars: minute bars).

@@ -204,6 +204,10 @@ def test_tables_not_served_have_no_routes_of_their_own(feed: Feed, app_paths: di
     assert {family.name for family in unserved} >= {"statuses", "corrections", "cancels"}
     for family in unserved:
         assert f"/{family.name}/{{symbol}}" not in app_paths and f"/{family.name}/latest" not in app_paths
+    for family in feed.stored:
+        if family.view is not None:
+            assert queries.VIEWS[family.name] == family.view, f"expected the history queries to read {family.view}"
+            assert family.name in shape.MARKED, "expected a shape for pages that mark cancelled rows"
 
 
 @types

@@ -8,6 +8,7 @@ of each.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Query
@@ -39,11 +40,31 @@ Timeframe = Annotated[
     ),
 ]
 
+IncludeCancelled = Annotated[
+    bool,
+    Query(
+        description="Also return cancelled and busted trades, each with `cancelled` (C cancel, E error); "
+        "in CSV a `cancel_action` column. By default they are left out"
+    ),
+]
+Original = Annotated[
+    bool,
+    Query(
+        description="The trades as printed, before any correction or cancel (every stored trade, no `cancelled`); "
+        "by default corrected trades show their corrected price, size and conditions"
+    ),
+]
+AMENDS = (
+    "Corrections and cancels are applied (the view `trades_corrected`): a corrected trade shows its corrected "
+    "price, size and conditions under its original id and time, a cancelled one is left out unless "
+    "`include_cancelled=true`; `original=true` gives the trades as printed."
+)
+
 
 #: What the docs say of each stored family's history: its page model and what a stored row is.
 DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "quotes": (QuotesPage, "Stored quotes (NBBO updates) of `symbol`."),
-    "trades": (TradesPage, "Stored trades of `symbol`."),
+    "trades": (TradesPage, f"Stored trades of `symbol`. {AMENDS}"),
     "bars": (BarsPage, "Bars of `symbol` in the chosen `timeframe`."),
 }
 
@@ -64,6 +85,16 @@ def endpoint(family: Family) -> Callable[..., Awaitable[Response]]:
             return await respond(state, params.request(name, timeframe), params.csv)
 
         return timeframed
+
+    if family.view is not None:
+
+        async def amended(
+            state: State, params: History, include_cancelled: IncludeCancelled = False, original: Original = False
+        ) -> Response:
+            amend = "" if original else "mark" if include_cancelled else "exclude"
+            return await respond(state, replace(params.request(name), amend=amend), params.csv)
+
+        return amended
 
     async def plain(state: State, params: History) -> Response:
         return await respond(state, params.request(name), params.csv)
