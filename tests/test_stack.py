@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -33,6 +34,9 @@ class Stack:
         self.process = process
         self.log = log
         self.env = env
+
+    def read(self, path: Path) -> str:
+        return path.read_text()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -106,6 +110,10 @@ async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     redis_url = stack.banner_value("Redis").removeprefix("redis-cli -u ").strip()
     database_url = stack.banner_value("PostgreSQL").removeprefix("psql ").strip("'")
     api = stack.banner_value("dashboard").rstrip("/")
+    data_dir = stack.env["DATA_DIR"]  # absolute: a tmp_path folder
+    assert stack.banner_value("data") == data_dir, "the banner names the absolute data folder"
+    kept = json.loads(stack.read(Path(data_dir, "ports.json")))  # the ports the next tickpipe up reuses
+    assert f":{kept['redis']}" in redis_url and f":{kept['postgres']}/" in database_url, (kept, redis_url)
 
     # 1. quotes on the Redis channels
     client = redis.asyncio.from_url(redis_url)
@@ -179,3 +187,13 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"port {env['API_PORT']}" in result.stderr and "API_PORT" in result.stderr
     assert not (tmp_path / "data" / "postgres").exists()
+
+
+def test_up_help_shows_the_default_data_folder_and_the_wait() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tickpipe.cli", "up", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "default .tickpipe, relative to the current directory" in text
+    assert "SERVICE_WAIT_S" in text and "ports.json" in text

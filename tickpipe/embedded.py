@@ -23,6 +23,7 @@ import atexit
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,6 +65,9 @@ class EmbeddedService:
     env_var: ClassVar[str]  # the variable that makes this service come from elsewhere
     stop_signal: ClassVar[int] = signal.SIGTERM
     death_signal: ClassVar[int] = signal.SIGKILL  # sent by the kernel if we die first
+    #: A port to use when it is free (the one a previous run used, so URLs stay the same across runs);
+    #: when another process holds it, start() takes a new free port and logs that it did.
+    preferred_port: int | None = None
 
     def __init__(
         self,
@@ -129,9 +133,9 @@ class EmbeddedService:
             return self
         began = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_orphan()
+        self._stop_orphan()  # first: an orphan of ours may hold the preferred port
         self._prepare()
-        self._launch_and_wait(self._requested_port)
+        self._launch_and_wait(self._requested_port or self._usable_preferred_port())
         log.info(
             "started embedded %s at %s in %.2f s (pid %s, data %s)",
             self.name,
@@ -194,6 +198,24 @@ class EmbeddedService:
         self.stop()
 
     # -- internals ---------------------------------------------------------
+    def _usable_preferred_port(self) -> int | None:
+        """``preferred_port`` if nobody holds it now, else None (and a warning saying a new one is taken)."""
+        port = self.preferred_port
+        if port is None:
+            return None
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is still ours
+            try:
+                probe.bind((self.host, port))
+            except OSError:
+                log.warning(
+                    "port %d, which embedded %s used last time, is taken by another process: using a new port",
+                    port,
+                    self.name,
+                )
+                return None
+        return port
+
     def _launch_and_wait(self, fixed_port: int | None) -> None:
         """Launch on ``fixed_port``, or on a free port, retrying when another process wins it."""
         attempts = 1 if fixed_port is not None else 4

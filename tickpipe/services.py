@@ -24,15 +24,16 @@ threads, interpreter exit and the next start's orphan check still clean up.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Final, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 from tickpipe.embedded import EXTRA_HINT, EmbeddedService
@@ -46,6 +47,7 @@ from tickpipe.settings import redact_url
 __all__ = [
     "ENV_VARS",
     "EXTRA_HINT",
+    "PORTS_FILE",
     "SERVICE_WAIT_DEFAULT_S",
     "EmbeddedApacheKafka",
     "EmbeddedKafka",
@@ -54,6 +56,7 @@ __all__ = [
     "EmbeddedService",
     "EmbeddedTansu",
     "MissingExtraError",
+    "PortBook",
     "ServiceStartError",
     "ServiceUrls",
     "Unreachable",
@@ -82,6 +85,65 @@ class ServiceUrls:
     postgres: EmbeddedPostgres | None = field(default=None, repr=False, compare=False)
 
 
+#: In ``data_dir``: the port each embedded service last listened on, reused by the next start.
+PORTS_FILE: Final = "ports.json"
+
+
+class PortBook:
+    """The ports of a data folder's embedded services, kept in ``ports.json`` across runs.
+
+    Why: a ``psql`` or ``redis-cli`` command, a Kafka client's config or a bookmark made from one
+    ``tickpipe up`` banner should still work after the next one. The file is a hint, never a
+    promise: a port another process holds is replaced by a new one (the service says so).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # none yet, or unreadable: new ports, written back below
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, int) and 0 < v < 65536}
+
+    def keep(self, name: str, service: S) -> _Kept[S]:
+        """``service`` started on its kept port when free; its port recorded once it answers."""
+        service.preferred_port = self.read().get(name)
+        return _Kept(self, name, service)
+
+    def record(self, name: str, port: int) -> None:
+        ports = self.read()
+        if ports.get(name) == port:
+            return
+        ports[name] = port
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")
+        temporary.replace(self.path)  # whole or not at all, should we die mid-write
+
+
+S = TypeVar("S", bound=EmbeddedService)
+
+
+class _Kept(AbstractContextManager[S]):
+    """Enter: start the service, then record its port. Exit: stop it."""
+
+    def __init__(self, book: PortBook, name: str, service: S) -> None:
+        self.book, self.name, self.service = book, name, service
+
+    def __enter__(self) -> S:
+        self.service.__enter__()
+        if self.service.port is not None:
+            self.book.record(self.name, self.service.port)
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.stop()
+
+
 @contextmanager
 def start_services(
     data_dir: Path,
@@ -100,18 +162,19 @@ def start_services(
     shutdown) when the block exits, also on error.
     """
     data_dir = Path(data_dir)
+    ports = PortBook(data_dir / PORTS_FILE)
     with ExitStack() as stack:
         kafka_handle = redis_handle = pg_handle = None
         if not kafka:
-            kafka_handle = stack.enter_context(embedded_kafka(data_dir / "kafka", kafka_embedded))
+            kafka_handle = stack.enter_context(ports.keep("kafka", embedded_kafka(data_dir / "kafka", kafka_embedded)))
             kafka = kafka_handle.url
         if not redis:
-            redis_handle = stack.enter_context(EmbeddedRedis(data_dir / "redis"))
+            redis_handle = stack.enter_context(ports.keep("redis", EmbeddedRedis(data_dir / "redis")))
             redis = redis_handle.url
         if not database:
-            pg_handle = stack.enter_context(
-                EmbeddedPostgres(data_dir / "postgres", durable=persistent_postgres, fresh=not persistent_postgres)
-            )
+            fresh = not persistent_postgres
+            postgres = EmbeddedPostgres(data_dir / "postgres", durable=persistent_postgres, fresh=fresh)
+            pg_handle = stack.enter_context(ports.keep("postgres", postgres))
             database = pg_handle.url
         yield ServiceUrls(kafka, redis, database, kafka=kafka_handle, redis=redis_handle, postgres=pg_handle)
 

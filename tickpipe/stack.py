@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Final
 
 import asyncpg
 
@@ -36,6 +37,20 @@ from tickpipe.services import ServiceUrls, start_services
 from tickpipe.settings import Settings, get_settings
 
 log = logging.getLogger("tickpipe.up")
+
+#: DATA_DIR's default (a relative path: under the directory tickpipe up runs in).
+DEFAULT_DATA_DIR: Final = Settings.model_fields["data_dir"].default
+
+HELP: Final = f"""Run the whole pipeline on this machine, as a small process supervisor.
+
+PostgreSQL, Redis and Kafka come from DATABASE_URL, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS when
+set; start-up waits up to SERVICE_WAIT_S seconds (default 30) for each of those, then stops with
+one line naming the one that does not answer. Unset ones are started embedded under DATA_DIR
+(default {DEFAULT_DATA_DIR}, relative to the current directory), on the ports they had last time
+(kept in DATA_DIR/ports.json; a port another process holds is replaced, and the log says so).
+Then the schema is migrated, the topics created, and the simulator (without Alpaca keys), the
+producer, the consumers and the API each run as their own tickpipe process. Any part exiting,
+Ctrl-C or SIGTERM stops all the others, newest first."""
 
 STOP_GRACE_S = 20.0
 START_TIMEOUT_S = 60.0
@@ -174,7 +189,7 @@ def kafka_description(urls: ServiceUrls) -> str:
     return f"embedded {urls.kafka.name}, in memory: its data is lost when it stops; install Java 17 for Apache Kafka"
 
 
-def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool) -> str:
+def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir: Path | None = None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     source = f"simulator ws://{settings.simulator_host}:{settings.simulator_port}" if with_simulator else "Alpaca"
     return "\n".join(
@@ -190,18 +205,26 @@ def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool) -> str:
             f"  Kafka       bootstrap {urls.kafka_bootstrap}  ({kafka_description(urls)})",
             f"  producer    http://{settings.producer_admin_host}:{settings.producer_admin_port}/health",
             f"  consumers   http://{settings.consumer_admin_host}:{settings.consumer_admin_port}/health",
+            *([f"  data        {data_dir.resolve()}"] if data_dir is not None else []),
             "",
         ]
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tickpipe up", description=__doc__)
-    parser.add_argument("--data-dir", type=Path, help="where embedded services keep their data (DATA_DIR)")
+    parser = argparse.ArgumentParser(
+        prog="tickpipe up", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"where embedded services keep their data and ports.json (DATA_DIR; default {DEFAULT_DATA_DIR}, "
+        "relative to the current directory)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    data_dir = args.data_dir or settings.data_dir
+    data_dir = (args.data_dir or settings.data_dir).resolve()
     with_simulator = not settings.uses_alpaca and not settings.alpaca_stream_url
     parts = plan(settings, with_simulator)
     taken = [p for p in parts if not port_is_free(settings.api_host, p.port)]
@@ -237,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 supervisor.start(part)
             if not stop_requested:
-                print(banner(settings, urls, with_simulator), flush=True)
+                print(banner(settings, urls, with_simulator, data_dir), flush=True)
             while not stop_requested:
                 exited = supervisor.first_exit()
                 if exited is not None:
