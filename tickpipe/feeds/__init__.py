@@ -26,12 +26,17 @@ producer's topics, Redis channels and snapshot hashes), the API's stream
 channels and the simulator's follow. To store it as well: a table in
 :mod:`tickpipe.schema` (and its migration), ``table="lulds"``, the staging
 columns and function, its row in :mod:`tickpipe.rows`, and its response
-shape in ``api/shape.py`` and ``api/models.py``; the contract test names
-whichever is missing. The consumers (``tickpipe consume``, its table
+shape in ``api/shape.py`` and ``api/models.py`` (the history and latest
+routes); a table the API does not serve as routes of its own says
+``served=False`` (statuses, corrections and cancels: ``Feed.tables`` lists
+every table, ``Feed.stored`` the served ones) and needs no shape. The
+contract test names whichever is missing. The consumers (``tickpipe consume``, its table
 choices, staging tables and upserts) follow from ``table`` and the staging
 declaration; a conflict rule that updates with a condition (``unless``) also
 needs its Python mirror in ``consumers/tables.py``, which folds a batch's
-rows of one key by the same rule.
+rows of one key by the same rule. A family whose history other tables amend
+names the SQL view that applies them (trades: ``view="trades_corrected"``,
+corrections and cancels applied); its history route reads the view.
 """
 
 from __future__ import annotations
