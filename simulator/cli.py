@@ -40,8 +40,13 @@ def _feeds(value: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tickpipe simulate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
+    p = argparse.ArgumentParser(
+        prog="tickpipe simulate",
+        description="Serve a simulated Alpaca market-data stream (stream v2, JSON or msgpack) and its "
+        "historical REST API on one port, until SIGINT or SIGTERM. The first line on stdout names "
+        "the URLs, so with --port 0 a script can read the port it got.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
     p.add_argument(
         "--symbols",
@@ -54,18 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=1000.0, help="quotes and trades per second, like a live market (default 1000)"
     )
     pace.add_argument("--burst", action="store_true", help="as fast as the client reads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same market (default 0)")
     p.add_argument("--count", type=int, default=None, metavar="N", help="produce N market events in all, then go quiet")
     p.add_argument("--batch-size", type=int, default=1000, help="most data messages per frame")
     p.add_argument("--key", default=None, help="API key to require (default: accept any)")
-    p.add_argument("--secret", default=None)
+    p.add_argument("--secret", default=None, help="API secret to require with --key (default: accept any)")
     p.add_argument("--feed", choices=FEEDS, default="iex", help="feed of the printed URL")
     p.add_argument(
         "--entitled-feeds", type=_feeds, default=FEEDS, help="feeds the key may use; others answer 409 (default: all)"
     )
-    p.add_argument("--connection-limit", type=int, default=None)
-    p.add_argument("--symbol-limit", type=int, default=None)
-    p.add_argument("--auth-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--connection-limit",
+        type=int,
+        default=None,
+        help="authenticated connections allowed per feed at once; more answer 406 (default: no limit)",
+    )
+    p.add_argument(
+        "--symbol-limit",
+        type=int,
+        default=None,
+        help="most distinct symbols one connection may subscribe; more answer 405 (default: no limit)",
+    )
+    p.add_argument(
+        "--auth-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may wait before authenticating; then 404 and closed (default 10)",
+    )
     p.add_argument(
         "--send-buffer", type=int, default=100_000, help="paced: messages queued for a client before 407 slow client"
     )
@@ -85,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rest-rate-limit", type=int, default=200, help="REST requests per key and minute before 429 (default 200)"
     )
     p.add_argument("--deflate", action="store_true", help="offer permessage-deflate, as Alpaca does")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING or ERROR (default WARNING)")
     f = p.add_argument_group("faults")
     f.add_argument("--close-after", type=int, metavar="N", help="close after N data messages")
     f.add_argument("--refuse", type=int, default=0, metavar="N", help="answer N auth attempts with 406 (-1: all)")

@@ -1,5 +1,9 @@
 """``tickpipe``: one command line, one subcommand per service.
 
+Before a command starts, the services it needs (``NEEDS``) are waited for, up to SERVICE_WAIT_S
+seconds, and an unreachable one ends start-up with one line naming its variable. ``--help`` is
+printed as plain text (``plain_text``), and needs no services.
+
 Each service owns its options: ``tickpipe producer --help`` is answered by
 ``producer.cli``. This module only routes, so adding a service is one line in
 :data:`SERVICES`.
@@ -8,7 +12,10 @@ Each service owns its options: ``tickpipe producer --help`` is answered by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -54,7 +61,7 @@ def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
     Help needs no services; a variable left unset is the command's own business (``up`` embeds it,
     the others name it in their settings error).
     """
-    if not NEEDS.get(command) or "-h" in rest or "--help" in rest:
+    if not NEEDS.get(command):
         return
     from tickpipe.services import service_wait_s, wait_for_services
     from tickpipe.settings import get_settings
@@ -62,6 +69,31 @@ def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
     settings = get_settings()
     configured = {var: getattr(settings, _FIELDS[var]) for var in NEEDS[command]}
     wait_for_services({var: value for var, value in configured.items() if value}, service_wait_s())
+
+
+_ROLE = re.compile(r":[a-z:]+:`([^`]*)`")  # :data:`SERVICES` -> SERVICES
+_LITERAL = re.compile(r"``([^`]*)``")  # ``tickpipe up`` -> tickpipe up
+
+
+def plain_text(text: str) -> str:
+    """Help as a terminal shows it: without the reStructuredText markup of the docstrings it comes from.
+
+    Why: each service's ``--help`` description is its module docstring (one source for both), whose
+    literals and roles read as noise in a terminal.
+    """
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
+
+
+def _help(entry: Callable[[list[str]], int], rest: list[str]) -> int:
+    """Run ``entry`` for its help and print that help as plain text."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            code = entry(rest)
+        except SystemExit as exit_:  # argparse ends with exit(0) after printing help
+            code = exit_.code if isinstance(exit_.code, int) else 0
+    sys.stdout.write(plain_text(buffer.getvalue()))
+    return code
 
 
 def _load(command: str) -> Callable[[list[str]], int] | None:
@@ -101,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if entry is None:
         print(f"tickpipe {command}: not implemented yet", file=sys.stderr)
         return 2
+    if "-h" in rest or "--help" in rest:
+        return _help(entry, rest)
     try:
         wait_for_needed_services(command, rest)
         return entry(rest)
