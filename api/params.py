@@ -32,7 +32,16 @@ _TICKER = r"[A-Za-z][A-Za-z0-9./-]{0,15}"
 SYMBOL_PATTERN: Final = f"^{_TICKER}$"
 SYMBOLS_PATTERN: Final = f"^ *{_TICKER} *(, *{_TICKER} *)*$"
 TIME_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2}))?$"
-TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]{1,512}$"
+#: A page token as this API issues it (api/tokens.py): URL-safe base64, unpadded, of a compact JSON array
+#: that starts ``[1,"quotes",``, ``[1,"trades",`` or ``[1,"bars:`` (those bytes, base64'd, are the
+#: three prefixes), in whole 4-character groups plus an optional 2 or 3 (never 1: no bytes end
+#: there). Strings outside it (``0``, any length-1 tail, another version or table) are all refused by
+#: the server, so the document does not advertise them as valid; which route and sort a token
+#: continues is a cross-field rule no pattern can state.
+TOKEN_PATTERN: Final = (
+    r"^(?:WzEsInF1b3RlcyIs|WzEsInRyYWRlcyIs|WzEsImJhcnM6)(?:[A-Za-z0-9_-]{4})+(?:[A-Za-z0-9_-]{2,3})?$"
+)
+TOKEN_MAX_LENGTH: Final = 512
 _SYMBOL = re.compile(_TICKER, re.ASCII)
 _TIME = re.compile(TIME_PATTERN[1:-1], re.ASCII)
 
@@ -165,7 +174,7 @@ PageTokenQuery = Annotated[
     str | None,
     Query(
         description="The next_page_token of the previous page, to continue after it",
-        json_schema_extra={"pattern": TOKEN_PATTERN},
+        json_schema_extra={"pattern": TOKEN_PATTERN, "maxLength": TOKEN_MAX_LENGTH},
     ),
 ]
 AcceptHeader = Annotated[

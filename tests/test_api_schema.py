@@ -49,3 +49,30 @@ def test_history_as_csv_with_any_page_token(case: schemathesis.Case, live_api: s
     response = case.call_and_validate(base_url=live_api, excluded_checks=[positive_data_acceptance])
     if response.status_code == 200:
         assert response.headers["content-type"][0].startswith("text/csv"), response.headers
+
+
+def test_page_token_pattern_admits_every_issued_token_and_no_undecodable_one() -> None:
+    """The documented pattern is what api/tokens.py issues: every scope and sort matches it, while
+    strings the server can never decode (``0``, a 1-character tail, another version) do not."""
+    import re
+
+    from api.params import TOKEN_PATTERN
+    from api.tokens import encode_token
+
+    issued = [
+        encode_token(scope, sort, key)
+        for scope, key in [
+            ("quotes", (0, 0)),
+            ("quotes", (2**63 - 1, 2**63 - 1)),
+            ("trades", (1_700_000_000_000_000_000, "V", 42)),
+            ("trades", (5, "", -1)),
+            ("bars:1Min", (7,)),
+            ("bars:1Day", (10**18,)),
+        ]
+        for sort in ("asc", "desc")
+    ]
+    assert all(re.fullmatch(TOKEN_PATTERN, token) for token in issued), issued
+    for refused in ("0", "WzEsInF1b3RlcyIsA", "WzIsInF1b3RlcyIsImFzYyIsMCwwXQ", "WzEsInF1b3RlcyIsImFzYyIsM"):
+        assert not re.fullmatch(TOKEN_PATTERN, refused), refused
+    (page_token,) = [p for p in DOCUMENT["paths"]["/quotes/{symbol}"]["get"]["parameters"] if p["name"] == "page_token"]
+    assert TOKEN_PATTERN in str(page_token["schema"])
