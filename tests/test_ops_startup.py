@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -105,3 +106,18 @@ def test_service_wait_setting() -> None:
     assert service_wait_s({"SERVICE_WAIT_S": "2.5"}) == 2.5
     with pytest.raises(SettingsError, match="SERVICE_WAIT_S"):
         service_wait_s({"SERVICE_WAIT_S": "-1"})
+
+
+@pytest.mark.parametrize("command", ["migrate", "up"])
+def test_a_refused_database_is_one_line_too(
+    command: str, tmp_path: Path, database_url: str, redis_url: str, kafka_bootstrap: str
+) -> None:
+    """PostgreSQL answers but refuses the connection (no such database): one line, not alembic's traceback."""
+    parts = urlsplit(database_url)
+    wrong = urlunsplit(parts._replace(path="/no_such_database_here"))
+    env = {"DATABASE_URL": wrong, "REDIS_URL": redis_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    result = run_cli([command], env, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "DATABASE_URL=" in line]  # up logs it, then stops
+    assert "no_such_database_here" in line and "refused" in line, line

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 
+from tickpipe.errors import ServiceStartError
 from tickpipe.schema import PARTITIONED_TABLES
+from tickpipe.settings import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +43,54 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+#: What PostgreSQL (or the network) says when it will not take a connection: who we are, which
+#: database, or no server there. Errors inside a session (SQL) are not among them.
+REFUSALS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The connection refusal at the root of ``exc`` (SQLAlchemy wraps asyncpg's), if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, REFUSALS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextmanager
+def connection_errors(url: str) -> Iterator[None]:
+    """Turn a refused connection to ``url`` into one ``ServiceStartError`` naming DATABASE_URL (password hidden).
+
+    Why: start-up must end with one line saying which variable to fix, not a driver's traceback
+    through alembic and SQLAlchemy; errors of the SQL itself still propagate as they are.
+    """
+    try:
+        yield
+    except Exception as exc:  # DBAPIError wrapping a refusal, or a refusal itself
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        cause = str(refusal) or type(refusal).__name__
+        raise ServiceStartError(f"DATABASE_URL={redact_url(url)}: PostgreSQL refused the connection: {cause}") from None
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """``alembic upgrade``. Synchronous (alembic runs its own event loop): call it via a thread from async code."""
-    command.upgrade(alembic_config(url), revision)
+    with connection_errors(url):
+        command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(url), revision)
+    with connection_errors(url):
+        command.downgrade(alembic_config(url), revision)
 
 
 def days_between(first: date, last: date) -> list[date]:

@@ -17,7 +17,8 @@ log = logging.getLogger("tickpipe.migrate")
 
 
 async def _maintain(url: str, ahead_days: int, retention_days: int) -> None:
-    conn = await asyncpg.connect(db.asyncpg_dsn(url))
+    with db.connection_errors(url):
+        conn = await asyncpg.connect(db.asyncpg_dsn(url))
     try:
         await db.maintain_partitions(conn, ahead_days, retention_days)
     finally:

@@ -120,7 +120,8 @@ def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
 
 async def _prepare(settings: Settings, urls: ServiceUrls) -> None:
     await asyncio.to_thread(db.upgrade, urls.database_url)
-    conn = await asyncpg.connect(db.asyncpg_dsn(urls.database_url))
+    with db.connection_errors(urls.database_url):
+        conn = await asyncpg.connect(db.asyncpg_dsn(urls.database_url))
     try:
         await db.maintain_partitions(conn, settings.partitions_ahead_days, settings.retention_days)
     finally:
