@@ -5,8 +5,8 @@ event whose values cannot be stored (a time outside 1970-2200, a negative or
 non-finite price, an integer beyond ``bigint``) or an event of another table's
 type on this topic becomes a :class:`~tickpipe.dlq.DeadLetter` with the reason,
 its topic, partition and offset and the original bytes. Events of types that no
-consumer stores (the feed's families without a table: statuses, corrections,
-cancels) are counted as skipped, not dead-lettered: they are valid, just not ours.
+consumer stores (a family declared without a table; today every carried family
+has one) are counted as skipped, not dead-lettered: they are valid, just not ours.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_good_records_become_rows_in_the_staging_order() -> None:
     assert [r.offset for r in batch.sources] == list(range(100, 120))
 
 
-def test_offsets_are_per_partition_and_cover_dead_and_skipped_records() -> None:
+def test_offsets_are_per_partition_and_cover_dead_records() -> None:
     other = TopicPartition("t.quotes", 0)
     status = TradingStatus(symbol="AAPL", timestamp=1, status_code="H")
     batch = build_batch(
@@ -52,7 +52,7 @@ def test_offsets_are_per_partition_and_cover_dead_and_skipped_records() -> None:
         {TP: recs([b"\xc1garbage", encode_kafka(status)]), other: recs([encode_kafka(make_quotes(1)[0])], other, 7)},
     )
     assert batch.offsets == {TP: 102, other: 8}
-    assert len(batch.rows) == 1 and len(batch.dead) == 1 and batch.skipped == {"s": 1}
+    assert len(batch.rows) == 1 and batch.dead_kinds == {"decode": 1, "misrouted": 1} and not batch.skipped
 
 
 def test_undecodable_bytes_become_a_dead_letter_with_source_and_original() -> None:
@@ -119,10 +119,13 @@ def test_a_trade_on_the_quotes_topic_is_misrouted() -> None:
     assert batch.dead[0].reason == "expected a quote on t.quotes, got a trade"
 
 
-def test_statuses_are_skipped_and_counted_not_dead_lettered() -> None:
+def test_statuses_are_rows_of_their_own_table_and_misrouted_on_another() -> None:
     status = TradingStatus(symbol="AAPL", timestamp=5, status_code="H", status_message="Halt")
+    batch = one("statuses", [encode_kafka(status)] * 3)
+    assert len(batch.rows) == 3 and not batch.dead and not batch.skipped
     batch = one("quotes", [encode_kafka(status)] * 3)
-    assert batch.skipped == {"s": 3} and not batch.dead and not batch.rows
+    assert batch.dead_kinds == {"misrouted": 3} and not batch.rows and not batch.skipped
+    assert batch.dead[0].reason == "expected a quote on t.quotes, got a trading status"
 
 
 def test_the_rest_of_a_batch_survives_its_poison() -> None:
@@ -159,8 +162,10 @@ def test_days_are_the_utc_days_of_the_rows() -> None:
 
 
 def test_unknown_table_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="expected a table among quotes, trades, bars, got 'statuses'"):
-        build_batch("statuses", {})
+    with pytest.raises(
+        ValueError, match="expected a table among quotes, trades, bars, statuses, corrections, cancels, got 'lulds'"
+    ):
+        build_batch("lulds", {})
 
 
 @given(st.lists(st.text(max_size=5), max_size=4).map(tuple))
