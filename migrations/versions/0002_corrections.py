@@ -81,7 +81,14 @@ PARTITIONED_TABLES = ("statuses", "corrections", "cancels")
 # its id, a later one names the id the previous one gave it), and the cancel of it or of its last
 # corrected id. Trade ids repeat across days, so a correction or cancel counts for a trade only
 # within the day after it (no market corrects a print later than that on the stream).
-VIEW = """
+# ``cancelled`` is an EXISTS, not a LEFT JOIN's ``IS NOT NULL``: the planner estimates ``NOT EXISTS``
+# from the cancels it has (few), so a history page stays an index scan of trades in time order that
+# stops at LIMIT; with ``IS NULL`` on a joined column it guessed 0.5 % of trades kept and sorted them all.
+_CANCEL_OF = """
+    FROM cancels k
+    WHERE k.symbol = t.symbol AND k.exchange = t.exchange AND k.trade_id IN (t.trade_id, c.corrected_id)
+      AND k.time >= t.time AND k.time < t.time + interval '1 day'"""
+VIEW = f"""
 CREATE VIEW trades_corrected AS
 SELECT t.symbol, t.time, t.time_ns, t.exchange, t.trade_id,
        coalesce(c.corrected_price, t.price) AS price,
@@ -90,8 +97,9 @@ SELECT t.symbol, t.time, t.time_ns, t.exchange, t.trade_id,
        t.tape, t.received_at,
        c.corrected_id,
        t.price AS original_price, t.size AS original_size, t.conditions AS original_conditions,
-       x.action AS cancel_action,
-       x.action IS NOT NULL AS cancelled
+       (SELECT k.action {_CANCEL_OF}
+    ORDER BY k.time DESC LIMIT 1) AS cancel_action,
+       EXISTS (SELECT {_CANCEL_OF}) AS cancelled
 FROM trades t
 LEFT JOIN LATERAL (
     WITH RECURSIVE chain AS (
@@ -108,12 +116,6 @@ LEFT JOIN LATERAL (
     )
     SELECT * FROM chain ORDER BY depth DESC, time DESC LIMIT 1
 ) c ON true
-LEFT JOIN LATERAL (
-    SELECT k.action FROM cancels k
-    WHERE k.symbol = t.symbol AND k.exchange = t.exchange AND k.trade_id IN (t.trade_id, c.corrected_id)
-      AND k.time >= t.time AND k.time < t.time + interval '1 day'
-    ORDER BY k.time DESC LIMIT 1
-) x ON true
 """
 
 COMMENT = (
