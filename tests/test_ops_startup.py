@@ -6,6 +6,7 @@ while the test runs. SERVICE_WAIT_S is short so each case is quick; the wait its
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tickpipe.errors import SettingsError
-from tickpipe.services import addresses, redacted, service_wait_s
+from tickpipe.services import Unreachable, addresses, redacted, service_wait_s, wait_for_services
 
 SECRET = "s3cret-pw"
 
@@ -121,3 +122,28 @@ def test_a_refused_database_is_one_line_too(
     assert "Traceback" not in result.stderr, result.stderr
     (line,) = [line for line in result.stderr.splitlines() if "DATABASE_URL=" in line]  # up logs it, then stops
     assert "no_such_database_here" in line and "refused" in line, line
+
+
+def test_a_listening_service_passes_at_once_and_one_kafka_address_is_enough(dead_port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        live = server.getsockname()[1]
+        progress = io.StringIO()
+        wait_for_services(
+            {
+                "REDIS_URL": f"redis://:{SECRET}@127.0.0.1:{live}/0",
+                "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port},127.0.0.1:{live}",
+            },
+            timeout=0,
+            progress=progress,
+        )
+    assert progress.getvalue() == ""
+
+
+def test_zero_wait_still_names_what_it_tried(dead_port: int) -> None:
+    progress = io.StringIO()
+    with pytest.raises(Unreachable, match=r"KAFKA_BOOTSTRAP_SERVERS=127\.0\.0\.1:") as caught:
+        wait_for_services({"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}"}, timeout=0, progress=progress)
+    assert "SERVICE_WAIT_S" in str(caught.value)
+    assert progress.getvalue().startswith("waiting up to 0 s for KAFKA_BOOTSTRAP_SERVERS=")

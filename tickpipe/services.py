@@ -287,17 +287,17 @@ def wait_for_services(
             if not targets or any(cause is None for cause in causes):
                 break
             cause = "; ".join(dict.fromkeys(c for c in causes if c))
-            if clock() >= deadline:
-                raise Unreachable(
-                    f"{variable}={redacted(value)} is unreachable: {cause.lower()} "
-                    f"(waited {timeout:g} s; SERVICE_WAIT_S sets how long)"
-                )
-            if not announced:
+            if not announced:  # first, so every failure is preceded by the line saying what was awaited
                 print(
                     f"waiting up to {timeout:g} s for {variable}={redacted(value)} ({cause.lower()})",
                     file=out,
                     flush=True,
                 )
                 announced = True
+            if clock() >= deadline:
+                raise Unreachable(
+                    f"{variable}={redacted(value)} is unreachable: {cause.lower()} "
+                    f"(waited {timeout:g} s; SERVICE_WAIT_S sets how long)"
+                )
             time.sleep(min(pause, max(0.0, deadline - clock())))  # a retry interval, not synchronisation
             pause = min(pause * 2, 1.0)
