@@ -8,6 +8,7 @@ parameter and what is allowed.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, NoReturn
@@ -16,6 +17,7 @@ from fastapi import Header, Path, Query
 from fastapi.exceptions import RequestValidationError
 
 from tickpipe.codecs import parse_rfc3339_ns
+from tickpipe.feeds import STOCK
 
 NS: Final = 1_000_000_000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,14 +35,16 @@ SYMBOL_PATTERN: Final = f"^{_TICKER}$"
 SYMBOLS_PATTERN: Final = f"^ *{_TICKER} *(, *{_TICKER} *)*$"
 TIME_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2}))?$"
 #: A page token as this API issues it (api/tokens.py): URL-safe base64, unpadded, of a compact JSON array
-#: that starts ``[1,"quotes",``, ``[1,"trades",`` or ``[1,"bars:`` (those bytes, base64'd, are the
-#: three prefixes), in whole 4-character groups plus an optional 2 or 3 (never 1: no bytes end
-#: there). Strings outside it (``0``, any length-1 tail, another version or table) are all refused by
-#: the server, so the document does not advertise them as valid; which route and sort a token
-#: continues is a cross-field rule no pattern can state.
-TOKEN_PATTERN: Final = (
-    r"^(?:WzEsInF1b3RlcyIs|WzEsInRyYWRlcyIs|WzEsImJhcnM6)(?:[A-Za-z0-9_-]{4})+(?:[A-Za-z0-9_-]{2,3})?$"
+#: ``[1,"<table>...`` (version 1, then the scope, which starts with a served table's name), in whole
+#: 4-character groups plus an optional 2 or 3 (never 1: no byte ends there). The prefixes are the
+#: base64 of those leading bytes, cut to whole 3-byte groups. Strings outside it (``0``, a 1-character
+#: tail, another version or table) are all refused by the server, so the document does not advertise
+#: them as valid; which route and sort a token continues is a cross-field rule no pattern states.
+_TOKEN_PREFIXES = sorted(
+    base64.urlsafe_b64encode(lead[: len(lead) // 3 * 3]).decode()
+    for lead in (f'[1,"{family.name}'.encode() for family in STOCK.stored)
 )
+TOKEN_PATTERN: Final = f"^(?:{'|'.join(_TOKEN_PREFIXES)})(?:[A-Za-z0-9_-]{{4}})+(?:[A-Za-z0-9_-]{{2,3}})?$"
 TOKEN_MAX_LENGTH: Final = 512
 _SYMBOL = re.compile(_TICKER, re.ASCII)
 _TIME = re.compile(TIME_PATTERN[1:-1], re.ASCII)
