@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -43,7 +44,6 @@ from consumer_fixtures import (
 
 from consumers.service import ConsumerService
 from consumers.worker import SIGKILL_HOOK, group_id
-from tickpipe.embedded import free_port
 from tickpipe.events import Event
 from tickpipe.names import topic
 from tickpipe.settings import Settings
@@ -89,8 +89,9 @@ async def test_burst_after_a_member_was_sigkilled_drains_the_partitions_it_still
 ) -> None:
     """Issue #11: ``consume all --burst`` shares its groups with a member that is then SIGKILLed.
 
-    The other member cannot reach PostgreSQL (its URL points at a closed port),
-    so it commits nothing: when it dies, its half of each topic is undrained,
+    The other member cannot reach PostgreSQL (its URL points at a socket that
+    listens but never answers: start-up's wait sees the port open, every
+    connection then times out), so it commits nothing: when it dies, its half of each topic is undrained,
     and the group keeps it assigned to the dead member until its session
     expires. The burst consumer catches up on its own half first; it must wait
     for the rebalance, drain the rest and only then exit 0: rows == records.
@@ -100,7 +101,10 @@ async def test_burst_after_a_member_was_sigkilled_drains_the_partitions_it_still
     quotes, trades = make_quotes(12_000, seed=61), make_trades(6_000, seed=62)
     await send(settings, "quotes", quotes)
     await send(settings, "trades", trades)
-    nowhere = f"postgresql://tickpipe:x@127.0.0.1:{free_port()}/tickpipe"
+    black_hole = socket.socket()
+    black_hole.bind(("127.0.0.1", 0))
+    black_hole.listen(64)  # the kernel completes handshakes; nobody ever reads
+    nowhere = f"postgresql://tickpipe:x@127.0.0.1:{black_hole.getsockname()[1]}/tickpipe"
     victim = await children.start(
         table="all", env={"DATABASE_URL": nowhere, "CONSUMER_SESSION_TIMEOUT_MS": "20000",
                           "CONSUMER_HEARTBEAT_INTERVAL_MS": "1000"},
@@ -119,6 +123,7 @@ async def test_burst_after_a_member_was_sigkilled_drains_the_partitions_it_still
     assert await count_rows(db_url, "quotes") < len(quotes)  # the dead member's half is still to be written
 
     assert await finisher.wait(timeout=240) == 0, finisher.output()
+    black_hole.close()
     output = finisher.output()
     # It had caught up on its own partitions while the dead member's were not drained: where it used to stop.
     assert "are caught up; waiting (up to 120 s) for the group to drain the rest" in output, output
