@@ -38,7 +38,8 @@ PAGE_LIMIT: Final = 10_000
 
 
 class HistoryError(Exception):
-    """The REST API refused a request in a way waiting cannot fix (400, 401, 403, 404, 422)."""
+    """The REST API refused a request in a way waiting cannot fix (400, 401, 403, 404, 422), or could not
+    be reached (or answered 5xx) ``give_up_after`` times in a row. The caller decides whether to try later."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class HistoryClient:
         *,
         per_minute: int = 120,
         page_limit: int = PAGE_LIMIT,
+        give_up_after: int = 6,
         timeout: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
@@ -82,6 +84,7 @@ class HistoryClient:
         self.feed = feed
         self.per_minute = per_minute
         self.page_limit = page_limit
+        self.give_up_after = give_up_after  # failures in a row (429s excepted) before raising HistoryError
         self.stats = ClientStats()
         self._sleep = sleep
         self._clock = clock
@@ -129,6 +132,8 @@ class HistoryClient:
                 answer = await self._http.get(self.base_url + path, params=params)
             except httpx.TransportError as exc:
                 failures += 1
+                if failures >= self.give_up_after:
+                    raise HistoryError(f"{path}: {type(exc).__name__} {exc} ({failures} attempts)") from exc
                 delay = self._backoff.compute(failures)
                 log.warning("history: %s %s; retrying in %.1f s", type(exc).__name__, exc, delay)
                 await self._wait(delay)
@@ -140,6 +145,8 @@ class HistoryClient:
             if answer.status_code == 429 or answer.status_code >= 500:
                 failures += 1
                 self.stats.throttled += answer.status_code == 429
+                if answer.status_code >= 500 and failures >= self.give_up_after:
+                    raise HistoryError(f"{path}: {answer.status_code} {answer.text[:200]} ({failures} attempts)")
                 delay = self._backoff.compute(failures)
                 if answer.status_code == 429 and self._server_reset > self._clock():
                     delay = max(delay, self._server_reset - self._clock())

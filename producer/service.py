@@ -138,6 +138,8 @@ class ProducerService:
             self.backfiller = Backfiller(
                 history_client(settings), put, topics, self.resources, bar_lead_ns=60 * 1_000_000_000
             )
+        elif settings.backfill_enabled:
+            log.warning("gaps: the %s feed has no REST history; gaps in it are not filled", settings.alpaca_feed)
         self.state_file = StateFile(settings.spool_path / "gaps.json")
         self.checkpoints = Checkpoints(self.state_file, lambda: self.durable.offered, lambda: self.durable.settled)
         self._gap_signal = asyncio.Event()

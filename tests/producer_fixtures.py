@@ -628,6 +628,10 @@ class ProducerProcess:
         except httpx.TransportError:
             return None
 
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(timeout=2, trust_env=False) as http:
+            return (await http.get(f"http://127.0.0.1:{self.port}/metrics")).text
+
     async def until_health(self, check: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
         """Poll ``/health`` until ``check`` holds for it; that document."""
         seen: dict[str, Any] = {}

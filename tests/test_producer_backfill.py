@@ -29,7 +29,7 @@ from producer_fixtures import (
 
 from producer.backfill import is_backfilled
 from producer.service import ProducerService
-from simulator import Simulator
+from simulator import Faults, Simulator
 from simulator.history import History
 from tickpipe.codecs import decode_kafka, event_key
 from tickpipe.tcp_proxy import TcpProxy
@@ -90,4 +90,35 @@ async def test_an_upstream_cut_is_filled_from_the_rest_api_exactly_once(
 
         await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
         counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))
+        assert all(counts.values()), counts
+
+
+async def test_connections_dropped_by_the_silence_watchdog_are_filled_each_time(
+    kafka_bootstrap: str, redis_url: str, clean_db: str, topic_prefix: str, tmp_path: Path, symbols: list[str]
+) -> None:
+    """Every connection goes quiet after 300 messages (the market does not): each silence is a gap."""
+    faults = Faults(silent_after=300)
+    async with Simulator(rate=RATE, symbols=tuple(symbols), start_ns=market_start(8), seed=5, faults=faults) as sim:
+        history = sim.history("iex")
+        assert isinstance(history, History)
+        boundary = sim.start_ns - sim.start_ns % MINUTE + MINUTE
+        settings = producer_settings(
+            kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim.url, alpaca_data_url=sim.rest_url,
+            subscribed_types="quotes,trades,bars,updatedBars", backfill_enabled=True, backfill_quotes=True,
+            backfill_margin_s=2.0, upstream_silence_timeout_s=1.0,
+        )  # fmt: skip
+        service = ProducerService(settings)
+        gaps = service.gaps
+        assert gaps is not None
+        async with running(service):
+            await until(
+                lambda: gaps.gaps_seen >= 2 and not gaps.gaps and history.clock_ns >= boundary + 2 * SECOND,
+                timeout=90, what="two silences filled and a minute closed",
+            )  # fmt: skip
+            health = await service.health()
+        assert service.upstream.reconnects["silence"] >= 2
+        backfill = health["backfill"]
+        assert backfill["gaps_seen"] >= 2 and backfill["open_seconds"] == 0 and backfill["last_error"] is None
+        await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
+        counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))  # simulator still up
         assert all(counts.values()), counts

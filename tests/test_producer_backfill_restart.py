@@ -78,11 +78,17 @@ async def test_a_producer_killed_and_restarted_fills_what_it_missed(
                 lambda d: d["backfill"]["gaps_seen"] >= 1 and d["backfill"]["gaps_open"] == 0 and streaming(100)(d),
                 90, "the restarted producer to fill its gap and stream on",
             )  # fmt: skip
+            metrics = await second.metrics()
         finally:
             assert await second.terminate() == 0, await second.output()
         backfill = doc["backfill"]
         assert backfill["open_seconds"] == 0 and backfill["last_error"] is None
         assert all(backfill["events"][r] > 0 for r in ("trades", "quotes", "bars")), backfill
+        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("tickpipe_producer_")}  # fmt: skip
+        assert samples["tickpipe_producer_gaps_total"] == 1
+        assert samples["tickpipe_producer_gap_open_seconds"] == 0
+        assert samples['tickpipe_producer_backfilled_total{type="trades"}'] == backfill["events"]["trades"]
 
         await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
         counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))
