@@ -18,7 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tickpipe.errors import SettingsError
-from tickpipe.services import Unreachable, addresses, redacted, service_wait_s, wait_for_services
+from tickpipe.services import Unreachable, addresses, redacted, wait_for_services
+from tickpipe.settings import load_settings
 
 SECRET = "s3cret-pw"
 
@@ -102,11 +103,14 @@ def test_addresses_and_redaction() -> None:
     assert redacted("h:9092") == "h:9092"
 
 
-def test_service_wait_setting() -> None:
-    assert service_wait_s({}) == 30.0
-    assert service_wait_s({"SERVICE_WAIT_S": "2.5"}) == 2.5
-    with pytest.raises(SettingsError, match="SERVICE_WAIT_S"):
-        service_wait_s({"SERVICE_WAIT_S": "-1"})
+def test_service_wait_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SERVICE_WAIT_S", raising=False)
+    assert load_settings().service_wait_s == 30.0
+    monkeypatch.setenv("SERVICE_WAIT_S", "2.5")
+    assert load_settings().service_wait_s == 2.5
+    monkeypatch.setenv("SERVICE_WAIT_S", "-1")
+    with pytest.raises(SettingsError, match=r"(?i)SERVICE_WAIT_S"):
+        load_settings()
 
 
 @pytest.mark.parametrize("command", ["migrate", "up"])

@@ -63,12 +63,12 @@ def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
     """
     if not NEEDS.get(command):
         return
-    from tickpipe.services import service_wait_s, wait_for_services
+    from tickpipe.services import wait_for_services
     from tickpipe.settings import get_settings
 
     settings = get_settings()
     configured = {var: getattr(settings, _FIELDS[var]) for var in NEEDS[command]}
-    wait_for_services({var: value for var, value in configured.items() if value}, service_wait_s())
+    wait_for_services({var: value for var, value in configured.items() if value}, settings.service_wait_s)
 
 
 _ROLE = re.compile(r":[a-z:]+:`([^`]*)`")  # :data:`SERVICES` -> SERVICES

@@ -40,7 +40,7 @@ from tickpipe.embedded import EXTRA_HINT, EmbeddedService
 from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
 from tickpipe.embedded_pg import EmbeddedPostgres
 from tickpipe.embedded_redis import EmbeddedRedis
-from tickpipe.errors import MissingExtraError, ServiceStartError, SettingsError
+from tickpipe.errors import MissingExtraError, ServiceStartError
 from tickpipe.processes import free_port
 from tickpipe.settings import redact_url
 
@@ -48,7 +48,6 @@ __all__ = [
     "ENV_VARS",
     "EXTRA_HINT",
     "PORTS_FILE",
-    "SERVICE_WAIT_DEFAULT_S",
     "EmbeddedApacheKafka",
     "EmbeddedKafka",
     "EmbeddedPostgres",
@@ -63,7 +62,6 @@ __all__ = [
     "embedded_kafka",
     "free_port",
     "kafka_kind",
-    "service_wait_s",
     "start_services",
     "start_services_from_env",
     "wait_for_services",
@@ -208,29 +206,12 @@ def start_services_from_env(
 # address (password hidden) and the cause. A service that goes away *later* is each part's business
 # (the producer spools, the API degrades its live path and counts it), not a reason to exit.
 
-#: How long start-up waits for each configured service, unless SERVICE_WAIT_S says otherwise.
-SERVICE_WAIT_DEFAULT_S: Final = 30.0
 #: Default ports, for URLs that name none.
 _DEFAULT_PORTS: Final = {"DATABASE_URL": 5432, "REDIS_URL": 6379, "KAFKA_BOOTSTRAP_SERVERS": 9092}
 
 
 class Unreachable(ServiceStartError):
     """A configured service did not accept a connection within the start-up wait."""
-
-
-def service_wait_s(environ: Mapping[str, str] | None = None) -> float:
-    """SERVICE_WAIT_S (seconds, >= 0), read from the environment: the bound on start-up waits."""
-    env = os.environ if environ is None else environ
-    text = env.get("SERVICE_WAIT_S", "").strip()
-    if not text:
-        return SERVICE_WAIT_DEFAULT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also refuses nan
-        raise SettingsError(f"SERVICE_WAIT_S: expected a number of seconds >= 0, got {text!r}")
-    return value
 
 
 def redacted(url: str) -> str:

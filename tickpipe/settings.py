@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     database_url: str | None = None
     data_dir: Path = Path(".tickpipe")
+    #: Start-up waits this long for each configured PostgreSQL, Redis and Kafka, then exits with one line.
+    service_wait_s: float = Field(default=30.0, ge=0)
 
     # --- producer ---------------------------------------------------------
     live_queue_size: int = Field(default=50_000, ge=1)
