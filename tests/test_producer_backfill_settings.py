@@ -1,0 +1,24 @@
+"""Where the backfill reads history (``Settings.data_url``) and which resources it fills."""
+
+from __future__ import annotations
+
+from producer.service import backfill_resources
+from tickpipe.settings import load_settings
+
+
+def test_the_rest_url_follows_the_stream() -> None:
+    assert load_settings().data_url == "http://127.0.0.1:8765"  # the built-in simulator
+    assert load_settings(simulator_host="sim", simulator_port=9000).data_url == "http://sim:9000"
+    keys = {"alpaca_api_key": "k", "alpaca_api_secret": "s"}
+    assert load_settings(**keys).data_url == "https://data.alpaca.markets"
+    assert load_settings(**keys, alpaca_stream_url="wss://stream.data.alpaca.markets/v2/sip").data_url == (
+        "https://data.alpaca.markets"
+    )
+    assert load_settings(alpaca_stream_url="ws://10.0.0.5:8765/v2/iex").data_url == "http://10.0.0.5:8765"
+    assert load_settings(**keys, alpaca_data_url="http://proxy:1/").data_url == "http://proxy:1"
+
+
+def test_trades_and_bars_always_quotes_when_asked() -> None:
+    assert backfill_resources(load_settings()) == ["trades", "bars"]
+    assert backfill_resources(load_settings(backfill_quotes=True)) == ["trades", "bars", "quotes"]
+    assert backfill_resources(load_settings(subscribed_types="quotes,trades")) == ["trades"]
