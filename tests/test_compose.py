@@ -35,6 +35,7 @@ from compose_fixtures import (
     registered_metric_names,
 )
 
+from consumers.service import TABLES as CONSUMED  # every table a consumer writes, from the feed declaration
 from tickpipe import names
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.cli import SERVICES
@@ -93,7 +94,7 @@ def test_compose_refuses_to_start_without_the_postgres_password() -> None:
 # --- services and the CLI ----------------------------------------------------------------------
 def test_the_stack_has_every_part(services: dict[str, dict[str, Any]]) -> None:
     core = {"kafka", "kafka-init", "redis", "postgres", "migrate", "producer", "api"}
-    core |= {f"consumer-{family}" for family in names.REQUIRED_FAMILIES}
+    core |= {f"consumer-{family}" for family in CONSUMED}
     assert core <= {name for name, svc in services.items() if not svc.get("profiles")}
     assert services["simulator"]["profiles"] == ["simulator"]
     assert services["kafka-ui"]["profiles"] == ["kafka-ui"]
@@ -109,9 +110,9 @@ def test_every_tickpipe_command_is_a_cli_subcommand(services: dict[str, dict[str
         assert command[0] in SERVICES, f"{name}: `tickpipe {command[0]}` is not a subcommand (have {sorted(SERVICES)})"
         if command[0] == "consume":
             assert command[1:] == [name.removeprefix("consumer-")], f"{name} should consume its own table"
-            assert command[1] in names.REQUIRED_FAMILIES
+            assert command[1] in CONSUMED
     consumed = {svc["command"][1] for svc in tickpipe_services(services).values() if svc["command"][0] == "consume"}
-    assert consumed == set(names.REQUIRED_FAMILIES), "one consumer service per table"
+    assert consumed == set(CONSUMED), "one consumer service per table"
 
 
 @pytest.mark.parametrize("service", ["migrate", "producer", "consumer-quotes", "api", "simulator"])
@@ -243,13 +244,13 @@ def test_every_dependency_waits_for_health_or_completion(services: dict[str, dic
                 assert rule.get("required") is False, f"{name} -> {target} (in a profile) needs required: false"
     assert set(services["producer"]["depends_on"]) >= {"kafka", "kafka-init", "redis"}
     assert set(services["api"]["depends_on"]) >= {"redis", "postgres", "migrate"}
-    for family in names.REQUIRED_FAMILIES:
+    for family in CONSUMED:
         assert set(services[f"consumer-{family}"]["depends_on"]) >= {"kafka", "kafka-init", "postgres", "migrate"}
 
 
 def test_consumers_scale_and_no_host_port_is_published_twice(services: dict[str, dict[str, Any]]) -> None:
     assert not [name for name, svc in services.items() if "container_name" in svc]
-    for family in names.REQUIRED_FAMILIES:
+    for family in CONSUMED:
         assert "ports" not in services[f"consumer-{family}"], "a published port would stop --scale"
     published = [port.rsplit(":", 1)[0] for svc in services.values() for port in svc.get("ports", [])]
     assert len(published) == len(set(published)), f"host ports published twice: {published}"
@@ -294,13 +295,13 @@ def test_kafka_init_creates_the_topics_partitioned(services: dict[str, dict[str,
     partitions = str(Settings.model_fields["kafka_partitions"].default)
     created = _created_topics(MINIMAL_ENV, tmp_path)
     assert sorted(_option(call, "--topic") for call in created) == sorted(
-        [names.topic(family) for family in names.REQUIRED_FAMILIES] + [names.DLQ_TOPIC]
+        [names.topic(family) for family in CONSUMED] + [names.DLQ_TOPIC]
     )
     assert {_option(call, "--partitions") for call in created} == {partitions}
     assert all("--if-not-exists" in call and _option(call, "--bootstrap-server") == "kafka:9092" for call in created)
     assert environment(services["kafka"])["KAFKA_NUM_PARTITIONS"] == partitions
     custom = _created_topics({**MINIMAL_ENV, "KAFKA_PARTITIONS": "12", "KAFKA_TOPIC_PREFIX": "md."}, tmp_path / "x")
-    assert sorted(_option(call, "--topic") for call in custom) == ["md.bars", "md.dlq", "md.quotes", "md.trades"]
+    assert sorted(_option(call, "--topic") for call in custom) == sorted([f"md.{f}" for f in CONSUMED] + ["md.dlq"])
     assert {_option(call, "--partitions") for call in custom} == {"12"}
 
 
@@ -426,7 +427,7 @@ def test_prometheus_scrapes_every_tickpipe_service(services: dict[str, dict[str,
     for job in config["scrape_configs"]:
         for sd in job.get("dns_sd_configs", []):
             scraped |= {name: sd["port"] for name in sd["names"]}
-    expected = {"producer": 8081, "api": 8000} | {f"consumer-{f}": 8082 for f in names.REQUIRED_FAMILIES}
+    expected = {"producer": 8081, "api": 8000} | {f"consumer-{f}": 8082 for f in CONSUMED}
     assert scraped == expected
     for name, port in scraped.items():
         env = environment(services[name])
