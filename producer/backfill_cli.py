@@ -27,16 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from aiokafka import AIOKafkaProducer
-
 from producer.backfill import Backfiller
 from producer.gaps import DONE, Gap, StateFile
 from producer.history_client import KINDS, PAGE_LIMIT, Page
+from producer.kafka_backend import AiokafkaBackend, Round
+from producer.retry import backoff, describe
+from producer.rounds import Partitioner
 from producer.service import history_client
 from producer.spool import Record
 from tickpipe.codecs import format_rfc3339_ns, parse_rfc3339_ns
 from tickpipe.errors import TickpipeError
-from tickpipe.kafka import ensure_topics, make_producer
 from tickpipe.logs import setup_logging
 from tickpipe.names import FAMILY_OF, topic
 from tickpipe.settings import Settings, get_settings, validate_symbol
@@ -107,18 +107,55 @@ def job_from(args: argparse.Namespace) -> Job:
 
 
 class KafkaPut:
-    """Sends a page's records and returns once Kafka acknowledged every one (then the page may be checkpointed)."""
+    """Sends a page's records and returns once Kafka acknowledged every one (then the page may be checkpointed).
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
-        self.producer = producer
+    Records go in rounds of whole batches, one per partition (the producer's
+    :class:`~producer.kafka_backend.AiokafkaBackend`): appending to a batch costs
+    a microsecond, a ``send()`` per record several. Partitions are Kafka's
+    default (murmur2 of the symbol), as for the stream's records. A round
+    that fails is sent again whole, up to ``attempts`` times (Kafka may then
+    hold some records twice, which the keyed rows absorb), then the run stops:
+    its checkpoint still names this page.
+    """
+
+    def __init__(self, backend: AiokafkaBackend, attempts: int = 5) -> None:
+        self.backend = backend
+        self.partition = Partitioner()
+        self.attempts = attempts
         self.sent = 0
 
     async def put(self, records: list[Record]) -> None:
-        send = self.producer.send
-        futures = [await send(t, value, key=key) for t, key, value in records]
-        if futures:
-            await asyncio.gather(*futures)
-        self.sent += len(records)
+        i = 0
+        while i < len(records):
+            round_, end = await self._fill(records, i)
+            for attempt in range(1, self.attempts + 1):
+                outcome = await round_.send()
+                failed = [f"{tp}: {describe(exc)}" for tp, exc in outcome.items() if exc is not None]
+                if not failed:
+                    break
+                if attempt == self.attempts:
+                    raise TickpipeError(f"Kafka did not take a round {attempt} times ({failed[0]})")
+                log.warning("backfill: Kafka did not take a round (%s); sending it again", failed[0])
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
+                round_, _ = await self._fill(records, i)
+            self.sent += end - i
+            i = end
+
+    async def _fill(self, records: list[Record], i: int) -> tuple[Round, int]:
+        """A round of ``records`` from ``i``, as many as its batches take; where it stopped."""
+        round_ = self.backend.new_round()
+        counts = self.partition.counts
+        start = i
+        while i < len(records):
+            topic_name, key, value = records[i]
+            if topic_name not in counts:
+                self.partition.update({topic_name: await self.backend.partitions(topic_name)})
+            if not round_.add(topic_name, self.partition(topic_name, key), key, value):
+                break
+            i += 1
+        if i == start:
+            raise TickpipeError(f"a record of {len(records[i][2])} bytes does not fit a Kafka batch")
+        return round_, i
 
 
 class Progress:
@@ -201,12 +238,11 @@ async def run(
         gap = Gap.from_json(saved["gap"])
         log.info("backfill: resuming from %s", checkpoint)
     wanted = sorted({topics[KINDS[r]] for r in job.resources})
-    await ensure_topics(bootstrap, wanted, settings.kafka_partitions)
-    producer = make_producer(settings, bootstrap, linger_ms=max(settings.kafka_linger_ms, 20))
-    await producer.start()
+    backend = AiokafkaBackend(settings, bootstrap, wanted)  # creates missing topics as it starts
+    await backend.start()
     client = history_client(settings)
     client.page_limit = page_limit
-    sink = KafkaPut(producer)
+    sink = KafkaPut(backend)
     filler = Backfiller(client, sink, topics, job.resources)
     bar = Progress(progress, job, out)
     pages = 0
@@ -232,7 +268,7 @@ async def run(
     finally:
         bar.close()
         await client.aclose()
-        await producer.stop()
+        await backend.stop()
     stats = client.stats
     log.info(
         "backfill: %s %s..%s: %s events (%s), %d requests, %d throttled, %.1f s waited for the rate limit",
