@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -216,6 +217,7 @@ class StateFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()  # a write in a thread may still run when the last one is made at exit
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -228,13 +230,15 @@ class StateFile:
         return data if isinstance(data, dict) else None
 
     def write(self, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as out:
-            out.write(orjson.dumps(state))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        data = orjson.dumps(state)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
 
 
 class Checkpoints:
@@ -258,18 +262,25 @@ class Checkpoints:
         else:
             self.pending.append(entry)
 
-    def flush(self) -> bool:
-        """Write the newest state whose records are all safe; whether one was written."""
+    def due(self) -> dict[str, Any] | None:
+        """The newest state whose records are all safe, if it differs from the last one written (taken off)."""
         settled = self.settled()
         ready = [i for i, (offered, _) in enumerate(self.pending) if offered <= settled]
         if not ready:
-            return False
+            return None
         newest = ready[-1]
         state = self.pending[newest][1]
         del self.pending[: newest + 1]
         if state == self._written:  # nothing new: no write, no fsync
+            return None
+        self._written = state
+        return state
+
+    def flush(self) -> bool:
+        """Write the state :meth:`due` gives, here and now; whether one was written."""
+        state = self.due()
+        if state is None:
             return False
         self.file.write(state)
-        self._written = state
         self.written_at = time.time()
         return True

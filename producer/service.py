@@ -246,7 +246,9 @@ class ProducerService:
         assert self.gaps is not None
         while True:
             self.checkpoints.take(self.gaps.snapshot())
-            self.checkpoints.flush()
+            state = self.checkpoints.due()
+            if state is not None:  # the fsync off the loop: the read loop must not wait on the disk
+                await asyncio.to_thread(self.state_file.write, state)
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
 
     async def _fill_gaps(self) -> None:

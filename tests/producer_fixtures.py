@@ -686,8 +686,12 @@ def bar_values(event: Event) -> tuple[Any, ...]:
 
 async def compare_run(database_url: str, rest_url: str, symbols: list[str], tables: tuple[str, ...]) -> dict[str, int]:
     """Assert PostgreSQL holds exactly the REST history of the run's window, per table; the row counts."""
-    ticks = [e for t in ("trades", "quotes") if t in tables for e in await table_rows(database_url, t)]
+    # The run begins at the first quote stored, not the first trade: a trade reported late (up to 2 s
+    # back, as on a real tape) may reach the first connection stamped before anything else it got.
+    ticks = await table_rows(database_url, "quotes" if "quotes" in tables else "trades")
     first, last = min(e.timestamp for e in ticks), max(e.timestamp for e in ticks)
+    if "quotes" in tables and "trades" in tables:
+        last = max(last, *(e.timestamp for e in await table_rows(database_url, "trades")))
     counts: dict[str, int] = {}
     for table in tables:
         stored = await table_rows(database_url, table)
