@@ -154,10 +154,11 @@ async def test_drain_mode_reads_n_events_flushes_and_exits_zero(
     assert read == acked == 4_000 and depth == 0
 
 
-async def test_a_refused_login_exits_one_with_the_reason(redis_url: str, tmp_path: Path) -> None:
+async def test_a_refused_login_exits_one_with_the_reason(redis_url: str, kafka_bootstrap: str, tmp_path: Path) -> None:
     async with Simulator(SimulatorConfig(key="right", secret="right")) as sim:
+        # A Kafka that answers: `tickpipe producer` waits for its services before it starts (SERVICE_WAIT_S).
         env = producer_env(
-            KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", REDIS_URL=redis_url, ALPACA_STREAM_URL=sim.url,
+            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url, ALPACA_STREAM_URL=sim.url,
             ALPACA_API_KEY="wrong", ALPACA_API_SECRET="wrong", SPOOL_DIR=str(tmp_path / "spool"),
             PRODUCER_ADMIN_PORT="0", KAFKA_REQUEST_TIMEOUT_MS="300",
         )  # fmt: skip
