@@ -21,7 +21,6 @@ from consumers.progress import WorkerStats
 from consumers.service import ConsumerService
 from tickpipe.codecs import encode_kafka
 from tickpipe.dlq import DeadLetter, encode_dead_letter
-from tickpipe.events import TradingStatus
 from tickpipe.kafka import dlq_topic, make_producer
 from tickpipe.names import topic
 from tickpipe.settings import Settings
@@ -79,15 +78,16 @@ async def test_poison_goes_to_the_dlq_with_reasons_and_replay_after_a_fix_stores
     name = topic("quotes", settings.kafka_topic_prefix)
     good = make_quotes(300, seed=7)
     bad = poison()
-    status = TradingStatus(symbol="SYM001", timestamp=good[0].timestamp, status_code="H")
+    # (a status here was once counted as skipped; statuses now have a table of their own, so a status
+    # on the quotes topic is misrouted, a dead letter: tests/test_consumer_batch.py covers that)
     records = records_of(good[:150])
     records += [(b"SYM001", value) for value, _, _ in bad.values()]
-    records += [(b"SYM001", encode_kafka(status)), *records_of(good[150:])]
+    records += records_of(good[150:])
     sent = await produce(bootstrap, settings, name, records)
     where = {value: (meta.partition, meta.offset) for (_, value), meta in zip(records, sent, strict=True)}
 
     stats = await burst(settings)
-    assert (stats.records, stats.rows_written, stats.dead_letters, stats.skipped) == (len(records), 300, 6, 1)
+    assert (stats.records, stats.rows_written, stats.dead_letters, stats.skipped) == (len(records), 300, 6, 0)
     assert await count_rows(db_url, "quotes") == 300
 
     letters = await read_dead_letters(bootstrap, dlq_topic(settings))
