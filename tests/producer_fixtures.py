@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -354,10 +354,12 @@ class AckDroppingProxy:
                 await writer.drain()
 
 
-@pytest.fixture
-async def ack_dropping_kafka(service_dir: Path) -> AsyncIterator[tuple[EmbeddedKafka, AckDroppingProxy]]:
-    """A private broker that clients reach only through an :class:`AckDroppingProxy`."""
-    proxy = AckDroppingProxy()
+P = TypeVar("P", AckDroppingProxy, KafkaStallProxy)
+
+
+@contextlib.asynccontextmanager
+async def behind(proxy: P, service_dir: Path) -> AsyncIterator[tuple[EmbeddedKafka, P]]:
+    """A private broker that advertises ``proxy``'s address, so clients reach it only through the proxy."""
     port = await proxy.listen()
     broker = private_broker(service_dir / "kafka", advertised_port=port)
     broker.start()
@@ -368,6 +370,13 @@ async def ack_dropping_kafka(service_dir: Path) -> AsyncIterator[tuple[EmbeddedK
     finally:
         await proxy.close()
         broker.stop()
+
+
+@pytest.fixture
+async def ack_dropping_kafka(service_dir: Path) -> AsyncIterator[tuple[EmbeddedKafka, AckDroppingProxy]]:
+    """A private broker that clients reach only through an :class:`AckDroppingProxy`."""
+    async with behind(AckDroppingProxy(), service_dir) as pair:
+        yield pair
 
 
 #: A broker listening on its own port but advertising the proxy's, so clients always dial the proxy.
@@ -536,17 +545,8 @@ class RedisCollector:
 @pytest.fixture
 async def stalling_kafka(service_dir: Path) -> AsyncIterator[tuple[ProxiedKafka, KafkaStallProxy]]:
     """A private broker that clients reach only through a :class:`KafkaStallProxy`."""
-    proxy = KafkaStallProxy()
-    port = await proxy.listen()
-    broker = private_broker(service_dir / "kafka", advertised_port=port)
-    broker.start()
-    assert broker.port is not None
-    proxy.target = (broker.host, broker.port)
-    try:
-        yield broker, proxy
-    finally:
-        await proxy.close()
-        broker.stop()
+    async with behind(KafkaStallProxy(), service_dir) as pair:
+        yield pair
 
 
 # --- backfill: what the simulator's REST API holds, and the consumers' drain --------------------------------------

