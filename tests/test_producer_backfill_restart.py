@@ -37,6 +37,14 @@ def symbols(unique_symbol: Callable[[], str]) -> list[str]:
     return sorted({unique_symbol() for _ in range(4)})
 
 
+def watermark(state: Path) -> int:
+    """The stream position the gap state file records (0 while there is none, or no file yet)."""
+    try:
+        return int(orjson.loads(state.read_bytes())["watermark"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def streaming(n: int) -> Callable[[dict[str, Any]], bool]:
     return lambda doc: doc["upstream"]["state"] == "streaming" and doc["upstream"]["events"] >= n
 
@@ -60,9 +68,8 @@ async def test_a_producer_killed_and_restarted_fills_what_it_missed(
         await first.start()
         try:
             await first.until_health(streaming(100), 60, "the first producer to stream 100 events")
-            await until(lambda: state.exists(), 30, "the gap state file to be written")
-            position = orjson.loads(state.read_bytes())["watermark"]
-            assert position > 0
+            # the file may first be written before any record is safe (watermark 0): wait for a position
+            await until(lambda: watermark(state) > 0, 30, "the gap state file to record a stream position")
         finally:
             await first.kill()  # SIGKILL: no flush, no last state
         killed_clock, killed_made = history.clock_ns, history.recorded
