@@ -20,8 +20,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
-from tickpipe.errors import ServiceStartError
+from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedTansu, embedded_kafka, kafka_kind
 from tickpipe.kafka import ensure_topics
 from tickpipe.settings import load_settings
 
@@ -80,30 +79,12 @@ def running(broker: Broker, folder: Path) -> Iterator[str]:
         yield broker.address
         return
     assert broker.kind is not None
-    kafka = start(broker.kind, folder)
+    kafka = embedded_kafka(folder, broker.kind).start()
     try:
         assert kafka.idempotence == broker.idempotence
         yield kafka.url
     finally:
         kafka.stop()
-
-
-def start(kind: str, folder: Path, attempts: int = 3) -> EmbeddedKafka:
-    """Start an embedded broker, formatting Apache Kafka's log folder again if the formatter refused it.
-
-    The formatter takes a random cluster id, and one that starts with "-" (1 in 64)
-    is read as an option; a new attempt draws a new id.
-    """
-    for attempt in range(1, attempts + 1):
-        kafka = embedded_kafka(folder, kind)
-        try:
-            return kafka.start()
-        except ServiceStartError as exc:
-            if "could not format" not in str(exc) or attempt == attempts:
-                raise
-            print(f"  (embedded {kafka.name}: formatting its log folder failed, trying again with a new cluster id: "
-                  f"...{str(exc)[-100:]})", flush=True)  # fmt: skip
-    raise AssertionError("unreachable")
 
 
 #: Where ``topics_ready`` warms the broker up; nothing reads it.
