@@ -90,30 +90,29 @@ class Series:
         self.t = array("q")
         self._columns = [array(code) for _, code in layout.fields]
         self._conditions = conditions
-        self._encoders: list[Callable[[Any], Any]] = [self._encoder(code) for _, code in layout.fields]
+        #: (field, encoder, column) per field; None: the value is stored as it is
+        self._slots = [
+            (name, self._encoder(code), column)
+            for (name, code), column in zip(layout.fields, self._columns, strict=True)
+        ]
 
-    def _encoder(self, code: str) -> Callable[[Any], Any]:
+    def _encoder(self, code: str) -> Callable[[Any], int] | None:
         if code == _CHAR:
             return ord
         if code == _CONDITIONS:
             return self._conditions.code
-        return lambda value: value
+        return None
 
     def __len__(self) -> int:
         return len(self.t)
 
     def add(self, event: dict[str, Any]) -> None:
-        t = event["t"]
-        values = [enc(event[name]) for enc, (name, _) in zip(self._encoders, self.layout.fields, strict=True)]
-        if not self.t or t >= self.t[-1]:
-            self.t.append(t)
-            for column, value in zip(self._columns, values, strict=True):
-                column.append(value)
-            return
-        i = bisect_right(self.t, t)
-        self.t.insert(i, t)
-        for column, value in zip(self._columns, values, strict=True):
-            column.insert(i, value)
+        ts, t = self.t, event["t"]
+        i = len(ts) if not ts or t >= ts[-1] else bisect_right(ts, t)  # at the end but for a late trade
+        ts.insert(i, t)
+        for name, encode, column in self._slots:
+            value = event[name]
+            column.insert(i, value if encode is None else encode(value))
 
     def drop_before(self, cutoff_ns: int) -> None:
         k = bisect_left(self.t, cutoff_ns)
