@@ -20,7 +20,7 @@ row per key, by the same rule (:meth:`TableSpec.keeps`).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -50,21 +50,16 @@ _COMPUTED: Final = {
 _KEY_FROM: Final = {"time": ("time_ns", 1000)}
 
 
-def _updated_keeps(stage: Mapping[str, int]) -> Callable[[Row, Row], bool]:
-    at = stage["updated"]
-    return lambda stored, new: bool(stored[at] == "u" and new[at] == "b")
-
-
-#: Python mirrors of the declared ``Conflict.unless`` conditions, looked up by their SQL: a batch folds
-#: the rows of one key into one by the same rule the upsert applies. A declared condition without a
-#: mirror here fails at import, naming it.
-_MIRRORS: Final[dict[str, Callable[[Mapping[str, int]], Callable[[Row, Row], bool]]]] = {
-    "bars.updated = 'u' AND EXCLUDED.updated = 'b'": _updated_keeps,
-}
-
-
-def _never(stored: Row, new: Row) -> bool:
-    return False
+def _keeps(unless: tuple[str, str, str] | None, stage_columns: str) -> Callable[[Row, Row], bool]:
+    """The declared ``Conflict.unless`` over staging rows: whether the stored row stays when ``new`` arrives."""
+    if unless is None:
+        return lambda stored, new: False
+    column, stored_value, new_value = unless
+    names = [item.split()[0] for item in stage_columns.split(",")]
+    if column not in names:
+        raise ValueError(f"expected the conflict condition's column {column!r} among the staging columns {names}")
+    at = names.index(column)
+    return lambda stored, new: stored[at] == stored_value and new[at] == new_value
 
 
 def resolve(ref: str) -> Callable[[Any], Row]:
@@ -104,18 +99,8 @@ class TableSpec:
         """The spec of a stored family, from its declaration and its table."""
         if family.table is None or not family.stage_columns or not family.stage_row:
             raise ValueError(f"expected a stored family with staging columns and function, got {family.name}")
-        keeps: Callable[[Row, Row], bool] | None = None
-        if family.conflict.replace:
-            keeps = _never
-            if family.conflict.unless:
-                mirror = _MIRRORS.get(family.conflict.unless)
-                if mirror is None:
-                    raise ValueError(
-                        f"expected a Python mirror in consumers.tables of {family.name}'s conflict condition, "
-                        f"got none for {family.conflict.unless!r}"
-                    )
-                stage_names = [item.split()[0] for item in family.stage_columns.split(",")]
-                keeps = mirror({name: index for index, name in enumerate(stage_names)})
+        conflict = family.conflict
+        keeps = _keeps(conflict.unless, family.stage_columns) if conflict.replace else None
         return cls(
             family.table, family.stage_columns, resolve(family.stage_row), on_conflict(family),
             target=columns(family), key=primary_key(family), keeps=keeps,

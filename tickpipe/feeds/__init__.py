@@ -32,9 +32,8 @@ routes); a table the API does not serve as routes of its own says
 every table, ``Feed.stored`` the served ones) and needs no shape. The
 contract test names whichever is missing. The consumers (``tickpipe consume``, its table
 choices, staging tables and upserts) follow from ``table`` and the staging
-declaration; a conflict rule that updates with a condition (``unless``) also
-needs its Python mirror in ``consumers/tables.py``, which folds a batch's
-rows of one key by the same rule. A family whose history other tables amend
+declaration, and so does the folding of a batch's rows of one key by the
+declared conflict rule (``Conflict.unless``). A family whose history other tables amend
 names the SQL view that applies them (trades: ``view="trades_corrected"``,
 corrections and cancels applied); its history route reads the view.
 """

@@ -33,18 +33,26 @@ class EventType:
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """What a row whose key is already stored does: nothing (a redelivery), or replace the stored values."""
+    """What a row whose key is already stored does: nothing (a redelivery), or replace the stored values.
+
+    ``unless`` is declared as data, not as SQL, so that the upsert's ``WHERE`` and the
+    consumers' folding of a batch's rows of one key (:mod:`consumers.tables`) both derive from it.
+    """
 
     replace: bool = False
-    #: With ``replace``: the SQL condition that keeps the stored row (``<table>.col`` stored, ``EXCLUDED.col`` new).
-    unless: str = ""
+    #: With ``replace``: ``(column, stored, new)``, the stored row stays when its ``column`` holds
+    #: ``stored`` and the new row's holds ``new`` (bars: ``("updated", "u", "b")``).
+    unless: tuple[str, str, str] | None = None
 
-    def sql(self, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    def sql(self, table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
         """The ``ON CONFLICT (...)`` action: ``DO NOTHING``, or ``DO UPDATE SET`` every non-key column."""
         if not self.replace:
             return "DO NOTHING"
         values = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name not in key)
-        return f"DO UPDATE SET {values}" + (f" WHERE NOT ({self.unless})" if self.unless else "")
+        if self.unless is not None:
+            column, stored, new = self.unless
+            values += f" WHERE NOT ({table}.{column} = '{stored}' AND EXCLUDED.{column} = '{new}')"
+        return f"DO UPDATE SET {values}"
 
 
 @dataclass(frozen=True, slots=True)

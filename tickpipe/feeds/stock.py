@@ -38,7 +38,7 @@ BARS: Final = Family(
     required=True,
     # An updated bar replaces the minute bar; a minute bar never replaces an updated one (a replay
     # of an old record must not undo a correction).
-    conflict=Conflict(replace=True, unless="bars.updated = 'u' AND EXCLUDED.updated = 'b'"),
+    conflict=Conflict(replace=True, unless=("updated", "u", "b")),
     stage_columns="symbol text, timeframe text, time_ns bigint, received_ns bigint, open float8, high float8, "
     "low float8, close float8, volume bigint, vwap float8, trade_count bigint, updated text",
     stage_row="consumers.staging:bar_row",

@@ -38,4 +38,4 @@ def array_columns(family: Family) -> frozenset[str]:
 
 def on_conflict(family: Family) -> str:
     """The ``ON CONFLICT (key)`` action of the family's upsert."""
-    return family.conflict.sql(columns(family), primary_key(family))
+    return family.conflict.sql(table_of(family).name, columns(family), primary_key(family))
