@@ -28,7 +28,7 @@ from typing import Final
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.pages import PageRequest, fetch_page, token_after
+from api.pages import PageRequest, token_after
 from api.pool import BoundedPool
 from api.state import Slots
 
@@ -79,9 +79,6 @@ async def csv_response(pool: BoundedPool, slots: Slots, max_rows: int, request: 
 
     if request.limit is None:
         request = replace(request, limit=max_rows)
-        capped = True
-    else:
-        capped = False
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
     token: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     failure: list[BaseException] = []
@@ -92,11 +89,8 @@ async def csv_response(pool: BoundedPool, slots: Slots, max_rows: int, request: 
     async def export() -> None:
         try:
             async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-                if capped:  # up to a million rows: find the last one's key in PostgreSQL, not in Python
-                    next_token = await token_after(conn, request)
-                else:
-                    next_token = (await fetch_page(conn, request)).next_token
-                token.set_result(next_token)
+                # The key of the page's last row, found by PostgreSQL (OFFSET): no row before it comes back.
+                token.set_result(await token_after(conn, request))
                 sql, args = request.sql(csv=True)  # an empty range still gives the header row
                 await conn.copy_from_query(sql, *args, output=sink, format="csv", header=True)
         except Exception as exc:

@@ -130,8 +130,9 @@ async def fetch_page(db: Fetcher, request: PageRequest) -> Page:
 async def token_after(db: Fetcher, request: PageRequest) -> str | None:
     """The token after the ``limit``-th row (None when no row follows), without reading the rows before it.
 
-    For a CSV export's cap (a million rows by default): PostgreSQL skips to the
-    last row of the page and one more (``OFFSET``), only those two come back.
+    For a CSV export's ``Next-Page-Token`` (its ``limit``, or the cap of a
+    million rows): PostgreSQL skips to the last row of the page and one more
+    (``OFFSET``), only those two come back, none is shaped.
     """
     assert request.limit is not None
     lo, hi = request.bounds()
