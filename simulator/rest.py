@@ -45,6 +45,7 @@ from simulator.bars import NS, day_start
 from simulator.config import SimulatorConfig
 from simulator.pages import PageError, Past, Timeframe, View, bar_view, page, series_view
 from simulator.wire import rfc3339
+from tickpipe.codecs import parse_rfc3339_ns
 
 #: Feeds the historical API serves (Alpaca's others, otc, boats and overnight, are not simulated).
 REST_FEEDS = ("iex", "sip")
@@ -55,7 +56,6 @@ _COMMON = {"start", "end", "limit", "page_token", "sort", "feed", "asof", "curre
 _ALLOWED = {"trades": _COMMON, "quotes": _COMMON, "bars": _COMMON | {"timeframe", "adjustment"}}
 _ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9./-]{0,20}")
-_TIME = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)")
 
 
 class Host(Protocol):
@@ -223,13 +223,9 @@ def _time(params: dict[str, str], name: str) -> int | None:
     text = params.get(name)
     if not text:
         return None
-    match = _TIME.fullmatch(text)
     try:
-        if match is not None:
-            day, clock, frac, zone = match.groups()
-            offset = "+00:00" if zone in ("Z", "z") else zone
-            seconds = int(datetime.fromisoformat(f"{day}T{clock}{offset}").timestamp())
-            return seconds * NS + int((frac or "0").ljust(9, "0"))
+        if len(text) > len("2024-06-03"):  # longer than any date: a time
+            return parse_rfc3339_ns(text)
         moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         return day_start(int(moment.timestamp()) * NS + 12 * 3600 * NS)
     except ValueError:
