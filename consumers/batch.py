@@ -88,7 +88,7 @@ class Batch:
         to_row = table.stage_row
         wanted = TYPES[self.table]
         # One row per key where the upsert updates, or ON CONFLICT DO UPDATE would hit it twice.
-        keeps, row_key = table.keeps, table.row_key()
+        keeps, row_key = table.keeps, table.row_key
         rows, sources, days, latest = self.rows, self.sources, self.day_numbers, self._latest
         self.records += len(records)
         self.offsets[tp] = records[-1].offset + 1

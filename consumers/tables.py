@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
 from typing import Any, Final
 
 from tickpipe.events import Event
@@ -46,8 +48,6 @@ _COMPUTED: Final = {
     "original_conditions": "s.original_conditions::text[]",
     "corrected_conditions": "s.corrected_conditions::text[]",
 }
-#: Key columns that are computed: the staging column they come from, and its divisor (``time`` is µs of ``time_ns``).
-_KEY_FROM: Final = {"time": ("time_ns", 1000)}
 
 
 def _keeps(unless: tuple[str, str, str] | None, stage_columns: str) -> Callable[[Row, Row], bool]:
@@ -135,12 +135,16 @@ class TableSpec:
         """Whether a plain INSERT may be tried first: only where a conflict means "already stored"."""
         return self.on_conflict == "DO NOTHING"
 
+    @cached_property
     def row_key(self) -> Callable[[Row], tuple[Any, ...]]:
-        """Staging row -> the table's primary key (as PostgreSQL will see it), for folding a batch."""
+        """Staging row -> its primary key as PostgreSQL will see it (``time``: µs of ``time_ns``), to fold a batch.
+
+        Built once per table; the key's other columns are staged as they are stored.
+        """
         index = {name: i for i, name in enumerate(self.stage_columns)}
-        parts = [(index[column], 1) if column in index else (index[_KEY_FROM[column][0]], _KEY_FROM[column][1])
-                 for column in self.key]  # fmt: skip
-        return lambda row: tuple(row[at] // divisor if divisor != 1 else row[at] for at, divisor in parts)
+        others = itemgetter(*(index[column] for column in self.key if column != "time"))
+        at = index["time_ns"]
+        return lambda row: (others(row), row[at] // 1000)
 
 
 #: Every table the consumers write, by family name: the feed's stored families.
