@@ -106,14 +106,11 @@ def page(
         resume = None
         if lo >= hi:
             continue
-        if left == 0:
-            j = hi - 1 if desc else lo
-            k = bisect_right(ts, ts[j]) - 1 - j if desc else j - bisect_left(ts, ts[j])
-            return out, encode_token(symbol, ts[j], k)
         first, stop = (max(lo, hi - left), hi) if desc else (lo, min(hi, lo + left))
-        out[symbol] = view.rows(first, stop, desc)
-        left -= stop - first
-        if stop - first < hi - lo:
+        if first < stop:
+            out[symbol] = view.rows(first, stop, desc)
+            left -= stop - first
+        if stop - first < hi - lo:  # the page is full: the token names the first item left out
             j = first - 1 if desc else stop
             k = bisect_right(ts, ts[j]) - 1 - j if desc else j - bisect_left(ts, ts[j])
             return out, encode_token(symbol, ts[j], k)
