@@ -68,14 +68,10 @@ async def csv_response(pool: BoundedPool, slots: Slots, max_rows: int, request: 
     """
     if not slots.take():
         raise ExportsBusy(slots.limit)
-    given_back = False
 
-    async def give_back() -> None:
-        nonlocal given_back
-        if not given_back:
-            given_back = True
-            slots.give()
-            await _finish(task)
+    async def give_back() -> None:  # once: if the token fails, else when the response ends
+        slots.give()
+        await _finish(task)
 
     if request.limit is None:
         request = replace(request, limit=max_rows)
@@ -107,13 +103,10 @@ async def csv_response(pool: BoundedPool, slots: Slots, max_rows: int, request: 
         raise
 
     async def body() -> AsyncIterator[bytes]:
-        try:
-            while (chunk := await queue.get()) is not None:
-                yield chunk
-            if failure:
-                raise failure[0]
-        finally:
-            await give_back()
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+        if failure:
+            raise failure[0]
 
     headers = {"Content-Disposition": f'attachment; filename="{request.symbol}-{request.scope}.csv"'.replace(":", "-")}
     if next_token is not None:
