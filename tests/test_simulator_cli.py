@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -84,22 +86,23 @@ def test_bad_flags_exit_2_naming_what_was_expected(
     assert expected in capsys.readouterr().err
 
 
-async def test_the_process_serves_count_events_then_goes_quiet_and_stops_on_sigterm() -> None:
+@contextlib.asynccontextmanager
+async def simulator_process(*flags: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``python -m simulator --port 0 FLAGS``, with its first line on stdout; killed on the way out if still alive."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulator",
-        "--port",
-        "0",
-        "--burst",
-        "--count",
-        "500",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "simulator", "--port", "0", *flags, cwd=ROOT, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        yield proc, (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_the_process_serves_count_events_then_goes_quiet_and_stops_on_sigterm() -> None:
+    async with simulator_process("--burst", "--count", "500") as (proc, line):
         assert line.startswith("listening on ws://127.0.0.1:"), line
         async with StreamClient.connect(line.split()[2]) as client:
             await client.login()
@@ -112,29 +115,10 @@ async def test_the_process_serves_count_events_then_goes_quiet_and_stops_on_sigt
             assert len(client.data) == 500
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_the_process_serves_rest_history_of_a_market_nobody_watches_and_429_past_its_limit() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulator",
-        "--port",
-        "0",
-        "--rate",
-        "2000",
-        "--rest-rate-limit",
-        "40",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    async with simulator_process("--rate", "2000", "--rest-rate-limit", "40") as (proc, line):
         base = line.split()[-1]
         assert base.startswith("http://127.0.0.1:"), line
         statuses = [200]
@@ -151,7 +135,3 @@ async def test_the_process_serves_rest_history_of_a_market_nobody_watches_and_42
         assert statuses[1:] == [200] * 40 + [429]
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
