@@ -25,16 +25,13 @@ class PoolBusy(Exception):
         super().__init__(
             f"all {size} PostgreSQL connections of this API instance stayed busy for {timeout:g} s; retry shortly"
         )
-        self.size = size
-        self.timeout = timeout
 
 
 class BoundedPool:
     """What the routes use of asyncpg's pool: ``acquire``, ``fetch``, ``fetchval``, each waiting boundedly."""
 
-    def __init__(self, pool: asyncpg.Pool, size: int, timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout: float) -> None:
         self._pool = pool
-        self.size = size
         self.timeout = timeout
 
     @asynccontextmanager
@@ -43,7 +40,7 @@ class BoundedPool:
         try:
             conn = await self._pool.acquire(timeout=self.timeout)
         except TimeoutError:
-            raise PoolBusy(self.size, self.timeout) from None
+            raise PoolBusy(self._pool.get_max_size(), self.timeout) from None
         try:
             yield conn
         finally:

@@ -131,7 +131,6 @@ async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path =
             command_timeout=60,
             reset=keep_session,
         ),
-        settings.api_db_pool_size,
         settings.api_db_pool_timeout_s,
     )
     client = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
