@@ -31,7 +31,7 @@ from producer.backfill import Backfiller
 from producer.gaps import DONE, Gap, StateFile
 from producer.history_client import KINDS, PAGE_LIMIT, Page
 from producer.kafka_backend import AiokafkaBackend, Round
-from producer.retry import backoff, describe
+from producer.retry import curve, describe
 from producer.rounds import Partitioner
 from producer.service import history_client
 from producer.spool import Record
@@ -122,6 +122,7 @@ class KafkaPut:
         self.backend = backend
         self.partition = Partitioner()
         self.attempts = attempts
+        self.backoff = curve(0.5, 10.0)
         self.sent = 0
 
     async def put(self, records: list[Record]) -> None:
@@ -136,7 +137,7 @@ class KafkaPut:
                 if attempt == self.attempts:
                     raise TickpipeError(f"Kafka did not take a round {attempt} times ({failed[0]})")
                 log.warning("backfill: Kafka did not take a round (%s); sending it again", failed[0])
-                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(self.backoff.compute(attempt))
                 round_, _ = await self._fill(records, i)
             self.sent += end - i
             i = end

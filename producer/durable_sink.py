@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from producer.kafka_backend import KafkaBackend, Outcome, Round, is_retriable
-from producer.retry import backoff, describe
+from producer.retry import curve, describe
 from producer.rounds import DurableStats, Flight, Partitioner, abandon, fill_from_memory, fill_from_spool, settle
 from producer.spool import Record, Spool
 
@@ -69,7 +69,7 @@ class DurableSink:
         self.spill_after = spill_after
         self.round_max = round_max
         self.linger = linger  # gather records this long after a round starts before the next one
-        self.retry_max = retry_max
+        self.backoff = curve(0.5, retry_max)
         self.fatal_after = fatal_after  # rounds refused with a fatal error before giving up
         self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()
@@ -206,7 +206,7 @@ class DurableSink:
                         self._poke()
                         return
                     log.error("Kafka refused the producer (%s); attempt %d of %d", why, refused, self.fatal_after)
-                delay = backoff(attempt, 0.5, self.retry_max)
+                delay = self.backoff.compute(attempt)
                 level = logging.WARNING if attempt == 1 else logging.INFO
                 log.log(level, "Kafka unreachable (%s); spooling to disk, retrying in %.1f s", describe(exc), delay)
                 await asyncio.sleep(delay)
@@ -421,7 +421,7 @@ class DurableSink:
 
     def _fail(self, why: str) -> None:
         self._failures += 1
-        delay = backoff(self._failures, 0.5, self.retry_max)
+        delay = self.backoff.compute(self._failures)
         self._retry_at = asyncio.get_running_loop().time() + delay
         self.stats.last_error = why
         level = logging.WARNING if self._failures == 1 else logging.INFO

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from producer.redis_wire import RespConnection, pack
-from producer.retry import backoff, describe
+from producer.retry import curve, describe
 from tickpipe.codecs import Transcoded
 from tickpipe.names import FAMILY_OF, channel, latest_hash
 
@@ -48,7 +48,7 @@ class LiveSink:
         self.queue: deque[Transcoded] = deque(maxlen=queue_size)
         self.batch_max = batch_max
         self.write_timeout = write_timeout
-        self.retry_max = retry_max
+        self.backoff = curve(0.05, retry_max)
         self.connect = connect
         self.published = 0
         self.dropped: Counter[str] = Counter()
@@ -89,7 +89,7 @@ class LiveSink:
                 if self._conn is None:
                     attempt += 1
                     if not await self._reconnect(attempt):
-                        await self._pause(backoff(attempt, 0.05, self.retry_max))
+                        await self._pause(self.backoff.compute(attempt))
                         continue
                     attempt = 0
                 await self._send_batch()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import random
+from tickpipe.backoff import EqualJitterBackoff
 
 
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential from ``base``, capped at ``cap``, half of it random ("equal jitter").
-
-    The random half keeps restarts of many clients from hitting a recovering
-    service in step; the fixed half keeps the wait from collapsing to zero.
-    """
-    delay = min(cap, base * 2 ** (max(attempt, 1) - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
+def curve(base: float, cap: float) -> EqualJitterBackoff:
+    """The project's one retry curve (:mod:`tickpipe.backoff`), from ``base`` up to ``cap`` (a cap below
+    ``base``, as tests set, waits the cap)."""
+    return EqualJitterBackoff(base=min(base, cap), cap=cap)
 
 
 def describe(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from producer.history_client import HistoryClient
 from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
-from producer.retry import backoff, describe
+from producer.retry import curve, describe
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
 from producer.upstream import CHANNEL_OF, Connector, UpstreamClient, UpstreamOptions, websocket_connector
@@ -255,7 +255,7 @@ class ProducerService:
         """Fill the gaps one after the other, oldest first, as they open; a failed fill is tried again later."""
         gaps, backfiller = self.gaps, self.backfiller
         assert gaps is not None and backfiller is not None
-        failures = 0
+        failures, retry = 0, curve(1.0, 60.0)
         while True:
             await self._gap_signal.wait()
             self._gap_signal.clear()
@@ -268,7 +268,7 @@ class ProducerService:
                 except Exception as exc:
                     failures += 1
                     backfiller.last_error = describe(exc)
-                    delay = backoff(failures, 1.0, 60.0)
+                    delay = retry.compute(failures)
                     log.error("backfill: %s; trying the gap again in %.1f s", backfiller.last_error, delay)
                     await asyncio.sleep(delay)
                     continue

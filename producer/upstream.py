@@ -31,7 +31,7 @@ from typing import Any
 import msgpack
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
-from producer.retry import backoff, describe
+from producer.retry import curve, describe
 from producer.source import (
     CHANNEL_OF,
     Connection,
@@ -64,6 +64,7 @@ class UpstreamClient:
         connector: Connector = websocket_connector,
     ) -> None:
         self.options = options
+        self.backoff = curve(options.reconnect_min, options.reconnect_max)
         self.symbols = symbols
         self.sink = sink
         self.connector = connector
@@ -159,10 +160,7 @@ class UpstreamClient:
             self.reconnects[cause] += 1
             self._cause = cause
             attempt = 1 if self._data_seen else attempt + 1
-            if cause == "connection_limit":
-                delay = self.options.conn_limit_wait
-            else:
-                delay = backoff(attempt, self.options.reconnect_min, self.options.reconnect_max)
+            delay = self.options.conn_limit_wait if cause == "connection_limit" else self.backoff.compute(attempt)
             self._set(UpstreamState.BACKOFF, f"{cause} ({self.last_error}); reconnecting in {delay:.1f} s")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)

@@ -12,7 +12,7 @@ import pytest
 from producer_fixtures import until
 from sim_fixtures import Handler, StockDataStream, alpaca
 
-from producer.retry import backoff
+from producer.retry import curve
 from producer.upstream import UpstreamClient, UpstreamOptions, UpstreamState
 from simulator import Faults, Simulator, SimulatorConfig
 from simulator.wire import malformed
@@ -156,7 +156,7 @@ async def test_alpaca_py_the_reference_client_reads_the_same_events() -> None:
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
-    waits = {attempt: [backoff(attempt, 0.5, 30.0) for _ in range(200)] for attempt in (1, 2, 3, 8, 20)}
+    waits = {attempt: [curve(0.5, 30.0).compute(attempt) for _ in range(200)] for attempt in (1, 2, 3, 8, 20)}
     for attempt, delays in waits.items():
         full = min(30.0, 0.5 * 2 ** (attempt - 1))
         assert all(full / 2 <= d <= full for d in delays), f"attempt {attempt}: between half and all of {full}"
