@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import date
 
@@ -23,6 +22,7 @@ from api_fixtures import ApiServer, api_settings, bar, day_ns, insert_events, qu
 
 from api.state import scrub
 from tickpipe import db
+from tickpipe.processes import free_port
 from tickpipe.settings import load_settings
 
 DAY = date(2024, 3, 7)
@@ -136,17 +136,11 @@ async def test_a_request_waits_a_bounded_time_for_a_pooled_connection_then_gets_
         assert (await http.get(f"/trades/{symbol}")).status_code == 200
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_no_password_in_error_bodies_or_readiness() -> None:
     pg_secret, redis_secret = "pg-S3cret-pw", "redis%2FS3cret"
     settings = api_settings(
-        f"postgresql://tickpipe:{pg_secret}@127.0.0.1:{closed_port()}/nothing",
-        f"redis://:{redis_secret}@127.0.0.1:{closed_port()}/0",
+        f"postgresql://tickpipe:{pg_secret}@127.0.0.1:{free_port()}/nothing",
+        f"redis://:{redis_secret}@127.0.0.1:{free_port()}/0",
     )
     secrets = (pg_secret, redis_secret, "redis/S3cret")
     async with running_api(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as http:
