@@ -127,14 +127,13 @@ async def running_api(
 
 
 @contextlib.contextmanager
-def serving_in_thread(settings: Settings) -> Iterator[tuple[str, FastAPI]]:
+def serving_in_thread(settings: Settings) -> Iterator[str]:
     """The app under uvicorn on a thread of its own, for synchronous clients (schemathesis, hypothesis);
-    its base URL and the app."""
+    its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-on-a-thread")
     thread.start()
     deadline = time.monotonic() + 30
@@ -142,7 +141,7 @@ def serving_in_thread(settings: Settings) -> Iterator[tuple[str, FastAPI]]:
         assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}", app
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(30)

@@ -19,7 +19,7 @@ from api.main import create_app
 
 @pytest.fixture(scope="module")
 def live_api(migrated_db: str, redis_url: str) -> Iterator[str]:
-    with serving_in_thread(api_settings(migrated_db, redis_url)) as (url, _):
+    with serving_in_thread(api_settings(migrated_db, redis_url)) as url:
         yield url
 
 

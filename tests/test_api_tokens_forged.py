@@ -50,7 +50,7 @@ def live(migrated_db: str, redis_url: str) -> Iterator[httpx.Client]:
     ]
     asyncio.run(insert_events(migrated_db, events))
     with (
-        serving_in_thread(api_settings(migrated_db, redis_url)) as (url, _),
+        serving_in_thread(api_settings(migrated_db, redis_url)) as url,
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         yield client
