@@ -16,7 +16,6 @@ connection is subscribed, so none of its events are made before the reader came.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -42,9 +41,7 @@ async def run_ticker(sim: Host, feed: str, history: History) -> None:
     """Move the feed's market with the wall clock, record and fan its events out, until cancelled."""
     config = sim.config
     assert config.rate is not None
-    start_ns = sim.market_now_ns()
-    market = Market(config.symbols, config.seed, feed=market_kind(feed), start_ns=start_ns)
-    lag = start_ns - time.time_ns()  # market time = wall time + lag
+    market = Market(config.symbols, config.seed, feed=market_kind(feed), start_ns=sim.market_now_ns())
     interval = min(0.05, max(0.005, config.batch_size / config.rate))
     finite = config.max_events is not None
     loop = asyncio.get_running_loop()
@@ -52,7 +49,7 @@ async def run_ticker(sim: Host, feed: str, history: History) -> None:
     while True:
         await asyncio.sleep(interval)
         listeners = [s for s in sim.sessions if s.feed == feed and s.authenticated and s.subscriptions]
-        until = time.time_ns() + lag
+        until = sim.market_now_ns()
         if finite and not listeners:  # a finite market waits for its reader: keep the clock, skip the work
             market.advance(0, until)
             history.record((), until)
