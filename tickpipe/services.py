@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TextIO, TypeVar
@@ -83,6 +83,8 @@ class ServiceUrls:
     postgres: EmbeddedPostgres | None = field(default=None, repr=False, compare=False)
 
 
+Service = TypeVar("Service", bound=EmbeddedService)
+
 #: In ``data_dir``: the port each embedded service last listened on, reused by the next start.
 PORTS_FILE: Final = "ports.json"
 
@@ -107,11 +109,6 @@ class PortBook:
             return {}
         return {k: v for k, v in data.items() if isinstance(v, int) and 0 < v < 65536}
 
-    def keep(self, name: str, service: S) -> _Kept[S]:
-        """``service`` started on its kept port when free; its port recorded once it answers."""
-        service.preferred_port = self.read().get(name)
-        return _Kept(self, name, service)
-
     def record(self, name: str, port: int) -> None:
         ports = self.read()
         if ports.get(name) == port:
@@ -121,25 +118,6 @@ class PortBook:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")
         temporary.replace(self.path)  # whole or not at all, should we die mid-write
-
-
-S = TypeVar("S", bound=EmbeddedService)
-
-
-class _Kept(AbstractContextManager[S]):
-    """Enter: start the service, then record its port. Exit: stop it."""
-
-    def __init__(self, book: PortBook, name: str, service: S) -> None:
-        self.book, self.name, self.service = book, name, service
-
-    def __enter__(self) -> S:
-        self.service.__enter__()
-        if self.service.port is not None:
-            self.book.record(self.name, self.service.port)
-        return self.service
-
-    def __exit__(self, *exc: object) -> None:
-        self.service.stop()
 
 
 @contextmanager
@@ -161,18 +139,29 @@ def start_services(
     """
     data_dir = Path(data_dir)
     ports = PortBook(data_dir / PORTS_FILE)
+    kept = ports.read()
     with ExitStack() as stack:
+
+        def start(name: str, service: Service) -> Service:
+            """Start ``service`` on the port it had last time when that is free; keep the port it got."""
+            service.preferred_port = kept.get(name)
+            stack.enter_context(service)
+            if service.port is not None:
+                ports.record(name, service.port)
+            return service
+
         kafka_handle = redis_handle = pg_handle = None
         if not kafka:
-            kafka_handle = stack.enter_context(ports.keep("kafka", embedded_kafka(data_dir / "kafka", kafka_embedded)))
+            kafka_handle = start("kafka", embedded_kafka(data_dir / "kafka", kafka_embedded))
             kafka = kafka_handle.url
         if not redis:
-            redis_handle = stack.enter_context(ports.keep("redis", EmbeddedRedis(data_dir / "redis")))
+            redis_handle = start("redis", EmbeddedRedis(data_dir / "redis"))
             redis = redis_handle.url
         if not database:
             fresh = not persistent_postgres
-            postgres = EmbeddedPostgres(data_dir / "postgres", durable=persistent_postgres, fresh=fresh)
-            pg_handle = stack.enter_context(ports.keep("postgres", postgres))
+            pg_handle = start(
+                "postgres", EmbeddedPostgres(data_dir / "postgres", durable=persistent_postgres, fresh=fresh)
+            )
             database = pg_handle.url
         yield ServiceUrls(kafka, redis, database, kafka=kafka_handle, redis=redis_handle, postgres=pg_handle)
 
