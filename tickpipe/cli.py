@@ -46,11 +46,6 @@ NEEDS: Final[dict[str, tuple[str, ...]]] = {
     "dlq": ("KAFKA_BOOTSTRAP_SERVERS",),
     "backfill": ("KAFKA_BOOTSTRAP_SERVERS",),
 }
-_FIELDS: Final = {
-    "DATABASE_URL": "database_url",
-    "REDIS_URL": "redis_url",
-    "KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers",
-}
 
 
 def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
@@ -67,7 +62,7 @@ def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
     from tickpipe.settings import get_settings
 
     settings = get_settings()
-    configured = {var: getattr(settings, _FIELDS[var]) for var in NEEDS[command]}
+    configured = {var: getattr(settings, var.lower()) for var in NEEDS[command]}  # each variable's setting
     wait_for_services({var: value for var, value in configured.items() if value}, settings.service_wait_s)
 
 
