@@ -56,8 +56,6 @@ class ChannelLimit(Exception):
             f"this API instance carries at most {limit} Redis channels for all its clients; "
             f"this subscribe needs {needed} more than are free"
         )
-        self.limit = limit
-        self.needed = needed
 
 
 def redis_name(stream: Stream, symbol: str) -> bytes:
@@ -144,13 +142,17 @@ class Hub:
         pairs = list(pairs)
         unknown = await self._unknown(pairs)
         live = [(stream, symbol) for stream, symbol in pairs if symbol not in unknown]
-        new = {redis_name(stream, symbol) for stream, symbol in live} - self._subs.keys()
-        if len(self._subs) + len(new) > self.max_channels:
-            raise ChannelLimit(self.max_channels, len(self._subs) + len(new) - self.max_channels)
+        over = self._over({redis_name(stream, symbol) for stream, symbol in live})
+        if over > 0:
+            raise ChannelLimit(self.max_channels, over)
         for stream, symbol in pairs:
             if symbol in unknown:
                 self._parked.setdefault(symbol, {}).setdefault(stream, set()).add(outbox)
         return await self._confirm(*self._enlist(outbox, live))
+
+    def _over(self, names: set[bytes]) -> int:
+        """How many Redis names past ``max_channels`` registering ``names`` would take (0 or less: they fit)."""
+        return len(self._subs) + len(names - self._subs.keys()) - self.max_channels
 
     async def _unknown(self, pairs: list[tuple[Stream, str]]) -> set[str]:
         """Symbols of ``pairs`` that exist nowhere yet; none when there is no directory or it cannot say."""
@@ -257,8 +259,7 @@ class Hub:
         waiting = self._parked.get(symbol)  # read again: clients may have left during the await
         if not waiting:
             return
-        new = {redis_name(stream, symbol) for stream in waiting} - self._subs.keys()
-        if len(self._subs) + len(new) > self.max_channels:
+        if self._over({redis_name(stream, symbol) for stream in waiting}) > 0:
             log.warning("%s exists now, but its channels would pass WS_MAX_REDIS_CHANNELS; it stays parked", symbol)
             return
         del self._parked[symbol]
