@@ -45,9 +45,8 @@ class _Times(Sequence[int]):
             j += len(self)
         if not 0 <= j < len(self):
             raise IndexError(j)
-        replay, r = divmod(j, len(self._base)) if j < self._whole * len(self._base) else (self._whole, None)
-        t = self._base[r] if r is not None else self._partial[j - self._whole * len(self._base)]
-        return t + self._offset + replay * self._length
+        replay, r = divmod(j, len(self._base))  # the partial replay is no longer than a whole one
+        return (self._base if replay < self._whole else self._partial)[r] + self._offset + replay * self._length
 
 
 class BurstSeries:
@@ -70,9 +69,8 @@ class BurstSeries:
         m, whole = len(self._order), self._history.whole
         out = []
         for j in range(lo, hi):
-            replay, r = divmod(j, m) if j < whole * m else (whole, j - whole * m)
-            index = self._order[r] if replay < whole else self._partial[r]
-            e = self._history.event(index, replay)
+            replay, r = divmod(j, m)  # as in _Times
+            e = self._history.event((self._order if replay < whole else self._partial)[r], replay)
             out.append({f: e[f] for f in self._fields})
         if desc:
             out.reverse()
