@@ -195,7 +195,7 @@ class DurableSink:
                 if not is_retriable(exc):  # e.g. a setting the broker refuses: waiting will not fix it
                     refused += 1
                     self.stats.failed_batches["fatal"] = self.stats.failed_batches.get("fatal", 0) + 1
-                    why = self.stats.fatal_error = f"start: {describe(exc)}"
+                    why = f"start: {describe(exc)}"
                     if refused >= self.fatal_after:
                         self.fatal = why
                         log.error(
@@ -405,7 +405,6 @@ class DurableSink:
     def _refused(self, why: str, requests: int) -> None:
         """Kafka refused requests in a way retrying cannot fix: say so loudly; give up after ``fatal_after`` rounds."""
         self._fatal_rounds += 1
-        self.stats.fatal_error = why
         if self._fatal_rounds < self.fatal_after:
             log.error(
                 "Kafka refused %d requests with an error that sending again cannot fix (%s); attempt %d of %d",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +251,6 @@ class Checkpoints:
         self.settled = settled
         self.bound = bound
         self.pending: list[tuple[int, dict[str, Any]]] = []
-        self.written_at = 0.0
         self._written: dict[str, Any] | None = None
 
     def take(self, state: dict[str, Any]) -> None:
@@ -282,5 +280,4 @@ class Checkpoints:
         if state is None:
             return False
         self.file.write(state)
-        self.written_at = time.time()
         return True

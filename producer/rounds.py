@@ -32,8 +32,6 @@ class DurableStats:
     failed_rounds: int = 0
     failed_batches: dict[str, int] = field(default_factory=dict)  # by kind: "retriable", "fatal" (start-ups too)
     last_error: str | None = None
-    fatal_error: str | None = None  # the last error sending again cannot fix
-    counts_by_topic: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,9 +152,6 @@ def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) 
     failed = {tp: exc for tp, exc in outcome.items() if exc is not None}
     good = [record for record, tp in flight.items if tp not in failed]
     stats.acked += len(good)
-    by_topic = stats.counts_by_topic
-    for topic, _, _ in good:
-        by_topic[topic] = by_topic.get(topic, 0) + 1
     if flight.kind == "direct":
         bad = [record for record, tp in flight.items if tp in failed]
         if flight.slot is not None:
