@@ -257,9 +257,7 @@ class EmbeddedApacheKafka(EmbeddedKafka):
         return self.data_dir / "data"
 
     def _prepare(self) -> None:
-        self._classpath = kafka_jars.classpath()
-        java = kafka_jars.find_java()
-        assert java is not None  # classpath() checked
+        java, self._classpath = kafka_jars.runtime()
         self._java = java.path
         (self.data_dir / "log4j2.yaml").write_text(_LOG4J2)
         if not (self.log_dirs / "meta.properties").exists():
@@ -324,7 +322,7 @@ def kafka_kind(requested: str = "auto") -> KafkaKind:
     if requested == "auto":
         return "apache" if kafka_jars.find_java() is not None and kafka_jars.jars_present() else "tansu"
     if requested == "apache":
-        kafka_jars.classpath()  # raises with the one line that says what to run
+        kafka_jars.runtime()  # raises with the one line that says what to run
     return requested  # type: ignore[return-value]
 
 

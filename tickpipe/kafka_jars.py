@@ -88,9 +88,14 @@ def _java_version(path: str) -> int | None:
     return int(match.group(2) or 0) if major == 1 else major
 
 
-def classpath(version: str = KAFKA_VERSION) -> str:
-    """The broker's class path; ``MissingExtraError`` (saying what to run) when Java or the jars are missing."""
-    if find_java() is None:
+def runtime(version: str = KAFKA_VERSION) -> tuple[Java, str]:
+    """The ``java`` to run the broker with and its class path.
+
+    ``MissingExtraError`` (saying what to run) when Java or the jars are missing. One call, one
+    ``java -version``: looking Java up costs a JVM start.
+    """
+    java = find_java()
+    if java is None:
         raise MissingExtraError(
             "embedded Apache Kafka needs Java 17 or later (`java` on PATH or JAVA_HOME); "
             "install it (apt-get install openjdk-17-jre-headless), set KAFKA_EMBEDDED=tansu, "
@@ -102,7 +107,7 @@ def classpath(version: str = KAFKA_VERSION) -> str:
             f"run `{FETCH_HINT}` once (needs Maven and Maven Central), "
             "or set KAFKA_EMBEDDED=tansu, or set KAFKA_BOOTSTRAP_SERVERS"
         )
-    return str(libs_dir(version) / "*")
+    return java, str(libs_dir(version) / "*")
 
 
 def resolve(version: str = KAFKA_VERSION, *, quiet: bool = False) -> Path:
