@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, overload
 
 from simulator.burst import BurstFeed, Window, shifted
-from simulator.history import BAR_FIELDS, QUOTE, TRADE
+from simulator.history import QUOTE, TRADE, bar_row
 
 Key = tuple[str, str]
 
@@ -115,7 +115,7 @@ class BurstHistory:
             stop = len(indexes) if replay < self.whole else bisect_left(indexes, self.cut)
             for i in indexes[:stop]:
                 e = self.event(i, replay)
-                out[e["t"]] = {"t": e["t"], **{f: e[f] for f in BAR_FIELDS}}
+                out[e["t"]] = bar_row(e)
         return dict(sorted(out.items()))
 
 

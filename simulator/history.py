@@ -56,7 +56,12 @@ QUOTE = Layout(
     )
 )
 #: Alpaca's bar: ``{"t","o","h","l","c","v","n","vw"}``.
-BAR_FIELDS = ("o", "h", "l", "c", "v", "n", "vw")
+BAR_FIELDS = ("t", "o", "h", "l", "c", "v", "n", "vw")
+
+
+def bar_row(event: dict[str, Any]) -> dict[str, Any]:
+    """A bar message as the REST API shows it (no ``T``, no ``S``)."""
+    return {f: event[f] for f in BAR_FIELDS}
 
 
 class Conditions:
@@ -183,10 +188,9 @@ class History:
                 series.add(e)
                 count += 1
                 newest = max(newest, e["t"])
-            elif kind == "b" or kind == "u":
-                self._bars.setdefault(e["S"], {})[e["t"]] = {"t": e["t"], **{f: e[f] for f in BAR_FIELDS}}
-            elif kind == "d":
-                self._dailies.setdefault(e["S"], {})[e["t"]] = {"t": e["t"], **{f: e[f] for f in BAR_FIELDS}}
+            elif kind == "b" or kind == "u" or kind == "d":
+                bars = self._dailies if kind == "d" else self._bars
+                bars.setdefault(e["S"], {})[e["t"]] = bar_row(e)
         self.newest_ns = newest
         self.clock_ns = max(self.clock_ns, clock_ns)
         self.recorded += count
