@@ -140,7 +140,8 @@ async def token_after(db: Fetcher, request: PageRequest) -> str | None:
         return None
     sql, args = request.sql()
     args[5] = 2
-    rows = await db.fetch(f"{sql} OFFSET {int(request.limit) - 1}", *args)
+    # The offset a bind parameter too: one statement text (prepared once per connection) whatever the limit.
+    rows = await db.fetch(f"{sql} OFFSET ${len(args) + 1}", *args, request.limit - 1)
     if len(rows) < 2:
         return None
     last = rows[0]
