@@ -23,6 +23,7 @@ from collections.abc import Mapping, Set
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from consumers.progress import group_offsets
 from tickpipe.errors import TickpipeError
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ async def caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-async def start_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """Where the group stands on ``tp``: its committed offset, else the partition's first offset."""
-    committed = await consumer.committed(tp)
-    if committed is not None:
-        return int(committed)
-    return int((await consumer.beginning_offsets([tp]))[tp])
-
-
 def describe_behind(behind: Mapping[TopicPartition, tuple[int, int]]) -> str:
     """``t.quotes[2] 120/3400, ...``: each partition's committed and end offset."""
     return ", ".join(f"{tp.topic}[{tp.partition}] {done}/{end}" for tp, (done, end) in sorted(behind.items()))
@@ -61,19 +54,8 @@ async def undrained(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartiti
     member that died (and is still in the group) or by a slow live one counts too.
     """
     partitions = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    if not tps:
-        return {}
-    ends = await consumer.end_offsets(tps)
-    behind: dict[TopicPartition, tuple[int, int]] = {}
-    for tp in tps:
-        end = int(ends[tp])
-        if end == 0:
-            continue
-        done = await start_offset(consumer, tp)
-        if done < end:
-            behind[tp] = (done, end)
-    return behind
+    offsets = await group_offsets(consumer, [TopicPartition(topic, p) for p in partitions], {})
+    return {tp: (done, end) for tp, (done, end) in offsets.items() if done < end}
 
 
 class BurstDrain:

@@ -70,14 +70,14 @@ def account(
     metrics.batch_seconds.labels(table).observe(seconds)
 
 
-async def measure_lag(
-    consumer: AIOKafkaConsumer, committed: Mapping[TopicPartition, int], partitions: Iterable[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """Records not yet written per partition: end offset minus committed offset.
+async def group_offsets(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], committed: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Each partition's ``(done, end)``: the group's committed offset and the partition's end offset.
 
     ``committed`` holds the offsets this worker committed; for a partition not
-    in it (nothing committed by us since we were given it) the broker is asked
-    for the group's.
+    in it the broker is asked for the group's, and with none there either the
+    partition's first offset counts as done.
     """
     tps = sorted(partitions)
     if not tps:
@@ -93,4 +93,12 @@ async def measure_lag(
     never = [tp for tp in tps if tp not in done]
     if never:  # one request for all: each offsets lookup waits for fresh metadata (about 0.5 s)
         done.update({tp: int(offset) for tp, offset in (await consumer.beginning_offsets(never)).items()})
-    return {tp: max(0, int(ends[tp]) - done[tp]) for tp in tps}
+    return {tp: (done[tp], int(ends[tp])) for tp in tps}
+
+
+async def measure_lag(
+    consumer: AIOKafkaConsumer, committed: Mapping[TopicPartition, int], partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Records not yet written per partition: end offset minus committed offset (:func:`group_offsets`)."""
+    offsets = await group_offsets(consumer, partitions, committed)
+    return {tp: max(0, end - done) for tp, (done, end) in offsets.items()}
