@@ -45,12 +45,15 @@ class ApiState:
     static_dir: Path = STATIC_DIR
     #: A short-lived cache of /symbols: (monotonic time, symbols).
     symbols_cache: tuple[float, list[str]] = field(default=(0.0, []))
-    #: CSV exports streaming now (each holds a pooled connection); at most API_CSV_EXPORTS_MAX.
-    csv_exports: Slots = field(default_factory=lambda: Slots(1))
 
     def scrub(self, text: str) -> str:
         """``text`` without the PostgreSQL or Redis password: for anything a client is shown."""
         return scrub(text, self.settings)
+
+    @cached_property
+    def csv_exports(self) -> Slots:
+        """CSV exports streaming now (each holds a pooled connection); at most API_CSV_EXPORTS_MAX."""
+        return Slots(self.settings.api_csv_exports_max)
 
     @cached_property
     def key_pairs(self) -> dict[str, str]:
@@ -143,9 +146,7 @@ async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path =
     )
     await hub.start()
     try:
-        yield ApiState(
-            settings, pool, client, hub, metrics, static_dir, csv_exports=Slots(settings.api_csv_exports_max)
-        )
+        yield ApiState(settings, pool, client, hub, metrics, static_dir)
     finally:
         await hub.stop()
         await client.aclose()
