@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tickpipe.errors import SettingsError
-from tickpipe.services import Unreachable, addresses, redacted, wait_for_services
-from tickpipe.settings import load_settings
+from tickpipe.services import Unreachable, addresses, wait_for_services
+from tickpipe.settings import load_settings, redact_url
 
 SECRET = "s3cret-pw"
 
@@ -99,8 +99,8 @@ def test_addresses_and_redaction() -> None:
     assert addresses("KAFKA_BOOTSTRAP_SERVERS", "a:1, b:2") == [("a", 1), ("b", 2)]
     assert addresses("DATABASE_URL", "postgresql://u:p@db/x") == [("db", 5432)]
     assert addresses("REDIS_URL", "redis://h:7/0") == [("h", 7)]
-    assert redacted("postgresql://u:p%40w@h:1/x") == "postgresql://u:***@h:1/x"
-    assert redacted("h:9092") == "h:9092"
+    assert redact_url("postgresql://u:p%40w@h:1/x") == "postgresql://u:***@h:1/x"
+    assert redact_url("h:9092") == "h:9092"
 
 
 def test_service_wait_setting(monkeypatch: pytest.MonkeyPatch) -> None:

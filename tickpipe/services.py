@@ -203,11 +203,6 @@ class Unreachable(ServiceStartError):
     """A configured service did not accept a connection within the start-up wait."""
 
 
-def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***``, so it may be printed (Kafka's host:port lists pass unchanged)."""
-    return redact_url(url) or url
-
-
 def addresses(variable: str, value: str) -> list[tuple[str, int]]:
     """The (host, port) pairs a variable's value names: one URL, or Kafka's comma list of host:port."""
     default = _DEFAULT_PORTS.get(variable, 0)
@@ -259,14 +254,14 @@ def wait_for_services(
             cause = "; ".join(dict.fromkeys(c for c in causes if c))
             if not announced:  # first, so every failure is preceded by the line saying what was awaited
                 print(
-                    f"waiting up to {timeout:g} s for {variable}={redacted(value)} ({cause.lower()})",
+                    f"waiting up to {timeout:g} s for {variable}={redact_url(value)} ({cause.lower()})",
                     file=out,
                     flush=True,
                 )
                 announced = True
             if clock() >= deadline:
                 raise Unreachable(
-                    f"{variable}={redacted(value)} is unreachable: {cause.lower()} "
+                    f"{variable}={redact_url(value)} is unreachable: {cause.lower()} "
                     f"(waited {timeout:g} s; SERVICE_WAIT_S sets how long)"
                 )
             time.sleep(min(pause, max(0.0, deadline - clock())))  # a retry interval, not synchronisation

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -36,8 +36,12 @@ ALPACA_STREAM_URLS = {
 ALPACA_DATA_URL = "https://data.alpaca.markets"
 
 
+@overload
+def redact_url(url: str) -> str: ...
+@overload
+def redact_url(url: None) -> None: ...
 def redact_url(url: str | None) -> str | None:
-    """Hide the password of a URL, so a URL may be logged."""
+    """Hide the password of a URL, so a URL may be logged (Kafka's host:port lists pass unchanged)."""
     if not url or "@" not in url:
         return url
     parts = urlsplit(url)
