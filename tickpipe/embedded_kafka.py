@@ -49,7 +49,6 @@ class EmbeddedKafka(EmbeddedService):
     """A Kafka-protocol broker; ``url`` is the bootstrap address ``127.0.0.1:PORT``."""
 
     env_var = "KAFKA_BOOTSTRAP_SERVERS"
-    kind: ClassVar[KafkaKind]
     #: whether topics, records and offsets survive the broker's own restart
     durable: ClassVar[bool]
     #: whether the broker grants InitProducerId (the idempotent producer)
@@ -131,7 +130,6 @@ class EmbeddedTansu(EmbeddedKafka):
     """An in-memory Tansu broker: the no-Java fallback (see the module docstring for what it lacks)."""
 
     name = "Kafka (Tansu)"
-    kind = "tansu"
     durable = False
     idempotence = False
     stop_signal = signal.SIGTERM
@@ -237,7 +235,6 @@ class EmbeddedApacheKafka(EmbeddedKafka):
     """
 
     name = "Apache Kafka"
-    kind = "apache"
     durable = True
     idempotence = True
     stop_signal = signal.SIGTERM  # a controlled shutdown: it closes its logs cleanly
