@@ -113,8 +113,7 @@ class Worker(ConsumerRebalanceListener):
         self.group = group or group_id(settings, table)
         self.burst = burst
         self.idle_fetches = idle_fetches
-        self.retry_max_s = settings.consumer_retry_max_s if retry_max_s is None else retry_max_s
-        self.backoff = retry_backoff(self.retry_max_s)
+        self.backoff = retry_backoff(settings.consumer_retry_max_s if retry_max_s is None else retry_max_s)
         self.revoke_grace_s = revoke_grace_s
         self.stop_grace_s = stop_grace_s
         self.lag_every_s = lag_every_s
