@@ -86,7 +86,7 @@ class DurableSink:
         self._partition = Partitioner()
         self._metadata: asyncio.Future[None] | None = None  # fetching partition counts; rounds wait for it
         self._stale = False  # partition counts must be fetched again before the next round
-        self._fatal_rounds = 0  # consecutive rounds refused with a fatal error
+        self._fatal_rounds = 0  # refusals in a row (start, metadata, round) with a fatal error; see _refused
         self._since = 0.0  # when run() began connecting
         self._last_round = 0.0
         self.connected = asyncio.Event()  # set once Kafka was first reached
@@ -183,7 +183,7 @@ class DurableSink:
 
     async def _connect(self) -> None:
         """Start the backend, retrying while Kafka is away; give up after ``fatal_after`` fatal refusals."""
-        attempt = refused = 0
+        attempt = 0
         while not self.backend.connected:
             try:
                 await self.backend.start()
@@ -193,19 +193,9 @@ class DurableSink:
             except Exception as exc:
                 attempt += 1
                 if not is_retriable(exc):  # e.g. a setting the broker refuses: waiting will not fix it
-                    refused += 1
-                    self.stats.failed_batches["fatal"] = self.stats.failed_batches.get("fatal", 0) + 1
-                    why = f"start: {describe(exc)}"
-                    if refused >= self.fatal_after:
-                        self.fatal = why
-                        log.error(
-                            "Kafka refused the producer %d times (%s): giving up until the producer is "
-                            "restarted; every record goes to the spool (%d records now)",
-                            refused, why, self.spool.depth,
-                        )  # fmt: skip
-                        self._poke()
+                    self._refused(f"start: {describe(exc)}", 1)
+                    if self.fatal is not None:
                         return
-                    log.error("Kafka refused the producer (%s); attempt %d of %d", why, refused, self.fatal_after)
                 delay = self.backoff.compute(attempt)
                 level = logging.WARNING if attempt == 1 else logging.INFO
                 log.log(level, "Kafka unreachable (%s); spooling to disk, retrying in %.1f s", describe(exc), delay)
@@ -333,7 +323,6 @@ class DurableSink:
             except Exception as exc:
                 why = f"partitions of {', '.join(topics)}: {describe(exc)}"
                 if not is_retriable(exc):  # e.g. topic creation refused: asking again will not help
-                    self.stats.failed_batches["fatal"] = self.stats.failed_batches.get("fatal", 0) + 1
                     self._refused(why, 1)
                 if self.fatal is None:
                     self._fail(why)
@@ -377,9 +366,7 @@ class DurableSink:
             self.stats.failed_rounds += 1
             self._stale = True  # the broker may have come back with other topics or partition counts
             fatal = {tp: exc for tp, exc in failed.items() if not is_retriable(exc)}
-            errors = self.stats.failed_batches
-            errors["fatal"] = errors.get("fatal", 0) + len(fatal)
-            errors["retriable"] = errors.get("retriable", 0) + len(failed) - len(fatal)
+            self.stats.failed_batches["retriable"] += len(failed) - len(fatal)
             if fatal:
                 (topic, partition), exc = next(iter(fatal.items()))
                 self._refused(f"{topic} partition {partition}: {describe(exc)}", len(fatal))
@@ -403,7 +390,9 @@ class DurableSink:
             log.info("spool drained: records go straight to Kafka again")
 
     def _refused(self, why: str, requests: int) -> None:
-        """Kafka refused requests in a way retrying cannot fix: say so loudly; give up after ``fatal_after`` rounds."""
+        """Kafka refused requests (a start, a metadata fetch, a round's batches) in a way retrying cannot fix:
+        count them, say so loudly; give up after ``fatal_after`` refusals in a row."""
+        self.stats.failed_batches["fatal"] += requests
         self._fatal_rounds += 1
         if self._fatal_rounds < self.fatal_after:
             log.error(
@@ -413,10 +402,11 @@ class DurableSink:
             return
         self.fatal = why
         log.error(
-            "Kafka refused the same records %d times (%s): giving up until the producer is restarted; "
-            "they and every later record stay in the spool (%d records now), nothing is dropped",
+            "Kafka refused us %d times (%s): giving up until the producer is restarted; every record "
+            "not yet in Kafka stays in the spool (%d records now), nothing is dropped",
             self._fatal_rounds, why, self.spool.depth,
         )  # fmt: skip
+        self._poke()
 
     def _fail(self, why: str) -> None:
         self._failures += 1

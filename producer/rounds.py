@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,7 +30,7 @@ class DurableStats:
     spooled: int = 0  # records written to the spool
     replayed: int = 0  # records sent from the spool and acknowledged
     failed_rounds: int = 0
-    failed_batches: dict[str, int] = field(default_factory=dict)  # by kind: "retriable", "fatal" (start-ups too)
+    failed_batches: Counter[str] = field(default_factory=Counter)  # by kind: "retriable", "fatal" (start-ups too)
     last_error: str | None = None
 
 
