@@ -335,9 +335,16 @@ async def publish(redis_url: str, symbols: list[str], rate: float, seconds: floa
 
 
 async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace) -> None:
+    import redis.asyncio
+
     from bench.api_data import SYMBOLS, symbol_names
+    from tickpipe.names import SYMBOLS_KEY
 
     symbols = symbol_names(SYMBOLS)
+    # Listed as the producer lists what it carries: the API parks symbols that exist nowhere (not listed, no
+    # snapshot), taking no Redis channel for them, so unlisted bench symbols would never be delivered.
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        await client.sadd(SYMBOLS_KEY, *symbols)
     ws_url = api_url.replace("http://", "ws://") + "/v2/stream"
     per = -(-args.clients // args.client_processes)
     procs = []
