@@ -74,7 +74,6 @@ class DurableSink:
         self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()
         self.inbound: deque[Record] = deque()
-        self.offered = 0  # records ever offered; see settled
         self._room: list[tuple[int, asyncio.Future[None]]] = []  # (pending at most, waiter): see room()
         self._flight: Flight | None = None
         self._want = True
@@ -95,7 +94,6 @@ class DurableSink:
     def offer(self, records: Sequence[Record]) -> None:
         """Take records for Kafka; never blocks, never drops."""
         self.inbound.extend(records)
-        self.offered += len(records)
         if self._want or len(self.inbound) > self.queue_limit:
             self._poke()
 
@@ -137,6 +135,11 @@ class DurableSink:
         """
         stats = self.stats
         return stats.acked - stats.replayed + stats.spooled
+
+    @property
+    def offered(self) -> int:
+        """Records ever offered: each one is either settled or pending."""
+        return self.settled + self.pending
 
     @property
     def pending(self) -> int:
