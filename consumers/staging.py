@@ -70,7 +70,7 @@ def check_values(event: Event) -> None:
     if isinstance(event, Quote):
         prices = (("bp", event.bid_price), ("ap", event.ask_price))
         counts = (("bs", event.bid_size), ("as", event.ask_size))
-    elif isinstance(event, Trade):
+    elif isinstance(event, (Trade, TradeCancel)):  # the same fields, the same wire names
         prices, counts = (("p", event.price),), (("s", event.size), ("i", event.trade_id))
     elif isinstance(event, Bar):
         prices = (("o", event.open), ("h", event.high), ("l", event.low), ("c", event.close), ("vw", event.vwap))
@@ -79,8 +79,6 @@ def check_values(event: Event) -> None:
         prices = (("op", event.original_price), ("cp", event.corrected_price))
         counts = (("os", event.original_size), ("oi", event.original_id), ("cs", event.corrected_size),
                   ("ci", event.corrected_id))  # fmt: skip
-    elif isinstance(event, TradeCancel):
-        prices, counts = (("p", event.price),), (("s", event.size), ("i", event.trade_id))
     for name, price in prices:
         if not 0.0 <= price < _INF:  # False for NaN too
             raise _out_of_range(name, "a finite price >= 0", price)
