@@ -26,7 +26,6 @@ from functools import cached_property
 from operator import itemgetter
 from typing import Any, Final
 
-from tickpipe.events import Event
 from tickpipe.feeds import STOCK, Family
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
 
@@ -157,8 +156,3 @@ def spec(table: str) -> TableSpec:
         return SPECS[table]
     except KeyError:
         raise ValueError(f"expected a table among {', '.join(SPECS)}, got {table!r}") from None
-
-
-def stage_row(event: Event) -> Row:
-    """The staging tuple of any storable event (for tests and tools; the batch loop uses the spec's)."""
-    return spec(event.family).stage_row(event)
