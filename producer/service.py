@@ -54,10 +54,16 @@ def backfill_resources(settings: Settings) -> list[str]:
     return [name for name, on in wanted if on]
 
 
-def history_client(settings: Settings) -> HistoryClient:
-    """The REST client for this account (any key does for the simulator, as for its stream)."""
+def alpaca_keys(settings: Settings) -> tuple[str, str]:
+    """The account's key and secret, for the stream and the REST API (any will do for the simulator)."""
     key = settings.alpaca_api_key.get_secret_value() if settings.alpaca_api_key else "tickpipe"
     secret = settings.alpaca_api_secret.get_secret_value() if settings.alpaca_api_secret else "tickpipe"
+    return key, secret
+
+
+def history_client(settings: Settings) -> HistoryClient:
+    """The REST client for this account."""
+    key, secret = alpaca_keys(settings)
     feed = settings.alpaca_feed if settings.alpaca_feed in ("iex", "sip") else "iex"
     return HistoryClient(settings.data_url, key, secret, feed, per_minute=settings.backfill_requests_per_minute)
 
@@ -76,8 +82,7 @@ class DurablePut:
 
 
 def upstream_options(settings: Settings) -> UpstreamOptions:
-    key = settings.alpaca_api_key.get_secret_value() if settings.alpaca_api_key else "tickpipe"
-    secret = settings.alpaca_api_secret.get_secret_value() if settings.alpaca_api_secret else "tickpipe"
+    key, secret = alpaca_keys(settings)
     return UpstreamOptions(
         url=settings.upstream_url,
         key=key,
