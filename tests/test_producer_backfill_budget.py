@@ -45,17 +45,23 @@ def symbols(unique_symbol: Callable[[], str]) -> list[str]:
     return sorted({unique_symbol() for _ in range(2)})
 
 
-async def pages(client: HistoryClient, symbols: list[str], sim: Simulator, n: int) -> int:
-    """Ask ``n`` single-item pages of trades; how many items came."""
-    start = sim.start_ns
+async def pages(sim: Simulator, symbols: list[str], n: int, per_minute: int) -> tuple[int, HistoryClient, Minutes]:
+    """Ask ``n`` single-item pages of trades through a client of budget ``per_minute`` whose waits are
+    :class:`Minutes`: how many items came, the client and its waits."""
+    minutes = Minutes(sim)
+    client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=per_minute, page_limit=1,
+                           sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
     items = 0
-    async with contextlib.aclosing(client.pages("trades", symbols, start, sim.market_now_ns())) as answers:
-        async for page in answers:
-            items += page.count
-            n -= 1
-            if n == 0:
-                break
-    return items
+    try:
+        async with contextlib.aclosing(client.pages("trades", symbols, sim.start_ns, sim.market_now_ns())) as answers:
+            async for page in answers:
+                items += page.count
+                n -= 1
+                if n == 0:
+                    break
+    finally:
+        await client.aclose()
+    return items, client, minutes
 
 
 async def until_trades(sim: Simulator, symbols: list[str], n: int) -> None:
@@ -64,14 +70,9 @@ async def until_trades(sim: Simulator, symbols: list[str], n: int) -> None:
 
 async def test_the_clients_own_budget_waits_out_its_minute_before_going_over(symbols: list[str]) -> None:
     async with Simulator(rate=500.0, symbols=tuple(symbols), rest_rate_limit=200) as sim:
-        minutes = Minutes(sim)
         await until_trades(sim, symbols, 5)
-        client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=2, page_limit=1,
-                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
-        try:
-            assert await pages(client, symbols, sim, 5) == 5
-        finally:
-            await client.aclose()
+        items, client, minutes = await pages(sim, symbols, 5, per_minute=2)
+        assert items == 5
         assert client.stats.requests == 5 and client.stats.throttled == 0
         # Five requests at two a minute: the third waits for the first's minute to end, the fifth for the third's.
         assert 118 < sum(minutes.waits) <= 121, minutes.waits
@@ -79,14 +80,9 @@ async def test_the_clients_own_budget_waits_out_its_minute_before_going_over(sym
 
 async def test_no_requests_left_by_the_headers_waits_for_their_reset(symbols: list[str]) -> None:
     async with Simulator(rate=500.0, symbols=tuple(symbols), rest_rate_limit=2) as sim:
-        minutes = Minutes(sim)
         await until_trades(sim, symbols, 3)
-        client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=100, page_limit=1,
-                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
-        try:
-            assert await pages(client, symbols, sim, 3) == 3
-        finally:
-            await client.aclose()
+        items, client, minutes = await pages(sim, symbols, 3, per_minute=100)
+        assert items == 3
         assert client.stats.throttled == 0, "the headers said 0 left: the client must wait, not be refused"
         assert len(minutes.waits) == 1 and 0 < minutes.waits[0] <= 61, minutes.waits
         assert client.stats.last_limit["x-ratelimit-limit"] == "2"
@@ -94,17 +90,12 @@ async def test_no_requests_left_by_the_headers_waits_for_their_reset(symbols: li
 
 async def test_a_429_is_waited_out_and_the_request_made_again(symbols: list[str]) -> None:
     async with Simulator(rate=500.0, symbols=tuple(symbols), rest_rate_limit=2) as sim:
-        minutes = Minutes(sim)
         await until_trades(sim, symbols, 2)
         headers = {"APCA-API-KEY-ID": "key", "APCA-API-SECRET-KEY": "secret"}
         async with httpx.AsyncClient(headers=headers, trust_env=False) as other:  # someone else spends the minute
             for _ in range(3):
                 await other.get(f"{sim.rest_url}/v2/stocks/{symbols[0]}/trades", params={"feed": "iex"})
-        client = HistoryClient(sim.rest_url, "key", "secret", "iex", per_minute=100, page_limit=1,
-                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
-        try:
-            assert await pages(client, symbols, sim, 2) == 2
-        finally:
-            await client.aclose()
+        items, client, minutes = await pages(sim, symbols, 2, per_minute=100)
+        assert items == 2
         assert client.stats.throttled == 1 and client.stats.requests == 3
         assert minutes.waits and minutes.waits[0] > 0
