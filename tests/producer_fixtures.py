@@ -36,6 +36,7 @@ from producer.history_client import HistoryClient
 from producer.kafka_backend import Outcome
 from producer.kafka_backend import TopicPartition as TP
 from producer.service import ProducerService
+from simulator.history import History
 from tickpipe.codecs import decode_kafka, decode_message
 from tickpipe.embedded_kafka import EmbeddedKafka
 from tickpipe.events import Bar, Event
@@ -666,6 +667,18 @@ SECOND = 1_000_000_000
 RATE = 150.0
 #: How far back the simulator stamps a late-reported trade (its tape's rule).
 LATE_REPORT = 2 * SECOND
+
+
+async def market_runs_on(history: History, seconds: float = 10.0) -> int:
+    """Until the simulator's market made ``seconds`` more of events and passed a minute's end (so bars close
+    while nobody reads it); how many events it made meanwhile."""
+    clock, made = history.clock_ns, history.recorded
+    boundary = clock - clock % MINUTE + MINUTE
+    await until(
+        lambda: history.recorded >= made + seconds * RATE and history.clock_ns >= boundary + 2 * SECOND,
+        timeout=90, what=f"the market to run on for {seconds:g} s and past a minute",
+    )  # fmt: skip
+    return history.recorded - made
 
 
 def market_start(lead_s: float) -> int:

@@ -19,6 +19,7 @@ from producer_fixtures import (
     SECOND,
     compare_run,
     drain_into_postgres,
+    market_runs_on,
     market_start,
     producer_settings,
     read_topics,
@@ -59,14 +60,7 @@ async def test_an_upstream_cut_is_filled_from_the_rest_api_exactly_once(
                 await ready(service)
                 await until(lambda: service.upstream.events >= 100, what="100 streamed events")
                 await proxy.cut()
-                cut_clock, cut_made = history.clock_ns, history.recorded
-                boundary = cut_clock - cut_clock % MINUTE + MINUTE
-                # ~10 s of market while nobody reads it, past a minute boundary so bars close unseen.
-                await until(
-                    lambda: history.recorded >= cut_made + 10 * RATE and history.clock_ns >= boundary + 2 * SECOND,
-                    timeout=90, what="the market to run on for 10 s and past a minute",
-                )  # fmt: skip
-                missed = history.recorded - cut_made
+                missed = await market_runs_on(history)  # ~10 s of market while nobody reads it, bars close unseen
                 await proxy.restore()
                 await until(lambda: gaps.gaps_seen >= 1, timeout=30, what="a gap to be seen")
                 await until(lambda: not gaps.gaps, timeout=60, what="the gap to be filled")

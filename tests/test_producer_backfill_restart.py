@@ -18,12 +18,11 @@ from typing import Any
 import orjson
 import pytest
 from producer_fixtures import (
-    MINUTE,
     RATE,
-    SECOND,
     ProducerProcess,
     compare_run,
     drain_into_postgres,
+    market_runs_on,
     market_start,
     until,
 )
@@ -72,12 +71,7 @@ async def test_a_producer_killed_and_restarted_fills_what_it_missed(
             await until(lambda: watermark(state) > 0, 30, "the gap state file to record a stream position")
         finally:
             await first.kill()  # SIGKILL: no flush, no last state
-        killed_clock, killed_made = history.clock_ns, history.recorded
-        boundary = killed_clock - killed_clock % MINUTE + MINUTE
-        await until(
-            lambda: history.recorded >= killed_made + 10 * RATE and history.clock_ns >= boundary + 2 * SECOND,
-            timeout=90, what="the market to run on for 10 s and past a minute",
-        )  # fmt: skip
+        await market_runs_on(history)
         second = ProducerProcess(env, tmp_path / "producer.log")
         await second.start()
         try:
