@@ -43,12 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.brokers import chosen, running  # noqa: E402
+from bench.simulator import start_simulator  # noqa: E402
 from producer.backfill import to_records  # noqa: E402
+from producer.gaps import chunks  # noqa: E402
 from producer.history_client import HistoryClient  # noqa: E402
 from tickpipe import db  # noqa: E402
 from tickpipe.codecs import decode_kafka, format_rfc3339_ns  # noqa: E402
 from tickpipe.embedded_pg import EmbeddedPostgres  # noqa: E402
-from tickpipe.processes import free_port  # noqa: E402
 from tickpipe.rows import COLUMNS, to_row  # noqa: E402
 
 BENCH_DB = "tickpipe_bench_backfill"
@@ -82,39 +83,23 @@ async def fresh_database(server_url: str) -> str:
 
 
 @contextmanager
-def simulator(folder: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``tickpipe simulate --burst`` as a child; its base URL (stream and REST on one port)."""
-    port = free_port()
-    log = (folder / "simulator.log").open("wb")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tickpipe.cli", "simulate", "--burst", "--port", str(port), "--symbols", str(SYMBOLS),
-         "--rest-rate-limit", "1000000", "--log-level", "WARNING"],
-        cwd=ROOT, stdout=log, stderr=log,
-    )  # fmt: skip
+def simulator() -> Iterator[str]:
+    """The simulator in burst mode as a child (``start_simulator``); its stream URL (REST on the same port)."""
+    child, url = start_simulator("--burst", "--symbols", str(SYMBOLS), "--rest-rate-limit", "1000000")
     try:
-        yield f"127.0.0.1:{port}", child
+        yield url
     finally:
         child.terminate()
         child.wait(30)
-        log.close()
 
 
-async def draw(address: str, count: int) -> tuple[list[str], int, int]:
+async def draw(url: str, count: int) -> tuple[list[str], int, int]:
     """Read the burst stream until ``count`` trades were sent: the symbols, first and last trade time (ns)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            ws = await connect(f"ws://{address}/v2/iex", additional_headers={"Content-Type": "application/msgpack"},
-                               max_size=2**26, proxy=None)  # fmt: skip
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)  # the child is still binding its port
     symbols: set[str] = set()
     first = last = 0
     seen = 0
-    async with ws:
+    headers = {"Content-Type": "application/msgpack"}
+    async with connect(url, additional_headers=headers, max_size=2**26, proxy=None) as ws:
         await ws.recv()
         await ws.send(msgpack.packb({"action": "auth", "key": "bench", "secret": "bench"}))
         await ws.recv()
@@ -170,7 +155,7 @@ async def direct(rest_url: str, url: str, symbols: list[str], start: int, end: i
     try:
         await conn.execute("TRUNCATE trades")
         began = time.perf_counter()
-        for group in (symbols[i : i + 100] for i in range(0, len(symbols), 100)):
+        for group in chunks(symbols):
             async for page in client.pages("trades", group, start, end):
                 records, _ = to_records("trades", page.items, {"t": "trades"}, time.time_ns())
                 batch = [to_row(decode_kafka(value)) for _, _, value in records]
@@ -195,12 +180,12 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp,
         running(broker, Path(tmp) / "kafka") as bootstrap,
         postgres(args.database_url, Path(tmp)) as server,
-        simulator(Path(tmp)) as (address, _),
+        simulator() as stream_url,
     ):
         folder = Path(tmp)
         url = asyncio.run(fresh_database(server))
-        symbols, start, end = asyncio.run(draw(address, args.count))
-        rest_url = f"http://{address}"
+        symbols, start, end = asyncio.run(draw(stream_url, args.count))
+        rest_url = f"http://{urlsplit(stream_url).netloc}"
         env = dict(os.environ)
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATABASE_URL=url, KAFKA_TOPIC_PREFIX=PREFIX, ALPACA_DATA_URL=rest_url,
