@@ -131,9 +131,7 @@ async def producer_throughput(settings: Settings, events: int) -> tuple[float, d
 
 async def naive_throughput(kafka: str, redis_url: str, url: str, events: int, settings: Settings) -> float:
     """One awaited PUBLISH and one awaited send_and_wait per event, in the read loop."""
-    topics = {code: f"{settings.kafka_topic_prefix}{family}" for code, family in
-              {"q": "quotes", "t": "trades", "b": "bars", "u": "bars", "d": "bars", "s": "statuses",
-               "c": "corrections", "x": "cancels"}.items()}  # fmt: skip
+    topics = {code: topic(family, settings.kafka_topic_prefix) for code, family in FAMILY_OF.items()}
     await topics_ready(kafka, topics.values(), settings.kafka_partitions)
     producer = make_producer(settings, kafka, linger_ms=0)  # the naive pattern's default: no linger
     await producer.start()
