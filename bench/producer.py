@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,17 @@ def services(stack: ExitStack, folder: Path, broker: Broker) -> tuple[str, str]:
     kafka = stack.enter_context(running(broker, folder / "kafka"))
     redis_url = os.environ.get("REDIS_URL") or stack.enter_context(EmbeddedRedis(folder / "redis")).url
     return kafka, redis_url
+
+
+@contextmanager
+def burst(*flags: str) -> Iterator[str]:
+    """The simulator in burst mode, 50 symbols, in its own process; its URL. Stopped when the block ends."""
+    sim, url = start_simulator("--burst", "--symbols", "50", *flags)
+    try:
+        yield url
+    finally:
+        sim.terminate()
+        sim.wait(10)
 
 
 def settings_for(broker: Broker, kafka: str, redis_url: str, upstream: str, spool: Path, **extra: Any) -> Settings:
@@ -307,24 +319,16 @@ def measure(broker: Broker, tmp: Path, args: argparse.Namespace) -> Figures:
     with ExitStack() as stack:
         folder = tmp / "throughput"
         kafka, redis_url = services(stack, folder, broker)
-        sim, url = start_simulator("--burst", "--count", str(args.events), "--symbols", "50")
-        try:
-            settings = settings_for(broker, kafka, redis_url, url, folder / "spool", live_queue_size=args.events)
-            rate, stats = asyncio.run(producer_throughput(settings, args.events))
-        finally:
-            sim.terminate()
-            sim.wait(10)
+        url = stack.enter_context(burst("--count", str(args.events)))
+        settings = settings_for(broker, kafka, redis_url, url, folder / "spool", live_queue_size=args.events)
+        rate, stats = asyncio.run(producer_throughput(settings, args.events))
 
     with ExitStack() as stack:
         folder = tmp / "naive"
         kafka, redis_url = services(stack, folder, broker)
-        sim, url = start_simulator("--burst", "--symbols", "50")
-        try:
-            settings = settings_for(broker, kafka, redis_url, url, folder / "spool")
-            naive = asyncio.run(naive_throughput(kafka, redis_url, url, args.naive_events, settings))
-        finally:
-            sim.terminate()
-            sim.wait(10)
+        url = stack.enter_context(burst())
+        settings = settings_for(broker, kafka, redis_url, url, folder / "spool")
+        naive = asyncio.run(naive_throughput(kafka, redis_url, url, args.naive_events, settings))
 
     with ExitStack() as stack:
         folder = tmp / "latency"
