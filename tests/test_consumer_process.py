@@ -28,8 +28,7 @@ from consumers.worker import group_id
 from tickpipe.names import topic
 from tickpipe.settings import Settings
 
-Consumer = ConsumerProcess
-Spawn = Callable[..., Awaitable[Consumer]]
+Spawn = Callable[..., Awaitable[ConsumerProcess]]
 
 
 @pytest.fixture
