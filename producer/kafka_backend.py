@@ -40,10 +40,10 @@ Outcome = dict[TopicPartition, BaseException | None]
 
 
 class PartitionsChanged(KafkaConnectionError):
-    """A batch's partition is not in the topic's current metadata: the partition count changed under us."""
+    """A batch's partition is not in the topic's current metadata: the partition count changed under us.
 
-    retriable = True
-    invalid_metadata = True
+    Retriable, and a reason to fetch metadata again, as every :class:`KafkaConnectionError` is.
+    """
 
 
 #: aiokafka errors that mean "not now" although their class says ``retriable = False``.
