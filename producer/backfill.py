@@ -105,7 +105,6 @@ class Backfiller:
         self.bar_lead_ns = bar_lead_ns
         self.events: Counter[str] = Counter()  # backfilled events by resource
         self.unreadable = 0
-        self.pages = 0
         self.last_error: str | None = None
 
     async def fill(self, gap: Gap, on_page: Callable[[Gap, str, Page], None] | None = None) -> None:
@@ -129,7 +128,6 @@ class Backfiller:
                 async for page in pages:
                     records, bad = to_records(resource, page.items, self.topics, time.time_ns())
                     await self.sink.put(records)
-                    self.pages += 1
                     self.unreadable += bad
                     self.events[resource] += len(records)
                     newest = max((rows[-1]["t"] for rows in page.items.values() if rows), default=None)

@@ -38,8 +38,7 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION: Final = 1
 DONE: Final = "done"
-#: Stream type code -> the REST resource that has its history (an updated bar is a minute bar).
-RESOURCE_OF: Final = {"t": "trades", "q": "quotes", "b": "bars", "u": "bars"}
+#: Stream type code -> where its last time is kept (an updated bar is a minute bar).
 _TRACKED: Final = {"t": "t", "q": "q", "b": "b", "u": "b"}
 
 
