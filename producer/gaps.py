@@ -207,7 +207,6 @@ class GapTracker:
                 self.last[code] = {str(s): int(t) for s, t in per.items()}
         self.gaps = [Gap.from_json(g) for g in state.get("gaps", [])]
         self.gaps_seen = int(state.get("gaps_seen", 0))
-        self._cause = "restart"
 
 
 class StateFile:

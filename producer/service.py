@@ -153,9 +153,8 @@ class ProducerService:
         )
         self.upstream = UpstreamClient(upstream_options(settings), self.symbols.current, self.fanout, connector)
         if self.gaps is not None:
-            gaps = self.gaps
-            gaps.on_gap = self._gap_signal.set
-            self.upstream.on_connect = lambda cause: gaps.session_started("restart" if cause == "start" else cause)
+            self.gaps.on_gap = self._gap_signal.set
+            self.upstream.on_connect = self.gaps.session_started
         self.admin: AdminServer | None = None
         self._with_admin = admin
         self.started = time.time()

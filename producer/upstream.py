@@ -80,7 +80,7 @@ class UpstreamClient:
         self._data_seen = False
         self._close_cause: str | None = None
         self._max_events: int | None = None
-        self._cause = "start"  # why the previous connection ended, for on_connect
+        self._cause = "restart"  # why the previous connection ended (the first follows our own start), for on_connect
         #: Called with that cause when a connection is open (the gap tracker's cue).
         self.on_connect: Callable[[str], None] | None = None
 
