@@ -87,7 +87,7 @@ class _Counts(Collector):
             labels=["kind"],
         )
         for kind in ("retriable", "fatal"):
-            errors.add_metric([kind], svc.durable.stats.failed_batches.get(kind, 0))
+            errors.add_metric([kind], svc.durable.stats.failed_batches[kind])
         yield errors
 
         kafka_state = GaugeMetricFamily(
@@ -95,8 +95,9 @@ class _Counts(Collector):
             "1 for the durable sink's state (failed: gave up on a fatal error)",
             labels=["state"],
         )
+        now = svc.durable.state
         for value in ("connecting", "direct", "replaying", "spooling", "unknown", "failed"):
-            kafka_state.add_metric([value], 1 if svc.durable.state == value else 0)
+            kafka_state.add_metric([value], 1 if now == value else 0)
         yield kafka_state
 
         depth = GaugeMetricFamily(f"{PREFIX}_spool_depth", "Records in the disk spool not yet in Kafka")
