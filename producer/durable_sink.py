@@ -231,16 +231,12 @@ class DurableSink:
             if self._metadata is None and self.fatal is None:
                 if now < self._retry_at:
                     wake_at = self._retry_at
-                elif self._stale or self._changed():
-                    self._refresh(list(self._partition.counts))
-                elif self.spool.depth:
+                elif not self._refreshing() and self.spool.depth:
                     self._flight = self._start_replay(now)
                     wake_at = self._retry_at if self._flight is None else None
         elif self.inbound and self._metadata is None:
             if now >= self._last_round + self.linger or len(self.inbound) >= self.round_max:
-                if self._stale or self._changed():
-                    self._refresh(list(self._partition.counts))
-                else:
+                if not self._refreshing():
                     self._flight = self._start_direct(now)
                     self._last_round = now
             else:  # fewer, fuller rounds: less work per record for us and for the broker
@@ -311,13 +307,18 @@ class DurableSink:
 
         self._fetch([topic], one)
 
-    def _refresh(self, topics: list[str]) -> None:
-        """Fetch partition counts again (creating missing topics) in the background; rounds wait for it."""
+    def _refreshing(self) -> bool:
+        """If the partition counts may be stale (see :class:`~producer.rounds.Partitioner`), fetch them again
+        (creating missing topics) in the background, and say so: the next round waits for them."""
+        if not (self._stale or self._changed()):
+            return False
+        topics = list(self._partition.counts)
 
         async def again() -> dict[str, int]:
             return await self.backend.refresh(topics) if topics else {}
 
         self._fetch(topics, again)
+        return True
 
     def _fetch(self, topics: list[str], counts_of: Callable[[], Awaitable[dict[str, int]]]) -> None:
         async def fetch() -> None:
