@@ -28,6 +28,7 @@ import redis.asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 from broker import IDEMPOTENCE, private_broker
 
@@ -60,6 +61,11 @@ async def until_async(check: Callable[[], Awaitable[bool]], timeout: float = 20.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def partition_of(key: bytes, count: int) -> int:
+    """Kafka's default partitioner, as every client keyed by symbol computes it (the tests' own oracle)."""
+    return (murmur2(key) & 0x7FFFFFFF) % count
 
 
 class KafkaDown(KafkaConnectionError):

@@ -22,8 +22,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
-from aiokafka.partitioner import murmur2
-from producer_fixtures import MemoryKafka, until
+from producer_fixtures import MemoryKafka, partition_of, until
 
 from producer.durable_sink import DurableSink
 from producer.kafka_backend import PartitionsChanged, is_retriable
@@ -183,10 +182,6 @@ async def test_any_schedule_of_failures_keeps_every_record_once_in_order(tmp_pat
     await until(lambda: run.sink.stats.acked >= len(offered) and run.sink.spool.depth == 0, what="drained")
     await run.stop()
     assert_exactly_once_in_order(kafka, offered)
-
-
-def partition_of(key: bytes, count: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % count
 
 
 async def test_a_replay_under_another_partition_count_sends_what_a_partly_failed_round_did_not(

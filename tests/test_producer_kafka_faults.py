@@ -28,12 +28,12 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 from broker import IDEMPOTENCE, apache_kafka, private_broker
 from producer_fixtures import (
     AckDroppingProxy,
     KafkaRecord,
     ack_dropping_kafka,
+    partition_of,
     partitions_of,
     producer_settings,
     read_topics,
@@ -52,11 +52,6 @@ from tickpipe.settings import load_settings
 
 pytestmark = apache_kafka
 __all__ = ["ack_dropping_kafka"]  # a fixture, used by name
-
-
-def partition_of(key: bytes, count: int) -> int:
-    """Kafka's default partitioner, as every client keyed by symbol computes it."""
-    return (murmur2(key) & 0x7FFFFFFF) % count
 
 
 def make(topic: str, n: int, start: int = 0, keys: int = 11) -> list[Record]:
