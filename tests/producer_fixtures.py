@@ -68,6 +68,14 @@ def partition_of(key: bytes, count: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % count
 
 
+def offered_by_key(records: Iterable[tuple[str, bytes | None, bytes]]) -> dict[bytes | None, list[bytes]]:
+    """Values per key in the order offered: what Kafka must hold per key, in order."""
+    out: dict[bytes | None, list[bytes]] = {}
+    for _, key, value in records:
+        out.setdefault(key, []).append(value)
+    return out
+
+
 class KafkaDown(KafkaConnectionError):
     """What MemoryKafka raises for a batch while it is down (retriable, as a lost connection is)."""
 

@@ -22,7 +22,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
-from producer_fixtures import MemoryKafka, partition_of, until
+from producer_fixtures import MemoryKafka, offered_by_key, partition_of, until
 
 from producer.durable_sink import DurableSink
 from producer.kafka_backend import PartitionsChanged, is_retriable
@@ -36,12 +36,8 @@ def make(n: int, start: int = 0, keys: int = 11) -> list[Record]:
 
 
 def assert_exactly_once_in_order(kafka: MemoryKafka, offered: list[Record]) -> None:
-    got = kafka.by_key()
-    want: dict[bytes | None, list[bytes]] = {}
-    for _, key, value in offered:
-        want.setdefault(key, []).append(value)
     assert sorted(kafka.values()) == sorted(v for _, _, v in offered), "not every record exactly once"
-    assert got == want, "order per key broken"
+    assert kafka.by_key() == offered_by_key(offered), "order per key broken"
 
 
 class Running:

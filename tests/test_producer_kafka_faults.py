@@ -33,6 +33,7 @@ from producer_fixtures import (
     AckDroppingProxy,
     KafkaRecord,
     ack_dropping_kafka,
+    offered_by_key,
     partition_of,
     partitions_of,
     producer_settings,
@@ -71,13 +72,6 @@ def by_key_and_partition(records: list[KafkaRecord]) -> dict[bytes | None, dict[
     out: dict[bytes | None, dict[int, list[bytes]]] = {}
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
         out.setdefault(r.key, {}).setdefault(r.partition, []).append(r.value)
-    return out
-
-
-def offered_by_key(records: list[Record]) -> dict[bytes | None, list[bytes]]:
-    out: dict[bytes | None, list[bytes]] = {}
-    for _, key, value in records:
-        out.setdefault(key, []).append(value)
     return out
 
 
