@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 # The embedded Apache Kafka's jars, resolved by Maven into ~/.cache/tickpipe once (offline after).
 # Without Java 17+ or Maven this says so in one line and the development stack uses Tansu.
 kafka-jars-if-java: $(STAMP)
-	@$(BIN)/python -m tickpipe.kafka_jars --if-java
+	@$(BIN)/python -m tickpipe.dev.kafka_jars --if-java
 
 kafka-jars: $(STAMP)
-	$(BIN)/python -m tickpipe.kafka_jars
+	$(BIN)/python -m tickpipe.dev.kafka_jars
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

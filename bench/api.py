@@ -43,7 +43,7 @@ from api.pages import PageRequest
 from bench.api_data import DEFAULT_SERVER, ROWS, SYMBOLS, ensure_bench_db, symbol_names
 from bench.api_stream import bench_redis, bench_stream
 from tickpipe.db import asyncpg_dsn
-from tickpipe.embedded import free_port
+from tickpipe.dev.embedded import free_port
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -260,7 +260,7 @@ async def bench_redis(url: str | None) -> AsyncIterator[str]:
     if url:
         yield url
         return
-    from tickpipe.services import EmbeddedRedis
+    from tickpipe.dev.services import EmbeddedRedis
 
     with tempfile.TemporaryDirectory(prefix="tickpipe-bench-redis-") as folder:
         server = await asyncio.to_thread(EmbeddedRedis(Path(folder)).start)

@@ -49,7 +49,7 @@ from producer.gaps import chunks  # noqa: E402
 from producer.history_client import HistoryClient  # noqa: E402
 from tickpipe import db  # noqa: E402
 from tickpipe.codecs import decode_kafka, format_rfc3339_ns  # noqa: E402
-from tickpipe.embedded_pg import EmbeddedPostgres  # noqa: E402
+from tickpipe.dev.embedded_pg import EmbeddedPostgres  # noqa: E402
 from tickpipe.rows import COLUMNS, to_row  # noqa: E402
 
 BENCH_DB = "tickpipe_bench_backfill"

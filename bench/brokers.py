@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedTansu, embedded_kafka, kafka_kind
+from tickpipe.dev.embedded_kafka import EmbeddedApacheKafka, EmbeddedTansu, embedded_kafka, kafka_kind
 from tickpipe.kafka import ensure_topics
 from tickpipe.settings import load_settings
 

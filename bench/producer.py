@@ -62,7 +62,7 @@ from producer.service import ProducerService  # noqa: E402
 from simulator import Simulator, SimulatorConfig  # noqa: E402
 from simulator.symbols import synthetic_symbols  # noqa: E402
 from tickpipe.codecs import decode_frame, encode_kafka, encode_live, parse_rfc3339_ns  # noqa: E402
-from tickpipe.embedded_redis import EmbeddedRedis  # noqa: E402
+from tickpipe.dev.embedded_redis import EmbeddedRedis  # noqa: E402
 from tickpipe.kafka import dlq_topic, make_producer  # noqa: E402
 from tickpipe.names import FAMILY_OF, topic  # noqa: E402
 from tickpipe.settings import Settings, load_settings  # noqa: E402

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tickpipe.embedded_kafka import EmbeddedKafka, KafkaKind, embedded_kafka, kafka_kind
+from tickpipe.dev.embedded_kafka import EmbeddedKafka, KafkaKind, embedded_kafka, kafka_kind
 from tickpipe.errors import TickpipeError
 
 REQUESTED = os.environ.get("TICKPIPE_TEST_KAFKA") or "auto"

@@ -6,7 +6,7 @@ Where each service comes from, decided per service on first use:
    ``KAFKA_BOOTSTRAP_SERVERS``), used as given;
 2. with ``TICKPIPE_TEST_SERVICES=docker``, a testcontainers container (the
    tests that need it skip when no Docker engine answers);
-3. otherwise an embedded one from ``tickpipe.services`` in a temporary folder.
+3. otherwise an embedded one from ``tickpipe.dev.services`` in a temporary folder.
 
 Isolation: the session gets its own database, created on the server and dropped
 at the end (a shared PostgreSQL is left as found); each test gets its own topic
@@ -40,7 +40,7 @@ import redis.asyncio
 from broker import KIND as KAFKA_KIND
 from broker import private_broker
 
-from tickpipe.services import ENV_VARS, EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, ServiceUrls
+from tickpipe.dev.services import ENV_VARS, EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, ServiceUrls
 
 T = TypeVar("T")
 
@@ -214,7 +214,7 @@ def kafka_bootstrap(service_root: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def services(kafka_bootstrap: str, redis_url: str, database_url: str) -> ServiceUrls:
-    """All three session services, as ``tickpipe.services`` gives them to the pipeline."""
+    """All three session services, as ``tickpipe.dev.services`` gives them to the pipeline."""
     return ServiceUrls(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, database_url=database_url)
 
 

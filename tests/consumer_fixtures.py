@@ -27,10 +27,10 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from broker import IDEMPOTENCE, KIND
 
 from tickpipe.codecs import encode_kafka
+from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, DailyBar, Event, Quote, Trade, UpdatedBar
 from tickpipe.kafka import ensure_topics, make_producer
 from tickpipe.names import topic as topic_name
-from tickpipe.processes import free_port
 from tickpipe.rows import COLUMNS, from_row
 from tickpipe.settings import Settings, load_settings
 

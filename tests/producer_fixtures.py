@@ -39,9 +39,9 @@ from producer.kafka_backend import TopicPartition as TP
 from producer.service import ProducerService
 from simulator.history import History
 from tickpipe.codecs import decode_kafka, decode_message
-from tickpipe.embedded_kafka import EmbeddedKafka
+from tickpipe.dev.embedded_kafka import EmbeddedKafka
+from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event
-from tickpipe.processes import free_port
 from tickpipe.rows import from_row
 from tickpipe.settings import Settings, load_settings
 

@@ -22,7 +22,7 @@ from api_fixtures import ApiServer, api_settings, bar, day_ns, insert_events, qu
 
 from api.state import scrub
 from tickpipe import db
-from tickpipe.processes import free_port
+from tickpipe.dev.processes import free_port
 from tickpipe.settings import load_settings
 
 DAY = date(2024, 3, 7)

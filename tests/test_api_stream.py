@@ -30,9 +30,9 @@ from websockets.exceptions import ConnectionClosed
 
 from api.stream.direct import DirectWebSocketProtocol
 from tickpipe.codecs import encode_live
+from tickpipe.dev.services import EmbeddedRedis
 from tickpipe.events import DailyBar, Event, TradeCorrection, UpdatedBar
 from tickpipe.names import SYMBOLS_KEY, latest_hash
-from tickpipe.services import EmbeddedRedis
 
 DAY = date(2024, 3, 4)
 

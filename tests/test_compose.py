@@ -150,7 +150,7 @@ def test_every_env_example_setting_reaches_the_services(services: dict[str, dict
 
 
 def test_compose_runs_the_kafka_version_the_tests_run(services: dict[str, dict[str, Any]]) -> None:
-    from tickpipe.kafka_jars import KAFKA_VERSION
+    from tickpipe.dev.kafka_jars import KAFKA_VERSION
 
     images = {svc["image"] for svc in services.values() if svc.get("image", "").startswith("apache/kafka:")}
     assert images == {f"apache/kafka:{KAFKA_VERSION}"}

@@ -14,7 +14,7 @@ from broker import apache_kafka
 from consumer_fixtures import consumer_settings, wait_for
 
 from consumers.service import ConsumerService
-from tickpipe.embedded_kafka import EmbeddedKafka
+from tickpipe.dev.embedded_kafka import EmbeddedKafka
 
 
 async def _state(http: httpx.AsyncClient) -> tuple[int, str]:

@@ -26,9 +26,9 @@ from consumers.service import ConsumerService
 from consumers.store import retry_backoff
 from consumers.worker import Worker
 from tickpipe import db
-from tickpipe.embedded import free_port
+from tickpipe.dev.embedded import free_port
+from tickpipe.dev.services import EmbeddedPostgres
 from tickpipe.names import topic
-from tickpipe.services import EmbeddedPostgres
 from tickpipe.settings import Settings
 
 

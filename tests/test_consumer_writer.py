@@ -15,7 +15,7 @@ from consumers.batch import Batch, build_batch
 from consumers.staging import MAX_TIMESTAMP_NS
 from consumers.writer import WriteError, Writer
 from tickpipe.codecs import encode_kafka
-from tickpipe.embedded import free_port
+from tickpipe.dev.embedded import free_port
 from tickpipe.events import Bar, Event, Quote, UpdatedBar
 from tickpipe.rows import COLUMNS, to_row
 

@@ -39,9 +39,9 @@ from api.main import create_app
 from tickpipe import db
 from tickpipe.admin import EmbeddedUvicorn
 from tickpipe.codecs import encode_live
+from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event, Quote, Trade
 from tickpipe.names import channel, latest_hash
-from tickpipe.processes import free_port
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.settings import load_settings
 

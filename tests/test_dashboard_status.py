@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from api.routes.status import Tracker, health_url, router, total
 from tickpipe.admin import AdminServer, admin_app
-from tickpipe.processes import free_port
+from tickpipe.dev.processes import free_port
 from tickpipe.settings import load_settings
 
 

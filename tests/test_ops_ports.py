@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tickpipe.services import PORTS_FILE, PortBook, start_services
+from tickpipe.dev.services import PORTS_FILE, PortBook, start_services
 
 
 def test_a_second_start_reuses_every_port(service_dir: Path) -> None:

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tickpipe.dev.services import Unreachable, addresses, wait_for_services
 from tickpipe.errors import SettingsError
-from tickpipe.services import Unreachable, addresses, wait_for_services
 from tickpipe.settings import load_settings, redact_url
 
 SECRET = "s3cret-pw"

@@ -33,7 +33,7 @@ from producer.service import ProducerService
 from simulator import Faults, Simulator
 from simulator.history import History
 from tickpipe.codecs import decode_kafka, event_key
-from tickpipe.tcp_proxy import TcpProxy
+from tickpipe.dev.tcp_proxy import TcpProxy
 
 
 @pytest.fixture

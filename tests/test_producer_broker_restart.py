@@ -42,8 +42,8 @@ from producer_fixtures import (
 from producer.service import ProducerService
 from simulator import Simulator, SimulatorConfig
 from tickpipe.codecs import decode_kafka
-from tickpipe.embedded_kafka import EmbeddedKafka
-from tickpipe.processes import free_port
+from tickpipe.dev.embedded_kafka import EmbeddedKafka
+from tickpipe.dev.processes import free_port
 from tickpipe.rows import COLUMNS, KEYS, to_row
 
 pytestmark = [pytest.mark.slow, apache_kafka]

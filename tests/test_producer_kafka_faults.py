@@ -48,7 +48,7 @@ from producer.kafka_backend import AiokafkaBackend
 from producer.service import ProducerService
 from producer.spool import Record, Spool
 from simulator import Simulator, SimulatorConfig
-from tickpipe.embedded_kafka import EmbeddedKafka
+from tickpipe.dev.embedded_kafka import EmbeddedKafka
 from tickpipe.settings import load_settings
 
 pytestmark = apache_kafka

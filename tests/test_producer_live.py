@@ -12,7 +12,7 @@ from producer_fixtures import RedisCollector, until
 from producer.live_sink import LiveSink
 from producer.redis_wire import RedisReplyError, RespConnection
 from tickpipe.codecs import Transcoded, decode_live, encode_wire_msgpack, to_alpaca_dict, transcode_frame
-from tickpipe.embedded_redis import EmbeddedRedis
+from tickpipe.dev.embedded_redis import EmbeddedRedis
 from tickpipe.events import Bar, Event, Quote, UpdatedBar
 
 

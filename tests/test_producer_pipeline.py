@@ -31,9 +31,9 @@ from producer_fixtures import (
 from producer.service import ProducerService
 from simulator import Simulator, SimulatorConfig
 from tickpipe.codecs import decode_live
-from tickpipe.embedded_redis import EmbeddedRedis
+from tickpipe.dev.embedded_redis import EmbeddedRedis
+from tickpipe.dev.tcp_proxy import TcpProxy
 from tickpipe.names import FAMILY_OF
-from tickpipe.tcp_proxy import TcpProxy
 
 __all__ = ["stalling_kafka"]  # a fixture, used by name
 

@@ -31,7 +31,7 @@ from producer.service import ProducerService
 from producer.spool import Spool
 from simulator import Simulator, SimulatorConfig
 from tickpipe.codecs import decode_kafka
-from tickpipe.processes import free_port
+from tickpipe.dev.processes import free_port
 
 __all__ = ["stalling_kafka"]  # a fixture, used by name
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,9 +22,9 @@ from broker import IDEMPOTENCE, apache_kafka, private_broker
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tickpipe import kafka_jars
-from tickpipe.processes import process_alive
-from tickpipe.services import (
+from tickpipe.dev import kafka_jars
+from tickpipe.dev.processes import process_alive
+from tickpipe.dev.services import (
     EXTRA_HINT,
     EmbeddedApacheKafka,
     EmbeddedKafka,
@@ -38,7 +38,7 @@ from tickpipe.services import (
     start_services,
     start_services_from_env,
 )
-from tickpipe.tcp_proxy import TcpProxy
+from tickpipe.dev.tcp_proxy import TcpProxy
 
 _HAS_APACHE = kafka_jars.find_java() is not None and kafka_jars.jars_present()
 SERVICES = [
@@ -172,7 +172,7 @@ def test_stale_postmaster_pid_of_a_killed_postgres_does_not_block_start(service_
 OWNER_SCRIPT = """
 import sys
 from pathlib import Path
-from tickpipe import services
+from tickpipe.dev import services
 
 service = getattr(services, sys.argv[1])(Path(sys.argv[2]), die_with_parent=sys.argv[3] == "1").start()
 print(service.pid, flush=True)

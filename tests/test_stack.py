@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio
 import websockets
 
-from tickpipe.processes import free_port
+from tickpipe.dev.processes import free_port
 from tickpipe.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from tickpipe.errors import TickpipeError
 
 #: subcommand -> (module with ``main(argv) -> int``, one-line help)
 SERVICES: Final[dict[str, tuple[str, str]]] = {
-    "up": ("tickpipe.stack", "run the whole pipeline on this machine (embedded services, simulator)"),
+    "up": ("tickpipe.dev.stack", "run the whole pipeline on this machine (embedded services, simulator)"),
     "producer": ("producer.cli", "hold the upstream stream and fan it out to Redis and Kafka"),
     "consume": ("consumers.cli", "write Kafka topics into PostgreSQL: quotes|trades|bars|all"),
     "api": ("api.cli", "serve history over HTTP and the live stream over WebSocket"),
@@ -58,7 +58,7 @@ def wait_for_needed_services(command: str, rest: Sequence[str]) -> None:
     """
     if not NEEDS.get(command):
         return
-    from tickpipe.services import wait_for_services
+    from tickpipe.dev.services import wait_for_services
     from tickpipe.settings import get_settings
 
     settings = get_settings()

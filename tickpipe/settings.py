@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=6, ge=1)
     kafka_enable_idempotence: bool = True
     #: Which broker ``tickpipe up`` embeds when KAFKA_BOOTSTRAP_SERVERS is unset: Apache Kafka (needs Java 17+
-    #: and its jars, see ``tickpipe.kafka_jars``), Tansu (no Java; in memory), or ``auto`` (Apache when possible).
+    #: and its jars, see ``tickpipe.dev.kafka_jars``), Tansu (no Java; in memory), or ``auto`` (Apache when possible).
     kafka_embedded: Literal["auto", "apache", "tansu"] = "auto"
     kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
     kafka_linger_ms: int = Field(default=5, ge=0)

@@ -29,11 +29,11 @@ from typing import Final
 import asyncpg
 
 from tickpipe import db
+from tickpipe.dev.processes import parent_death_signal, port_is_free
+from tickpipe.dev.services import ServiceUrls, start_services
 from tickpipe.errors import ServiceStartError, TickpipeError
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
-from tickpipe.processes import parent_death_signal, port_is_free
-from tickpipe.services import ServiceUrls, start_services
 from tickpipe.settings import Settings, get_settings
 
 log = logging.getLogger("tickpipe.up")

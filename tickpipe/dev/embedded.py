@@ -31,8 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+from tickpipe.dev.processes import OwnerFile, free_port, log, parent_death_signal, port_is_free, signal_and_wait
 from tickpipe.errors import MissingExtraError, ServiceStartError
-from tickpipe.processes import OwnerFile, free_port, log, parent_death_signal, port_is_free, signal_and_wait
 
 EXTRA_HINT = "pip install -e '.[embedded]'"
 _PORT_TAKEN = ("address already in use", "addrinuse", "could not create any tcp/ip sockets")

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Final, TextIO, TypeVar
 from urllib.parse import urlsplit
 
-from tickpipe.embedded import EXTRA_HINT, EmbeddedService
-from tickpipe.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
-from tickpipe.embedded_pg import EmbeddedPostgres
-from tickpipe.embedded_redis import EmbeddedRedis
+from tickpipe.dev.embedded import EXTRA_HINT, EmbeddedService
+from tickpipe.dev.embedded_kafka import EmbeddedApacheKafka, EmbeddedKafka, EmbeddedTansu, embedded_kafka, kafka_kind
+from tickpipe.dev.embedded_pg import EmbeddedPostgres
+from tickpipe.dev.embedded_redis import EmbeddedRedis
+from tickpipe.dev.processes import free_port
 from tickpipe.errors import MissingExtraError, ServiceStartError
-from tickpipe.processes import free_port
 from tickpipe.settings import redact_url
 
 __all__ = [
@@ -133,7 +133,7 @@ def start_services(
     """Yield the three URLs, starting an embedded service for each one not given.
 
     ``kafka_embedded`` picks the embedded broker (``auto``, ``apache``, ``tansu``;
-    see ``tickpipe.embedded_kafka``). ``persistent_postgres=False`` is for tests: a fresh cluster each time,
+    see ``tickpipe.dev.embedded_kafka``). ``persistent_postgres=False`` is for tests: a fresh cluster each time,
     fsync off. Services started here are stopped (PostgreSQL with a clean
     shutdown) when the block exits, also on error.
     """

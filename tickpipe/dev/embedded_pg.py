@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tickpipe.embedded import EmbeddedService, package_dir
+from tickpipe.dev.embedded import EmbeddedService, package_dir
+from tickpipe.dev.processes import log, process_alive, signal_and_wait
 from tickpipe.errors import ServiceStartError
-from tickpipe.processes import log, process_alive, signal_and_wait
 
 #: Settings that trade crash safety for speed; only for throw-away clusters (tests).
 NON_DURABLE = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

@@ -3,7 +3,7 @@
 Two brokers, chosen by ``KAFKA_EMBEDDED`` (``kafka_kind``):
 
 - **Apache Kafka** (``EmbeddedApacheKafka``): the broker users deploy, run
-  straight from the jars in ``tickpipe.kafka_jars``' cache with the machine's
+  straight from the jars in ``tickpipe.dev.kafka_jars``' cache with the machine's
   Java 17+. One process is broker and controller (KRaft); its log segments
   are on disk under the data folder, so it keeps topics, records and committed
   offsets across its own restart, SIGKILL included. The broker of the tests,
@@ -36,10 +36,10 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from tickpipe import kafka_jars
-from tickpipe.embedded import EmbeddedService, package_dir
+from tickpipe.dev import kafka_jars
+from tickpipe.dev.embedded import EmbeddedService, package_dir
+from tickpipe.dev.processes import free_port
 from tickpipe.errors import MissingExtraError, ServiceStartError, SettingsError
-from tickpipe.processes import free_port
 
 KafkaKind = Literal["apache", "tansu"]
 KIND_CHOICES = ("auto", "apache", "tansu")

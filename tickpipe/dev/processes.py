@@ -3,7 +3,7 @@
 Kept apart from ``embedded.py`` so that the lifecycle there reads as a story
 and these small, separately testable facts live in one place. ``psutil`` is
 imported inside the functions: it ships with the ``embedded`` extra, and
-importing ``tickpipe.services`` must work without it.
+importing ``tickpipe.dev.services`` must work without it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-log = logging.getLogger("tickpipe.services")
+log = logging.getLogger("tickpipe.dev.services")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

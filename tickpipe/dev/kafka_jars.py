@@ -12,7 +12,7 @@ The cache folder is ``TICKPIPE_KAFKA_HOME`` if set, else
 ``$XDG_CACHE_HOME/tickpipe`` (``~/.cache/tickpipe``): shared by every clone on
 the machine, since the jars are the same for all of them.
 
-``python -m tickpipe.kafka_jars`` resolves them (``make run`` and ``make test``
+``python -m tickpipe.dev.kafka_jars`` resolves them (``make run`` and ``make test``
 call it when they are missing); ``--check`` only says whether they are there.
 """
 
@@ -31,7 +31,7 @@ from tickpipe.errors import MissingExtraError
 
 POM = Path(__file__).with_name("jars") / "kafka-pom.xml"
 KAFKA_VERSION = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text()).group(1)  # type: ignore[union-attr]
-FETCH_HINT = "make kafka-jars  (or: python -m tickpipe.kafka_jars)"
+FETCH_HINT = "make kafka-jars  (or: python -m tickpipe.dev.kafka_jars)"
 
 
 def cache_root() -> Path:
@@ -151,7 +151,7 @@ def resolve(version: str = KAFKA_VERSION, *, quiet: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tickpipe.kafka_jars",
+        prog="python -m tickpipe.dev.kafka_jars",
         description="Resolve the Apache Kafka jars of the embedded broker into the cache folder (once).",
     )
     parser.add_argument("--check", action="store_true", help="only say whether Java and the jars are there")

@@ -12,7 +12,7 @@ import signal
 import socket
 from pathlib import Path
 
-from tickpipe.embedded import EmbeddedService, package_dir
+from tickpipe.dev.embedded import EmbeddedService, package_dir
 from tickpipe.errors import MissingExtraError
 
 
