@@ -165,6 +165,16 @@ class Settings(BaseSettings):
     simulator_port: int = Field(default=8765, ge=0, le=65535)
     simulator_rate: float = Field(default=200.0, gt=0)
 
+    # --- operations: health documents in Redis, the admin surface --------------
+    #: Every process writes its health document to Redis this often; one unrefreshed for HEALTH_TTL_S is gone,
+    #: and its instance is shown as lost until HEALTH_FORGET_S of silence (see tickpipe.health).
+    health_interval_s: float = Field(default=1.0, gt=0)
+    health_ttl_s: float = Field(default=5.0, gt=0)
+    health_forget_s: float = Field(default=3600.0, gt=0)
+    #: Bearer token for the admin routes that change state (the producer's POST /symbols); unset, they
+    #: answer only on an admin surface bound to the loopback.
+    tickpipe_admin_token: SecretStr | None = None
+
     # --- logging ------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -292,7 +302,8 @@ def _describe(error: Any) -> str:
     name = str(loc[0]).upper() if loc else "settings"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     given = error.get("input")
-    shown = "" if name in ("ALPACA_API_KEY", "ALPACA_API_SECRET", "TICKPIPE_API_KEYS") else f" (got {given!r})"
+    secret = name in ("ALPACA_API_KEY", "ALPACA_API_SECRET", "TICKPIPE_API_KEYS", "TICKPIPE_ADMIN_TOKEN")
+    shown = "" if secret else f" (got {given!r})"
     if isinstance(given, dict):
         shown = ""
     return f"{name}: {message}{shown}"
