@@ -13,7 +13,9 @@ Design choices, for analysts and for replays:
   in place (a replay of a trade must not undo them, and the original stays
   readable); the view ``trades_corrected`` (migration 0002) applies them;
 - the primary key starts with ``symbol, time`` and serves "one symbol, a time
-  range, newest first" by a backward index scan.
+  range, newest first" by a backward index scan;
+- every table, view and column carries its description (``comment=``), which
+  migration 0003 puts in the database (``\\d+ quotes`` in psql shows it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -36,118 +39,277 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from tickpipe.feeds import STOCK
 
 metadata = MetaData()
+#: The views, described as tables (their columns and descriptions), apart from ``metadata``: migrations
+#: create them (0002), never ``metadata.create_all`` or an autogenerate.
+views = MetaData()
+
+# Descriptions every table repeats. They reach the database as COMMENT ON (migration 0003, which spells
+# them as they were then; a test holds the migrated database to the text here).
+_SYMBOL = "ticker symbol, as Alpaca sends it (e.g. AAPL)"
+_TIME = "event time (UTC, to the microsecond), as the exchange or SIP stamped it; the daily partition key"
+_TIME_NS = "the same event time exact to the nanosecond, as Alpaca sent it: nanoseconds since 1970-01-01 UTC"
+_TAPE = "consolidated tape: A = NYSE, B = NYSE Arca, Cboe and other regional, C = Nasdaq listed"
+_RECEIVED_AT = (
+    "when tickpipe's producer received the event from Alpaca (the producer's clock; for a backfilled event, "
+    "when the backfill fetched it); received_at - time is the feed's latency. NULL when unknown"
+)
+_EXCHANGE = "exchange code of the venue that printed the trade (e.g. V = IEX, Q = Nasdaq, N = NYSE)"
+_CONDITIONS = "trade condition codes of the tape (e.g. @ regular sale, I odd lot, T extended hours)"
 
 
-def _time_columns() -> list[Column[object]]:
+def _time_columns(time: str = _TIME) -> list[Column[object]]:
     return [
-        Column("symbol", Text, nullable=False),
-        Column("time", DateTime(timezone=True), nullable=False, comment="event time (µs), partition key"),
-        Column("time_ns", BigInteger, nullable=False, comment="exact event time, ns since the epoch"),
+        Column("symbol", Text, nullable=False, comment=_SYMBOL),
+        Column("time", DateTime(timezone=True), nullable=False, comment=time),
+        Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
     ]
+
+
+def _received_at() -> Column[object]:
+    return Column("received_at", DateTime(timezone=True), nullable=True, comment=_RECEIVED_AT)
+
+
+def _tape() -> Column[object]:
+    return Column("tape", Text, nullable=False, comment=_TAPE)
 
 
 quotes = Table(
     "quotes",
     metadata,
     *_time_columns(),
-    Column("event_key", BigInteger, nullable=False, comment="deterministic hash of the upstream content"),
-    Column("bid_exchange", Text, nullable=False),
-    Column("bid_price", Float(53), nullable=False),
-    Column("bid_size", BigInteger, nullable=False),
-    Column("ask_exchange", Text, nullable=False),
-    Column("ask_price", Float(53), nullable=False),
-    Column("ask_size", BigInteger, nullable=False),
-    Column("conditions", ARRAY(Text), nullable=False),
-    Column("tape", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "event_key",
+        BigInteger,
+        nullable=False,
+        comment="deterministic 64-bit hash of the quote's upstream content (every field but received_at): "
+        "it tells apart two quotes of one symbol at the same time, and makes a redelivered or replayed quote "
+        "a no-op. An identifier, not a quantity",
+    ),
+    Column(
+        "bid_exchange",
+        Text,
+        nullable=False,
+        comment="exchange code of the best bid (e.g. V = IEX, Q = Nasdaq, N = NYSE)",
+    ),
+    Column(
+        "bid_price",
+        Float(53),
+        nullable=False,
+        comment="best bid price, USD per share, exactly as sent (double precision, no rounding)",
+    ),
+    Column(
+        "bid_size", BigInteger, nullable=False, comment="shares at the best bid (Alpaca sends round lots as shares)"
+    ),
+    Column("ask_exchange", Text, nullable=False, comment="exchange code of the best ask"),
+    Column("ask_price", Float(53), nullable=False, comment="best ask (offer) price, USD per share, exactly as sent"),
+    Column("ask_size", BigInteger, nullable=False, comment="shares at the best ask"),
+    Column(
+        "conditions",
+        ARRAY(Text),
+        nullable=False,
+        comment="quote condition codes of the tape (e.g. R regular two-sided quote)",
+    ),
+    _tape(),
+    _received_at(),
     PrimaryKeyConstraint("symbol", "time", "event_key", name="quotes_pkey"),
     postgresql_partition_by="RANGE (time)",
+    comment="National best bid and offer updates (NBBO for the SIP feed, IEX's own quote for the IEX feed): "
+    "one row per quote event. Daily partitions quotes_pYYYYMMDD.",
 )
 
 trades = Table(
     "trades",
     metadata,
     *_time_columns(),
-    Column("exchange", Text, nullable=False),
-    Column("trade_id", BigInteger, nullable=False),
-    Column("price", Float(53), nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("conditions", ARRAY(Text), nullable=False),
-    Column("tape", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("exchange", Text, nullable=False, comment=_EXCHANGE),
+    Column(
+        "trade_id",
+        BigInteger,
+        nullable=False,
+        comment="trade id given by the exchange: unique per symbol, exchange and day (ids repeat across days)",
+    ),
+    Column(
+        "price",
+        Float(53),
+        nullable=False,
+        comment="trade price, USD per share, exactly as sent (double precision, no rounding)",
+    ),
+    Column("size", BigInteger, nullable=False, comment="shares traded"),
+    Column("conditions", ARRAY(Text), nullable=False, comment=_CONDITIONS),
+    _tape(),
+    _received_at(),
     PrimaryKeyConstraint("symbol", "time", "exchange", "trade_id", name="trades_pkey"),
     postgresql_partition_by="RANGE (time)",
+    comment="Trades (prints) as first reported: one row per trade event. Corrections and cancels are stored apart "
+    "(tables corrections, cancels) and applied by the view trades_corrected. Daily partitions trades_pYYYYMMDD.",
 )
 
 bars = Table(
     "bars",
     metadata,
-    Column("symbol", Text, nullable=False),
-    Column("timeframe", Text, nullable=False, comment="1Min (minute and updated bars) or 1Day"),
-    Column("time", DateTime(timezone=True), nullable=False, comment="bar start, partition key"),
-    Column("time_ns", BigInteger, nullable=False),
-    Column("open", Float(53), nullable=False),
-    Column("high", Float(53), nullable=False),
-    Column("low", Float(53), nullable=False),
-    Column("close", Float(53), nullable=False),
-    Column("volume", BigInteger, nullable=False),
-    Column("vwap", Float(53), nullable=False),
-    Column("trade_count", BigInteger, nullable=False),
-    Column("updated", Text, nullable=False, comment="b = minute bar, u = updated after late trades, d = daily"),
-    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column("symbol", Text, nullable=False, comment=_SYMBOL),
+    Column(
+        "timeframe",
+        Text,
+        nullable=False,
+        comment="1Min for minute bars (updated = 'b' or 'u'), 1Day for daily bars (updated = 'd')",
+    ),
+    Column(
+        "time",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="start of the bar (UTC): the minute 09:30 covers 09:30:00 to 09:30:59.999; the partition key",
+    ),
+    Column("time_ns", BigInteger, nullable=False, comment="the same bar start, nanoseconds since 1970-01-01 UTC"),
+    Column("open", Float(53), nullable=False, comment="first trade price of the bar, USD"),
+    Column("high", Float(53), nullable=False, comment="highest trade price of the bar, USD"),
+    Column("low", Float(53), nullable=False, comment="lowest trade price of the bar, USD"),
+    Column("close", Float(53), nullable=False, comment="last trade price of the bar, USD"),
+    Column("volume", BigInteger, nullable=False, comment="shares traded in the bar"),
+    Column("vwap", Float(53), nullable=False, comment="volume-weighted average price of the bar's trades, USD"),
+    Column("trade_count", BigInteger, nullable=False, comment="number of trades in the bar"),
+    Column(
+        "updated",
+        Text,
+        nullable=False,
+        comment="which message this row is, by Alpaca's event type: b = minute bar as first sent, "
+        "u = updated minute bar (late trades included; replaces the b row, never the reverse), d = daily bar",
+    ),
+    _received_at(),
     PrimaryKeyConstraint("symbol", "timeframe", "time", name="bars_pkey"),
     postgresql_partition_by="RANGE (time)",
+    comment="OHLCV bars: one row per symbol, timeframe and bar start. A minute bar (updated = 'b') is replaced by "
+    "its updated version (updated = 'u') when late trades arrive; daily bars have updated = 'd'. "
+    "Daily partitions bars_pYYYYMMDD.",
 )
 
 statuses = Table(
     "statuses",
     metadata,
     *_time_columns(),
-    Column("status_code", Text, nullable=False, comment="e.g. H halt, T resumption (UTP); 2 halt, 3 resume (CTA)"),
-    Column("status_message", Text, nullable=False),
-    Column("reason_code", Text, nullable=False, comment="e.g. LUDP: a limit up-limit down (LULD) pause"),
-    Column("reason_message", Text, nullable=False),
-    Column("tape", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "status_code",
+        Text,
+        nullable=False,
+        comment="status code of the tape, e.g. H halt, T resumption (UTP); 2 halt, 3 resume (CTA)",
+    ),
+    Column(
+        "status_message",
+        Text,
+        nullable=False,
+        comment="the status code in words, as Alpaca sends it (e.g. Trading Halt)",
+    ),
+    Column(
+        "reason_code",
+        Text,
+        nullable=False,
+        comment="reason code of the status, e.g. LUDP: a limit up-limit down (LULD) pause",
+    ),
+    Column("reason_message", Text, nullable=False, comment="the reason code in words, as Alpaca sends it"),
+    _tape(),
+    _received_at(),
     PrimaryKeyConstraint("symbol", "time", "status_code", "reason_code", name="statuses_pkey"),
     postgresql_partition_by="RANGE (time)",
+    comment="Trading status messages: halts, resumptions, LULD pauses, quote-only periods. One row per status "
+    "event. Daily partitions statuses_pYYYYMMDD.",
 )
 
 corrections = Table(
     "corrections",
     metadata,
-    *_time_columns(),
-    Column("exchange", Text, nullable=False),
-    Column("original_id", BigInteger, nullable=False, comment="trade_id of the trade (or correction) corrected"),
-    Column("original_price", Float(53), nullable=False),
-    Column("original_size", BigInteger, nullable=False),
-    Column("original_conditions", ARRAY(Text), nullable=False),
-    Column("corrected_id", BigInteger, nullable=False, comment="the trade's id from now on (a later message names it)"),
-    Column("corrected_price", Float(53), nullable=False),
-    Column("corrected_size", BigInteger, nullable=False),
-    Column("corrected_conditions", ARRAY(Text), nullable=False),
-    Column("tape", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=True),
+    *_time_columns("when the correction was sent (UTC, to the microsecond); the partition key"),
+    Column("exchange", Text, nullable=False, comment="exchange code of the corrected trade"),
+    Column(
+        "original_id",
+        BigInteger,
+        nullable=False,
+        comment="trade_id of the trade corrected (or the corrected_id of an earlier correction)",
+    ),
+    Column("original_price", Float(53), nullable=False, comment="the trade's price before this correction, USD"),
+    Column("original_size", BigInteger, nullable=False, comment="the trade's size before this correction, shares"),
+    Column(
+        "original_conditions", ARRAY(Text), nullable=False, comment="the trade's condition codes before this correction"
+    ),
+    Column(
+        "corrected_id",
+        BigInteger,
+        nullable=False,
+        comment="the trade's id from this correction on (a later correction or cancel names this id)",
+    ),
+    Column("corrected_price", Float(53), nullable=False, comment="the trade's price after this correction, USD"),
+    Column("corrected_size", BigInteger, nullable=False, comment="the trade's size after this correction, shares"),
+    Column(
+        "corrected_conditions", ARRAY(Text), nullable=False, comment="the trade's condition codes after this correction"
+    ),
+    _tape(),
+    _received_at(),
     PrimaryKeyConstraint("symbol", "time", "exchange", "original_id", "corrected_id", name="corrections_pkey"),
     # How trades_corrected finds the corrections of one trade: by its id, not by the correction's time.
     Index("corrections_original", "symbol", "exchange", "original_id", "time"),
     postgresql_partition_by="RANGE (time)",
+    comment="Trade corrections as they arrived: each names a trade by its id (original_*) and gives its new values "
+    "(corrected_*). Never applied to trades in place: read trades_corrected for trades as they stand. "
+    "Daily partitions corrections_pYYYYMMDD.",
 )
 
 cancels = Table(
     "cancels",
     metadata,
-    *_time_columns(),
-    Column("exchange", Text, nullable=False),
-    Column("trade_id", BigInteger, nullable=False, comment="the trade cancelled"),
-    Column("price", Float(53), nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("action", Text, nullable=False, comment="as Alpaca sends it: C = cancel, E = error"),
-    Column("tape", Text, nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=True),
+    *_time_columns("when the cancel was sent (UTC, to the microsecond); the partition key"),
+    Column("exchange", Text, nullable=False, comment="exchange code of the cancelled trade"),
+    Column(
+        "trade_id",
+        BigInteger,
+        nullable=False,
+        comment="trade_id of the trade cancelled (or the corrected_id a correction gave it)",
+    ),
+    Column("price", Float(53), nullable=False, comment="price of the cancelled trade, USD"),
+    Column("size", BigInteger, nullable=False, comment="size of the cancelled trade, shares"),
+    Column("action", Text, nullable=False, comment="as Alpaca sends it: C = cancel, E = error (trade busted)"),
+    _tape(),
+    _received_at(),
     PrimaryKeyConstraint("symbol", "time", "exchange", "trade_id", name="cancels_pkey"),
     Index("cancels_trade", "symbol", "exchange", "trade_id", "time"),
     postgresql_partition_by="RANGE (time)",
+    comment="Trade cancels and busts (errors) as they arrived. Never applied to trades in place: trades_corrected "
+    "marks a cancelled trade. Daily partitions cancels_pYYYYMMDD.",
+)
+
+#: The view of trades as they stand (migration 0002 creates it), for its columns and descriptions.
+trades_corrected = Table(
+    "trades_corrected",
+    views,
+    Column("symbol", Text, comment=_SYMBOL),
+    Column("time", DateTime(timezone=True), comment="trade time as first printed (UTC, to the microsecond)"),
+    Column("time_ns", BigInteger, comment=_TIME_NS),
+    Column("exchange", Text, comment=_EXCHANGE),
+    Column(
+        "trade_id", BigInteger, comment="trade id as first printed (see corrected_id for the id a correction gave it)"
+    ),
+    Column("price", Float(53), comment="price as it stands: the last correction's, else as printed, USD"),
+    Column("size", BigInteger, comment="size as it stands: the last correction's, else as printed, shares"),
+    Column("conditions", ARRAY(Text), comment="condition codes as they stand: the last correction's, else as printed"),
+    Column("tape", Text, comment=_TAPE),
+    Column(
+        "received_at",
+        DateTime(timezone=True),
+        comment="when the producer received the trade as first printed (see trades.received_at)",
+    ),
+    Column("corrected_id", BigInteger, comment="the trade's id after its last correction; NULL when never corrected"),
+    Column("original_price", Float(53), comment="price as first printed, USD"),
+    Column("original_size", BigInteger, comment="size as first printed, shares"),
+    Column("original_conditions", ARRAY(Text), comment="condition codes as first printed"),
+    Column(
+        "cancel_action",
+        Text,
+        comment="C = cancelled, E = error (busted), from the last cancel of the trade; NULL if none",
+    ),
+    Column(
+        "cancelled", Boolean, comment="true when the trade was cancelled or busted: leave it out of volumes and prices"
+    ),
+    comment="Trades as they stand: the last correction of each trade applied (price, size, conditions; original_* as "
+    "first printed) and cancelled = true for a cancelled or busted trade. Filter on symbol and time: "
+    "corrections and cancels count within one day after the trade.",
 )
 
 #: Tables that are partitioned by day, in the order migrations create them: every stored family's.
