@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import Final
 
 import msgpack
 
@@ -20,6 +21,10 @@ from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
 from tickpipe.codecs import Rejected, Transcoded
 from tickpipe.dlq import DeadLetter, encode_dead_letter
+from tickpipe.feeds import STOCK
+
+#: Type codes stamped with the moment they happened (quotes, trades): the only ones upstream lag is measured on.
+TICK_CODES: Final = frozenset(kind.code for _, kind in STOCK.event_types() if kind.tick)
 
 
 class Fanout:
@@ -62,8 +67,9 @@ class Fanout:
             records.append((topics[event.type_code], key, event.kafka))
         self.durable.offer(records)
         self.received.update(event.type_code for event in events)
+        ticks = TICK_CODES
         for event in reversed(events):  # bars carry their minute, not the moment: lag only from ticks
-            if event.type_code in ("q", "t"):
+            if event.type_code in ticks:
                 self.metrics.upstream_lag.observe(max(0, received_at - event.timestamp) / 1e9)
                 break
         self.metrics.handler_seconds.observe(time.perf_counter() - started)

@@ -32,9 +32,10 @@ from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
 from producer.retry import curve, describe
+from producer.source import CHANNEL_OF, Connector, UpstreamOptions, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
-from producer.upstream import CHANNEL_OF, Connector, UpstreamClient, UpstreamOptions, websocket_connector
+from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.errors import ServiceStartError, SettingsError
 from tickpipe.kafka import dlq_topic

@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 from websockets.asyncio.client import connect
 
 from tickpipe.codecs import Rejected, Transcoded
+from tickpipe.feeds import STOCK
 
-#: SUBSCRIBED_TYPES name -> the channel to subscribe to (corrections and cancels come with trades).
-CHANNEL_OF = {
-    "quotes": "quotes", "trades": "trades", "bars": "bars", "updatedBars": "updatedBars",
-    "dailyBars": "dailyBars", "statuses": "statuses", "corrections": "trades", "cancelErrors": "trades",
-}  # fmt: skip
+#: SUBSCRIBED_TYPES name -> the upstream channel to subscribe to: its own, or the one it follows
+#: (corrections and cancels come with trades), as the feed declares it.
+CHANNEL_OF: Final = {kind.channel: kind.follows or kind.channel for _, kind in STOCK.event_types()}
+#: What a connection subscribes to unless told otherwise: the channel of each required family's first type
+#: (quotes, trades, bars), the same as SUBSCRIBED_TYPES' default.
+DEFAULT_CHANNELS: Final = tuple(family.types[0].channel for family in STOCK.families if family.required)
 
 
 class UpstreamState(StrEnum):
@@ -71,7 +73,7 @@ class UpstreamOptions:
     url: str
     key: str = ""
     secret: str = ""
-    channels: tuple[str, ...] = ("quotes", "trades", "bars")
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
     silence_timeout: float = 30.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
