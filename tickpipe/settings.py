@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     api_db_pool_timeout_s: float = Field(default=5.0, gt=0)
     api_csv_exports_max: int = Field(default=4, ge=1)
     api_csv_max_rows: int = Field(default=1_000_000, ge=1)
+    # API keys (``tickpipe keys``): auto = required when any key exists or when bound beyond loopback.
+    tickpipe_api_auth: Literal["auto", "on", "off"] = "auto"
+    #: A key's limits unless ``tickpipe keys add`` gave it its own (its symbols: WS_MAX_SYMBOLS).
+    api_key_max_connections: int = Field(default=10, ge=1)
+    api_key_requests_per_minute: int = Field(default=600, ge=1)
+    #: How often an API process reloads the keys (a revoked key is refused at most this much later).
+    api_keys_refresh_s: float = Field(default=5.0, gt=0)
 
     # --- simulator ----------------------------------------------------------
     simulator_host: str = "127.0.0.1"
