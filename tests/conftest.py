@@ -19,30 +19,30 @@ session services are.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import shutil
 import socket
 import string
 import tempfile
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio
-from broker import KIND as KAFKA_KIND
-from broker import private_broker
 
+from tests.helpers.api import ApiServer, api_settings, running_api
+from tests.helpers.broker import KIND as KAFKA_KIND
+from tests.helpers.broker import private_broker
+from tests.helpers.services import in_thread, run_sync, with_database
 from tickpipe.dev.services import ENV_VARS, EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, ServiceUrls
-
-T = TypeVar("T")
+from tickpipe.names import SYMBOLS_KEY
 
 
 def pytest_report_header() -> str:
@@ -54,39 +54,6 @@ def pytest_report_header() -> str:
 TEST_SERVICES = os.environ.get("TICKPIPE_TEST_SERVICES") or "embedded"
 if TEST_SERVICES not in ("embedded", "docker"):
     raise pytest.UsageError(f"TICKPIPE_TEST_SERVICES: expected 'embedded' or 'docker', got {TEST_SERVICES!r}")
-
-
-def in_thread(fn: Callable[[], T]) -> T:
-    """Call ``fn`` on a thread of its own and return its result (or raise its error).
-
-    For code that runs an event loop of its own (``asyncio.run``, alembic's env):
-    on its own thread it cannot disturb the loops pytest-asyncio runs tests in.
-    """
-    outcome: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            outcome.append(fn())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="in_thread")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return outcome[0]
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code (a session fixture)."""
-    return in_thread(lambda: asyncio.run(coro))
-
-
-def with_database(url: str, name: str) -> str:
-    """``url`` pointing at database ``name`` on the same server."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def docker_engine_reachable() -> bool:
@@ -303,3 +270,42 @@ async def clean_db(migrated_db: str) -> str:
     finally:
         await conn.close()
     return migrated_db
+
+
+# --- the API, served for a test ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
+    """The API on the session's PostgreSQL (schema at head) and Redis, default settings."""
+    async with running_api(api_settings(migrated_db, redis_url, ws_max_symbols=50)) as server:
+        yield server
+
+
+@pytest.fixture(name="listed_symbol")
+def listed_symbol_fixture(unique_symbol: Callable[[], str], redis_url: str) -> Iterator[Callable[[], str]]:
+    """Unique symbols the producer lists (``tickpipe:symbols``), so the stream subscribes them in Redis at once.
+
+    A symbol that exists nowhere (not listed, no snapshot) is parked until it
+    does: a test that publishes to a brand-new symbol right after subscribing
+    must make it exist first, as the producer would.
+    """
+    client = redis.Redis.from_url(redis_url)
+    made: list[str] = []
+
+    def make() -> str:
+        symbol = unique_symbol()
+        client.sadd(SYMBOLS_KEY, symbol)
+        made.append(symbol)
+        return symbol
+
+    yield make
+    if made:
+        client.srem(SYMBOLS_KEY, *made)
+    client.close()
+
+
+@pytest.fixture
+async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
+        yield client

@@ -16,10 +16,11 @@ from typing import Any
 
 import msgpack
 import redis.asyncio
-from api_fixtures import ApiServer, api, day_ns, publish, quote, trade, wait_for
-from api_fixtures import listed_symbol_fixture as listed_symbol_fixture  # the listed_symbol fixture
 
 from api.stream.protocol import STREAMS
+from tests.helpers.api import ApiServer, publish
+from tests.helpers.events import day_ns, quote, trade
+from tests.helpers.waiting import wait_for
 from tickpipe.events import Quote as OurQuote
 from tickpipe.events import Trade as OurTrade
 
@@ -28,7 +29,6 @@ with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecat
     from alpaca.data.live import StockDataStream
     from alpaca.data.models import Quote, Trade
 
-__all__ = ["api"]  # fixture
 
 DAY = date(2024, 3, 4)
 

@@ -9,7 +9,8 @@ import signal
 import sys
 
 import httpx
-from api_fixtures import wait_for
+
+from tests.helpers.waiting import wait_for
 
 
 async def test_tickpipe_api_serves_and_stops_on_sigterm(migrated_db: str, redis_url: str) -> None:

@@ -12,24 +12,13 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio
-from api_fixtures import (
-    NS,
-    ApiServer,
-    api,
-    bar,
-    day_ns,
-    http,
-    insert_events,
-    publish,
-    quote,
-    trade,
-)
 
+from tests.helpers.api import ApiServer, insert_events, publish
+from tests.helpers.consumers import NS
+from tests.helpers.events import bar, day_ns, quote, trade
 from tickpipe.codecs import encode_live, event_key, format_rfc3339_ns
 from tickpipe.events import DailyBar, Quote, Trade
 from tickpipe.names import latest_hash
-
-__all__ = ["api", "http"]  # fixtures
 
 DAY = date(2024, 3, 4)
 NEXT = date(2024, 3, 5)

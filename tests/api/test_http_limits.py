@@ -18,9 +18,11 @@ from datetime import date
 import asyncpg
 import httpx
 import pytest
-from api_fixtures import ApiServer, api_settings, bar, day_ns, insert_events, quote, running_api, wait_for
 
 from api.state import scrub
+from tests.helpers.api import ApiServer, api_settings, insert_events, running_api
+from tests.helpers.events import bar, day_ns, quote
+from tests.helpers.waiting import wait_for
 from tickpipe import db
 from tickpipe.dev.processes import free_port
 from tickpipe.settings import load_settings

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from api_fixtures import api_settings, serving_in_thread
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.main import create_app
+from tests.helpers.api import api_settings, serving_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ HISTORY = schema.include(tag="history")
 def test_history_as_csv_with_any_page_token(case: schemathesis.Case, live_api: str) -> None:
     """Every history route asked for CSV, with the page tokens schemathesis draws from the documented
     pattern: no 5xx, responses as documented, and (the client reads the body to its end) never a CSV
-    body cut short. Well-formed tokens at the edges of time: tests/test_api_tokens_forged.py."""
+    body cut short. Well-formed tokens at the edges of time: tests/api/test_tokens_forged.py."""
     case.headers["Accept"] = "text/csv"
     response = case.call_and_validate(base_url=live_api, excluded_checks=[positive_data_acceptance])
     if response.status_code == 200:

@@ -12,23 +12,12 @@ import orjson
 import pytest
 import redis.asyncio
 import redis.exceptions
-from api_fixtures import (
-    ApiServer,
-    WsClient,
-    api_settings,
-    bar,
-    day_ns,
-    numsub,
-    publish,
-    quote,
-    running_api,
-    trade,
-    wait_for,
-)
-from api_fixtures import listed_symbol_fixture as listed_symbol_fixture  # the listed_symbol fixture
 from websockets.exceptions import ConnectionClosed
 
 from api.stream.direct import DirectWebSocketProtocol
+from tests.helpers.api import ApiServer, WsClient, api_settings, numsub, publish, running_api
+from tests.helpers.events import bar, day_ns, quote, trade
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import encode_live
 from tickpipe.dev.services import EmbeddedRedis
 from tickpipe.events import DailyBar, Event, TradeCorrection, UpdatedBar

@@ -18,24 +18,14 @@ import orjson
 import psutil
 import pytest
 import redis.asyncio
-from api_fixtures import (
-    ApiServer,
-    WsClient,
-    api_process,
-    api_settings,
-    day_ns,
-    numsub,
-    publish,
-    quote,
-    running_api,
-    wait_for,
-)
-from api_fixtures import listed_symbol_fixture as listed_symbol_fixture  # the listed_symbol fixture
 from websockets.exceptions import ConnectionClosed
 
 from api.stream.direct import DirectWebSocketProtocol
 from api.stream.outbox import Outbox
 from api.stream.protocol import ECHO_CHARS
+from tests.helpers.api import ApiServer, WsClient, api_process, api_settings, numsub, publish, running_api
+from tests.helpers.events import day_ns, quote
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import encode_live
 from tickpipe.names import latest_hash
 

@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from api_fixtures import api_settings, bar, day_ns, insert_events, quote, serving_in_thread, trade
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.tokens import VERSION
+from tests.helpers.api import api_settings, insert_events, serving_in_thread
+from tests.helpers.events import bar, day_ns, quote, trade
 from tickpipe.events import Event
 
 DAY = date(2024, 3, 6)

@@ -10,7 +10,6 @@ from typing import Any
 import msgpack
 import orjson
 import pytest
-from api_fixtures import wait_for
 from fastapi.exceptions import RequestValidationError
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,6 +26,7 @@ from api.stream.flusher import Flusher
 from api.stream.hub import ChannelLimit, Hub, event_code
 from api.stream.outbox import FRAME_EVENTS, Outbox
 from api.tokens import decode_token, encode_token
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import encode_live, format_rfc3339_ns, parse_rfc3339_ns
 from tickpipe.events import Bar, Quote, UpdatedBar
 

@@ -8,11 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from api_fixtures import api, api_settings, http, running_api
 
 from api.tokens import encode_token
-
-__all__ = ["api", "http"]  # fixtures
+from tests.helpers.api import api_settings, running_api
 
 QUOTES_TOKEN = encode_token("quotes", "asc", (1_709_559_000_000_000_000, 5))
 
@@ -99,9 +97,8 @@ async def test_services_down_mean_503_and_not_ready(migrated_db: str, redis_url:
 
 
 async def test_dashboard_route_serves_index_when_present(migrated_db: str, redis_url: str, tmp_path: Path) -> None:
-    from api_fixtures import ApiServer
-
     from api.main import create_app
+    from tests.helpers.api import ApiServer
 
     settings = api_settings(migrated_db, redis_url)
     server = await ApiServer(create_app(settings, static_dir=tmp_path)).start()

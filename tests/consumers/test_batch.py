@@ -6,13 +6,13 @@ import msgpack
 import msgspec
 import pytest
 from aiokafka.structs import TopicPartition
-from consumer_fixtures import Rec, make_bars, make_quotes, make_trades
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.batch import Batch, build_batch
 from consumers.staging import MAX_TIMESTAMP_NS, array_literal, key_of
 from consumers.tables import SPECS
+from tests.helpers.consumers import Rec, make_bars, make_quotes, make_trades
 from tickpipe.codecs import encode_kafka, event_key
 from tickpipe.events import Bar, Event, Quote, TradingStatus, UpdatedBar
 

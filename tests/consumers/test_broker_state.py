@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from broker import apache_kafka
-from consumer_fixtures import consumer_settings, wait_for
 
 from consumers.service import ConsumerService
+from tests.helpers.broker import apache_kafka
+from tests.helpers.consumers import consumer_settings
+from tests.helpers.waiting import wait_for
 from tickpipe.dev.embedded_kafka import EmbeddedKafka
 
 

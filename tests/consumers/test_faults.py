@@ -23,8 +23,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import RecordMetadata
-from broker import apache_kafka
-from consumer_fixtures import (
+
+from consumers.service import ConsumerService
+from consumers.worker import SIGKILL_HOOK, group_id
+from tests.helpers.broker import apache_kafka
+from tests.helpers.consumers import (
     BASE_NS,
     NS,
     ConsumerProcess,
@@ -39,11 +42,8 @@ from consumer_fixtures import (
     records_of,
     sort_key,
     to_microseconds,
-    wait_for,
 )
-
-from consumers.service import ConsumerService
-from consumers.worker import SIGKILL_HOOK, group_id
+from tests.helpers.waiting import wait_for
 from tickpipe.events import Event
 from tickpipe.names import topic
 from tickpipe.settings import Settings

@@ -7,8 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import in_thread
-from consumer_fixtures import (
+
+from consumers.progress import WorkerStats
+from consumers.service import ConsumerService
+from consumers.store import retry_backoff
+from consumers.worker import Worker
+from tests.helpers.consumers import (
     committed_total,
     consumer_settings,
     count_rows,
@@ -18,13 +22,9 @@ from consumer_fixtures import (
     records_of,
     sort_key,
     to_microseconds,
-    wait_for,
 )
-
-from consumers.progress import WorkerStats
-from consumers.service import ConsumerService
-from consumers.store import retry_backoff
-from consumers.worker import Worker
+from tests.helpers.services import in_thread
+from tests.helpers.waiting import wait_for
 from tickpipe import db
 from tickpipe.dev.embedded import free_port
 from tickpipe.dev.services import EmbeddedPostgres

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from consumer_fixtures import (
+
+from consumers.worker import group_id
+from tests.helpers.consumers import (
     ConsumerProcess,
     ConsumerProcesses,
     committed_total,
@@ -21,10 +23,8 @@ from consumer_fixtures import (
     records_of,
     sort_key,
     to_microseconds,
-    wait_for,
 )
-
-from consumers.worker import group_id
+from tests.helpers.waiting import wait_for
 from tickpipe.names import topic
 from tickpipe.settings import Settings
 

@@ -13,11 +13,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from broker import apache_kafka
-from consumer_fixtures import consumer_settings, count_rows, make_quotes, produce, records_of, wait_for
 
 from consumers.collect import make_consumer
 from consumers.service import ConsumerService
+from tests.helpers.broker import apache_kafka
+from tests.helpers.consumers import consumer_settings, count_rows, make_quotes, produce, records_of
+from tests.helpers.waiting import wait_for
 from tickpipe.kafka import dlq_topic, ensure_topics
 from tickpipe.names import topic
 from tickpipe.settings import Settings

@@ -8,7 +8,10 @@ import json
 import asyncpg
 import httpx
 import pytest
-from consumer_fixtures import (
+
+from consumers.progress import WorkerStats
+from consumers.service import ConsumerService
+from tests.helpers.consumers import (
     committed_total,
     consumer_settings,
     count_rows,
@@ -21,11 +24,8 @@ from consumer_fixtures import (
     records_of,
     sort_key,
     to_microseconds,
-    wait_for,
 )
-
-from consumers.progress import WorkerStats
-from consumers.service import ConsumerService
+from tests.helpers.waiting import wait_for
 from tickpipe import db
 from tickpipe.codecs import ns_to_datetime
 from tickpipe.events import Event

@@ -9,11 +9,11 @@ import asyncpg
 import msgspec
 import pytest
 from aiokafka.structs import TopicPartition
-from consumer_fixtures import BASE_NS, Rec, expected_bars, make_bars, make_quotes, make_trades
 
 from consumers.batch import Batch, build_batch
 from consumers.staging import MAX_TIMESTAMP_NS
 from consumers.writer import WriteError, Writer
+from tests.helpers.consumers import BASE_NS, Rec, expected_bars, make_bars, make_quotes, make_trades
 from tickpipe.codecs import encode_kafka
 from tickpipe.dev.embedded import free_port
 from tickpipe.events import Bar, Event, Quote, UpdatedBar

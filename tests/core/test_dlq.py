@@ -14,18 +14,18 @@ import msgspec
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from consumer_fixtures import consumer_settings, count_rows, make_quotes, make_trades, produce, records_of
 
 from consumers.dlq import read_dead_letters, replay_dead_letters
 from consumers.progress import WorkerStats
 from consumers.service import ConsumerService
+from tests.helpers.consumers import consumer_settings, count_rows, make_quotes, make_trades, produce, records_of
 from tickpipe.codecs import encode_kafka
 from tickpipe.dlq import DeadLetter, encode_dead_letter
 from tickpipe.kafka import dlq_topic, make_producer
 from tickpipe.names import topic
 from tickpipe.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ async def test_poison_goes_to_the_dlq_with_reasons_and_replay_after_a_fix_stores
     good = make_quotes(300, seed=7)
     bad = poison()
     # (a status here was once counted as skipped; statuses now have a table of their own, so a status
-    # on the quotes topic is misrouted, a dead letter: tests/test_consumer_batch.py covers that)
+    # on the quotes topic is misrouted, a dead letter: tests/consumers/test_batch.py covers that)
     records = records_of(good[:150])
     records += [(b"SYM001", value) for value, _, _ in bad.values()]
     records += records_of(good[150:])

@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from api_fixtures import api_settings
 from fastapi import FastAPI
 
 from api import queries, shape
@@ -28,6 +27,7 @@ from consumers import tables as consumer_tables
 from simulator import subscriptions
 from simulator.config import FEEDS as SIMULATED_VARIANTS
 from simulator.server import feed_of
+from tests.helpers.api import api_settings
 from tickpipe import names, rows, schema, settings
 from tickpipe.events import EVENT_TYPES, BaseEvent
 from tickpipe.feeds import FEEDS, Conflict, EventType, Family, Feed

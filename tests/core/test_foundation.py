@@ -13,9 +13,9 @@ import msgpack
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer
-from broker import IDEMPOTENCE
-from conftest import in_thread, with_database
 
+from tests.helpers.broker import IDEMPOTENCE
+from tests.helpers.services import in_thread, with_database
 from tickpipe import db
 from tickpipe.codecs import decode_frame, decode_kafka, decode_live, encode_kafka, encode_live, event_key
 from tickpipe.events import Bar, Event, Quote, Trade, UpdatedBar

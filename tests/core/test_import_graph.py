@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("tickpipe", "producer", "consumers", "api", "simulator")
 
 #: Cycles not broken yet, each as the modules it may span (a cycle among fewer of them is the same one, shrinking).

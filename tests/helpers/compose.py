@@ -1,4 +1,4 @@
-"""Readers for the deployment files, for tests/test_compose.py (no Docker engine needed).
+"""Readers for the deployment files, for tests/system/test_compose.py (no Docker engine needed).
 
 Compose's variable interpolation, a Dockerfile's stages, ``.dockerignore``
 matching, ``.env.example``'s two sections and the metric names the code
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_MARKER = "# --- docker compose only"

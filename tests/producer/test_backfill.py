@@ -13,7 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from producer_fixtures import (
+
+from producer.backfill import is_backfilled
+from producer.service import ProducerService
+from simulator import Faults, Simulator
+from simulator.history import History
+from tests.helpers.producer import (
     MINUTE,
     RATE,
     SECOND,
@@ -25,13 +30,8 @@ from producer_fixtures import (
     read_topics,
     ready,
     running,
-    until,
 )
-
-from producer.backfill import is_backfilled
-from producer.service import ProducerService
-from simulator import Faults, Simulator
-from simulator.history import History
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import decode_kafka, event_key
 from tickpipe.dev.tcp_proxy import TcpProxy
 
@@ -58,14 +58,14 @@ async def test_an_upstream_cut_is_filled_from_the_rest_api_exactly_once(
             assert gaps is not None and service.backfiller is not None
             async with running(service):
                 await ready(service)
-                await until(lambda: service.upstream.events >= 100, what="100 streamed events")
+                await wait_for(lambda: service.upstream.events >= 100, what="100 streamed events")
                 await proxy.cut()
                 missed = await market_runs_on(history)  # ~10 s of market while nobody reads it, bars close unseen
                 await proxy.restore()
-                await until(lambda: gaps.gaps_seen >= 1, timeout=30, what="a gap to be seen")
-                await until(lambda: not gaps.gaps, timeout=60, what="the gap to be filled")
+                await wait_for(lambda: gaps.gaps_seen >= 1, timeout=30, what="a gap to be seen")
+                await wait_for(lambda: not gaps.gaps, timeout=60, what="the gap to be filled")
                 streamed = service.upstream.events
-                await until(lambda: service.upstream.events >= streamed + 100, what="the stream to go on")
+                await wait_for(lambda: service.upstream.events >= streamed + 100, what="the stream to go on")
                 health = await service.health()
             assert service.upstream.reconnects, "expected the cut to cause a reconnect"
             live = service.live  # stopped: every event it was given is published or counted as dropped
@@ -109,7 +109,7 @@ async def test_connections_dropped_by_the_silence_watchdog_are_filled_each_time(
         gaps = service.gaps
         assert gaps is not None
         async with running(service):
-            await until(
+            await wait_for(
                 lambda: gaps.gaps_seen >= 2 and not gaps.gaps and gaps.watermark >= boundary + 2 * SECOND,
                 timeout=90, what="two silences filled and the producer past a minute's end",
             )  # fmt: skip

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from producer_fixtures import (
+
+from producer.backfill import is_backfilled
+from simulator import Simulator
+from simulator.history import History
+from tests.helpers.producer import (
     MINUTE,
     SECOND,
     compare_run,
@@ -26,12 +30,8 @@ from producer_fixtures import (
     read_topics,
     rest_events,
     table_rows,
-    until,
 )
-
-from producer.backfill import is_backfilled
-from simulator import Simulator
-from simulator.history import History
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
 
 
@@ -57,7 +57,7 @@ async def test_backfill_resumes_at_its_checkpoint_and_a_second_run_adds_no_row(
         history = sim.history("iex")
         assert isinstance(history, History)
         boundary = sim.start_ns - sim.start_ns % MINUTE + MINUTE
-        await until(lambda: history.recorded >= 6000 and history.clock_ns >= boundary + 6 * SECOND, 60,
+        await wait_for(lambda: history.recorded >= 6000 and history.clock_ns >= boundary + 6 * SECOND, 60,
                     "6,000 events and a closed minute in the simulator's history")  # fmt: skip
         start, end = (
             boundary - MINUTE,

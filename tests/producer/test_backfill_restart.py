@@ -17,18 +17,11 @@ from typing import Any
 
 import orjson
 import pytest
-from producer_fixtures import (
-    RATE,
-    ProducerProcess,
-    compare_run,
-    drain_into_postgres,
-    market_runs_on,
-    market_start,
-    until,
-)
 
 from simulator import Simulator
 from simulator.history import History
+from tests.helpers.producer import RATE, ProducerProcess, compare_run, drain_into_postgres, market_runs_on, market_start
+from tests.helpers.waiting import wait_for
 
 
 @pytest.fixture
@@ -68,7 +61,7 @@ async def test_a_producer_killed_and_restarted_fills_what_it_missed(
         try:
             await first.until_health(streaming(100), 60, "the first producer to stream 100 events")
             # the file may first be written before any record is safe (watermark 0): wait for a position
-            await until(lambda: watermark(state) > 0, 30, "the gap state file to record a stream position")
+            await wait_for(lambda: watermark(state) > 0, 30, "the gap state file to record a stream position")
         finally:
             await first.kill()  # SIGKILL: no flush, no last state
         await market_runs_on(history)

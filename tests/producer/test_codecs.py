@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_codecs import events, timestamps
 
+from tests.helpers.events import events, timestamps
 from tickpipe.codecs import (
     Transcoded,
     decode_frame,

@@ -22,11 +22,12 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
-from producer_fixtures import MemoryKafka, offered_by_key, partition_of, until
 
 from producer.durable_sink import DurableSink
 from producer.kafka_backend import PartitionsChanged, is_retriable
 from producer.spool import Record, Spool
+from tests.helpers.producer import MemoryKafka, offered_by_key, partition_of
+from tests.helpers.waiting import wait_for
 
 TOPIC = "tickpipe.quotes"
 
@@ -63,7 +64,7 @@ async def test_healthy_kafka_gets_everything_in_order(tmp_path: Path) -> None:
     for i in range(0, 2000, 100):
         run.sink.offer(offered[i : i + 100])
         await asyncio.sleep(0)
-    await until(lambda: run.sink.stats.acked == 2000, what="all acknowledged")
+    await wait_for(lambda: run.sink.stats.acked == 2000, what="all acknowledged")
     await run.stop()
     assert run.sink.stats.spooled == 0
     assert_exactly_once_in_order(kafka, offered)
@@ -74,14 +75,14 @@ async def test_kafka_down_spools_then_replays_in_order(tmp_path: Path) -> None:
     run = Running(sink_in(tmp_path, kafka))
     before, during, after = make(300), make(300, 300), make(300, 600)
     run.sink.offer(before)
-    await until(lambda: run.sink.stats.acked == 300)
+    await wait_for(lambda: run.sink.stats.acked == 300)
     kafka.set_mode("down")
     run.sink.offer(during)
-    await until(lambda: run.sink.spool.depth > 0, what="records spooled")
+    await wait_for(lambda: run.sink.spool.depth > 0, what="records spooled")
     assert run.sink.state == "spooling"
     kafka.set_mode("up")
     run.sink.offer(after)
-    await until(lambda: run.sink.stats.acked == 900 and run.sink.spool.depth == 0, what="spool drained")
+    await wait_for(lambda: run.sink.stats.acked == 900 and run.sink.spool.depth == 0, what="spool drained")
     assert run.sink.state == "direct"
     await run.stop()
     assert_exactly_once_in_order(kafka, before + during + after)
@@ -93,16 +94,16 @@ async def test_an_unanswered_round_spills_newer_records_behind_a_slot(tmp_path: 
     first = make(100)
     kafka.set_mode("hang")
     run.sink.offer(first)
-    await until(lambda: kafka.rounds == 1)
+    await wait_for(lambda: kafka.rounds == 1)
     newer = make(400, 100)
     for i in range(0, 400, 40):
         run.sink.offer(newer[i : i + 40])
         await asyncio.sleep(0.01)
-    await until(lambda: run.sink.spool.depth == 400, what="newer records spooled")
+    await wait_for(lambda: run.sink.spool.depth == 400, what="newer records spooled")
     kafka.set_mode("down")  # the hanging round now fails: it must be replayed before the newer ones
-    await until(lambda: run.sink.spool.depth == 500, what="failed round in its slot")
+    await wait_for(lambda: run.sink.spool.depth == 500, what="failed round in its slot")
     kafka.set_mode("up")
-    await until(lambda: run.sink.spool.depth == 0 and run.sink.stats.acked == 500, what="drained")
+    await wait_for(lambda: run.sink.spool.depth == 0 and run.sink.stats.acked == 500, what="drained")
     await run.stop()
     assert_exactly_once_in_order(kafka, first + newer)
 
@@ -112,12 +113,12 @@ async def test_a_partial_failure_replays_only_what_failed(tmp_path: Path) -> Non
     run = Running(sink_in(tmp_path, kafka))
     offered = make(400)
     run.sink.offer(offered[:200])
-    await until(lambda: run.sink.stats.acked == 200)
+    await wait_for(lambda: run.sink.stats.acked == 200)
     kafka.failing = {(TOPIC, 1), (TOPIC, 2)}
     run.sink.offer(offered[200:])
-    await until(lambda: run.sink.stats.failed_rounds >= 3, what="some rounds fail")
+    await wait_for(lambda: run.sink.stats.failed_rounds >= 3, what="some rounds fail")
     kafka.failing = set()
-    await until(lambda: run.sink.spool.depth == 0 and run.sink.stats.acked == 400, what="drained")
+    await wait_for(lambda: run.sink.spool.depth == 0 and run.sink.stats.acked == 400, what="drained")
     await run.stop()
     assert_exactly_once_in_order(kafka, offered)
 
@@ -127,10 +128,10 @@ async def test_unreachable_at_start_spools_until_it_connects(tmp_path: Path) -> 
     run = Running(sink_in(tmp_path, kafka))
     offered = make(500)
     run.sink.offer(offered)
-    await until(lambda: run.sink.spool.depth == 500 and kafka.starts >= 2, what="spooled while unreachable")
+    await wait_for(lambda: run.sink.spool.depth == 500 and kafka.starts >= 2, what="spooled while unreachable")
     assert run.sink.state == "connecting"
     kafka.reachable = True
-    await until(lambda: run.sink.stats.acked == 500 and run.sink.spool.depth == 0, what="drained")
+    await wait_for(lambda: run.sink.stats.acked == 500 and run.sink.spool.depth == 0, what="drained")
     await run.stop()
     assert_exactly_once_in_order(kafka, offered)
 
@@ -140,10 +141,10 @@ async def test_shutdown_spools_what_kafka_did_not_take_and_next_start_sends_it_f
     run = Running(sink_in(tmp_path, kafka), shutdown_timeout=0.2)
     first = make(200)
     run.sink.offer(first[:100])
-    await until(lambda: run.sink.stats.acked == 100)
+    await wait_for(lambda: run.sink.stats.acked == 100)
     kafka.set_mode("hang")
     run.sink.offer(first[100:])
-    await until(lambda: kafka.rounds == 2)
+    await wait_for(lambda: kafka.rounds == 2)
     await run.stop()  # the round never answers: it goes to the spool
     assert run.sink.spool.depth == 100
 
@@ -151,7 +152,7 @@ async def test_shutdown_spools_what_kafka_did_not_take_and_next_start_sends_it_f
     second = make(100, 200)
     again = Running(sink_in(tmp_path, kafka))
     again.sink.offer(second)
-    await until(lambda: again.sink.stats.acked == 200 and again.sink.spool.depth == 0, what="drained")
+    await wait_for(lambda: again.sink.stats.acked == 200 and again.sink.spool.depth == 0, what="drained")
     await again.stop()
     assert_exactly_once_in_order(kafka, first + second)
 
@@ -175,7 +176,7 @@ async def test_any_schedule_of_failures_keeps_every_record_once_in_order(tmp_pat
         await asyncio.sleep(rng.choice([0, 0, 0.001, 0.01]))
     kafka.set_mode("up")
     kafka.failing = set()
-    await until(lambda: run.sink.stats.acked >= len(offered) and run.sink.spool.depth == 0, what="drained")
+    await wait_for(lambda: run.sink.stats.acked >= len(offered) and run.sink.spool.depth == 0, what="drained")
     await run.stop()
     assert_exactly_once_in_order(kafka, offered)
 
@@ -194,16 +195,16 @@ async def test_a_replay_under_another_partition_count_sends_what_a_partly_failed
     kafka.set_mode("down")
     run = Running(sink_in(tmp_path, kafka))
     run.sink.offer(offered)
-    await until(lambda: run.sink.spool.depth == 18, what="all 18 spooled")
+    await wait_for(lambda: run.sink.spool.depth == 18, what="all 18 spooled")
     kafka.failing = {(TOPIC, 1), (TOPIC, 2)}
     kafka.set_mode("up")
-    await until(lambda: len(kafka.values()) == 3 and run.sink.stats.failed_rounds >= 2, what="partition 0 only")
+    await wait_for(lambda: len(kafka.values()) == 3 and run.sink.stats.failed_rounds >= 2, what="partition 0 only")
     await run.stop()
 
     kafka.failing = set()
     kafka.partition_count = 1
     again = Running(sink_in(tmp_path, kafka))
-    await until(lambda: again.sink.spool.depth == 0, what="the spool replayed")
+    await wait_for(lambda: again.sink.spool.depth == 0, what="the spool replayed")
     await again.stop()
     assert len(kafka.values()) == 18, f"{18 - len(kafka.values())} of 18 records skipped"
     assert_exactly_once_in_order(kafka, offered)
@@ -214,13 +215,13 @@ async def test_a_partition_count_change_while_running_loses_and_skips_nothing(tm
     run = Running(sink_in(tmp_path, kafka))
     before = make(300)
     run.sink.offer(before)
-    await until(lambda: run.sink.stats.acked == 300, what="the first records acknowledged")
+    await wait_for(lambda: run.sink.stats.acked == 300, what="the first records acknowledged")
     kafka.partition_count = 2  # the topic re-created with fewer partitions: batches for partition 2 fail
     after = make(600, 300)
     for i in range(0, 600, 60):
         run.sink.offer(after[i : i + 60])
         await asyncio.sleep(0)
-    await until(lambda: run.sink.stats.acked == 900 and run.sink.spool.depth == 0, what="everything acknowledged")
+    await wait_for(lambda: run.sink.stats.acked == 900 and run.sink.spool.depth == 0, what="everything acknowledged")
     assert run.sink.partitions == {TOPIC: 2} and run.sink.state == "direct"
     await run.stop()
     assert_exactly_once_in_order(kafka, before + after)
@@ -237,14 +238,14 @@ async def test_an_error_retrying_cannot_fix_gives_up_after_three_rounds_and_keep
     run = Running(sink_in(tmp_path, kafka))
     offered = make(50)
     run.sink.offer(offered)
-    await until(lambda: run.sink.state == "failed", what="the sink to give up")
+    await wait_for(lambda: run.sink.state == "failed", what="the sink to give up")
     assert kafka.rounds == 3, "tried three times in all"
     assert run.sink.fatal is not None and "RecordTooLargeError" in run.sink.fatal
     assert run.sink.stats.failed_batches == {"fatal": 3 * 3, "retriable": 0}, "three rounds of three partitions"
     assert [r for r in caplog.records if r.levelname == "ERROR" and "RecordTooLargeError" in r.getMessage()]
     later = make(20, 50)
     run.sink.offer(later)
-    await until(lambda: run.sink.spool.depth == 70, what="later records spooled behind")
+    await wait_for(lambda: run.sink.spool.depth == 70, what="later records spooled behind")
     assert kafka.rounds == 3 and not run.sink.writable, "no more attempts"
     await run.stop()
     assert kafka.values() == []
@@ -259,11 +260,11 @@ async def test_a_topic_grown_without_any_failure_is_noticed_from_the_clients_met
     run = Running(sink_in(tmp_path, kafka))
     before = make(300)
     run.sink.offer(before)
-    await until(lambda: run.sink.stats.acked == 300, what="the first records acknowledged")
+    await wait_for(lambda: run.sink.stats.acked == 300, what="the first records acknowledged")
     kafka.partition_count = 6
     after = make(300, 300)
     run.sink.offer(after)
-    await until(lambda: run.sink.stats.acked == 600, what="the later records acknowledged")
+    await wait_for(lambda: run.sink.stats.acked == 600, what="the later records acknowledged")
     await run.stop()
     assert all(tp[1] == partition_of(key or b"", 6) for tp, key, value in kafka.written if int(value) >= 300)
     assert run.sink.partitions == {TOPIC: 6} and run.sink.stats.failed_rounds == 0
@@ -277,7 +278,7 @@ async def test_a_start_kafka_refuses_is_given_up_after_three_attempts_and_record
     run = Running(sink_in(tmp_path, kafka))
     offered = make(40)
     run.sink.offer(offered)
-    await until(lambda: run.sink.state == "failed" and run.sink.spool.depth == 40, what="the sink to give up")
+    await wait_for(lambda: run.sink.state == "failed" and run.sink.spool.depth == 40, what="the sink to give up")
     assert kafka.starts == 3 and run.sink.fatal is not None and "UnsupportedVersionError" in run.sink.fatal
     await run.stop()
     assert [r.record for r in Spool(tmp_path / "spool").open().read(100)] == offered
@@ -297,10 +298,10 @@ async def test_partition_counts_kafka_refuses_to_give_are_given_up_after_three_a
     kafka = MemoryKafka(partitions=3)
     run = Running(sink_in(tmp_path, kafka))
     run.sink.offer(make(30))
-    await until(lambda: run.sink.stats.acked == 30, what="the first records acknowledged")
+    await wait_for(lambda: run.sink.stats.acked == 30, what="the first records acknowledged")
     kafka.failing = {(TOPIC, 0)}  # a failed round: the counts are fetched again, and refused
     kafka.refusing_refresh = TopicAuthorizationFailedError()
     run.sink.offer(make(30, 30))
-    await until(lambda: run.sink.state == "failed", what="the sink to give up")
+    await wait_for(lambda: run.sink.state == "failed", what="the sink to give up")
     assert kafka.refreshes == 3 and run.sink.fatal is not None and "TopicAuthorizationFailed" in run.sink.fatal
     await run.stop()

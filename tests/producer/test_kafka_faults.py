@@ -28,11 +28,16 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from broker import IDEMPOTENCE, apache_kafka, private_broker
-from producer_fixtures import (
+
+from producer.durable_sink import DurableSink
+from producer.kafka_backend import AiokafkaBackend
+from producer.service import ProducerService
+from producer.spool import Record, Spool
+from simulator import Simulator, SimulatorConfig
+from tests.helpers.broker import IDEMPOTENCE, apache_kafka, private_broker
+from tests.helpers.producer import (
     AckDroppingProxy,
     KafkaRecord,
-    ack_dropping_kafka,
     offered_by_key,
     partition_of,
     partitions_of,
@@ -40,19 +45,12 @@ from producer_fixtures import (
     read_topics,
     ready,
     running,
-    until,
 )
-
-from producer.durable_sink import DurableSink
-from producer.kafka_backend import AiokafkaBackend
-from producer.service import ProducerService
-from producer.spool import Record, Spool
-from simulator import Simulator, SimulatorConfig
+from tests.helpers.waiting import wait_for
 from tickpipe.dev.embedded_kafka import EmbeddedKafka
 from tickpipe.settings import load_settings
 
 pytestmark = apache_kafka
-__all__ = ["ack_dropping_kafka"]  # a fixture, used by name
 
 
 def make(topic: str, n: int, start: int = 0, keys: int = 11) -> list[Record]:
@@ -131,7 +129,7 @@ async def test_a_topic_re_created_with_fewer_partitions_gets_every_later_record_
     async with sink_on(bootstrap, topic, tmp_path / "spool") as sink:
         first = make(topic, 300)
         sink.offer(first)
-        await until(lambda: sink.stats.acked == 300, 60, "the first records acknowledged")
+        await wait_for(lambda: sink.stats.acked == 300, 60, "the first records acknowledged")
         assert {r.partition for r in await read_topics(bootstrap, [topic], expected=300)} == {0, 1, 2}
 
         await recreate(bootstrap, topic, 2)
@@ -139,7 +137,7 @@ async def test_a_topic_re_created_with_fewer_partitions_gets_every_later_record_
         for i in range(0, 600, 60):
             sink.offer(later[i : i + 60])
             await asyncio.sleep(0.01)
-        await until(lambda: sink.stats.acked == 900 and sink.spool.depth == 0, 90, "every later record in Kafka")
+        await wait_for(lambda: sink.stats.acked == 900 and sink.spool.depth == 0, 90, "every later record in Kafka")
         assert sink.partitions == {topic: 2} and sink.state == "direct"
 
     in_kafka = await read_topics(bootstrap, [topic], expected=600)
@@ -169,11 +167,11 @@ async def test_an_answer_lost_mid_batch_duplicates_records_only_without_idempote
     async with sink_on(proxy.address, topic, tmp_path / "spool", idempotence=idempotence) as sink:
         first = make(topic, 300)
         sink.offer(first)
-        await until(lambda: sink.stats.acked == 300, 60, "the first records acknowledged")
+        await wait_for(lambda: sink.stats.acked == 300, 60, "the first records acknowledged")
         proxy.arm()
         second = make(topic, 300, 300)
         sink.offer(second)
-        await until(lambda: sink.stats.acked == 600 and sink.spool.depth == 0, 60, "the second records acknowledged")
+        await wait_for(lambda: sink.stats.acked == 600 and sink.spool.depth == 0, 60, "the second records acknowledged")
         assert proxy.dropped == 1, "one produce answer was lost"
 
     in_kafka = await read_topics(proxy.address, [topic], expected=600)
@@ -201,7 +199,7 @@ async def test_a_broker_killed_and_restarted_mid_stream_leaves_no_duplicates_wit
     async with sink_on(bootstrap, topic, tmp_path / "spool", idempotence=True) as sink:
         offered = make(topic, 300)
         sink.offer(offered)
-        await until(lambda: sink.stats.acked == 300, 60, "records acknowledged before the crash")
+        await wait_for(lambda: sink.stats.acked == 300, 60, "records acknowledged before the crash")
         for start in range(300, 900, 100):  # rounds on their way as the broker dies
             batch = make(topic, 100, start)
             offered += batch
@@ -211,12 +209,12 @@ async def test_a_broker_killed_and_restarted_mid_stream_leaves_no_duplicates_wit
         during = make(topic, 300, 900)
         offered += during
         sink.offer(during)
-        await until(lambda: sink.state != "direct", 30, "the sink to notice the broker is gone")
+        await wait_for(lambda: sink.state != "direct", 30, "the sink to notice the broker is gone")
         private_kafka.restart()
         after = make(topic, 300, 1200)
         offered += after
         sink.offer(after)
-        await until(lambda: sink.stats.acked == 1500 and sink.spool.depth == 0, 120, "everything acknowledged")
+        await wait_for(lambda: sink.stats.acked == 1500 and sink.spool.depth == 0, 120, "everything acknowledged")
         assert sink.state == "direct"
 
     in_kafka = await read_topics(bootstrap, [topic], expected=1500)
@@ -240,12 +238,12 @@ async def test_a_record_the_broker_refuses_makes_the_producer_unhealthy_and_stay
         service = ProducerService(settings)
         async with running(service):
             await ready(service)
-            await until(lambda: service.durable.stats.acked > 100, what="events in Kafka")
+            await wait_for(lambda: service.durable.stats.acked > 100, what="events in Kafka")
             big: Record = (f"{topic_prefix}quotes", b"BIG", random.randbytes(2_000_000))  # lz4 cannot shrink it
             service.durable.offer([big])
-            await until(lambda: service.durable.state == "failed", 60, "the producer to give up on the record")
+            await wait_for(lambda: service.durable.state == "failed", 60, "the producer to give up on the record")
             read_then = service.upstream.events
-            await until(lambda: service.upstream.events > read_then + 100, what="upstream still read")
+            await wait_for(lambda: service.upstream.events > read_then + 100, what="upstream still read")
             assert service.admin is not None
             async with httpx.AsyncClient(base_url=service.admin.url) as http:
                 health = (await http.get("/health")).json()
@@ -278,16 +276,18 @@ async def test_a_broker_that_comes_back_empty_gets_every_record_it_never_had(
     port, topic = private_kafka.port, f"{topic_prefix}quotes"
     async with sink_on(private_kafka.url, topic, tmp_path / "spool") as sink:
         sink.offer(make(topic, 300))
-        await until(lambda: sink.stats.acked == 300, 60, "records acknowledged by the first broker")
+        await wait_for(lambda: sink.stats.acked == 300, 60, "records acknowledged by the first broker")
         private_kafka.kill()
         later = make(topic, 300, 300)
         sink.offer(later)
-        await until(lambda: not sink.inbound, 30, "a round on its way to the dead broker")
+        await wait_for(lambda: not sink.inbound, 30, "a round on its way to the dead broker")
         with private_broker(service_dir / "kafka-new", port=port, config={"num.partitions": "2"}) as fresh:
             last = make(topic, 300, 600)
             sink.offer(last)
             later += last
-            await until(lambda: sink.stats.acked == 900 and sink.spool.depth == 0, 120, "every record in the new one")
+            await wait_for(
+                lambda: sink.stats.acked == 900 and sink.spool.depth == 0, 120, "every record in the new one"
+            )
             count = len((await partitions_of(fresh.url, [topic]))[topic])
             assert sink.partitions == {topic: count}
             in_kafka = await read_topics(fresh.url, [topic], expected=600)

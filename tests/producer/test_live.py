@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import pytest
 import redis.asyncio
-from producer_fixtures import RedisCollector, until
 
 from producer.live_sink import LiveSink
 from producer.redis_wire import RedisReplyError, RespConnection
+from tests.helpers.producer import RedisCollector
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import Transcoded, decode_live, encode_wire_msgpack, to_alpaca_dict, transcode_frame
 from tickpipe.dev.embedded_redis import EmbeddedRedis
 from tickpipe.events import Bar, Event, Quote, UpdatedBar
@@ -45,7 +46,7 @@ async def test_every_event_on_its_channel_in_order_and_the_last_one_in_the_snaps
     async with RedisCollector(redis_url, [a, b]) as seen:
         task = await run(sink)
         sink.offer(ready_events(events))
-        await until(lambda: seen.total == len(events), what="every event published")
+        await wait_for(lambda: seen.total == len(events), what="every event published")
         sink.stop()
         await task
     assert [decode_live(p) for p in seen.messages[f"quotes:{a}"]] == events[:300]
@@ -76,10 +77,10 @@ async def test_redis_unreachable_drops_only_what_overflows_and_reconnects_by_its
     task = await run(sink)
     try:
         sink.offer(ready_events([quote("RDOWN", i) for i in range(80)]))
-        await until(lambda: sink.last_error is not None, what="a failed connection attempt")
+        await wait_for(lambda: sink.last_error is not None, what="a failed connection attempt")
         assert sink.dropped == {"queue_full": 30} and not sink.connected
         server.start()
-        await until(lambda: sink.published == 50, what="the queued updates sent once Redis is back")
+        await wait_for(lambda: sink.published == 50, what="the queued updates sent once Redis is back")
         assert sink.connected
     finally:
         sink.stop()
@@ -94,7 +95,7 @@ async def test_refused_commands_are_counted_as_redis_errors(private_redis: Embed
     task = await run(sink)
     try:
         sink.offer(ready_events([quote("WRONG", i) for i in range(10)]))
-        await until(lambda: sink.published == 10, what="the batch written")
+        await wait_for(lambda: sink.published == 10, what="the batch written")
         assert sink.dropped == {"redis_error": 1}
     finally:
         sink.stop()

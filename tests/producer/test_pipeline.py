@@ -13,7 +13,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from producer_fixtures import (
+
+from producer.service import ProducerService
+from simulator import Simulator, SimulatorConfig
+from tests.helpers.producer import (
     KafkaStallProxy,
     ProxiedKafka,
     RedisCollector,
@@ -24,18 +27,12 @@ from producer_fixtures import (
     ready,
     running,
     sent_events,
-    stalling_kafka,
-    until,
 )
-
-from producer.service import ProducerService
-from simulator import Simulator, SimulatorConfig
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import decode_live
 from tickpipe.dev.embedded_redis import EmbeddedRedis
 from tickpipe.dev.tcp_proxy import TcpProxy
 from tickpipe.names import FAMILY_OF
-
-__all__ = ["stalling_kafka"]  # a fixture, used by name
 
 
 def _text(value: bytes | str) -> str:
@@ -70,10 +67,10 @@ async def test_every_event_is_in_kafka_once_in_order_and_on_its_channel(
         service = ProducerService(settings)
         async with running(service):
             total = config.max_events
-            await until(lambda: service.upstream.events == total, what="all events read")
+            await wait_for(lambda: service.upstream.events == total, what="all events read")
             assert sim.sent_total == total
-            await until(lambda: service.durable.stats.acked == total, what="Kafka acknowledged all")
-            await until(lambda: subscriber.total == total, what="every event on a Redis channel")
+            await wait_for(lambda: service.durable.stats.acked == total, what="Kafka acknowledged all")
+            await wait_for(lambda: subscriber.total == total, what="every event on a Redis channel")
             raw = await service.redis.hgetall("latest:quotes")
             snapshot = {_text(k): _bytes(v) for k, v in raw.items()}
 
@@ -113,20 +110,20 @@ async def test_redis_away_costs_only_counted_live_drops_and_the_live_path_resume
         service = ProducerService(settings)
         async with running(service), RedisCollector(outage_redis.url, symbols) as subscriber:
             await ready(service)
-            await until(lambda: subscriber.total > 100, what="live updates before the outage")
+            await wait_for(lambda: subscriber.total > 100, what="live updates before the outage")
             await proxy.cut()
             acked = service.durable.stats.acked
-            await until(lambda: service.live.dropped.total() > 200, what="live updates dropped while Redis is away")
-            await until(lambda: service.durable.stats.acked > acked + 500, what="Kafka still fed during the outage")
+            await wait_for(lambda: service.live.dropped.total() > 200, what="live updates dropped while Redis is away")
+            await wait_for(lambda: service.durable.stats.acked > acked + 500, what="Kafka still fed during the outage")
             assert not service.live.connected
             before = subscriber.total
             await proxy.restore()
-            await until(lambda: subscriber.total > before + 100, what="the live path back by itself")
+            await wait_for(lambda: subscriber.total > before + 100, what="the live path back by itself")
             total = config.max_events
-            await until(lambda: service.upstream.events == total, what="all events read")
+            await wait_for(lambda: service.upstream.events == total, what="all events read")
             assert sim.sent_total == total
-            await until(lambda: service.durable.stats.acked == total, what="Kafka acknowledged all")
-            await until(lambda: service.live.published + service.live.dropped.total() == total, what="live done")
+            await wait_for(lambda: service.durable.stats.acked == total, what="Kafka acknowledged all")
+            await wait_for(lambda: service.live.published + service.live.dropped.total() == total, what="live done")
 
     dropped = service.live.dropped
     assert dropped["queue_full"] > 0
@@ -147,19 +144,19 @@ async def test_kafka_away_spools_to_disk_then_drains_every_event_once_in_order(
         service = ProducerService(settings)
         async with running(service):
             await ready(service)
-            await until(lambda: service.durable.stats.acked > 500, what="Kafka fed before the outage")
+            await wait_for(lambda: service.durable.stats.acked > 500, what="Kafka fed before the outage")
             await proxy.stall()
             # "spooling" once a round fails; the idempotent producer never gives a batch up while its partition
             # has a leader, so on Apache Kafka the round just stays unanswered: "unknown"
-            await until(lambda: service.durable.state in ("spooling", "unknown"), what="Kafka rounds not answered")
-            await until(lambda: service.spool.depth > 1_000, what="events spooled to disk")
+            await wait_for(lambda: service.durable.state in ("spooling", "unknown"), what="Kafka rounds not answered")
+            await wait_for(lambda: service.spool.depth > 1_000, what="events spooled to disk")
             assert not (await service.ready())[0]
             await proxy.restore()
             total = config.max_events
-            await until(lambda: service.upstream.events == total, what="all events read")
+            await wait_for(lambda: service.upstream.events == total, what="all events read")
             assert sim.sent_total == total
-            await until(lambda: service.spool.depth == 0, 60, "the spool drained")
-            await until(lambda: service.durable.stats.acked == total, what="Kafka acknowledged all")
+            await wait_for(lambda: service.spool.depth == 0, 60, "the spool drained")
+            await wait_for(lambda: service.durable.stats.acked == total, what="Kafka acknowledged all")
             assert service.durable.state == "direct"
 
     assert service.durable.stats.spooled > 1_000
@@ -188,13 +185,13 @@ async def test_the_read_loop_keeps_reading_while_both_sinks_are_away(
         await kafka_proxy.stall()
         total = 20_000
         async with running(service):
-            await until(lambda: service.upstream.events == total, what="the whole burst read with both sinks away")
-            await until(lambda: service.spool.depth == total, what="all of it spooled for Kafka")
-            await until(lambda: service.live.dropped.total() >= total - 1_000, what="live updates dropped")
+            await wait_for(lambda: service.upstream.events == total, what="the whole burst read with both sinks away")
+            await wait_for(lambda: service.spool.depth == total, what="all of it spooled for Kafka")
+            await wait_for(lambda: service.live.dropped.total() >= total - 1_000, what="live updates dropped")
             assert service.live.published == 0 and service.durable.stats.acked == 0
             await redis_proxy.restore()
             await kafka_proxy.restore()
-            await until(lambda: service.durable.stats.acked == total, 60, "Kafka caught up from the spool")
+            await wait_for(lambda: service.durable.stats.acked == total, 60, "Kafka caught up from the spool")
             assert service.spool.depth == 0
     in_kafka = decoded(await read_topics(kafka_proxy.address, families(topic_prefix), expected=total))
     assert per_symbol(in_kafka) == per_symbol(sent_by_the_simulator(sim))

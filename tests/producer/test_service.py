@@ -7,12 +7,13 @@ from pathlib import Path
 
 import httpx
 import redis.asyncio
-from producer_fixtures import RedisCollector, producer_settings, read_topics, ready, running, until
 
 from producer.service import ProducerService
 from producer.symbols import symbols_key
 from simulator import Faults, Simulator, SimulatorConfig
 from simulator.wire import malformed
+from tests.helpers.producer import RedisCollector, producer_settings, read_topics, ready, running
+from tests.helpers.waiting import wait_for
 from tickpipe.dlq import decode_dead_letter
 
 
@@ -30,12 +31,12 @@ async def test_symbols_added_and_removed_at_run_time_without_reconnecting_and_ke
             await ready(service)
             assert service.admin is not None
             async with httpx.AsyncClient(base_url=service.admin.url) as http:
-                await until(lambda: f"quotes:{first}" in seen.messages, what=f"{first} quotes")
+                await wait_for(lambda: f"quotes:{first}" in seen.messages, what=f"{first} quotes")
                 assert f"quotes:{second}" not in seen.messages
 
                 added = await http.post("/symbols", json={"symbols": [second.lower()]})
                 assert added.status_code == 200 and added.json()["added"] == [second]
-                await until(lambda: f"quotes:{second}" in seen.messages, what=f"{second} quotes after POST")
+                await wait_for(lambda: f"quotes:{second}" in seen.messages, what=f"{second} quotes after POST")
                 assert await redis_client.smembers(symbols_key(topic_prefix)) == {second.encode()}
 
                 bad = await http.post("/symbols", json={"symbols": ["not a symbol"]})
@@ -50,12 +51,12 @@ async def test_symbols_added_and_removed_at_run_time_without_reconnecting_and_ke
         again = ProducerService(settings)
         async with running(again):
             await ready(again)
-            await until(lambda: again.upstream.subscription.get("quotes") == [first, second], what="resumed")
+            await wait_for(lambda: again.upstream.subscription.get("quotes") == [first, second], what="resumed")
             assert again.admin is not None
             async with httpx.AsyncClient(base_url=again.admin.url) as http:
                 removed = await http.delete(f"/symbols/{second}")
                 assert removed.status_code == 200 and removed.json()["symbols"] == [first]
-                await until(lambda: again.upstream.subscription.get("quotes") == [first], what="unsubscribed")
+                await wait_for(lambda: again.upstream.subscription.get("quotes") == [first], what="unsubscribed")
     assert await redis_client.smembers(symbols_key(topic_prefix)) == set()
 
 
@@ -67,12 +68,12 @@ async def test_health_readiness_and_metrics_tell_the_state(
         settings = producer_settings(kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim.url)
         service = ProducerService(settings)
         async with running(service):
-            await until(lambda: service.admin is not None, what="the admin endpoints")
+            await wait_for(lambda: service.admin is not None, what="the admin endpoints")
             assert service.admin is not None
             async with httpx.AsyncClient(base_url=service.admin.url) as http:
                 assert (await http.get("/healthz")).json() == {"status": "alive"}
                 await ready(service)
-                await until(lambda: service.durable.stats.acked == 5_000, what="all in Kafka")
+                await wait_for(lambda: service.durable.stats.acked == 5_000, what="all in Kafka")
                 readyz = await http.get("/readyz")
                 assert readyz.status_code == 200
                 assert readyz.json()["checks"] == {"upstream": True, "redis": True, "kafka": True}
@@ -98,8 +99,8 @@ async def test_a_malformed_upstream_frame_goes_to_the_dlq_with_its_bytes(
         settings = producer_settings(kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim.url)
         service = ProducerService(settings)
         async with running(service):
-            await until(lambda: service.upstream.events == 3_000, what="all events read")
-            await until(lambda: service.durable.stats.acked == 3_001, what="events and the dead letter in Kafka")
+            await wait_for(lambda: service.upstream.events == 3_000, what="all events read")
+            await wait_for(lambda: service.durable.stats.acked == 3_001, what="events and the dead letter in Kafka")
     (record,) = await read_topics(kafka_bootstrap, [f"{topic_prefix}dlq"], expected=1)
     letter = decode_dead_letter(record.value)
     assert letter.stage == "producer" and letter.field == "$" and "neither valid msgpack" in letter.reason

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import httpx
 import msgspec
-from producer_fixtures import (
+
+from producer.service import ProducerService
+from producer.spool import Spool
+from simulator import Simulator, SimulatorConfig
+from tests.helpers.producer import (
     KafkaStallProxy,
     ProxiedKafka,
     decoded,
@@ -22,19 +26,12 @@ from producer_fixtures import (
     ready,
     running,
     sent_events,
-    stalling_kafka,
-    until,
-    until_async,
 )
-
-from producer.service import ProducerService
-from producer.spool import Spool
-from simulator import Simulator, SimulatorConfig
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import decode_kafka
 from tickpipe.dev.processes import free_port
 
-__all__ = ["stalling_kafka"]  # a fixture, used by name
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALL_TYPES = "quotes,trades,bars,updatedBars,dailyBars,statuses"
 SUMMARY = re.compile(r"producer stopped: events_read=(\d+) kafka_acked=(\d+) spooled_total=(\d+) spool_depth=(\d+)")
 
@@ -108,9 +105,9 @@ async def test_sigterm_mid_stream_keeps_every_event_read_and_the_next_start_send
                 except httpx.TransportError:
                     return producer.proc.returncode is not None  # gone: let wait() report it
 
-            await until_async(lambda: health_says(lambda h: h["kafka"]["acked"] > 300), 30, "events in Kafka")
+            await wait_for(lambda: health_says(lambda h: h["kafka"]["acked"] > 300), 30, "events in Kafka")
             await proxy.stall()
-            await until_async(lambda: health_says(lambda h: h["spool"]["depth"] > 500), 30, "events spooled")
+            await wait_for(lambda: health_says(lambda h: h["spool"]["depth"] > 500), 30, "events spooled")
         producer.proc.send_signal(signal.SIGTERM)
         assert await producer.wait(timeout=5 + 15) == 0
         read, acked, _, spool_depth = producer.summary()
@@ -131,7 +128,7 @@ async def test_sigterm_mid_stream_keeps_every_event_read_and_the_next_start_send
         service = ProducerService(settings)
         async with running(service):
             await ready(service)
-            await until(lambda: service.spool.depth == 0 and service.durable.stats.acked > spool_depth + 300)
+            await wait_for(lambda: service.spool.depth == 0 and service.durable.stats.acked > spool_depth + 300)
         second_session = sent_events(sim.sessions[1].sent_events())[: service.upstream.events]
 
     after = per_symbol(decoded(await read_topics(proxy.address, topics, expected=read + len(second_session))))

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 import msgspec
 import pytest
-from producer_fixtures import until
-from sim_fixtures import Handler, StockDataStream, alpaca
 
 from producer.retry import curve
 from producer.upstream import UpstreamClient, UpstreamOptions, UpstreamState
 from simulator import Faults, Simulator, SimulatorConfig
 from simulator.wire import malformed
+from tests.helpers.simulator import Handler, StockDataStream, alpaca
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import Rejected, Transcoded, decode_kafka, decode_message
 from tickpipe.errors import UpstreamAuthError
 from tickpipe.events import Event
@@ -123,16 +123,16 @@ async def test_symbols_change_at_run_time_on_the_open_connection() -> None:
         upstream, sink = client(sim, symbols)
         task = asyncio.create_task(upstream.run())
         try:
-            await until(lambda: len(sink.events) > 50, what="AAAA events")
+            await wait_for(lambda: len(sink.events) > 50, what="AAAA events")
             assert {e.symbol for e in sink.events} == {"AAAA"}
             symbols.append("BBBB")
             await upstream.subscribe(["BBBB"])
-            await until(lambda: any(e.symbol == "BBBB" for e in sink.events), what="BBBB events")
+            await wait_for(lambda: any(e.symbol == "BBBB" for e in sink.events), what="BBBB events")
             symbols.remove("AAAA")
             await upstream.unsubscribe(["AAAA"])
-            await until(lambda: upstream.subscription.get("quotes") == ["BBBB"], what="AAAA unsubscribed")
+            await wait_for(lambda: upstream.subscription.get("quotes") == ["BBBB"], what="AAAA unsubscribed")
             after = len(sink.events)
-            await until(lambda: len(sink.events) > after + 50, what="more events")
+            await wait_for(lambda: len(sink.events) > after + 50, what="more events")
             assert {e.symbol for e in sink.events[after:]} == {"BBBB"}
         finally:
             upstream.stop()
@@ -151,7 +151,7 @@ async def test_alpaca_py_the_reference_client_reads_the_same_events() -> None:
         async with Simulator(config) as ours:
             upstream, sink = client(ours)
             await upstream.run(max_events=3_000)
-        await until(lambda: len(reference.received) >= 3_000, what="alpaca-py to read as many")
+        await wait_for(lambda: len(reference.received) >= 3_000, what="alpaca-py to read as many")
     assert sink.decoded() == [decode_message(dict(m)) for m in reference.received]
 
 

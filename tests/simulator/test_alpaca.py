@@ -8,10 +8,11 @@ from datetime import datetime
 
 import msgpack
 import pytest
-from sim_fixtures import AlpacaThread, Bar, Handler, Quote, StockDataStream, Trade, alpaca, wait_until
 
 from simulator import DEFAULT_START_NS, Faults, Simulator, SimulatorConfig, synthetic_symbols
 from simulator.bars import NS
+from tests.helpers.simulator import AlpacaThread, Bar, Handler, Quote, StockDataStream, Trade, alpaca
+from tests.helpers.waiting import wait_for
 
 # Paced, with the market clock 2 s before a minute mark so bars come soon. The market runs from start-up,
 # not from the first subscription: a client slower than that gets the next minute's bars (hence 90 s to wait).
@@ -25,7 +26,7 @@ async def test_parsed_quotes_trades_and_bars_arrive_as_validated_models() -> Non
         stream.subscribe_bars(handler, "*")
 
     async with Simulator(PACED) as sim, alpaca(sim, subscribe) as client:
-        await wait_until(lambda: all(client.of_type(k) for k in (Quote, Trade, Bar)), 90, "quotes, trades and bars")
+        await wait_for(lambda: all(client.of_type(k) for k in (Quote, Trade, Bar)), 90, "quotes, trades and bars")
         quotes = client.of_type(Quote)
         assert {q.symbol for q in quotes} <= {"AAPL", "SPY"}
         assert all(q.bid_price < q.ask_price and isinstance(q.timestamp, datetime) for q in quotes)
@@ -42,7 +43,7 @@ async def test_raw_mode_hands_over_the_wire_dicts() -> None:
         stream.subscribe_trades(handler, "SPY")
 
     async with Simulator(PACED) as sim, alpaca(sim, subscribe, raw_data=True) as client:
-        await wait_until(lambda: len(client.received) >= 20, 20, "20 raw trades")
+        await wait_for(lambda: len(client.received) >= 20, 20, "20 raw trades")
         trade = client.received[0]
         assert trade["T"] == "t" and trade["S"] == "SPY"
         assert isinstance(trade["t"], msgpack.Timestamp)
@@ -55,7 +56,7 @@ async def test_unsubscribe_stops_them() -> None:
         stream.subscribe_trades(handler, "*")
 
     async with Simulator(PACED) as sim, alpaca(sim, subscribe) as client:
-        await wait_until(lambda: bool(client.of_type(Quote) and client.of_type(Trade)), 20, "quotes and trades")
+        await wait_for(lambda: bool(client.of_type(Quote) and client.of_type(Trade)), 20, "quotes and trades")
         session = sim.sessions[0]
         await asyncio.to_thread(client.stream.unsubscribe_quotes, "AAPL")
         await sim.wait_for(lambda: not session.subscriptions.accepts("q", "AAPL"))
@@ -63,7 +64,7 @@ async def test_unsubscribe_stops_them() -> None:
         # Everything sent so far, and more, has been delivered: so has any quote.
         await sim.wait_for(lambda: session.sent_total > sent_then + 200)
         trades_then = session.sent["t"]
-        await wait_until(lambda: len(client.of_type(Trade)) >= trades_then, 20, "the trades sent")
+        await wait_for(lambda: len(client.of_type(Trade)) >= trades_then, 20, "the trades sent")
         quotes_sent = session.sent_by_symbol[("q", "AAPL")]
         assert len(client.of_type(Quote)) == quotes_sent
         assert session.sent_by_symbol[("q", "AAPL")] == quotes_sent, "expected no quotes after unsubscribe"
@@ -84,7 +85,7 @@ async def test_a_running_stream_with_a_wrong_key_logs_the_auth_error(caplog: pyt
 
     caplog.set_level(logging.ERROR, logger="alpaca")
     async with Simulator(key="key", secret="secret") as sim, alpaca(sim, subscribe, secret="nope") as client:
-        await wait_until(lambda: "auth failed" in caplog.text, 10, "alpaca-py to log the auth error")
+        await wait_for(lambda: "auth failed" in caplog.text, 10, "alpaca-py to log the auth error")
         assert client.received == []
         assert all(s.errors == [402] for s in sim.sessions)
 
@@ -97,7 +98,7 @@ async def test_insufficient_subscription_makes_alpaca_py_give_up() -> None:
         client = AlpacaThread(sim.url)
         subscribe(client.stream, client.handler)
         client.start()
-        await wait_until(lambda: not client.thread.is_alive(), 10, "the stream to stop on its own")
+        await wait_for(lambda: not client.thread.is_alive(), 10, "the stream to stop on its own")
         assert [s.errors for s in sim.sessions] == [[409]]
 
 
@@ -106,7 +107,7 @@ async def test_a_refused_connection_is_retried_and_then_streams() -> None:
         stream.subscribe_trades(handler, "*")
 
     async with Simulator(rate=2000, faults=Faults(refuse_connections=1)) as sim, alpaca(sim, subscribe) as client:
-        await wait_until(lambda: len(client.received) >= 10, 20, "trades after the retry")
+        await wait_for(lambda: len(client.received) >= 10, 20, "trades after the retry")
         assert sim.sessions[0].errors == [406]
         assert sim.sessions[-1].authenticated
 
@@ -120,4 +121,4 @@ async def test_a_subscription_too_big_for_one_frame_arrives_whole() -> None:
     async with Simulator(symbols=symbols[:50], rate=1000) as sim, alpaca(sim, subscribe) as client:
         await sim.wait_for(lambda: bool(sim.sessions) and bool(sim.sessions[0].subscriptions))
         assert sim.sessions[0].subscriptions.listing()["quotes"] == symbols
-        await wait_until(lambda: len(client.received) >= 10, 20, "quotes")
+        await wait_for(lambda: len(client.received) >= 10, 20, "quotes")

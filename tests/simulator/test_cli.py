@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sim_fixtures import KEYS, StreamClient
 
 from simulator import DEFAULT_SYMBOLS, Faults
 from simulator.cli import build_parser, config_from, main
+from tests.helpers.simulator import KEYS, StreamClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_flags_become_the_config_and_its_faults() -> None:

@@ -6,11 +6,12 @@ import asyncio
 import logging
 
 import pytest
-from sim_fixtures import CONTROL, AlpacaThread, Handler, StockDataStream, StreamClient, Trade, alpaca, wait_until
 from websockets.exceptions import ConnectionClosed
 
 from simulator import Faults, Simulator, SimulatorConfig
 from simulator.wire import decode_frame
+from tests.helpers.simulator import CONTROL, AlpacaThread, Handler, StockDataStream, StreamClient, Trade, alpaca
+from tests.helpers.waiting import wait_for
 
 
 def faulty(**faults: object) -> SimulatorConfig:
@@ -33,7 +34,7 @@ async def test_alpaca_py_reconnects_after_the_server_closes_on_it() -> None:
 
     config = SimulatorConfig(rate=5000, faults=Faults(close_after=50))
     async with Simulator(config) as sim, alpaca(sim, subscribe) as client:
-        await wait_until(lambda: len(client.received) >= 120, 20, "trades over three connections")
+        await wait_for(lambda: len(client.received) >= 120, 20, "trades over three connections")
         assert len(sim.sessions) >= 3
         assert all(s.sent_total <= 50 for s in sim.sessions)
 
@@ -83,7 +84,7 @@ async def test_alpaca_py_logs_a_malformed_frame_and_keeps_streaming(caplog: pyte
     caplog.set_level(logging.ERROR, logger="alpaca")
     config = SimulatorConfig(rate=5000, faults=Faults(malformed_after=20))
     async with Simulator(config) as sim, alpaca(sim, subscribe) as client:
-        await wait_until(lambda: len(client.of_type(Trade)) >= 100, 20, "trades after the bad frame")
+        await wait_for(lambda: len(client.of_type(Trade)) >= 100, 20, "trades after the bad frame")
         assert "error during websocket communication" in caplog.text
         assert len(sim.sessions) == 1
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import msgpack
 import pytest
-from sim_fixtures import (
+
+from simulator import DEFAULT_START_NS, DEFAULT_SYMBOLS, Market, synthetic_symbols
+from simulator.bars import MINUTE_NS, NS, day_start
+from simulator.symbols import listings
+from simulator.wire import encode_events
+from tests.helpers.simulator import (
     Bar,
     Quote,
     StockDataStream,
@@ -19,11 +24,6 @@ from sim_fixtures import (
     check_tape,
     nanos,
 )
-
-from simulator import DEFAULT_START_NS, DEFAULT_SYMBOLS, Market, synthetic_symbols
-from simulator.bars import MINUTE_NS, NS, day_start
-from simulator.symbols import listings
-from simulator.wire import encode_events
 from tickpipe.codecs import decode_frame
 
 # Busy enough to exercise every rule in a few simulated minutes.

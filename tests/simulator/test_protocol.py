@@ -6,12 +6,12 @@ from collections import Counter
 
 import msgpack
 import pytest
-from sim_fixtures import CONTROL, StreamClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from simulator import Simulator, SimulatorConfig, synthetic_symbols
 from simulator.wire import decode_frame
+from tests.helpers.simulator import CONTROL, StreamClient
 
 PACED = SimulatorConfig(rate=2000, record=True)
 

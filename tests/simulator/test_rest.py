@@ -13,12 +13,13 @@ from alpaca.common.enums import Sort
 from alpaca.common.exceptions import APIError
 from alpaca.data.requests import StockBarsRequest, StockQuotesRequest, StockTradesRequest
 from alpaca.data.timeframe import TimeFrame
-from sim_fixtures import KEYS, Quote, StreamClient, Trade, nanos, rest_client, stream_shape, wait_until
 
 from simulator import DEFAULT_START_NS, DEFAULT_SYMBOLS, Simulator, SimulatorConfig
 from simulator.bars import NS
 from simulator.rest import RateLimit
 from simulator.wire import rfc3339
+from tests.helpers.simulator import KEYS, Quote, StreamClient, Trade, nanos, rest_client, stream_shape
+from tests.helpers.waiting import wait_for
 
 # Paced, the market clock a second before a minute mark so minute and daily bars come at once.
 PACED = SimulatorConfig(rate=4000, start_ns=DEFAULT_START_NS + 59 * NS)
@@ -69,7 +70,7 @@ def final_bars(events: list[dict[str, Any]], kinds: tuple[str, ...]) -> dict[str
 async def test_alpaca_py_reads_trades_quotes_and_bars_of_one_and_many_symbols() -> None:
     async with Simulator(PACED) as sim:
         history = sim.histories["iex"]
-        await wait_until(lambda: bool(history.minute_bars("AAPL")) and history.held > 2_000, 20, "a minute of market")
+        await wait_for(lambda: bool(history.minute_bars("AAPL")) and history.held > 2_000, 20, "a minute of market")
         client = rest_client(sim)
 
         def read() -> tuple[Any, Any, Any]:
@@ -96,7 +97,7 @@ async def test_alpaca_py_reads_trades_quotes_and_bars_of_one_and_many_symbols() 
 async def test_single_and_multi_symbol_answers_have_alpacas_shapes() -> None:
     async with Simulator(PACED) as sim:
         history = sim.histories["iex"]
-        await wait_until(lambda: bool(history.minute_bars("AAPL")) and history.held > 2_000, 20, "a minute of market")
+        await wait_for(lambda: bool(history.minute_bars("AAPL")) and history.held > 2_000, 20, "a minute of market")
         body = (await get(sim, "/v2/stocks/AAPL/trades", limit=5, feed="iex")).json()
         assert list(body) == ["trades", "symbol", "next_page_token"]
         assert body["symbol"] == "AAPL" and len(body["trades"]) == 5 and isinstance(body["next_page_token"], str)
@@ -174,7 +175,7 @@ async def test_a_whole_finite_market_from_rest_equals_the_stream_bars_included()
 async def test_events_made_while_nobody_was_connected_are_in_the_history() -> None:
     async with Simulator(rate=3000) as sim:
         history = sim.histories["iex"]
-        await wait_until(lambda: history.held >= 1_000, 20, "1,000 quotes and trades with nobody connected")
+        await wait_for(lambda: history.held >= 1_000, 20, "1,000 quotes and trades with nobody connected")
         before = sum(len(s) for s in (history.series("t", symbol) for symbol in DEFAULT_SYMBOLS) if s is not None)
         client = rest_client(sim)
         request = StockTradesRequest(symbol_or_symbols=list(DEFAULT_SYMBOLS), feed="iex")
@@ -186,7 +187,7 @@ async def test_events_made_while_nobody_was_connected_are_in_the_history() -> No
 async def test_paging_over_many_pages_asc_and_desc_gives_every_item_once() -> None:
     async with Simulator(rate=12_000) as sim:
         history = sim.histories["iex"]
-        await wait_until(lambda: history.held >= 15_000, 30, "over 10,000 quotes")
+        await wait_for(lambda: history.held >= 15_000, 30, "over 10,000 quotes")
         # Quotes are never reported late, so no quote stamped by `end` can come after this moment.
         end_us = history.clock_ns // 1_000
         end = datetime.fromtimestamp(end_us // 1_000_000, UTC).replace(microsecond=end_us % 1_000_000)
@@ -270,7 +271,7 @@ async def test_bad_parameters_are_refused_with_alpacas_status_and_a_message(
 async def test_feeds_the_key_may_not_read_are_403_and_the_default_is_the_best_it_may() -> None:
     async with Simulator(rate=2000, entitled_feeds=("iex",)) as sim:
         history = sim.histories["iex"]
-        await wait_until(lambda: history.held > 100, 20, "some market")
+        await wait_for(lambda: history.held > 100, 20, "some market")
         refused = await get(sim, "/v2/stocks/trades", symbols="SPY", feed="sip")
         end = rfc3339(history.clock_ns)
         default = await get(sim, "/v2/stocks/quotes", symbols="SPY", end=end)

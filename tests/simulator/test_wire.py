@@ -7,7 +7,6 @@ from collections import Counter
 import msgpack
 import orjson
 import pytest
-from sim_fixtures import check_tape, nanos
 
 from simulator import DEFAULT_SYMBOLS
 from simulator.bars import MINUTE_NS
@@ -23,6 +22,7 @@ from simulator.wire import (
     rfc3339,
     timestamp,
 )
+from tests.helpers.simulator import check_tape, nanos
 
 
 def test_rfc3339_prints_nanoseconds_the_way_go_does() -> None:

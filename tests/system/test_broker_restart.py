@@ -26,21 +26,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from broker import apache_kafka
-from producer_fixtures import (
-    decoded,
-    per_symbol,
-    producer_settings,
-    read_topics,
-    ready,
-    running,
-    sent_events,
-    until,
-    until_async,
-)
 
 from producer.service import ProducerService
 from simulator import Simulator, SimulatorConfig
+from tests.helpers.broker import apache_kafka
+from tests.helpers.producer import decoded, per_symbol, producer_settings, read_topics, ready, running, sent_events
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import decode_kafka
 from tickpipe.dev.embedded_kafka import EmbeddedKafka
 from tickpipe.dev.processes import free_port
@@ -48,7 +39,7 @@ from tickpipe.rows import COLUMNS, KEYS, to_row
 
 pytestmark = [pytest.mark.slow, apache_kafka]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALL_TYPES = "quotes,trades,bars,updatedBars,dailyBars,statuses"  # every type the simulator makes: N sent = N read
 TABLES = ("quotes", "trades", "bars")
 
@@ -159,8 +150,8 @@ async def test_broker_sigkill_and_restart_mid_run_leaves_postgres_with_every_eve
     async def rows_written() -> bool:
         return any([await row_keys(clean_db, t) for t in TABLES])
 
-    await until_async(lambda: producer_health(lambda h: h["kafka"]["acked"] > 5_000), 90, "events in Kafka")
-    await until_async(rows_written, 90, "rows in PostgreSQL before the crash")
+    await wait_for(lambda: producer_health(lambda h: h["kafka"]["acked"] > 5_000), 90, "events in Kafka")
+    await wait_for(rows_written, 90, "rows in PostgreSQL before the crash")
 
     private_kafka.kill()
 
@@ -168,13 +159,13 @@ async def test_broker_sigkill_and_restart_mid_run_leaves_postgres_with_every_eve
         states.append(doc["kafka"]["state"])
         return doc["kafka"]["state"] not in ("direct", "replaying") and doc["spool"]["depth"] > 500
 
-    await until_async(lambda: producer_health(away), 60, "the producer to spool while the broker is dead")
+    await wait_for(lambda: producer_health(away), 60, "the producer to spool while the broker is dead")
     private_kafka.restart()
 
     def done(doc: dict[str, Any]) -> bool:
         return doc["upstream"]["events"] == total and doc["spool"]["depth"] == 0 and doc["kafka"]["state"] == "direct"
 
-    await until_async(lambda: producer_health(done), 180, "every event read and in Kafka")
+    await wait_for(lambda: producer_health(done), 180, "every event read and in Kafka")
     health = await get_json(health_url)
     assert health is not None
 
@@ -190,7 +181,7 @@ async def test_broker_sigkill_and_restart_mid_run_leaves_postgres_with_every_eve
     async def all_rows() -> bool:
         return all([len(await row_keys(clean_db, t)) >= len(want[t]) for t in TABLES])
 
-    await until_async(all_rows, 180, "the consumers to write every row after the restart")
+    await wait_for(all_rows, 180, "the consumers to write every row after the restart")
     for table in TABLES:
         got = await row_keys(clean_db, table)
         assert len(got) == len(set(got)) == len(want[table]), f"{table}: {len(got)} rows, {len(want[table])} keys"
@@ -214,19 +205,19 @@ async def test_a_broker_frozen_for_30_s_hands_over_to_the_spool_and_keeps_order_
         service = ProducerService(settings)
         async with running(service):
             await ready(service)
-            await until(lambda: service.durable.stats.acked > 2_000, 60, "events in Kafka before the freeze")
+            await wait_for(lambda: service.durable.stats.acked > 2_000, 60, "events in Kafka before the freeze")
             loop = asyncio.get_running_loop()
             private_kafka.pause()
             frozen_at = loop.time()
-            await until(lambda: not service.durable.writable, 30, "the producer to see Kafka is not answering")
+            await wait_for(lambda: not service.durable.writable, 30, "the producer to see Kafka is not answering")
             state_while_frozen = service.durable.state
             # the outage this test is about lasts 30 s; the spool must take every event meanwhile
-            await until(lambda: loop.time() >= frozen_at + 30 and service.spool.depth > 10_000, 60, "30 s frozen")
+            await wait_for(lambda: loop.time() >= frozen_at + 30 and service.spool.depth > 10_000, 60, "30 s frozen")
             acked_while_frozen = service.durable.stats.acked
             private_kafka.resume()
-            await until(lambda: service.upstream.events == total, 120, "all events read")
-            await until(lambda: service.spool.depth == 0 and service.durable.state == "direct", 120, "spool drained")
-            await until(lambda: service.durable.stats.acked == total, 60, "Kafka acknowledged all")
+            await wait_for(lambda: service.upstream.events == total, 120, "all events read")
+            await wait_for(lambda: service.spool.depth == 0 and service.durable.state == "direct", 120, "spool drained")
+            await wait_for(lambda: service.durable.stats.acked == total, 60, "Kafka acknowledged all")
 
     assert state_while_frozen in ("unknown", "spooling")
     assert acked_while_frozen < total and service.durable.stats.spooled > 10_000

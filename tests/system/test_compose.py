@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from compose_fixtures import (
+
+from consumers.service import TABLES as CONSUMED  # every table a consumer writes, from the feed declaration
+from tests.helpers.compose import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
     ROOT,
@@ -34,8 +36,6 @@ from compose_fixtures import (
     load_compose,
     registered_metric_names,
 )
-
-from consumers.service import TABLES as CONSUMED  # every table a consumer writes, from the feed declaration
 from tickpipe import names
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.cli import SERVICES

@@ -23,18 +23,15 @@ import httpx
 import msgspec
 import orjson
 import pytest
-from api_fixtures import api, http
-from consumer_fixtures import consumer_settings, count_rows, fetch_events, produce, records_of, sort_key
 
 from consumers.progress import WorkerStats
 from consumers.service import ConsumerService, tables_for
 from simulator.market import Market
+from tests.helpers.consumers import consumer_settings, count_rows, fetch_events, produce, records_of, sort_key
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.events import Event, Trade, TradeCancel, TradeCorrection, TradingStatus
 from tickpipe.names import topic
 from tickpipe.settings import Settings
-
-__all__ = ["api", "http"]  # fixtures
 
 E = TypeVar("E")
 SYMBOLS = ("AAPL", "MSFT")

@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_fixtures import api, http
-from consumer_fixtures import consumer_settings, count_rows
-from producer_fixtures import producer_settings, running, sent_events, until
 
 from consumers.service import ConsumerService
 from producer.service import ProducerService
 from simulator import Simulator, SimulatorConfig
+from tests.helpers.consumers import consumer_settings, count_rows
+from tests.helpers.producer import producer_settings, running, sent_events
+from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.events import Event, Trade, TradeCancel, TradeCorrection, TradingStatus
-
-__all__ = ["api", "http"]  # fixtures
 
 TABLES = ["trades", "statuses", "corrections", "cancels"]
 
@@ -94,8 +92,8 @@ async def test_the_simulators_corrections_and_cancels_reach_the_trade_history(
         settings = producer_settings(kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim.url)
         service = ProducerService(settings)
         async with running(service):
-            await until(lambda: service.upstream.events == config.max_events, timeout=60, what="all events read")
-            await until(lambda: service.durable.stats.acked == config.max_events, timeout=60, what="all in Kafka")
+            await wait_for(lambda: service.upstream.events == config.max_events, timeout=60, what="all events read")
+            await wait_for(lambda: service.durable.stats.acked == config.max_events, timeout=60, what="all in Kafka")
     sent = [e for session in sim.sessions for e in sent_events(session.sent_events())]
     kinds = {kind: [e for e in sent if isinstance(e, kind)] for kind in (Trade, TradingStatus, TradeCorrection,
                                                                           TradeCancel)}  # fmt: skip

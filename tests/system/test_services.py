@@ -18,10 +18,10 @@ import psutil
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from broker import IDEMPOTENCE, apache_kafka, private_broker
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tests.helpers.broker import IDEMPOTENCE, apache_kafka, private_broker
 from tickpipe.dev import kafka_jars
 from tickpipe.dev.processes import process_alive
 from tickpipe.dev.services import (

@@ -1,0 +1,261 @@
+"""Helpers of the API tests: a real uvicorn serving the app, rows, Redis events.
+
+The server runs in the test's own event loop on a free port with its lifespan
+on, exactly as ``tickpipe api`` runs it, so HTTP and WebSocket clients (httpx,
+websockets, alpaca-py) talk to it over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import asyncpg
+import msgpack
+import orjson
+import redis
+import redis.asyncio
+import uvicorn
+from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from api.main import create_app
+from api.stream.direct import DirectWebSocketProtocol
+from tests.helpers.waiting import wait_for
+from tickpipe import db
+from tickpipe.codecs import encode_live
+from tickpipe.events import Event
+from tickpipe.names import channel, latest_hash
+from tickpipe.rows import COLUMNS, to_row
+from tickpipe.settings import Settings, load_settings
+
+
+class ApiServer:
+    """The app under uvicorn in this loop; ``url`` / ``ws_url`` once started."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol,
+        *,
+        ws_max_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        """``ws``: uvicorn's WebSocket protocol, tickpipe api's own by default; ``ws_max_size``: the largest
+        client frame uvicorn itself reads (``tickpipe api`` sets WS_MAX_FRAME_BYTES; uvicorn's default here)."""
+        self.app = app
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            ws=ws,
+            ws_per_message_deflate=False,
+            ws_ping_interval=None,
+            ws_max_size=ws_max_size,
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v2/stream"
+
+    async def start(self) -> ApiServer:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        await wait_for(lambda: self._server.started or self._task.done(), what="uvicorn to start")  # type: ignore[union-attr]
+        if self._task.done():
+            self._task.result()
+        return self
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sock.close()
+
+
+def api_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    return load_settings(database_url=database_url, redis_url=redis_url, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_api(
+    settings: Settings, ws: str | type[asyncio.Protocol] = DirectWebSocketProtocol, *, ws_max_size: int | None = None
+) -> AsyncIterator[ApiServer]:
+    """The app under uvicorn as ``tickpipe api`` configures it (``ws_max_size``: WS_MAX_FRAME_BYTES unless given)."""
+    max_size = settings.ws_max_frame_bytes if ws_max_size is None else ws_max_size
+    server = await ApiServer(create_app(settings), ws, ws_max_size=max_size).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.contextmanager
+def serving_in_thread(settings: Settings) -> Iterator[str]:
+    """The app under uvicorn on a thread of its own, for synchronous clients (schemathesis, hypothesis);
+    its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-on-a-thread")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:  # a thread has no event to wait on: poll, with a deadline
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIterator[tuple[int, str]]:
+    """``tickpipe api`` as a process on a free port, with these extra settings; its pid and base URL."""
+    full = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": "0", **env}
+    full["LOG_LEVEL"] = "INFO"  # the start-up line names the port
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "api", env=full, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read())
+    try:
+        await wait_for(
+            lambda: any("Application startup complete" in line for line in lines) or proc.returncode is not None,
+            what="tickpipe api to start",
+        )
+        port = re.search(r"http://127\.0\.0\.1:(\d+)", "".join(lines))
+        assert proc.returncode is None and port is not None, "".join(lines)
+        yield proc.pid, f"http://127.0.0.1:{port.group(1)}"
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            async with asyncio.timeout(30):
+                await proc.wait()
+        await reader
+
+
+async def insert_events(database_url: str, events: Iterable[Event]) -> None:
+    """Rows as the consumers write them: partitions first, then COPY."""
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    for event in events:
+        by_table.setdefault(event.family, []).append(to_row(event))
+    conn = await asyncpg.connect(db.asyncpg_dsn(database_url))
+    try:
+        for table, rows in by_table.items():
+            days = {row[COLUMNS[table].index("time")].date() for row in rows}
+            await db.ensure_partitions(conn, days, [table])
+            await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
+    finally:
+        await conn.close()
+
+
+async def publish(client: redis.asyncio.Redis, *events: Event, snapshot: bool = False) -> None:
+    """As the producer does: PUBLISH encode_live JSON on the event's channel (and HSET the snapshot)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for event in events:
+            payload = encode_live(event)
+            if snapshot:
+                pipe.hset(latest_hash(event.family), event.symbol, payload)
+            pipe.publish(channel(event.family, event.symbol), payload)
+        await pipe.execute()
+
+
+async def numsub(client: redis.asyncio.Redis, name: str) -> int:
+    counts = await client.pubsub_numsub(name)
+    return int(counts[0][1])
+
+
+class WsClient:
+    """A plain client of ``/v2/stream`` (JSON, or msgpack as alpaca-py speaks it), frames decoded."""
+
+    def __init__(self, ws: ClientConnection, use_msgpack: bool) -> None:
+        self.ws = ws
+        self.msgpack = use_msgpack
+        self.backlog: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        use_msgpack: bool = False,
+        headers: dict[str, str] | None = None,
+        rcvbuf: int | None = None,
+        **options: Any,
+    ) -> WsClient:
+        extra = dict(headers or {})
+        if use_msgpack:
+            extra["Content-Type"] = "application/msgpack"
+        sock = None
+        if rcvbuf is not None:  # a tiny receive window: a client that stops reading is soon felt
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            host, port = url.split("//")[1].split("/")[0].split(":")
+            await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        ws = await ws_connect(url, additional_headers=extra, max_size=None, compression=None, sock=sock, **options)
+        client = cls(ws, use_msgpack)
+        assert await client.recv() == [{"T": "success", "msg": "connected"}]
+        return client
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(msgpack.packb(message) if self.msgpack else orjson.dumps(message).decode())
+
+    async def recv(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            frame = await self.ws.recv()
+        if self.msgpack:
+            assert isinstance(frame, bytes), "a msgpack client gets binary frames"
+            decoded: list[dict[str, Any]] = msgpack.unpackb(frame, timestamp=0)
+        else:
+            assert isinstance(frame, str), "a JSON client gets text frames"
+            decoded = orjson.loads(frame)
+        return decoded
+
+    async def message(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next message, whatever frame it came in."""
+        while not self.backlog:
+            self.backlog.extend(await self.recv(timeout))
+        return self.backlog.pop(0)
+
+    async def messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            return [await self.message() for _ in range(count)]
+
+    async def login(self, key: str = "key", secret: str = "secret") -> None:
+        await self.send({"action": "auth", "key": key, "secret": secret})
+        assert await self.message() == {"T": "success", "msg": "authenticated"}
+
+    async def subscribe(self, action: str = "subscribe", **streams: list[str]) -> dict[str, Any]:
+        await self.send({"action": action, **streams})
+        reply = await self.message()
+        assert reply["T"] == "subscription", reply
+        return reply
+
+    async def close(self) -> None:
+        await self.ws.close()
