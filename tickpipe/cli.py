@@ -32,6 +32,7 @@ SERVICES: Final[dict[str, tuple[str, str]]] = {
     "migrate": ("tickpipe.migrate", "upgrade (or downgrade) the PostgreSQL schema"),
     "dlq": ("consumers.dlq_cli", "list or replay dead letters"),
     "backfill": ("producer.backfill_cli", "load a window of history from the REST API into Kafka (resumable)"),
+    "keys": ("api.keys_cli", "add, list or revoke the API's keys (key id and secret, as Alpaca's)"),
 }
 
 
@@ -45,6 +46,7 @@ NEEDS: Final[dict[str, tuple[str, ...]]] = {
     "migrate": ("DATABASE_URL",),
     "dlq": ("KAFKA_BOOTSTRAP_SERVERS",),
     "backfill": ("KAFKA_BOOTSTRAP_SERVERS",),
+    "keys": ("DATABASE_URL",),
 }
 
 
