@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import socket
-from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.main import create_app
+from api.routes.ops import readiness
 from api.stream.direct import DirectWebSocketProtocol
-from tickpipe.errors import SettingsError
+from tickpipe.health import Publisher, Read, Reading
 from tickpipe.logs import setup_logging
+from tickpipe.service import Uvicorn, bind
 from tickpipe.settings import get_settings
 
 log = logging.getLogger("tickpipe.api")
@@ -39,31 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Server(uvicorn.Server):
-    """uvicorn's server, but a SIGTERM/SIGINT shutdown ends in exit code 0.
+def reader(app: FastAPI) -> Read:
+    """This instance's health, in the shared terms: readiness, WebSocket messages sent, clients connected."""
 
-    uvicorn re-raises the captured signal once shut down (the process then
-    dies of it); tickpipe services report a graceful stop as 0, as the
-    process managers of ``tickpipe up`` and compose expect.
-    """
+    async def read() -> Reading:
+        state = getattr(app.state, "api", None)
+        if state is None:  # the lifespan has not opened PostgreSQL and Redis yet
+            return Reading(ready=False)
+        ready, detail = await readiness(state)
+        errors = [f"{name}: {value}" for name, value in detail.items() if value != "ok"]
+        return Reading(
+            ready=ready,
+            count=state.metrics.stream.messages_sent,
+            last_error="; ".join(errors) or None,
+            figures={"ws_clients": state.metrics.registry.get_sample_value("tickpipe_api_ws_clients")},
+        )
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True  # a second Ctrl-C: stop waiting for connections
-        self.should_exit = True
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """Bind before starting, so a taken port is a clear error naming the setting."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SettingsError(f"API_HOST/API_PORT: cannot listen on {host}:{port} ({exc}); choose another") from None
-    return sock
+    return read
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +64,7 @@ def main(argv: list[str]) -> int:
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     host = args.host or settings.api_host
-    sock = listen(host, settings.api_port if args.port is None else args.port)
+    sock = bind(host, settings.api_port if args.port is None else args.port, "API_HOST/API_PORT")
     config = uvicorn.Config(
         app,
         log_config=None,  # ours, from setup_logging
@@ -83,7 +75,13 @@ def main(argv: list[str]) -> int:
         server_header=False,
         lifespan="on",
     )
-    server = Server(config)
+    sidecars = []
+    if settings.redis_url:  # required_urls (create_app) has checked it is set
+        sidecars.append(
+            Publisher(settings.redis_url, "api", reader(app), prefix=settings.kafka_topic_prefix,
+                      interval=settings.health_interval_s, ttl=settings.health_ttl_s, rate_unit="messages/s")
+        )  # fmt: skip
+    server = Uvicorn(config, owns_signals=True, sidecars=sidecars)
     log.info("tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)", host, sock.getsockname()[1])
     try:
         server.run(sockets=[sock])

@@ -86,7 +86,10 @@ class ConsumerService:
         if admin:
             app = admin_app("tickpipe consumers", self.metrics.registry, self.ready, self.health)
             port = settings.consumer_admin_port if admin_port is None else admin_port
-            self.admin = AdminServer(app, settings.consumer_admin_host, port)
+            self.admin = AdminServer(
+                app, settings.consumer_admin_host, port, setting="CONSUMER_ADMIN_PORT",
+                token=settings.tickpipe_admin_token,
+            )  # fmt: skip
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM): each worker finishes or abandons its batch and leaves its group."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 
 from simulator.config import FEEDS, Faults, SimulatorConfig
 from simulator.server import Simulator
 from simulator.symbols import DEFAULT_SYMBOLS, synthetic_symbols
+from tickpipe.errors import TickpipeError
+from tickpipe.health import Publisher, Read, Reading
+from tickpipe.service import bind_error, run
+from tickpipe.settings import get_settings
 
 
 def parse_symbols(value: str) -> tuple[str, ...]:
@@ -152,14 +154,39 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
     )
 
 
+def reader(sim: Simulator) -> Read:
+    """The simulator's health in the shared terms: serving, market events produced, clients connected."""
+
+    async def read() -> Reading:
+        return Reading(ready=True, count=sim.produced, figures={"clients": len(sim.sessions)})
+
+    return read
+
+
+def publisher(sim: Simulator) -> Publisher | None:
+    """A health publisher when REDIS_URL is set (``tickpipe up``, compose); standalone, none is needed."""
+    try:
+        settings = get_settings()
+    except TickpipeError:  # the simulator itself needs no settings: a bad unrelated one is not its concern
+        return None
+    if not settings.redis_url:
+        return None
+    return Publisher(settings.redis_url, "simulator", reader(sim), prefix=settings.kafka_topic_prefix,
+                     interval=settings.health_interval_s, ttl=settings.health_ttl_s)  # fmt: skip
+
+
 async def serve(config: SimulatorConfig) -> None:
     """Run a simulator until SIGINT or SIGTERM."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with Simulator(config) as sim:
+    sim = Simulator(config)
+    try:
+        await sim.start()
+    except OSError as exc:
+        raise bind_error("SIMULATOR_PORT (--host/--port)", config.host, config.port, exc) from None
+    health = publisher(sim)
+
+    async def announce_and_wait() -> None:
+        # Printed once the stop signals are ours: a script that stops us on reading this line gets exit 0.
         mode = "burst" if config.rate is None else f"{config.rate:g} events/s"
         print(
             f"listening on {sim.url} ({mode}, {len(config.symbols)} symbols, "
@@ -167,6 +194,11 @@ async def serve(config: SimulatorConfig) -> None:
             flush=True,
         )
         await stop.wait()
+
+    try:
+        await run(announce_and_wait(), stop.set, sidecars=[health] if health is not None else [])
+    finally:
+        await sim.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,5 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except TickpipeError as exc:
+        print(f"tickpipe simulate: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -1,4 +1,9 @@
-"""``/healthz`` (the process runs), ``/readyz`` (PostgreSQL and Redis answer), ``/metrics``, and ``/``."""
+"""``/healthz``, ``/readyz`` (PostgreSQL and Redis answer) and ``/metrics``: the shared admin surface; and ``/``.
+
+The routes are :func:`tickpipe.admin.ops_router`'s, the same every tickpipe
+process serves; what is the API's own is what readiness means here and whose
+metrics are read.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +11,19 @@ import asyncio
 from typing import Any, Final
 
 import redis.exceptions
-from fastapi import APIRouter
+from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CollectorRegistry
 
 from api.deps import State
-from api.models import Alive, Readiness
-
-router = APIRouter(tags=["operations"])
+from api.models import Readiness
+from api.state import ApiState
+from tickpipe.admin import ops_router
 
 CHECK_TIMEOUT_S: Final = 2.0
 
 
-@router.get("/healthz", response_model=Alive, summary="Liveness", description="200 while the process serves.")
-async def healthz() -> dict[str, str]:
-    return {"status": "alive"}
-
-
-async def _check_postgres(state: State) -> str:
+async def _check_postgres(state: ApiState) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await state.pool.fetchval("SELECT 1")
@@ -32,7 +32,7 @@ async def _check_postgres(state: State) -> str:
         return f"unavailable: {exc or type(exc).__name__}"
 
 
-async def _check_redis(state: State) -> str:
+async def _check_redis(state: ApiState) -> str:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await state.redis.ping()
@@ -41,31 +41,33 @@ async def _check_redis(state: State) -> str:
         return f"unavailable: {exc or type(exc).__name__}"
 
 
-@router.get(
-    "/readyz",
-    response_model=Readiness,
-    summary="Readiness",
-    description="200 when PostgreSQL and Redis both answer, else 503 saying which does not.",
-    responses={503: {"model": Readiness, "description": "PostgreSQL or Redis does not answer"}},
-)
-async def readyz(state: State) -> JSONResponse:
+async def readiness(state: ApiState) -> tuple[bool, dict[str, Any]]:
+    """Ready when PostgreSQL and Redis both answer; also what the API's health document says."""
     postgres, redis_state = await asyncio.gather(_check_postgres(state), _check_redis(state))
-    ready = postgres == "ok" and redis_state == "ok"
     # A driver's error text may quote the DSN: no password leaves the process.
-    body: dict[str, Any] = {"ready": ready, "postgres": state.scrub(postgres), "redis": state.scrub(redis_state)}
-    return JSONResponse(body, status_code=200 if ready else 503)
+    return postgres == "ok" and redis_state == "ok", {
+        "postgres": state.scrub(postgres),
+        "redis": state.scrub(redis_state),
+    }
 
 
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    description="Request latency by route, WebSocket clients, messages sent, slow-client disconnects, "
+async def _ready(request: Request) -> tuple[bool, dict[str, Any]]:
+    return await readiness(request.app.state.api)
+
+
+def _registry(request: Request) -> CollectorRegistry:
+    registry: CollectorRegistry = request.app.state.api.metrics.registry
+    return registry
+
+
+router = ops_router(
+    _ready,
+    _registry,
+    readiness_model=Readiness,
+    ready_description="200 when PostgreSQL and Redis both answer, else 503 saying which does not.",
+    metrics_description="Request latency by route, WebSocket clients, messages sent, slow-client disconnects, "
     "Redis subscriptions.",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": "tickpipe_api_ws_clients 3.0\n"}}}},
 )
-async def metrics(state: State) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
