@@ -43,7 +43,7 @@ CREATE TABLE api_keys (
 
 COMMENTS = {
     "": "keys of the API (tickpipe keys add|list|revoke): a client sends the key id and its secret",
-    "key_id": "public identifier of the key (APCA-API-KEY-ID, the auth message's key)",
+    "key_id": "public identifier of the key (APCA-API-KEY-ID, the key of the auth message)",
     "secret_hash": "scrypt$n$r$p$salt$hash of the secret (the secret itself is shown once, never stored)",
     "name": "what the key is for, as given to tickpipe keys add",
     "created_at": "when the key was added",
@@ -67,7 +67,8 @@ def upgrade() -> None:
     op.execute(TABLE)
     for column, text in COMMENTS.items():
         target = f"COLUMN api_keys.{column}" if column else "TABLE api_keys"
-        op.execute(f"COMMENT ON {target} IS '{text}'")
+        quoted = text.replace("'", "''")
+        op.execute(f"COMMENT ON {target} IS '{quoted}'")
     op.execute(NOT_FOR_READERS)
 
 
