@@ -29,6 +29,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from api.main import create_app
 from api.stream.direct import DirectWebSocketProtocol
+from api.stream.flusher import Flusher
+from api.stream.outbox import Outbox
 from tests.helpers.waiting import wait_for
 from tickpipe import db
 from tickpipe.codecs import encode_live
@@ -259,3 +261,33 @@ class WsClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+# --- an outbox writing into a list, for the stream's unit tests ---------------------------------
+
+
+class ListSink:
+    """A sink that keeps what it is given, with the loop time; not writable while ``full``."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.times: list[float] = []
+        self.full = False
+
+    @property
+    def writable(self) -> bool:
+        return not self.full
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self.times.append(asyncio.get_running_loop().time())
+
+
+def json_frame(batch: list[bytes]) -> bytes:
+    return b"[" + b",".join(batch) + b"]"
+
+
+def outbox_with_sink(flusher: Flusher, limit: int = 100_000, on_overflow: Any = None) -> tuple[Outbox, ListSink]:
+    outbox = Outbox(limit, on_overflow or (lambda: None), flusher, json_frame)
+    sink = outbox.sink = ListSink()
+    return outbox, sink
