@@ -7,22 +7,41 @@ connection (no reconnect) and keep the list in Redis for the next start.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-if TYPE_CHECKING:
-    from producer.service import ProducerService
+
+class Symbols(Protocol):
+    """The symbol list the routes change (:class:`~producer.symbols.SymbolRegistry`)."""
+
+    @property
+    def configured(self) -> list[str]: ...
+    @property
+    def runtime(self) -> list[str]: ...
+    def current(self) -> list[str]: ...
+    async def add(self, symbols: Iterable[str]) -> list[str]: ...
+    async def remove(self, symbol: str) -> bool: ...
+
+
+class Subscription(Protocol):
+    """The open upstream connection's subscription (:class:`~producer.upstream.UpstreamClient`)."""
+
+    @property
+    def subscription(self) -> dict[str, list[str]]: ...
+    async def subscribe(self, symbols: Sequence[str]) -> None: ...
+    async def unsubscribe(self, symbols: Sequence[str]) -> None: ...
 
 
 class SymbolsBody(BaseModel):
     symbols: list[str] = Field(min_length=1, max_length=10_000)
 
 
-def add_symbol_routes(app: FastAPI, service: ProducerService) -> None:
-    registry, upstream = service.symbols, service.upstream
+def add_symbol_routes(app: FastAPI, registry: Symbols, upstream: Subscription) -> None:
+    """``GET``/``POST /symbols`` and ``DELETE /symbols/{symbol}`` on ``app``, changing ``registry`` and ``upstream``."""
 
     def listing() -> dict[str, Any]:
         return {

@@ -11,20 +11,32 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Protocol
 
 import msgpack
 
 from producer.durable_sink import DurableSink
 from producer.gaps import GapTracker
 from producer.live_sink import LiveSink
-from producer.metrics import ProducerMetrics
 from tickpipe.codecs import Rejected, Transcoded
 from tickpipe.dlq import DeadLetter, encode_dead_letter
 from tickpipe.feeds import STOCK
 
 #: Type codes stamped with the moment they happened (quotes, trades): the only ones upstream lag is measured on.
 TICK_CODES: Final = frozenset(kind.code for _, kind in STOCK.event_types() if kind.tick)
+
+
+class Observer(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class FrameTimings(Protocol):
+    """The two histograms the fan-out feeds (:class:`~producer.metrics.ProducerMetrics` has them)."""
+
+    @property
+    def upstream_lag(self) -> Observer: ...
+    @property
+    def handler_seconds(self) -> Observer: ...
 
 
 class Fanout:
@@ -37,7 +49,7 @@ class Fanout:
         topics: Mapping[str, str],
         dlq_topic: str,
         source: str,
-        metrics: ProducerMetrics,
+        metrics: FrameTimings,
         gaps: GapTracker | None = None,
     ) -> None:
         self.live = live

@@ -7,17 +7,14 @@ them when ``/metrics`` is scraped. Only per-frame timings are histograms.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from producer.upstream import UpstreamState
-
-if TYPE_CHECKING:
-    from producer.service import ProducerService
+from producer.counts import BackfillCounts, ProducerCounts
+from producer.source import UpstreamState
 
 PREFIX = "tickpipe_producer"
 
@@ -40,43 +37,44 @@ class ProducerMetrics:
             registry=self.registry,
         )
 
-    def watch(self, service: ProducerService) -> None:
-        self.registry.register(_Counts(service))
+    def watch(self, read: Callable[[], ProducerCounts]) -> None:
+        """Collect the counts ``read()`` returns at each scrape."""
+        self.registry.register(_Counts(read))
 
 
 class _Counts(Collector):
-    def __init__(self, service: ProducerService) -> None:
-        self.service = service
+    def __init__(self, read: Callable[[], ProducerCounts]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        svc = self.service
+        now = self.read()
         received = CounterMetricFamily(f"{PREFIX}_received", "Events read from upstream, by type", labels=["type"])
-        for code, n in sorted(svc.fanout.received.items()):
+        for code, n in sorted(now.received.items()):
             received.add_metric([code], n)
         yield received
 
         published = CounterMetricFamily(f"{PREFIX}_published", "Events each sink delivered", labels=["sink"])
-        published.add_metric(["redis"], svc.live.published)
-        published.add_metric(["kafka"], svc.durable.stats.acked)
+        published.add_metric(["redis"], now.redis_published)
+        published.add_metric(["kafka"], now.kafka_acked)
         yield published
 
         spooled = CounterMetricFamily(f"{PREFIX}_spooled", "Kafka records written to the disk spool")
-        spooled.add_metric([], svc.durable.stats.spooled)
+        spooled.add_metric([], now.spooled)
         yield spooled
 
         dropped = CounterMetricFamily(
             f"{PREFIX}_dropped", "Events a sink dropped, by reason", labels=["sink", "reason"]
         )
         for reason in ("queue_full", "redis_down", "redis_error", "shutdown"):
-            dropped.add_metric(["redis", reason], svc.live.dropped[reason])
+            dropped.add_metric(["redis", reason], now.redis_dropped.get(reason, 0))
         yield dropped
 
         letters = CounterMetricFamily(f"{PREFIX}_dead_letters", "Upstream messages sent to the DLQ topic")
-        letters.add_metric([], svc.fanout.dead_letters)
+        letters.add_metric([], now.dead_letters)
         yield letters
 
         reconnects = CounterMetricFamily(f"{PREFIX}_reconnects", "Upstream reconnects, by cause", labels=["cause"])
-        for cause, n in sorted(svc.upstream.reconnects.items()):
+        for cause, n in sorted(now.reconnects.items()):
             reconnects.add_metric([cause], n)
         yield reconnects
 
@@ -87,7 +85,7 @@ class _Counts(Collector):
             labels=["kind"],
         )
         for kind in ("retriable", "fatal"):
-            errors.add_metric([kind], svc.durable.stats.failed_batches[kind])
+            errors.add_metric([kind], now.failed_batches.get(kind, 0))
         yield errors
 
         kafka_state = GaugeMetricFamily(
@@ -95,49 +93,45 @@ class _Counts(Collector):
             "1 for the durable sink's state (failed: gave up on a fatal error)",
             labels=["state"],
         )
-        now = svc.durable.state
         for value in ("connecting", "direct", "replaying", "spooling", "unknown", "failed"):
-            kafka_state.add_metric([value], 1 if now == value else 0)
+            kafka_state.add_metric([value], 1 if now.kafka_state == value else 0)
         yield kafka_state
 
         depth = GaugeMetricFamily(f"{PREFIX}_spool_depth", "Records in the disk spool not yet in Kafka")
-        depth.add_metric([], svc.durable.spool.depth)
+        depth.add_metric([], now.spool_depth)
         yield depth
 
         queues = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Events waiting in memory, by sink", labels=["sink"])
-        queues.add_metric(["redis"], len(svc.live.queue))
-        queues.add_metric(["kafka"], svc.durable.pending)
+        queues.add_metric(["redis"], now.redis_queued)
+        queues.add_metric(["kafka"], now.kafka_pending)
         yield queues
 
-        yield from _backfill(svc)
+        if now.backfill is not None:
+            yield from _backfill(now.backfill)
 
         state = GaugeMetricFamily(f"{PREFIX}_upstream_state", "1 for the upstream connection's state", labels=["state"])
         for value in UpstreamState:
-            state.add_metric([value.value], 1 if svc.upstream.state is value else 0)
+            state.add_metric([value.value], 1 if now.upstream_state is value else 0)
         yield state
 
 
-def _backfill(svc: ProducerService) -> Iterator[Metric]:
+def _backfill(now: BackfillCounts) -> Iterator[Metric]:
     """Gaps in the stream and what the REST API filled them with."""
-    gaps, backfiller = svc.gaps, svc.backfiller
-    if gaps is None or backfiller is None:
-        return
     seen = CounterMetricFamily(f"{PREFIX}_gaps", "Gaps in the stream seen (reconnect, silence, restart)")
-    seen.add_metric([], gaps.gaps_seen)
+    seen.add_metric([], now.gaps_seen)
     yield seen
     events = CounterMetricFamily(
         f"{PREFIX}_backfilled", "Events fetched from the REST API into Kafka, by resource", labels=["type"]
     )
-    for resource in svc.resources:
-        events.add_metric([resource], backfiller.events[resource])
+    for resource in now.resources:
+        events.add_metric([resource], now.events.get(resource, 0))
     yield events
     open_s = GaugeMetricFamily(f"{PREFIX}_gap_open_seconds", "Seconds of market time in gaps not yet filled")
-    open_s.add_metric([], gaps.open_seconds(svc.resources))
+    open_s.add_metric([], now.open_seconds)
     yield open_s
     requests = CounterMetricFamily(
         f"{PREFIX}_backfill_requests", "REST requests, by outcome (throttled: answered 429)", labels=["outcome"]
     )
-    stats = backfiller.client.stats
-    requests.add_metric(["sent"], stats.requests)
-    requests.add_metric(["throttled"], stats.throttled)
+    requests.add_metric(["sent"], now.requests)
+    requests.add_metric(["throttled"], now.throttled)
     yield requests

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from producer.admin_routes import add_symbol_routes
 from producer.backfill import Backfiller
+from producer.counts import BackfillCounts, ProducerCounts
 from producer.durable_sink import DurableSink
 from producer.fanout import Fanout
 from producer.gaps import Checkpoints, GapTracker, StateFile
@@ -168,7 +169,7 @@ class ProducerService:
     async def run(self, max_events: int | None = None) -> None:
         settings = self.settings
         self.spool.open()
-        self.metrics.watch(self)
+        self.metrics.watch(self.counts)
         self.started = time.time()
         timeout = settings.producer_shutdown_timeout_s
         live = asyncio.create_task(self.live.run(min(5.0, timeout / 3)), name="live-sink")
@@ -194,7 +195,7 @@ class ProducerService:
         try:
             if self._with_admin:
                 app = admin_app("tickpipe producer", self.metrics.registry, self.ready, self.health)
-                add_symbol_routes(app, self)
+                add_symbol_routes(app, self.symbols, self.upstream)
                 host, port = settings.producer_admin_host, settings.producer_admin_port
                 try:
                     admin = AdminServer(app, host, port)
@@ -283,25 +284,68 @@ class ProducerService:
                 self.checkpoints.take(gaps.snapshot())
                 log.info("backfill: gap filled (%s); %s", gap.cause, dict(backfiller.events))
 
-    def backfill_health(self) -> dict[str, Any]:
-        """What ``/health`` shows of gaps and backfill."""
+    def backfill_counts(self) -> BackfillCounts | None:
+        """Gaps and backfill, counted (None when gaps are not filled)."""
         gaps, backfiller = self.gaps, self.backfiller
         if gaps is None or backfiller is None:
-            return {"enabled": False}
+            return None
         stats = backfiller.client.stats
+        return BackfillCounts(
+            gaps_seen=gaps.gaps_seen,
+            gaps_open=len(gaps.gaps),
+            open_seconds=gaps.open_seconds(self.resources),
+            resources=tuple(self.resources),
+            events=dict(backfiller.events),
+            unreadable=backfiller.unreadable,
+            requests=stats.requests,
+            throttled=stats.throttled,
+            waited_s=stats.waited_s,
+        )
+
+    def counts(self) -> ProducerCounts:
+        """Every counter of the producer, read once: what ``/health``, ``/metrics`` and :meth:`summary` show."""
+        up, live, durable, stats = self.upstream, self.live, self.durable, self.durable.stats
+        return ProducerCounts(
+            upstream_state=up.state,
+            events_read=up.events,
+            frames=up.frames,
+            reconnects=dict(up.reconnects),
+            received=dict(self.fanout.received),
+            dead_letters=self.fanout.dead_letters,
+            redis_connected=live.connected,
+            redis_published=live.published,
+            redis_queued=len(live.queue),
+            redis_dropped=dict(live.dropped),
+            kafka_state=durable.state,
+            kafka_acked=stats.acked,
+            kafka_pending=durable.pending,
+            spooled=stats.spooled,
+            replayed=stats.replayed,
+            failed_rounds=stats.failed_rounds,
+            failed_batches=dict(stats.failed_batches),
+            spool_depth=self.spool.depth,
+            spool_bytes=self.spool.size_bytes,
+            backfill=self.backfill_counts(),
+        )
+
+    def backfill_health(self, counts: BackfillCounts | None) -> dict[str, Any]:
+        """What ``/health`` shows of gaps and backfill."""
+        gaps, backfiller = self.gaps, self.backfiller
+        if counts is None or gaps is None or backfiller is None:
+            return {"enabled": False}
         return {
             "enabled": True,
             "url": backfiller.client.base_url,
             "resources": self.resources,
-            "gaps_seen": gaps.gaps_seen,
-            "gaps_open": len(gaps.gaps),
-            "open_seconds": round(gaps.open_seconds(self.resources), 3),
-            "events": dict(backfiller.events),
-            "unreadable": backfiller.unreadable,
-            "requests": stats.requests,
-            "throttled": stats.throttled,
-            "waited_s": round(stats.waited_s, 3),
-            "rate_limit": stats.last_limit,
+            "gaps_seen": counts.gaps_seen,
+            "gaps_open": counts.gaps_open,
+            "open_seconds": round(counts.open_seconds, 3),
+            "events": counts.events,
+            "unreadable": counts.unreadable,
+            "requests": counts.requests,
+            "throttled": counts.throttled,
+            "waited_s": round(counts.waited_s, 3),
+            "rate_limit": backfiller.client.stats.last_limit,
             "last_error": backfiller.last_error,
             "stream_position_ns": gaps.watermark,
             "state_file": str(self.state_file.path),
@@ -309,19 +353,7 @@ class ProducerService:
 
     def summary(self) -> str:
         """One line of the final counts (``key=value``), logged at exit."""
-        stats = self.durable.stats
-        parts = {
-            "events_read": self.upstream.events,
-            "kafka_acked": stats.acked,
-            "spooled_total": stats.spooled,
-            "spool_depth": self.spool.depth,
-            "redis_published": self.live.published,
-            "redis_dropped": sum(self.live.dropped.values()),
-            "dead_letters": self.fanout.dead_letters,
-            "backfilled": sum(self.backfiller.events.values()) if self.backfiller else 0,
-            "gaps_seen": self.gaps.gaps_seen if self.gaps else 0,
-        }
-        return " ".join(f"{k}={v}" for k, v in parts.items())
+        return self.counts().summary()
 
     # --- admin -----------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, dict[str, Any]]:
@@ -339,41 +371,42 @@ class ProducerService:
 
     async def health(self) -> dict[str, Any]:
         up, live, durable = self.upstream, self.live, self.durable
+        now = self.counts()
         loop_time = asyncio.get_running_loop().time()
         return {
             "uptime_s": round(time.time() - self.started, 3),
             "upstream": {
-                "state": up.state.value,
+                "state": now.upstream_state.value,
                 "url": self.settings.upstream_url,
-                "events": up.events,
-                "frames": up.frames,
+                "events": now.events_read,
+                "frames": now.frames,
                 "seconds_since_last_frame": round(loop_time - up.last_frame_at, 3) if up.last_frame_at else None,
-                "reconnects": dict(up.reconnects),
+                "reconnects": now.reconnects,
                 "last_error": up.last_error,
                 "subscription": up.subscription,
             },
-            "received": dict(self.fanout.received),
-            "dead_letters": self.fanout.dead_letters,
+            "received": now.received,
+            "dead_letters": now.dead_letters,
             "redis": {
-                "connected": live.connected,
-                "published": live.published,
-                "queued": len(live.queue),
-                "dropped": dict(live.dropped),
+                "connected": now.redis_connected,
+                "published": now.redis_published,
+                "queued": now.redis_queued,
+                "dropped": now.redis_dropped,
                 "last_error": live.last_error,
             },
             "kafka": {
-                "state": durable.state,
+                "state": now.kafka_state,
                 "fatal_error": durable.fatal,
                 "partitions": durable.partitions,
-                "acked": durable.stats.acked,
-                "pending": durable.pending,
-                "spooled_total": durable.stats.spooled,
-                "replayed": durable.stats.replayed,
-                "failed_rounds": durable.stats.failed_rounds,
-                "failed_batches": dict(durable.stats.failed_batches),
+                "acked": now.kafka_acked,
+                "pending": now.kafka_pending,
+                "spooled_total": now.spooled,
+                "replayed": now.replayed,
+                "failed_rounds": now.failed_rounds,
+                "failed_batches": now.failed_batches,
                 "last_error": durable.stats.last_error,
             },
-            "spool": {"depth": self.spool.depth, "bytes": self.spool.size_bytes, "path": str(self.spool.directory)},
+            "spool": {"depth": now.spool_depth, "bytes": now.spool_bytes, "path": str(self.spool.directory)},
             "symbols": self.symbols.current(),
-            "backfill": self.backfill_health(),
+            "backfill": self.backfill_health(now.backfill),
         }
