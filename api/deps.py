@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.auth import KEY_HEADER, SECRET_HEADER, ApiKey
 from api.pages import PageRequest
 from api.params import (
     DEFAULT_LIMIT,
@@ -36,6 +37,12 @@ async def get_state(request: Request) -> ApiState:
 
 
 State = Annotated[ApiState, Depends(get_state)]
+
+
+async def api_key(request: Request, state: State) -> ApiKey | None:
+    """The request's key, counted against its rate (None when auth is off); else 401, 403 or 429."""
+    headers = request.headers
+    return await state.keys.http_key(headers.get(KEY_HEADER), headers.get(SECRET_HEADER))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
+from api.auth import Denied, check_exposure, count_keys, is_loopback
 from api.csv import RETRY_AFTER_S, ExportsBusy
+from api.deps import api_key
 from api.metrics import ApiMetrics, RequestTimer
+from api.models import AUTH_RESPONSES
 from api.pool import PoolBusy
 from api.routes import history, latest, ops, status, symbols
 from api.state import STATIC_DIR, open_state, required_urls, scrub
@@ -40,15 +43,25 @@ DATABASE_DOWN = (
 
 
 def create_app(
-    settings: Settings, *, registry: CollectorRegistry | None = None, static_dir: Path = STATIC_DIR
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    static_dir: Path = STATIC_DIR,
+    host: str | None = None,
 ) -> FastAPI:
-    """The API of one instance; PostgreSQL and Redis are opened by its lifespan (uvicorn or a test)."""
-    required_urls(settings)
+    """The API of one instance; PostgreSQL and Redis are opened by its lifespan (uvicorn or a test).
+
+    ``host``: the address it will listen on (API_HOST unless given). Beyond loopback, keys are required
+    and, with none in the database, the app is refused here (SettingsError) unless TICKPIPE_API_AUTH=off.
+    """
+    database_url, _ = required_urls(settings)
+    host = host or settings.api_host
+    check_exposure(settings, host, lambda: count_keys(database_url))
     metrics = ApiMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_state(settings, metrics, static_dir) as state:
+        async with open_state(settings, metrics, static_dir, exposed=not is_loopback(host)) as state:
             app.state.api = state
             gc.freeze()  # what start-up made lives as long as the app: keep it out of every collection
             # A history page holds ~2,000 tracked objects (records, condition lists) while it is built; at the
@@ -65,7 +78,11 @@ def create_app(
         app.add_exception_handler(failure, database_down)
     app.add_exception_handler(PoolBusy, busy)
     app.add_exception_handler(ExportsBusy, busy)
-    for router in (latest.router, history.router, symbols.router, ops.router, status.router):  # latest before {symbol}
+    app.add_exception_handler(Denied, denied)
+    for router in (latest.router, history.router, symbols.router):  # latest before {symbol}
+        # Data routes: a key first (api.auth), before anything of the request is looked at.
+        app.include_router(router, dependencies=[Depends(api_key)], responses=AUTH_RESPONSES)
+    for router in (ops.router, status.router):
         app.include_router(router)
     app.add_api_websocket_route("/v2/stream", stream_endpoint, name="stream")
     if static_dir.is_dir():
@@ -77,6 +94,12 @@ async def database_down(request: Request, exc: Exception) -> JSONResponse:
     """503: PostgreSQL does not answer. The driver's text may quote the DSN: its password is scrubbed."""
     text = scrub(f"PostgreSQL is unavailable: {exc or type(exc).__name__}", request.app.state.api.settings)
     return JSONResponse({"detail": text}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def denied(request: Request, exc: Exception) -> JSONResponse:
+    """401, 403 or 429 as Alpaca answers them: ``{"code": 40110000, "message": ...}``."""
+    assert isinstance(exc, Denied)
+    return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
 async def busy(request: Request, exc: Exception) -> JSONResponse:

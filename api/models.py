@@ -148,6 +148,22 @@ class Unavailable(BaseModel):
     detail: str
 
 
+class Refused(BaseModel):
+    """Alpaca's error body: a numeric code (the status and 10000) and what to do about it."""
+
+    model_config = _example({"code": 40110000, "message": "request is not authorized: send the ... headers"})
+    code: int
+    message: str
+
+
+#: What every data route may answer when API keys are required (TICKPIPE_API_AUTH, ``tickpipe keys``).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Refused, "description": "No key: send APCA-API-KEY-ID and APCA-API-SECRET-KEY"},
+    403: {"model": Refused, "description": "An unknown or revoked key, or a wrong secret"},
+    429: {"model": Refused, "description": "Over the key's requests per minute; see Retry-After"},
+}
+
+
 CSV_EXAMPLES = {
     "quotes": "symbol,time,bid_exchange,bid_price,bid_size,ask_exchange,ask_price,ask_size,conditions,tape\n"
     'AAPL,2024-03-04T14:30:00.123456789Z,V,187.24,200,V,187.25,300,"[""R""]",C\n',

@@ -1,13 +1,16 @@
-"""What one API instance holds while it runs: the PostgreSQL pool, the Redis client, the hub.
+"""What one API instance holds while it runs: the PostgreSQL pool, the Redis client, the hub, the keys.
 
 Opened by the app's lifespan and closed in reverse order. Neither service
 has to answer at start-up: the pool connects on first use (``min_size=0``)
 and the hub keeps retrying Redis, so the API comes up, reports not ready on
-``/readyz``, and serves as soon as they answer.
+``/readyz``, and serves as soon as they answer. The API keys are read once
+before serving (briefly: PostgreSQL may be down) and then every
+API_KEYS_REFRESH_S by a task of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -22,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import redis.asyncio
 
+from api.auth import Keys
 from api.metrics import ApiMetrics
 from api.pool import BoundedPool
 from api.stream.directory import LatestDirectory
@@ -33,6 +37,8 @@ from tickpipe.settings import Settings
 log = logging.getLogger(__name__)
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+#: How long start-up waits for the first read of the API keys (PostgreSQL may be down; the API starts anyway).
+FIRST_KEYS_TIMEOUT_S: Final = 2.0
 
 
 @dataclass
@@ -42,6 +48,7 @@ class ApiState:
     redis: redis.asyncio.Redis
     hub: Hub
     metrics: ApiMetrics
+    keys: Keys
     static_dir: Path = STATIC_DIR
     #: A short-lived cache of /symbols: (monotonic time, symbols).
     symbols_cache: tuple[float, list[str]] = field(default=(0.0, []))
@@ -54,11 +61,6 @@ class ApiState:
     def csv_exports(self) -> Slots:
         """CSV exports streaming now (each holds a pooled connection); at most API_CSV_EXPORTS_MAX."""
         return Slots(self.settings.api_csv_exports_max)
-
-    @cached_property
-    def key_pairs(self) -> dict[str, str]:
-        """TICKPIPE_API_KEYS as {key: secret}, read once (empty: any key is accepted)."""
-        return self.settings.api_key_pairs
 
     def cached_symbols(self, ttl: float) -> list[str] | None:
         at, symbols = self.symbols_cache
@@ -124,7 +126,10 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path = STATIC_DIR) -> AsyncIterator[ApiState]:
+async def open_state(
+    settings: Settings, metrics: ApiMetrics, static_dir: Path = STATIC_DIR, *, exposed: bool = False
+) -> AsyncIterator[ApiState]:
+    """``exposed``: the API listens beyond loopback (keys are then required, see :mod:`api.auth`)."""
     database_url, redis_url = required_urls(settings)
     pool = BoundedPool(
         await asyncpg.create_pool(
@@ -144,10 +149,18 @@ async def open_state(settings: Settings, metrics: ApiMetrics, static_dir: Path =
         directory=LatestDirectory(client),
         max_channels=settings.ws_max_redis_channels,
     )
+    keys = Keys(settings, pool, exposed=exposed)
+    with contextlib.suppress(Exception):  # logged by keep_fresh, which tries again
+        async with asyncio.timeout(FIRST_KEYS_TIMEOUT_S):
+            await keys.refresh()
+    refresher = asyncio.create_task(keys.keep_fresh(), name="api-keys")
     await hub.start()
     try:
-        yield ApiState(settings, pool, client, hub, metrics, static_dir)
+        yield ApiState(settings, pool, client, hub, metrics, keys, static_dir)
     finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         await hub.stop()
         await client.aclose()
         await pool.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Coroutine
 from enum import Enum
@@ -29,6 +28,7 @@ import orjson
 import redis.exceptions
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.auth import KEY_HEADER, SECRET_HEADER, ApiKey
 from api.stream import protocol as p
 from api.stream.direct import EXTENSION, DirectFrames
 from api.stream.hub import ChannelLimit, event_code
@@ -97,6 +97,7 @@ class StreamSession:
         self._close_code = POLICY_VIOLATION  # the close code that goes with the verdict
         self._auth_timer: asyncio.TimerHandle | None = None
         self._max_frame = api.settings.ws_max_frame_bytes
+        self.key: ApiKey | None = None  # the key it authenticated with, while auth is required
 
     # --- life cycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -112,11 +113,11 @@ class StreamSession:
         )
         try:
             await self._send(self._control_frame([p.CONNECTED]))
-            tasks = [asyncio.create_task(self._receive())]
             sender = self._attach_sink()
             if sender is not None:
                 tasks.append(asyncio.create_task(sender))
-            self._header_auth()
+            await self._header_auth()  # before any message is read: an auth message then finds it done
+            tasks.append(asyncio.create_task(self._receive()))
             waiting: list[asyncio.Future[Any]] = [*tasks, self._verdict]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -142,6 +143,8 @@ class StreamSession:
                 with contextlib.suppress(BaseException):
                     await task
             self.api.hub.remove(self.outbox, self._pairs(self.subs.all_pairs()))
+            if self.key is not None:
+                self.api.keys.detach(self.key, self)
             metrics.ws_clients.dec()
             await self._close(verdict if close_code is not None else None, close_code)
             self.state = SessionState.CLOSED
@@ -211,10 +214,8 @@ class StreamSession:
         if self.state is SessionState.UNAUTHENTICATED:
             if action.kind != "auth":
                 self._reply(p.error(p.Code.NOT_AUTHENTICATED))
-            elif self._authorized(action.key, action.secret):
-                self._authenticated()
             else:
-                self.finish(p.Code.AUTH_FAILED)
+                await self._login(action.key, action.secret)
         elif action.kind == "auth":
             self._reply(p.error(p.Code.ALREADY_AUTHENTICATED))
         elif action.kind == "subscribe":
@@ -223,24 +224,33 @@ class StreamSession:
             self._unsubscribe(action.streams)
 
     # --- auth -------------------------------------------------------------------------------------------
-    def _authorized(self, key: str, secret: str) -> bool:
-        """Any key when TICKPIPE_API_KEYS is empty; otherwise a listed key with its secret."""
-        pairs = self.api.key_pairs
-        if not pairs:
-            return True
-        expected = pairs.get(key)
-        return hmac.compare_digest((expected or "\0").encode(), secret.encode()) and expected is not None
+    async def _login(self, key_id: str, secret: str) -> None:
+        """Any key while auth is off (:mod:`api.auth`); else a valid one with a connection to spare.
 
-    def _header_auth(self) -> None:
-        """Alpaca also accepts the REST headers at the handshake, so the client need not send auth."""
-        key = self.ws.headers.get("apca-api-key-id")
-        secret = self.ws.headers.get("apca-api-secret-key")
-        if key is None or secret is None:
-            return
-        if self._authorized(key, secret):
+        A wrong key ends the session with 402, a key at its connection limit with 406; the session of a key
+        revoked later is ended with 402 when the keys are next reloaded.
+        """
+        keys = self.api.keys
+        if not keys.required:
             self._authenticated()
-        else:
+            return
+        key = await keys.verify(key_id, secret)
+        if key is None:
             self.finish(p.Code.AUTH_FAILED)
+        elif self._verdict.done():  # ended while the secret was checked (auth timeout)
+            return
+        elif not keys.attach(key, self, lambda: self.finish(p.Code.AUTH_FAILED)):
+            self.finish(p.Code.CONNECTION_LIMIT_EXCEEDED)
+        else:
+            self.key = key
+            self._authenticated()
+
+    async def _header_auth(self) -> None:
+        """Alpaca also accepts the REST headers at the handshake, so the client need not send auth."""
+        key = self.ws.headers.get(KEY_HEADER)
+        secret = self.ws.headers.get(SECRET_HEADER)
+        if key is not None and secret is not None:
+            await self._login(key, secret)
 
     def _authenticated(self) -> None:
         if self._auth_timer is not None:
@@ -250,7 +260,7 @@ class StreamSession:
 
     # --- subscriptions ------------------------------------------------------------------------------------
     async def _subscribe(self, streams: dict[str, list[str]]) -> None:
-        limit = self.api.settings.ws_max_symbols
+        limit = self.key.max_symbols if self.key is not None else self.api.settings.ws_max_symbols
         after = self.subs.count_after_add(streams)
         if after > limit:
             detail = f"at most {limit} symbols per connection; this subscribe would make {after}"
