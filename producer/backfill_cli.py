@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import TextIO
 
 from producer.backfill import Backfiller
+from producer.errors import describe
 from producer.gaps import DONE, Gap, StateFile
 from producer.history_client import KINDS, PAGE_LIMIT, Page
 from producer.kafka_backend import AiokafkaBackend, Round
-from producer.retry import curve, describe
 from producer.rounds import Partitioner
 from producer.service import history_client
 from producer.spool import Record
+from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import format_rfc3339_ns, parse_rfc3339_ns
 from tickpipe.errors import TickpipeError
 from tickpipe.logs import setup_logging
@@ -122,7 +123,7 @@ class KafkaPut:
         self.backend = backend
         self.partition = Partitioner()
         self.attempts = attempts
-        self.backoff = curve(0.5, 10.0)
+        self.backoff = EqualJitterBackoff(base=0.5, cap=10.0)
         self.sent = 0
 
     async def put(self, records: list[Record]) -> None:

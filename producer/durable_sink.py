@@ -38,10 +38,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from producer.errors import describe
 from producer.kafka_backend import KafkaBackend, Outcome, Round, is_retriable
-from producer.retry import curve, describe
 from producer.rounds import DurableStats, Flight, Partitioner, abandon, fill_from_memory, fill_from_spool, settle
 from producer.spool import Record, Spool
+from tickpipe.backoff import EqualJitterBackoff
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class DurableSink:
         self.spill_after = spill_after
         self.round_max = round_max
         self.linger = linger  # gather records this long after a round starts before the next one
-        self.backoff = curve(0.5, retry_max)
+        self.backoff = EqualJitterBackoff(base=min(0.5, retry_max), cap=retry_max)
         self.fatal_after = fatal_after  # rounds refused with a fatal error before giving up
         self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()

@@ -21,8 +21,9 @@ import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from producer.errors import describe
 from producer.redis_wire import RespConnection, pack
-from producer.retry import curve, describe
+from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import Transcoded
 from tickpipe.names import FAMILY_OF, channel, latest_hash
 
@@ -48,7 +49,7 @@ class LiveSink:
         self.queue: deque[Transcoded] = deque(maxlen=queue_size)
         self.batch_max = batch_max
         self.write_timeout = write_timeout
-        self.backoff = curve(0.05, retry_max)
+        self.backoff = EqualJitterBackoff(base=min(0.05, retry_max), cap=retry_max)
         self.connect = connect
         self.published = 0
         self.dropped: Counter[str] = Counter()

@@ -26,18 +26,19 @@ from producer.admin_routes import add_symbol_routes
 from producer.backfill import Backfiller
 from producer.counts import BackfillCounts, ProducerCounts
 from producer.durable_sink import DurableSink
+from producer.errors import describe
 from producer.fanout import Fanout
 from producer.gaps import Checkpoints, GapTracker, StateFile
 from producer.history_client import HistoryClient
 from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
-from producer.retry import curve, describe
 from producer.source import CHANNEL_OF, Connector, UpstreamOptions, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
 from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
+from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.errors import ServiceStartError, SettingsError
 from tickpipe.kafka import dlq_topic
 from tickpipe.names import FAMILY_OF, topic
@@ -261,7 +262,7 @@ class ProducerService:
         """Fill the gaps one after the other, oldest first, as they open; a failed fill is tried again later."""
         gaps, backfiller = self.gaps, self.backfiller
         assert gaps is not None and backfiller is not None
-        failures, retry = 0, curve(1.0, 60.0)
+        failures, retry = 0, EqualJitterBackoff(base=1.0, cap=60.0)
         while True:
             await self._gap_signal.wait()
             self._gap_signal.clear()

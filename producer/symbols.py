@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.names import SYMBOLS_KEY, TOPIC_PREFIX
 from tickpipe.settings import validate_symbol
 
@@ -58,7 +59,8 @@ class SymbolRegistry:
         return added
 
     async def load_when_possible(self, on_added: Callable[[list[str]], Awaitable[None]], retry: float = 2.0) -> None:
-        """Keep trying :meth:`load` (Redis may be down at start); subscribe what it adds."""
+        """Keep trying :meth:`load` (Redis may be down at start), waiting up to ``retry`` s; subscribe what it adds."""
+        backoff = EqualJitterBackoff(base=min(0.25, retry), cap=retry)
         attempt = 0
         while not self.loaded:
             try:
@@ -67,7 +69,7 @@ class SymbolRegistry:
                 attempt += 1
                 level = logging.WARNING if attempt == 1 else logging.DEBUG
                 log.log(level, "run-time symbols not loaded yet (Redis: %s); retrying", exc)
-                await asyncio.sleep(retry)
+                await asyncio.sleep(backoff.compute(attempt))
                 continue
             if added:
                 await on_added(added)

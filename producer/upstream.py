@@ -31,7 +31,7 @@ from typing import Any
 import msgpack
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
-from producer.retry import curve, describe
+from producer.errors import describe
 from producer.source import (
     CHANNEL_OF,
     Connection,
@@ -42,6 +42,7 @@ from producer.source import (
     UpstreamState,
     websocket_connector,
 )
+from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import Rejected, transcode_frame
 from tickpipe.errors import DecodeError, UpstreamAuthError
 
@@ -64,7 +65,9 @@ class UpstreamClient:
         connector: Connector = websocket_connector,
     ) -> None:
         self.options = options
-        self.backoff = curve(options.reconnect_min, options.reconnect_max)
+        self.backoff = EqualJitterBackoff(
+            base=min(options.reconnect_min, options.reconnect_max), cap=options.reconnect_max
+        )
         self.symbols = symbols
         self.sink = sink
         self.connector = connector

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from producer.retry import curve
 from producer.upstream import UpstreamClient, UpstreamOptions, UpstreamState
 from simulator import Faults, Simulator, SimulatorConfig
 from simulator.wire import malformed
@@ -156,7 +155,10 @@ async def test_alpaca_py_the_reference_client_reads_the_same_events() -> None:
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
-    waits = {attempt: [curve(0.5, 30.0).compute(attempt) for _ in range(200)] for attempt in (1, 2, 3, 8, 20)}
+    backoff = UpstreamClient(
+        UpstreamOptions("ws://unused", reconnect_min=0.5, reconnect_max=30.0), list, Collected()
+    ).backoff
+    waits = {attempt: [backoff.compute(attempt) for _ in range(200)] for attempt in (1, 2, 3, 8, 20)}
     for attempt, delays in waits.items():
         full = min(30.0, 0.5 * 2 ** (attempt - 1))
         assert all(full / 2 <= d <= full for d in delays), f"attempt {attempt}: between half and all of {full}"
