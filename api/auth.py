@@ -314,5 +314,9 @@ class Keys:
             if not sessions:
                 del self._sessions[key.key_id]
 
+    def active(self, key_id: str) -> bool:
+        """Whether this process accepts ``key_id`` now (as of its last reload)."""
+        return key_id in self._keys
+
     def connections(self, key_id: str) -> int:
         return len(self._sessions.get(key_id, ()))

@@ -1,0 +1,47 @@
+"""API keys for tests: rows written as ``tickpipe keys add`` writes them, revoked as it revokes them."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from api.auth import KEY_HEADER, SECRET_HEADER, hash_secret, new_key
+
+
+async def add_key(
+    database_url: str,
+    name: str = "test",
+    *,
+    connections: int | None = None,
+    symbols: int | None = None,
+    requests_per_minute: int | None = None,
+) -> tuple[str, str]:
+    """A new key in ``api_keys`` with these limits (None: the API's settings); its id and secret."""
+    key_id, secret = new_key()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO api_keys (key_id, secret_hash, name, max_connections, max_symbols, requests_per_minute) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            key_id,
+            hash_secret(secret),
+            name,
+            connections,
+            symbols,
+            requests_per_minute,
+        )
+    finally:
+        await conn.close()
+    return key_id, secret
+
+
+async def revoke_key(database_url: str, key_id: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1", key_id)
+    finally:
+        await conn.close()
+
+
+def key_headers(key_id: str, secret: str) -> dict[str, str]:
+    """Alpaca's headers for a key, as on HTTP and the WebSocket upgrade."""
+    return {KEY_HEADER: key_id, SECRET_HEADER: secret}
