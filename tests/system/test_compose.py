@@ -254,8 +254,23 @@ def test_consumers_scale_and_no_host_port_is_published_twice(services: dict[str,
         assert "ports" not in services[f"consumer-{family}"], "a published port would stop --scale"
     published = [port.rsplit(":", 1)[0] for svc in services.values() for port in svc.get("ports", [])]
     assert len(published) == len(set(published)), f"host ports published twice: {published}"
-    assert services["api"]["ports"] == ["8000:8000"]
-    assert all(port.startswith("127.0.0.1:") for port in services["producer"]["ports"])
+    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
+
+
+def test_every_port_is_published_on_this_host_only_unless_told(services: dict[str, dict[str, Any]]) -> None:
+    """Every published port, of every profile, binds 127.0.0.1 by default; TICKPIPE_BIND moves them all."""
+    published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
+    assert {"api", "producer", "kafka-ui", "prometheus", "grafana"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            assert isinstance(port, str) and port.count(":") == 2, f"{name}: {port!r} names no host address"
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port!r} beyond this host"
+    raw = load_compose()
+    for name in published:
+        for port in raw["services"][name]["ports"]:
+            assert port.startswith("${TICKPIPE_BIND:-127.0.0.1}:"), f"{name}: {port!r} ignores TICKPIPE_BIND"
+    everywhere = load_compose({**MINIMAL_ENV, "TICKPIPE_BIND": "0.0.0.0"})["services"]
+    assert everywhere["api"]["ports"] == ["0.0.0.0:8000:8000"]
 
 
 def test_state_lives_in_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
