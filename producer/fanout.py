@@ -18,7 +18,8 @@ import msgpack
 from producer.durable_sink import DurableSink
 from producer.gaps import GapTracker
 from producer.live_sink import LiveSink
-from tickpipe.codecs import Rejected, Transcoded
+from producer.transcode import Transcoded
+from tickpipe.codecs import Rejected
 from tickpipe.dlq import DeadLetter, encode_dead_letter
 from tickpipe.feeds import STOCK
 
@@ -40,7 +41,7 @@ class FrameTimings(Protocol):
 
 
 class Fanout:
-    """The upstream client's :class:`~producer.upstream.FrameSink`."""
+    """The upstream client's :class:`~producer.source.FrameSink`."""
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import orjson
 
-from tickpipe.codecs import Transcoded
+from producer.transcode import Transcoded
 
 log = logging.getLogger(__name__)
 

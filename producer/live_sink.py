@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from producer.errors import describe
 from producer.redis_wire import RespConnection, pack
+from producer.transcode import Transcoded
 from tickpipe.backoff import EqualJitterBackoff
-from tickpipe.codecs import Transcoded
 from tickpipe.names import FAMILY_OF, channel, latest_hash
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from typing import Final, Protocol
 
 from websockets.asyncio.client import connect
 
-from tickpipe.codecs import Rejected, Transcoded
+from producer.transcode import Transcoded
+from tickpipe.codecs import Rejected
 from tickpipe.feeds import STOCK
 
 #: SUBSCRIBED_TYPES name -> the upstream channel to subscribe to: its own, or the one it follows

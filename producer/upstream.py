@@ -33,7 +33,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketE
 
 from producer.errors import describe
 from producer.source import (
-    CHANNEL_OF,
     Connection,
     Connector,
     FrameSink,
@@ -42,16 +41,12 @@ from producer.source import (
     UpstreamState,
     websocket_connector,
 )
+from producer.transcode import transcode_frame
 from tickpipe.backoff import EqualJitterBackoff
-from tickpipe.codecs import Rejected, transcode_frame
+from tickpipe.codecs import Rejected
 from tickpipe.errors import DecodeError, UpstreamAuthError
 
 log = logging.getLogger(__name__)
-
-__all__ = [
-    "CHANNEL_OF", "Connection", "Connector", "FrameSink", "Reconnect", "UpstreamClient", "UpstreamOptions",
-    "UpstreamState", "websocket_connector",
-]  # fmt: skip
 
 
 class UpstreamClient:

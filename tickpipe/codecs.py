@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, Union
+from typing import Any, Final
 
 import msgpack
 import msgspec
@@ -146,7 +146,7 @@ def decode_frame(frame: bytes | str, received_at: int) -> DecodedFrame:
     out = DecodedFrame([], [], [])
     for message in messages:
         if not isinstance(message, dict):
-            out.rejected.append(Rejected(_raw(message), DecodeError("$", "expected an object")))
+            out.rejected.append(Rejected(encode_raw(message), DecodeError("$", "expected an object")))
             continue
         kind = message.get("T")
         if kind in CONTROL_TYPES:
@@ -160,11 +160,11 @@ def decode_frame(frame: bytes | str, received_at: int) -> DecodedFrame:
             message.pop("_v", None)
             if stamp is not None:
                 message["t"] = stamp
-            out.rejected.append(Rejected(_raw(message), exc))
+            out.rejected.append(Rejected(encode_raw(message), exc))
     return out
 
 
-def _raw(message: Any) -> bytes:
+def encode_raw(message: Any) -> bytes:
     """Re-encode a rejected message so the dead letter holds it whole (timestamps included)."""
     return bytes(msgpack.packb(message, datetime=False, default=str))
 
@@ -250,146 +250,3 @@ def event_key(event: Event) -> int:
     data = msgspec.structs.replace(event, received_at=0)
     digest = hashlib.blake2b(_kafka_encoder.encode(data), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-# --- producer fast path: upstream msgpack straight to the Kafka and live encodings ---------------
-#
-# The producer needs, per event, only its symbol, type, timestamp and two encodings. Building an
-# Event with ``decode_frame`` and encoding it twice costs ~8 µs; decoding into mirror structs whose
-# ``t`` stays raw msgpack, then encoding those, costs ~2 µs and gives the same bytes. Any frame the
-# fast path cannot take whole (JSON, a control message, one bad message) goes the exact way.
-
-
-class Transcoded(NamedTuple):
-    """One upstream event ready for both sinks."""
-
-    type_code: str
-    symbol: str
-    #: Event time, ns since the epoch.
-    timestamp: int
-    #: Exactly what ``decode_kafka`` reads back as the event (receive time included).
-    kafka: bytes
-    #: Exactly ``encode_live(event)``.
-    live: bytes
-
-
-@dataclass(slots=True)
-class TranscodedFrame:
-    events: list[Transcoded]
-    control: list[dict[str, Any]]
-    rejected: list[Rejected]
-
-
-def _wire_struct(cls: type[msgspec.Struct], code: str) -> type[msgspec.Struct]:
-    """A mutable mirror of an event struct without the internal fields, ``t`` kept as raw msgpack."""
-    fields: list[tuple[str, Any, Any]] = []
-    for info in msgspec.structs.fields(cls):
-        if info.encode_name in ("_r", "_v"):
-            continue
-        kind = msgspec.Raw if info.encode_name == "t" else info.type
-        if info.required:
-            fields.append((info.name, kind, msgspec.field(name=info.encode_name)))
-        elif info.default_factory is not msgspec.NODEFAULT:
-            field = msgspec.field(name=info.encode_name, default_factory=info.default_factory)
-            fields.append((info.name, kind, field))
-        else:
-            fields.append((info.name, kind, msgspec.field(name=info.encode_name, default=info.default)))
-    return msgspec.defstruct(f"Wire{cls.__name__}", fields, kw_only=True, tag_field="T", tag=code, gc=False)
-
-
-_WIRE_TYPES = tuple(_wire_struct(cls, code) for code, cls in EVENT_TYPES.items())
-_wire_decoder = msgspec.msgpack.Decoder(list[Union[_WIRE_TYPES]])  # type: ignore[valid-type]  # noqa: UP007
-_live_encoder = msgspec.json.Encoder()
-_RV_KEYS = (b"\xa2_r", b"\xa2_v")
-_prefixes: dict[int, bytes] = {}
-
-
-class _NotFast(Exception):
-    """The frame needs the exact path."""
-
-
-def _raw_timestamp_ns(raw: bytes) -> int:
-    """A msgpack Timestamp extension (its encoded bytes) to nanoseconds, all three sizes."""
-    if raw[:2] == b"\xd7\xff":  # timestamp 64: nanoseconds << 34 | seconds
-        packed = int.from_bytes(raw[2:10], "big")
-        return (packed & 0x3_FFFF_FFFF) * _NS + (packed >> 34)
-    if raw[:2] == b"\xd6\xff":  # timestamp 32: seconds
-        return int.from_bytes(raw[2:6], "big") * _NS
-    if raw[:3] == b"\xc7\x0c\xff":  # timestamp 96: nanoseconds, signed seconds
-        return int.from_bytes(raw[7:15], "big", signed=True) * _NS + int.from_bytes(raw[3:7], "big")
-    raise _NotFast
-
-
-def _live_stamp(ns: int) -> bytes:
-    """``t`` of the live JSON, quoted: what ``format_rfc3339_ns`` gives, with the seconds cached."""
-    seconds, nanos = divmod(ns, _NS)
-    prefix = _prefixes.get(seconds)
-    if prefix is None:
-        if len(_prefixes) > 4096:
-            _prefixes.clear()
-        prefix = _prefixes[seconds] = b'"' + format_rfc3339_ns(seconds * _NS)[:-11].encode()
-    return b'%s.%09dZ"' % (prefix, nanos)
-
-
-def _kafka_tail(received_at: int) -> bytes:
-    """``_r`` and ``_v`` as two more msgpack map entries."""
-    encode = _kafka_encoder.encode
-    return _RV_KEYS[0] + encode(received_at) + _RV_KEYS[1] + encode(SCHEMA_VERSION)
-
-
-def _fast(frame: bytes, received_at: int) -> list[Transcoded]:
-    try:
-        wires = _wire_decoder.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        raise _NotFast from None
-    try:
-        return _transcode_wires(wires, received_at)
-    except OverflowError:  # a timestamp past 2554: let the exact path reject it
-        raise _NotFast from None
-
-
-def _transcode_wires(wires: list[Any], received_at: int) -> list[Transcoded]:
-    tail = _kafka_tail(received_at)
-    raw_of = msgspec.Raw
-    encode_msgpack, encode_json = _kafka_encoder.encode, _live_encoder.encode
-    out: list[Transcoded] = []
-    append = out.append
-    for wire in wires:
-        ns = _raw_timestamp_ns(bytes(wire.timestamp))
-        wire.timestamp = raw_of(_live_stamp(ns))
-        live = encode_json(wire)
-        wire.timestamp = raw_of(encode_msgpack(ns))
-        head = encode_msgpack(wire)
-        if head[0] > 0x8D:  # not a fixmap with room for two more keys
-            raise _NotFast
-        kafka = bytes((head[0] + 2,)) + head[1:] + tail
-        append(Transcoded(wire.__struct_config__.tag, wire.symbol, ns, kafka, live))
-    return out
-
-
-def transcode_event(event: Event) -> Transcoded:
-    """The slow, exact path for one decoded event."""
-    return Transcoded(event.type_code, event.symbol, event.timestamp, encode_kafka(event), encode_live(event))
-
-
-def transcode_frame(frame: bytes | str, received_at: int) -> TranscodedFrame:
-    """An upstream frame to events ready for Kafka and Redis, plus control messages and rejects.
-
-    Same outcome as ``decode_frame`` followed by ``encode_kafka``/``encode_live`` on each event
-    (tested byte for byte), about four times faster on msgpack frames of events only.
-    Raises DecodeError("$") for a frame that is not an array of messages.
-    """
-    if isinstance(frame, bytes | bytearray | memoryview):
-        try:
-            return TranscodedFrame(_fast(bytes(frame), received_at), [], [])
-        except _NotFast:
-            pass
-    decoded = decode_frame(frame, received_at)
-    out = TranscodedFrame([], decoded.control, decoded.rejected)
-    for event in decoded.events:
-        try:
-            out.events.append(transcode_event(event))
-        except OverflowError as exc:  # decodes, but no int64 holds it
-            message = to_alpaca_dict(event)
-            out.rejected.append(Rejected(_raw(message), DecodeError("t", f"expected a timestamp before 2262: {exc}")))
-    return out

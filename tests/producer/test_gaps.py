@@ -16,7 +16,8 @@ import pytest
 from consumers.staging import quote_row, trade_row
 from producer.backfill import is_backfilled, mark_backfilled, to_records
 from producer.gaps import DONE, Checkpoints, Gap, GapTracker, StateFile
-from tickpipe.codecs import Transcoded, decode_kafka, encode_kafka, event_key, format_rfc3339_ns
+from producer.transcode import Transcoded
+from tickpipe.codecs import decode_kafka, encode_kafka, event_key, format_rfc3339_ns
 from tickpipe.events import Quote, Trade
 
 S = 1_000_000_000

@@ -10,9 +10,10 @@ import redis.asyncio
 
 from producer.live_sink import LiveSink
 from producer.redis_wire import RedisReplyError, RespConnection
+from producer.transcode import Transcoded, transcode_frame
 from tests.helpers.producer import RedisCollector
 from tests.helpers.waiting import wait_for
-from tickpipe.codecs import Transcoded, decode_live, encode_wire_msgpack, to_alpaca_dict, transcode_frame
+from tickpipe.codecs import decode_live, encode_wire_msgpack, to_alpaca_dict
 from tickpipe.dev.embedded_redis import EmbeddedRedis
 from tickpipe.events import Bar, Event, Quote, UpdatedBar
 

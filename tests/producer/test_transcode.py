@@ -1,4 +1,4 @@
-"""The producer's fast upstream path gives exactly what the exact path gives, byte for byte."""
+"""producer.transcode: the producer's fast upstream path gives exactly what the exact path gives, byte for byte."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from producer.transcode import Transcoded, transcode_event, transcode_frame
 from tests.helpers.events import events, timestamps
 from tickpipe.codecs import (
-    Transcoded,
     decode_frame,
     decode_kafka,
     encode_live,
     encode_wire_json,
     encode_wire_msgpack,
     to_alpaca_dict,
-    transcode_event,
-    transcode_frame,
 )
 from tickpipe.errors import DecodeError
 from tickpipe.events import Event, Quote

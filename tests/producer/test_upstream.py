@@ -10,12 +10,14 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from producer.upstream import UpstreamClient, UpstreamOptions, UpstreamState
+from producer.source import UpstreamOptions, UpstreamState
+from producer.transcode import Transcoded
+from producer.upstream import UpstreamClient
 from simulator import Faults, Simulator, SimulatorConfig
 from simulator.wire import malformed
 from tests.helpers.simulator import Handler, StockDataStream, alpaca
 from tests.helpers.waiting import wait_for
-from tickpipe.codecs import Rejected, Transcoded, decode_kafka, decode_message
+from tickpipe.codecs import Rejected, decode_kafka, decode_message
 from tickpipe.errors import UpstreamAuthError
 from tickpipe.events import Event
 
