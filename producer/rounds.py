@@ -19,7 +19,7 @@ from aiokafka.partitioner import murmur2
 from producer.kafka_backend import Outcome, Round, TopicPartition
 from producer.spool import Position, Record, Spool, Spooled
 
-log = logging.getLogger("producer.durable_sink")
+log = logging.getLogger(__name__)
 
 Item = tuple[Record, TopicPartition]
 
