@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     durable_queue_size: int = Field(default=200_000, ge=1)
     spool_dir: Path | None = None
     spool_segment_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    #: The spool's cap on disk; past it, as on a full disk, events wait in memory (SPOOL_HOLD_EVENTS).
+    spool_max_bytes: int = Field(default=8 * 1024**3, ge=4096)
+    #: Events held in memory while the spool takes nothing (disk full, SPOOL_MAX_BYTES); beyond, dropped and counted.
+    spool_hold_events: int = Field(default=200_000, ge=0)
     #: A Kafka round unanswered this long sends newer events to the spool rather than keep them in memory.
     kafka_spill_after_s: float = Field(default=2.0, gt=0)
     #: SIGTERM to exit: flush Redis and Kafka, spool the rest, within this bound.
