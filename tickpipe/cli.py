@@ -33,6 +33,7 @@ SERVICES: Final[dict[str, tuple[str, str]]] = {
     "dlq": ("consumers.dlq_cli", "list or replay dead letters"),
     "backfill": ("producer.backfill_cli", "load a window of history from the REST API into Kafka (resumable)"),
     "keys": ("api.keys_cli", "add, list or revoke the API's keys (key id and secret, as Alpaca's)"),
+    "status": ("tickpipe.status_cli", "every running instance's health, from Redis (lost ones too)"),
 }
 
 
