@@ -111,6 +111,7 @@ class Publisher:
         ttl: float = 5.0,
         instance: str | None = None,
         rate_unit: str = "events/s",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.role = role
         self.instance = instance or instance_id()
@@ -118,9 +119,10 @@ class Publisher:
         self.interval = interval
         self.ttl = max(ttl, 2 * interval)  # a document must outlive the gap to its next write
         self.rate_unit = rate_unit
+        self.clock = clock
         self.key = doc_key(role, self.instance, prefix)
         self.registry = registry_key(prefix)
-        self.started_at = time.time()
+        self.started_at = clock()
         self.state: State = "starting"
         self.written = 0
         self._redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
@@ -151,7 +153,7 @@ class Publisher:
 
     async def document(self) -> dict[str, Any]:
         """The document as written now (the reading, the state, the rate since the last one)."""
-        now = time.time()
+        now = self.clock()
         try:
             reading = await self.read()
         except Exception as exc:  # a broken probe is a failing instance, not a dead publisher

@@ -1,81 +1,79 @@
-"""``GET /status``: the producer's and consumers' ``/health`` summed for the dashboard's strip.
+"""``GET /status``: every instance's health document from Redis, and the dashboard strip's figures.
 
-The services' documents are served by the real admin server (``tickpipe.admin``)
-on free ports, shaped as the services write them; a part with nothing
-listening is reported down without failing the route.
+The documents are written by the real publisher (``tickpipe.health``) into the
+session's Redis, under a topic prefix of the test's own, shaped as the
+services' readings give them. No service's address is needed or guessed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
+import redis.asyncio
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
-from api.routes.status import Tracker, health_url, router, total
-from tickpipe.admin import AdminServer, admin_app
+from api.routes.status import Tracker, router
+from tests.helpers.waiting import wait_for
 from tickpipe.dev.processes import free_port
+from tickpipe.health import Publisher, Reading, Role
 from tickpipe.settings import load_settings
 
 
-def producer_doc(received: int) -> dict[str, Any]:
-    """Shaped as producer/service.py writes its /health (the parts the status reads, and some others)."""
-    return {
-        "uptime_s": 12.5,
-        "upstream": {"state": "streaming", "events": received, "reconnects": {"silence": 1}},
-        "received": {"q": received - 100, "t": 80, "b": 20},
-        "dead_letters": 1,
-        "redis": {"connected": True, "published": received, "queued": 0, "dropped": {"queue_full": 3}},
-        "kafka": {"state": "connected", "acked": received, "pending": 0},
-        "spool": {"depth": 0, "bytes": 0, "path": "/tmp/spool"},
-    }
+def reading(**kw: Any) -> Callable[[], Any]:
+    async def read() -> Reading:
+        return Reading(**{"ready": True, **kw})
+
+    return read
 
 
-def consumer_doc() -> dict[str, Any]:
-    """Shaped as consumers/service.py writes its /health."""
-
-    def worker(lag: dict[str, int], rows: int, dead: int) -> dict[str, Any]:
-        return {"running": True, "lag": lag, "stats": {"rows_written": rows, "dead_letters": dead, "records": rows}}
-
-    return {
-        "workers": {
-            "quotes": worker({"tickpipe.quotes:0": 4, "tickpipe.quotes:1": 6}, 1000, 2),
-            "trades": worker({"tickpipe.trades:0": 0}, 500, 0),
-            "bars": worker({}, 20, 1),
-        },
-        "dead_letters_sent": 3,
-    }
+def producer_reading(count: int) -> Callable[[], Any]:
+    figures = {"drops": 3, "spool_depth": 0, "dead_letters": 1, "upstream": "streaming"}
+    return reading(count=count, figures=figures)
 
 
-@asynccontextmanager
-async def health_server(doc: dict[str, Any]) -> AsyncIterator[AdminServer]:
-    async def ready() -> tuple[bool, dict[str, Any]]:
-        return True, {}
-
-    async def health() -> dict[str, Any]:
-        return doc
-
-    server = AdminServer(admin_app("fake part", CollectorRegistry(), ready, health), "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def consumer_reading(lag: int, rows: int, dead: int) -> Callable[[], Any]:
+    return reading(count=rows, lag=lag, figures={"rows_written": rows, "dead_letters": dead})
 
 
-def status_app(producer_port: int, consumer_port: int) -> FastAPI:
-    app = FastAPI()
-    app.include_router(router)
-    settings = load_settings(producer_admin_port=producer_port, consumer_admin_port=consumer_port)
-    app.state.api = SimpleNamespace(settings=settings)
-    return app
+@pytest.fixture
+async def publishers(redis_url: str, topic_prefix: str) -> AsyncIterator[Callable[..., Publisher]]:
+    """Make publishers of this test's own prefix; each is closed (and withdrawn) after the test."""
+    made: list[Publisher] = []
+
+    def make(role: Role, read: Callable[[], Any], instance: str, **kw: Any) -> Publisher:
+        publisher = Publisher(redis_url, role, read, prefix=topic_prefix, instance=instance, **kw)
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        await publisher.stop()
+
+
+@pytest.fixture
+async def status_app() -> AsyncIterator[Callable[[str, str], FastAPI]]:
+    """Make apps with only the /status route, over the Redis at a URL; their clients closed after the test."""
+    clients: list[redis.asyncio.Redis] = []
+
+    def make(redis_url: str, topic_prefix: str) -> FastAPI:
+        app = FastAPI()
+        app.include_router(router)
+        settings = load_settings(redis_url=redis_url, kafka_topic_prefix=topic_prefix)
+        clients.append(redis.asyncio.Redis.from_url(redis_url))
+        app.state.api = SimpleNamespace(settings=settings, redis=clients[-1])
+        return app
+
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 async def get_status(app: FastAPI) -> dict[str, Any]:
+    app.state.status_tracker = None  # no cached answer between the steps of a test
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
         response = await client.get("/status")
     assert response.status_code == 200, response.text
@@ -83,15 +81,20 @@ async def get_status(app: FastAPI) -> dict[str, Any]:
     return body
 
 
-async def test_status_sums_both_documents() -> None:
-    producer_state = producer_doc(received=1000)
-    async with health_server(producer_state) as producer, health_server(consumer_doc()) as consumers:
-        app = status_app(producer.port, consumers.port)
-        body = await get_status(app)
-    assert body["parts"] == {
-        "producer": {"url": f"{producer.url}/health", "reachable": True, "error": None},
-        "consumers": {"url": f"{consumers.url}/health", "reachable": True, "error": None},
-    }
+async def test_status_lists_every_instance_and_sums_them(
+    redis_url: str, topic_prefix: str, publishers: Callable[..., Publisher], status_app: Callable[[str, str], FastAPI]
+) -> None:
+    await publishers("producer", producer_reading(1000), "p-1").publish()
+    await publishers("consumers", consumer_reading(4, 1000, 2), "c-1").publish()
+    await publishers("consumers", consumer_reading(6, 520, 1), "c-2").publish()
+    body = await get_status(status_app(redis_url, topic_prefix))
+    assert [(doc["role"], doc["instance"], doc["state"]) for doc in body["instances"]] == [
+        ("producer", "p-1", "ready"),
+        ("consumers", "c-1", "ready"),
+        ("consumers", "c-2", "ready"),
+    ]
+    assert body["parts"]["producer"] == {"reachable": True, "instances": 1, "lost": 0, "error": None}
+    assert body["parts"]["consumers"]["instances"] == 2
     assert body["events_total"] == 1000
     assert body["events_per_s"] is None  # one sample: no rate yet
     assert body["drops"] == 3
@@ -99,64 +102,93 @@ async def test_status_sums_both_documents() -> None:
     assert body["rows_written"] == 1520
     assert body["dead_letters"] == 4  # 1 in the producer, 3 in the consumers
     assert body["upstream"] == "streaming"
+    assert body["unhealthy"] == 0 and body["error"] is None
 
 
-async def test_a_part_that_is_down_is_reported_not_fatal() -> None:
-    async with health_server(consumer_doc()) as consumers:
-        app = status_app(free_port(), consumers.port)
+async def test_events_per_second_from_the_producers_successive_documents(
+    redis_url: str, topic_prefix: str, publishers: Callable[..., Publisher], status_app: Callable[[str, str], FastAPI]
+) -> None:
+    now = [100.0]
+    counts = [1000]
+
+    async def read() -> Reading:
+        return Reading(ready=True, count=counts[0])
+
+    publisher = publishers("producer", read, "p-1", clock=lambda: now[0])
+    await publisher.publish()
+    counts[0], now[0] = 1500, 102.5
+    await publisher.publish()
+    assert (await get_status(status_app(redis_url, topic_prefix)))["events_per_s"] == 200.0
+    counts[0], now[0] = 300, 104.5  # restarted: counts start over, no negative rate
+    await publisher.publish()
+    assert (await get_status(status_app(redis_url, topic_prefix)))["events_per_s"] is None
+
+
+async def test_an_instance_that_went_silent_is_listed_as_lost(
+    redis_url: str, topic_prefix: str, publishers: Callable[..., Publisher], status_app: Callable[[str, str], FastAPI]
+) -> None:
+    app = status_app(redis_url, topic_prefix)
+    await publishers("consumers", consumer_reading(1, 10, 0), "alive", interval=0.1, ttl=0.5).start()
+    # Written once and never refreshed, as by a process killed right after: its document expires.
+    await publishers("consumers", consumer_reading(7, 99, 5), "silent", interval=0.1, ttl=0.2).publish()
+
+    async def lost() -> dict[str, Any] | None:
         body = await get_status(app)
-    producer = body["parts"]["producer"]
-    assert producer["reachable"] is False
-    assert "Connection refused" in producer["error"] or "ConnectionRefused" in producer["error"]
-    assert body["events_per_s"] is None and body["drops"] is None and body["upstream"] is None
-    assert body["consumer_lag"] == 10  # the part that answers still counts
+        return body if any(doc["state"] == "lost" for doc in body["instances"]) else None
+
+    body = await wait_for(lost, what="the silent instance to be shown as lost")
+    states = {doc["instance"]: doc["state"] for doc in body["instances"]}
+    assert states == {"alive": "ready", "silent": "lost"}
+    assert body["parts"]["consumers"] == {"reachable": True, "instances": 1, "lost": 1, "error": None}
+    assert body["consumer_lag"] == 1  # a lost instance's lag is stale: not counted
+    assert body["dead_letters"] == 5  # its dead letters happened: counted
+    assert body["unhealthy"] == 1
 
 
-async def test_nothing_running_gives_nulls() -> None:
-    body = await get_status(status_app(free_port(), free_port()))
-    assert {name: part["reachable"] for name, part in body["parts"].items()} == {
-        "producer": False,
-        "consumers": False,
+async def test_a_clean_stop_is_not_a_lost_instance(
+    redis_url: str, topic_prefix: str, publishers: Callable[..., Publisher], status_app: Callable[[str, str], FastAPI]
+) -> None:
+    app = status_app(redis_url, topic_prefix)
+    publisher = publishers("api", reading(count=0), "a-1", interval=0.1, ttl=0.5)
+    await publisher.start()
+    await wait_for(lambda: publisher.written > 0, what="the first document")
+    assert [doc["instance"] for doc in (await get_status(app))["instances"]] == ["a-1"]
+    await publisher.stop()
+    assert (await get_status(app))["instances"] == []
+
+
+async def test_nothing_running_names_the_pipelines_parts_as_down(
+    redis_url: str, topic_prefix: str, status_app: Callable[[str, str], FastAPI]
+) -> None:
+    body = await get_status(status_app(redis_url, topic_prefix))
+    assert {name: (part["reachable"], part["error"]) for name, part in body["parts"].items()} == {
+        "producer": (False, "no instance has reported"),
+        "consumers": (False, "no instance has reported"),
     }
     assert [body[k] for k in ("events_per_s", "drops", "consumer_lag", "dead_letters")] == [None] * 4
 
 
-async def test_events_per_second_from_successive_samples() -> None:
+async def test_redis_that_does_not_answer_is_reported_not_fatal(
+    topic_prefix: str, status_app: Callable[[str, str], FastAPI]
+) -> None:
+    body = await get_status(status_app(f"redis://127.0.0.1:{free_port()}/0", topic_prefix))
+    assert body["error"] is not None and body["error"].startswith("Redis: ")
+    assert body["parts"]["producer"]["reachable"] is False and body["instances"] == []
+
+
+async def test_answers_are_cached_for_a_second() -> None:
     now = [100.0]
-    docs = {"producer": producer_doc(received=1000), "consumers": consumer_doc()}
+    reads = [0]
 
-    async def fetch(url: str) -> dict[str, Any]:
-        return docs["producer" if "producer" in url else "consumers"]
+    async def instances() -> list[dict[str, Any]]:
+        reads[0] += 1
+        return []
 
-    tracker = Tracker(fetch=fetch, clock=lambda: now[0])
-    urls = {"producer": "http://producer/health", "consumers": "http://consumers/health"}
-    assert (await tracker.status(urls))["events_per_s"] is None
-
-    docs["producer"] = producer_doc(received=1500)
-    now[0] += 0.5  # within the cache interval: the same answer, no new sample
-    assert (await tracker.status(urls))["events_total"] == 1000
-    now[0] += 2.0  # 2.5 s after the first sample
-    assert (await tracker.status(urls))["events_per_s"] == 200.0
-
-    docs["producer"] = producer_doc(received=300)  # restarted: counts start over, no negative rate
-    now[0] += 2.0
-    assert (await tracker.status(urls))["events_per_s"] is None
-    docs["producer"] = producer_doc(received=700)
-    now[0] += 4.0
-    assert (await tracker.status(urls))["events_per_s"] == 100.0
-
-
-def test_health_url_reaches_bind_all_hosts_on_the_loopback() -> None:
-    assert health_url("0.0.0.0", 8081) == "http://127.0.0.1:8081/health"
-    assert health_url("::1", 8082) == "http://[::1]:8082/health"
-    assert health_url("producer", 8081) == "http://producer:8081/health"
-
-
-def test_total_sums_nested_counts_and_ignores_the_rest() -> None:
-    assert total({"a": 1, "b": {"c": 2.5, "d": [3, 4]}, "e": "x", "f": True, "g": None}) == 10.5
-
-
-def test_a_document_of_another_shape_gives_nulls_not_errors() -> None:
-    tracker = Tracker()
-    body = tracker.summarize({"received": "many", "redis": []}, {"workers": ["not", "a", "dict"]})
-    assert body["events_total"] == 0 and body["drops"] is None and body["consumer_lag"] is None
+    tracker = Tracker(clock=lambda: now[0])
+    await tracker.status(instances)
+    now[0] += 0.5
+    await tracker.status(instances)
+    assert reads[0] == 1
+    now[0] += 0.6
+    await tracker.status(instances)
+    assert reads[0] == 2
