@@ -87,3 +87,78 @@ async def test_a_producer_killed_and_restarted_fills_what_it_missed(
         await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
         counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))
         assert all(counts.values()), counts
+
+
+def resources_of_first_gap(state: Path) -> dict[str, bool]:
+    """The first gap in the state file: resource -> whether it is fully fetched ({} while there is no gap).
+
+    A resource not started yet has no progress entry: it counts as not fetched.
+    """
+    try:
+        gaps = orjson.loads(state.read_bytes())["gaps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not gaps:
+        return {}
+    progress: dict[str, str] = gaps[0]["progress"]
+    slots = {resource: [token for slot, token in progress.items() if slot.startswith(f"{resource}/")]
+             for resource in ("trades", "quotes", "bars")}  # fmt: skip
+    done = {resource: bool(tokens) and all(token == "done" for token in tokens) for resource, tokens in slots.items()}
+    return done
+
+
+async def test_a_producer_killed_while_it_backfills_resumes_where_the_file_says(
+    kafka_bootstrap: str, redis_url: str, clean_db: str, topic_prefix: str, tmp_path: Path, symbols: list[str]
+) -> None:
+    """Killed mid-backfill (one resource fetched, the next waiting on the request budget), a producer restarted
+    later fetches what is left of that gap and its own, and the stored history is still exactly the REST one."""
+    async with Simulator(rate=RATE, symbols=tuple(symbols), start_ns=market_start(14), seed=12) as sim:
+        history = sim.history("iex")
+        assert isinstance(history, History)
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url, KAFKA_TOPIC_PREFIX=topic_prefix,
+            KAFKA_PARTITIONS="3", KAFKA_ENABLE_IDEMPOTENCE="false", ALPACA_STREAM_URL=sim.url,
+            ALPACA_DATA_URL=sim.rest_url, SPOOL_DIR=str(tmp_path / "spool"),
+            SUBSCRIBED_TYPES="quotes,trades,bars,updatedBars", BACKFILL_QUOTES="true", BACKFILL_MARGIN_S="2",
+            UPSTREAM_RECONNECT_MAX_S="0.5", KAFKA_REQUEST_TIMEOUT_MS="2000", PYTHONUNBUFFERED="1",
+        )  # fmt: skip
+        state = tmp_path / "spool" / "gaps.json"
+        log = tmp_path / "producer.log"
+        first = ProducerProcess(env, log)
+        await first.start()
+        try:
+            await first.until_health(streaming(100), 60, "the first producer to stream 100 events")
+            await wait_for(lambda: watermark(state) > 0, 30, "the gap state file to record a stream position")
+        finally:
+            await first.kill()
+        await market_runs_on(history)
+        # One request a minute: the gap's first resource is fetched at once, the next waits out the minute.
+        second = ProducerProcess({**env, "BACKFILL_REQUESTS_PER_MINUTE": "1"}, log)
+        await second.start()
+        try:
+            await wait_for(
+                lambda: any(resources_of_first_gap(state).values()) and not all(resources_of_first_gap(state).values()),
+                60, "the state file to show the gap part fetched",
+            )  # fmt: skip
+        finally:
+            await second.kill()
+        at_kill = resources_of_first_gap(state)
+        assert any(at_kill.values()) and not all(at_kill.values()), at_kill
+        await market_runs_on(history, seconds=3.0)
+        third = ProducerProcess(env, log)
+        await third.start()
+        try:
+            doc = await third.until_health(
+                lambda d: d["backfill"]["gaps_open"] == 0 and d["backfill"]["gaps_seen"] >= 2 and streaming(100)(d),
+                90, "the third producer to fill both gaps and stream on",
+            )  # fmt: skip
+        finally:
+            assert await third.terminate() == 0, await third.output()
+        assert doc["backfill"]["open_seconds"] == 0 and doc["backfill"]["last_error"] is None, doc["backfill"]
+        fetched_before = {resource for resource, done in at_kill.items() if done}
+        assert fetched_before, at_kill
+
+        await drain_into_postgres(kafka_bootstrap, clean_db, topic_prefix, tmp_path / "consume.log")
+        counts = await compare_run(clean_db, sim.rest_url, symbols, ("trades", "quotes", "bars"))
+        assert all(counts.values()), counts
