@@ -29,6 +29,18 @@ def symbols(unique_symbol: Callable[[], str]) -> list[str]:
     return sorted({unique_symbol() for _ in range(4)})
 
 
+def producer_env(sim: Simulator, kafka: str, redis_url: str, topic_prefix: str, spool: Path) -> dict[str, str]:
+    """A producer process's environment: the simulator's stream and REST API, quotes backfilled too."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka, "REDIS_URL": redis_url, "KAFKA_TOPIC_PREFIX": topic_prefix,
+        "KAFKA_PARTITIONS": "3", "KAFKA_ENABLE_IDEMPOTENCE": "false", "ALPACA_STREAM_URL": sim.url,
+        "ALPACA_DATA_URL": sim.rest_url, "SPOOL_DIR": str(spool),
+        "SUBSCRIBED_TYPES": "quotes,trades,bars,updatedBars", "BACKFILL_QUOTES": "true", "BACKFILL_MARGIN_S": "2",
+        "UPSTREAM_RECONNECT_MAX_S": "0.5", "KAFKA_REQUEST_TIMEOUT_MS": "2000", "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+
+
 def watermark(state: Path) -> int:
     """The stream position the gap state file records (0 while there is none, or no file yet)."""
     try:
@@ -47,14 +59,7 @@ async def test_a_producer_killed_and_restarted_fills_what_it_missed(
     async with Simulator(rate=RATE, symbols=tuple(symbols), start_ns=market_start(14), seed=11) as sim:
         history = sim.history("iex")
         assert isinstance(history, History)
-        env = dict(os.environ)
-        env.update(
-            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url, KAFKA_TOPIC_PREFIX=topic_prefix,
-            KAFKA_PARTITIONS="3", KAFKA_ENABLE_IDEMPOTENCE="false", ALPACA_STREAM_URL=sim.url,
-            ALPACA_DATA_URL=sim.rest_url, SPOOL_DIR=str(tmp_path / "spool"),
-            SUBSCRIBED_TYPES="quotes,trades,bars,updatedBars", BACKFILL_QUOTES="true", BACKFILL_MARGIN_S="2",
-            UPSTREAM_RECONNECT_MAX_S="0.5", KAFKA_REQUEST_TIMEOUT_MS="2000", PYTHONUNBUFFERED="1",
-        )  # fmt: skip
+        env = producer_env(sim, kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool")
         state = tmp_path / "spool" / "gaps.json"
         first = ProducerProcess(env, tmp_path / "producer.log")
         await first.start()
@@ -115,14 +120,7 @@ async def test_a_producer_killed_while_it_backfills_resumes_where_the_file_says(
     async with Simulator(rate=RATE, symbols=tuple(symbols), start_ns=market_start(14), seed=12) as sim:
         history = sim.history("iex")
         assert isinstance(history, History)
-        env = dict(os.environ)
-        env.update(
-            KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url, KAFKA_TOPIC_PREFIX=topic_prefix,
-            KAFKA_PARTITIONS="3", KAFKA_ENABLE_IDEMPOTENCE="false", ALPACA_STREAM_URL=sim.url,
-            ALPACA_DATA_URL=sim.rest_url, SPOOL_DIR=str(tmp_path / "spool"),
-            SUBSCRIBED_TYPES="quotes,trades,bars,updatedBars", BACKFILL_QUOTES="true", BACKFILL_MARGIN_S="2",
-            UPSTREAM_RECONNECT_MAX_S="0.5", KAFKA_REQUEST_TIMEOUT_MS="2000", PYTHONUNBUFFERED="1",
-        )  # fmt: skip
+        env = producer_env(sim, kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool")
         state = tmp_path / "spool" / "gaps.json"
         log = tmp_path / "producer.log"
         first = ProducerProcess(env, log)
