@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from api.auth import check_exposure, hash_secret, is_loopback, new_key, plain_hash, secret_matches
-from tests.helpers.api import ApiServer, WsClient, api_settings, running_api
+from tests.helpers.api import ApiServer, WsClient, api_process, api_settings, running_api
 from tests.helpers.keys import add_key, key_headers, revoke_key
 from tests.helpers.waiting import wait_for
 from tickpipe.errors import SettingsError
@@ -330,3 +330,81 @@ async def test_tickpipe_api_beyond_loopback_with_a_key_wants_it(keyed_db: str, r
             assert (await http.get("/bars/" + SYMBOL, headers=key_headers(*key))).status_code == 200
     finally:
         await stop(proc)
+
+
+# --- abuse of a tickpipe api process with keys ------------------------------------------------------------
+#: What the abuse below may add to the process's resident memory: the sessions it keeps at once (four), the
+#: outbox of the client that stops reading (WS_CLIENT_QUEUE_BYTES, 64 KiB here) and the interpreter's own
+#: growth (scrypt's 16 MiB while it hashes, frames parsed, allocator pools). Unbounded, the replies the reader-less
+#: client asked for and the 100 refused connections would all stay.
+MEMORY_BOUND = 64 * 1024 * 1024
+
+
+async def slow_disconnects(http: httpx.AsyncClient) -> float:
+    text = (await http.get("/metrics")).text
+    line = next(line for line in text.splitlines() if line.startswith("tickpipe_api_ws_slow_client_disconnects_total "))
+    return float(line.split()[1])
+
+
+async def test_an_api_process_with_keys_stays_within_its_memory_bound_under_abuse(
+    keyed_db: str, redis_url: str
+) -> None:
+    """Wrong secrets, unknown keys, a key past its connections, a client that never authenticates nor reads
+    but keeps asking, a frame past the limit before auth: each ends in its Alpaca code, memory stays bounded."""
+    import psutil
+
+    key = await add_key(keyed_db, "abused", connections=4)
+    env = {"WS_CLIENT_QUEUE_BYTES": "65536", "WS_AUTH_TIMEOUT_S": "300", "API_KEYS_REFRESH_S": "0.5"}
+    async with (
+        api_process(keyed_db, redis_url, **env) as (pid, url),
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        ws_url = url.replace("http", "ws") + "/v2/stream"
+        process = psutil.Process(pid)
+        warm = await WsClient.connect(ws_url)  # one polite session first: what a session costs anyway
+        await warm.login(*key)
+        await warm.subscribe(quotes=["AAPL", "MSFT"])
+        await warm.close()
+        before = peak = process.memory_info().rss
+
+        for n in range(100):  # wrong secrets of a real key (scrypt each), and keys that do not exist
+            client = await WsClient.connect(ws_url)
+            wrong = (key[0], new_key()[1]) if n % 2 else new_key()
+            await client.send({"action": "auth", "key": wrong[0], "secret": wrong[1]})
+            assert await closed_with(client) == ([{"T": "error", "code": 402, "msg": "auth failed"}], 1008)
+        peak = max(peak, process.memory_info().rss)
+
+        held = [await WsClient.connect(ws_url, headers=key_headers(*key)) for _ in range(4)]
+        for client in held:
+            assert await client.message() == {"T": "success", "msg": "authenticated"}
+        for _ in range(20):
+            extra = await WsClient.connect(ws_url, headers=key_headers(*key))
+            assert await closed_with(extra) == ([{"T": "error", "code": 406, "msg": "connection limit exceeded"}], 1008)
+        peak = max(peak, process.memory_info().rss)
+
+        mute = await WsClient.connect(ws_url, rcvbuf=4096, max_queue=1)
+        # Never authenticates, never reads, keeps asking: each reply (~170 bytes) is queued, and the kernel's
+        # socket buffers take megabytes before the outbox holds any.
+        asking = {"action": "Q" * 60}
+        for sent in range(1, 200_001):
+            await mute.send(asking if sent % 2 else {"action": "subscribe", "quotes": ["AAPL"]})
+            if sent % 500 == 0:
+                peak = max(peak, process.memory_info().rss)
+                if await slow_disconnects(http) >= 1:
+                    break
+        else:
+            raise AssertionError("a client that never reads was never cut")
+        got, code = await closed_with(mute)
+        assert got[-1] == {"T": "error", "code": 407, "msg": "slow client"}
+        assert {message["code"] for message in got[:-1]} <= {400, 401}
+        assert all("Q" * 61 not in message.get("detail", "") for message in got), "echoes at most a prefix"
+        assert code == 1008
+
+        big = await WsClient.connect(ws_url)
+        await big.ws.send('{"action":"auth","key":"' + "K" * 64 * 1024 + '"}')
+        assert await closed_with(big) == ([], 1009)
+        peak = max(peak, process.memory_info().rss)
+        for client in held:
+            await client.close()
+        assert peak - before < MEMORY_BOUND, f"grew {(peak - before) / 2**20:.1f} MiB"
+        print(f"RSS growth under abuse: {(peak - before) / 2**20:.1f} MiB (bound {MEMORY_BOUND / 2**20:.0f} MiB)")
