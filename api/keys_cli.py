@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("list", help="every key, its state and limits (never a secret)")
     revoke = commands.add_parser("revoke", help="stop a key (API processes refuse it within API_KEYS_REFRESH_S)")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key id, as `tickpipe keys list` shows it")
     return p
 
 
