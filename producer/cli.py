@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
-import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from producer.service import ProducerService
 from tickpipe.errors import ServiceStartError, TickpipeError, UpstreamAuthError
+from tickpipe.health import Publisher, Read, Reading, total
 from tickpipe.logs import setup_logging
+from tickpipe.service import run
 from tickpipe.settings import Settings, get_settings, load_settings
 
 log = logging.getLogger("producer")
@@ -46,6 +47,45 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(**changes) if changes else get_settings()
 
 
+def dig(doc: Any, *path: str) -> Any:
+    """``doc[path[0]][path[1]]...``, None where a step is missing (the /health document may grow)."""
+    for name in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(name)
+    return doc
+
+
+def reader(service: ProducerService) -> Read:
+    """The producer's health in the shared terms: events read (the rate), the sinks' errors, drops, spool."""
+
+    async def read() -> Reading:
+        ready, _ = await service.ready()
+        doc = await service.health()
+        errors = [
+            f"{part}: {error}"
+            for part, error in (
+                ("upstream", dig(doc, "upstream", "last_error")),
+                ("kafka", dig(doc, "kafka", "fatal_error") or dig(doc, "kafka", "last_error")),
+                ("redis", dig(doc, "redis", "last_error")),
+            )
+            if error
+        ]
+        return Reading(
+            ready=ready,
+            count=dig(doc, "upstream", "events"),
+            last_error="; ".join(errors) or None,
+            figures={
+                "upstream": dig(doc, "upstream", "state"),
+                "drops": total(dig(doc, "redis", "dropped")),
+                "spool_depth": dig(doc, "spool", "depth"),
+                "dead_letters": dig(doc, "dead_letters"),
+            },
+        )
+
+    return read
+
+
 async def serve(settings: Settings, max_events: int | None = None) -> int:
     """Run the producer until SIGTERM/SIGINT (or ``max_events``); the process exit status."""
     try:
@@ -53,21 +93,14 @@ async def serve(settings: Settings, max_events: int | None = None) -> int:
     except TickpipeError as exc:
         log.error("producer: %s", exc)
         return 1
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, service.stop)
-    # Everything imported and wired so far lives as long as the process: keep it out of the cyclic
-    # collector, whose full passes over it otherwise stall the read loop for tens of milliseconds.
-    gc.collect()
-    gc.freeze()
+    assert settings.redis_url is not None  # the service has checked it
+    health = Publisher(settings.redis_url, "producer", reader(service), prefix=settings.kafka_topic_prefix,
+                       interval=settings.health_interval_s, ttl=settings.health_ttl_s)  # fmt: skip
     try:
-        await service.run(max_events)
+        await run(service.run(max_events), service.stop, sidecars=[health])
     except (UpstreamAuthError, ServiceStartError) as exc:
         log.error("producer: %s", exc)
         return 1
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
     return 0
 
 

@@ -39,7 +39,7 @@ from producer.symbols import SymbolRegistry, symbols_key
 from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.backoff import EqualJitterBackoff
-from tickpipe.errors import ServiceStartError, SettingsError
+from tickpipe.errors import SettingsError
 from tickpipe.kafka import dlq_topic
 from tickpipe.names import FAMILY_OF, topic
 from tickpipe.settings import Settings, redact_url
@@ -197,14 +197,10 @@ class ProducerService:
             if self._with_admin:
                 app = admin_app("tickpipe producer", self.metrics.registry, self.ready, self.health)
                 add_symbol_routes(app, self.symbols, self.upstream)
-                host, port = settings.producer_admin_host, settings.producer_admin_port
-                try:
-                    admin = AdminServer(app, host, port)
-                except OSError as exc:
-                    raise ServiceStartError(
-                        f"the admin endpoints cannot listen on {host}:{port} ({exc}); "
-                        "free the port or set PRODUCER_ADMIN_PORT (0 picks a free one)"
-                    ) from None
+                admin = AdminServer(
+                    app, settings.producer_admin_host, settings.producer_admin_port, setting="PRODUCER_ADMIN_PORT",
+                    token=settings.tickpipe_admin_token,
+                )  # fmt: skip
                 await admin.start()
                 self.admin = admin  # set once it answers
             await self._sinks_first(loader)
