@@ -28,6 +28,15 @@ A round refused with an error that sending again cannot fix (see
 ``fatal_after`` times in all; then the sink gives up until the process is
 restarted: its state is ``failed``, every record goes to the spool and stays
 there, and the producer is not ready.
+
+When the spool takes nothing (a full disk, its size cap), records wait in
+memory up to ``hold_limit``, then the newest are dropped, counted and logged
+(:mod:`producer.spool_hold`); the spool is tried again every second and at
+once when a replayed round frees room. Failed records of a direct round whose
+slot the spool refuses are held too, and sent from memory before the spool is
+replayed, so order per symbol still holds. If the sink's task dies of anything
+else, :attr:`DurableSink.task_error` says why, its state is ``failed``, and
+the records offered after it are held and dropped the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from producer.errors import describe
 from producer.kafka_backend import KafkaBackend, Outcome, Round, is_retriable
 from producer.rounds import DurableStats, Flight, Partitioner, abandon, fill_from_memory, fill_from_spool, settle
 from producer.spool import Record, Spool
+from producer.spool_hold import SINK_FAILED, SpoolHold
 from tickpipe.backoff import EqualJitterBackoff
 
 log = logging.getLogger(__name__)
@@ -63,6 +73,7 @@ class DurableSink:
         linger: float = 0.0,
         retry_max: float = 10.0,
         fatal_after: int = 3,
+        hold_limit: int = 200_000,
     ) -> None:
         self.backend = backend
         self.spool = spool
@@ -74,7 +85,11 @@ class DurableSink:
         self.fatal_after = fatal_after  # rounds refused with a fatal error before giving up
         self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()
+        self.hold = SpoolHold(hold_limit, self.stats)
+        self.task_error: str | None = None  # why the sink's task died, if it did
         self.inbound: deque[Record] = deque()
+        #: A failed direct round's records the spool refused, and their reserved slot: sent before the spool.
+        self._held: tuple[int, deque[Record]] | None = None
         self._room: list[tuple[int, asyncio.Future[None]]] = []  # (pending at most, waiter): see room()
         self._flight: Flight | None = None
         self._want = True
@@ -93,10 +108,12 @@ class DurableSink:
 
     # --- the read loop's side -----------------------------------------------------------------
     def offer(self, records: Sequence[Record]) -> None:
-        """Take records for Kafka; never blocks, never drops."""
+        """Take records for Kafka; never blocks, never drops (unless the spool refuses them; see the module)."""
         self.inbound.extend(records)
         if self._want or len(self.inbound) > self.queue_limit:
             self._poke()
+            if self.task_error is not None:  # nothing takes them any more: hold a bounded number
+                self.hold.bound(self.inbound, reason=SINK_FAILED)
 
     # --- state --------------------------------------------------------------------------------
     @property
@@ -107,7 +124,7 @@ class DurableSink:
         whether Kafka is there cannot be told (a killed or frozen broker looks
         like this until the client gives up). ``failed``: see :attr:`fatal`.
         """
-        if self.fatal is not None:
+        if self.fatal is not None or self.task_error is not None:
             return "failed"
         if not self.backend.connected:
             return "connecting"
@@ -115,7 +132,7 @@ class DurableSink:
             return "spooling"
         if self._flight is not None and self._flight.spilling:
             return "unknown"
-        return "replaying" if self.spool.depth else "direct"
+        return "replaying" if self.spool.depth or self._held else "direct"
 
     @property
     def writable(self) -> bool:
@@ -139,14 +156,22 @@ class DurableSink:
 
     @property
     def offered(self) -> int:
-        """Records ever offered: each one is either settled or pending."""
-        return self.settled + self.pending
+        """Records ever offered: each one is either settled, pending or dropped (never settled, so a gap state
+        taken after a drop is not written: a restart fetches the window again)."""
+        return self.settled + self.pending + sum(self.stats.dropped.values())
 
     @property
     def pending(self) -> int:
         """Records in memory not yet acknowledged by Kafka nor on disk."""
-        in_flight = len(self._flight.items) if self._flight and self._flight.kind == "direct" else 0
-        return len(self.inbound) + in_flight
+        in_flight = len(self._flight.items) if self._flight and self._flight.kind != "replay" else 0
+        return len(self.inbound) + in_flight + (len(self._held[1]) if self._held else 0)
+
+    @property
+    def held(self) -> int:
+        """Records in memory because the spool refused them (see :mod:`producer.spool_hold`)."""
+        if self.hold.error is None and self.task_error is None:
+            return 0
+        return len(self.inbound) + (len(self._held[1]) if self._held else 0)
 
     async def room(self, limit: int) -> None:
         """Return once at most ``limit`` records wait in memory: backpressure for a bulk writer (the
@@ -179,6 +204,10 @@ class DurableSink:
         try:
             while not self._stopping:
                 await self._step()
+        except Exception as exc:
+            self.task_error = self.hold.error = f"the sink's task died: {describe(exc)}"
+            self._want = True  # offer() pokes, and so bounds what waits
+            raise
         finally:
             connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,6 +242,8 @@ class DurableSink:
             self._settle(flight, now)
             flight = self._flight = None
         self._wake_room()
+        if self._held is not None and flight is None and self.hold.due(now):
+            self._fill_held(now)
         wake_at: float | None = None  # when to look again if nothing pokes us first
         if flight is not None:
             self._maybe_spill(flight, now)
@@ -227,11 +258,13 @@ class DurableSink:
                 self._spill()
             else:
                 wake_at = self._since + self.spill_after
-        elif self.spool.depth or self._failures or self.fatal is not None:
+        elif self.spool.depth or self._failures or self.fatal is not None or self._held is not None:
             self._spill()  # behind whatever the spool holds
             if self._metadata is None and self.fatal is None:
                 if now < self._retry_at:
                     wake_at = self._retry_at
+                elif not self._refreshing() and self._held is not None:
+                    self._flight = self._start_held(now)
                 elif not self._refreshing() and self.spool.depth:
                     self._flight = self._start_replay(now)
                     wake_at = self._retry_at if self._flight is None else None
@@ -243,11 +276,13 @@ class DurableSink:
             else:  # fewer, fuller rounds: less work per record for us and for the broker
                 wake_at = self._last_round + self.linger
         if self.spool.depth and now - self._last_sync > SYNC_INTERVAL_S:
-            self.spool.sync()
+            self._sync()
             self._last_sync = now
         flight = self._flight
         if flight is not None and not flight.spilling:
             wake_at = flight.started + self.spill_after
+        if self.hold.error is not None and (self.inbound or self._held):  # try the spool again then
+            wake_at = self.hold.retry_at if wake_at is None else min(wake_at, self.hold.retry_at)
         self._want = flight is None or flight.spilling
         if self._stopping or (wake_at is not None and wake_at <= now):
             await asyncio.sleep(0)
@@ -263,7 +298,13 @@ class DurableSink:
         return any(cached(topic) not in (None, count) for topic, count in self._partition.counts.items())
 
     def _can_start(self) -> bool:
-        return self.backend.connected and not self.spool.depth and not self._failures and self.fatal is None
+        return (
+            self.backend.connected
+            and not self.spool.depth
+            and not self._failures
+            and self.fatal is None
+            and self._held is None
+        )
 
     def _poke(self) -> None:
         signal = self._signal
@@ -277,6 +318,16 @@ class DurableSink:
         if unknown is not None:
             self._learn(unknown)
         return Flight("direct", items, self._launch(round_), now) if items else None
+
+    def _start_held(self, now: float) -> Flight | None:
+        """A round of the records a refused slot holds: the oldest there are, so they go first."""
+        assert self._held is not None
+        slot, records = self._held
+        round_ = self.backend.new_round()
+        items, unknown = fill_from_memory(round_, records, self._partition, self.round_max)
+        if unknown is not None:
+            self._learn(unknown)
+        return Flight("held", items, self._launch(round_), now, slot=slot) if items else None
 
     def _start_replay(self, now: float) -> Flight | None:
         chunk = self.spool.read(self.round_max)
@@ -357,16 +408,59 @@ class DurableSink:
                 flight.slot = self.spool.reserve()
             self._spill()
 
-    def _spill(self) -> None:
-        if self.inbound:
-            records = list(self.inbound)
-            self.inbound.clear()
+    def _spill(self, force: bool = False) -> None:
+        """Everything in memory to the spool's end; if the spool refuses, it stays (within the hold's bound)."""
+        if not self.inbound:
+            return
+        now = asyncio.get_running_loop().time()
+        if not force and not self.hold.due(now):
+            self.hold.bound(self.inbound, len(self._held[1]) if self._held else 0)
+            return
+        records = list(self.inbound)
+        try:
             self.spool.append(records)
-            self.stats.spooled += len(records)
+        except OSError as exc:
+            self.hold.refused(exc, now, len(records))
+            self.hold.bound(self.inbound, len(self._held[1]) if self._held else 0)
+            return
+        self.inbound.clear()
+        self.stats.spooled += len(records)
+        self.hold.cleared(len(records))
+
+    def _keep(self, slot: int | None, records: list[Record], exc: OSError) -> None:
+        """A failed direct round's records the spool refused: the oldest of all, so ahead of everything."""
+        self.hold.refused(exc, asyncio.get_running_loop().time(), len(records))
+        if slot is None:  # nothing was spooled since the round began: the front of the queue
+            self.inbound.extendleft(reversed(records))
+        else:  # newer records may be spooled behind the slot: send these from memory first
+            self._held = (slot, deque(records))
+
+    def _fill_held(self, now: float) -> None:
+        """Try once more to write the held records into their slot."""
+        assert self._held is not None
+        slot, records = self._held
+        try:
+            self.spool.fill(slot, list(records))
+        except OSError as exc:
+            self.hold.refused(exc, now, len(records))
+            return
+        self._held = None
+        self.stats.spooled += len(records)
+        self.hold.cleared(len(records))
+
+    def _sync(self) -> None:
+        try:
+            self.spool.sync()
+        except OSError as exc:  # the data is written; only its durability against a power cut is in doubt
+            log.error("spool: fsync failed (%s); retrying in %g s", describe(exc), SYNC_INTERVAL_S)
 
     def _settle(self, flight: Flight, now: float) -> None:
         outcome = flight.task.result()
-        failed = settle(flight, outcome, self.spool, self.stats)
+        failed = settle(flight, outcome, self.spool, self.stats, self._keep)
+        if flight.kind == "held":
+            self._settle_held(flight, failed)
+        elif flight.kind == "replay":
+            self.hold.room_made()
         if failed:
             self.stats.failed_rounds += 1
             self._stale = True  # the broker may have come back with other topics or partition counts
@@ -393,6 +487,15 @@ class DurableSink:
                 self._retry_at = now
         if flight.kind == "replay" and not self.spool.depth:
             log.info("spool drained: records go straight to Kafka again")
+
+    def _settle_held(self, flight: Flight, failed: dict[tuple[str, int], BaseException]) -> None:
+        """Failed records of a held round go back to the front of the hold; an empty hold frees its slot."""
+        assert self._held is not None
+        slot, records = self._held
+        records.extendleft(reversed([record for record, tp in flight.items if tp in failed]))
+        if not records:
+            self.spool.release(slot)
+            self._held = None
 
     def _refused(self, why: str, requests: int) -> None:
         """Kafka refused requests (a start, a metadata fetch, a round's batches) in a way retrying cannot fix:
@@ -444,10 +547,28 @@ class DurableSink:
                     continue
             break
         flight, self._flight = self._flight, None
-        if flight is not None:
-            abandon(flight, self.spool, self.stats, self._spill)
-        self._spill()
-        self.spool.close()
+        if flight is not None and flight.kind == "held":
+            assert self._held is not None
+            self._held[1].extendleft(reversed([record for record, _ in flight.items]))
+        elif flight is not None:
+            try:
+                abandon(flight, self.spool, self.stats, lambda: self._spill(force=True))
+            except OSError as exc:
+                self.hold.dropped(len(flight.items), f"shutdown: {describe(exc)}")
+        if self._held is not None:
+            self._fill_held(loop.time())
+            if self._held is not None:
+                self.hold.dropped(len(self._held[1]), f"shutdown: {self.hold.error}")
+                self._held = None
+        self._spill(force=True)
+        if self.inbound:
+            self.hold.dropped(len(self.inbound), f"shutdown: {self.hold.error}")
+            self.inbound.clear()
+        self.hold.flush_log()
+        try:
+            self.spool.close()
+        except OSError as exc:
+            log.error("spool: closing failed (%s)", describe(exc))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(1.0, deadline - loop.time())):
                 await self.backend.stop()

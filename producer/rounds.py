@@ -32,13 +32,15 @@ class DurableStats:
     failed_rounds: int = 0
     failed_batches: Counter[str] = field(default_factory=Counter)  # by kind: "retriable", "fatal" (start-ups too)
     last_error: str | None = None
+    #: Records dropped, by reason: "spool_full" (the spool took nothing and the memory hold was full).
+    dropped: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
 class Flight:
     """One round on its way to Kafka."""
 
-    kind: str  # "direct" (from memory) or "replay" (from the spool)
+    kind: str  # "direct" (from memory), "replay" (from the spool) or "held" (a slot's records the spool refused)
     items: list[Item]
     task: asyncio.Task[Outcome]
     started: float
@@ -142,23 +144,37 @@ def fill_from_spool(
     return items, ends, end, covered, None
 
 
-def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) -> dict[TopicPartition, BaseException]:
+#: Given the records a full spool refused (with the slot they were for, if any) and why.
+Keep = Callable[[int | None, list[Record], OSError], None]
+
+
+def settle(
+    flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats, keep: Keep
+) -> dict[TopicPartition, BaseException]:
     """Book a finished round: count what Kafka took, put back in the spool what it did not; return the failures.
 
     A direct round's failed records go to its reserved slot (ahead of anything
-    spooled meanwhile) or to the spool's end; a replayed round commits its
-    chunk, or, if some partitions failed, remembers which of its records got through.
+    spooled meanwhile) or to the spool's end, or, if the spool refuses them,
+    to ``keep``; a replayed round commits its chunk, or, if some partitions
+    failed, remembers which of its records got through. A held round's
+    records are the sink's to book (:meth:`~producer.durable_sink.DurableSink`).
     """
     failed = {tp: exc for tp, exc in outcome.items() if exc is not None}
     good = [record for record, tp in flight.items if tp not in failed]
     stats.acked += len(good)
+    if flight.kind == "held":
+        return failed
     if flight.kind == "direct":
         bad = [record for record, tp in flight.items if tp in failed]
-        if flight.slot is not None:
-            spool.fill(flight.slot, bad)
+        try:
+            if flight.slot is not None:
+                spool.fill(flight.slot, bad)
+            else:
+                spool.append(bad)
+        except OSError as exc:
+            keep(flight.slot, bad, exc)
         else:
-            spool.append(bad)
-        stats.spooled += len(bad)
+            stats.spooled += len(bad)
         return failed
     assert flight.end is not None
     stats.replayed += len(good)
@@ -170,7 +186,9 @@ def settle(flight: Flight, outcome: Outcome, spool: Spool, stats: DurableStats) 
 
 
 def abandon(flight: Flight, spool: Spool, stats: DurableStats, spill: Callable[[], None]) -> None:
-    """Shutdown with a round still unanswered: make sure its records are on disk, ahead of newer ones."""
+    """Shutdown with a round still unanswered: make sure its records are on disk, ahead of newer ones.
+
+    OSError if the spool refuses them (the caller counts them lost)."""
     if flight.kind == "replay":  # still in the spool: the cursor only moves on acknowledgement
         log.warning("shutdown: a replayed round was unanswered; it stays in the spool for the next start")
         return

@@ -14,6 +14,16 @@ disk; if the batch then fails, it fills the slot and so is replayed first.
 A torn record at the end of a segment (the process died mid-write) is cut
 off on open and logged with its size; everything before it is kept.
 
+A full disk (``ENOSPC``), the size cap ``max_bytes`` (:class:`SpoolFull`) or
+any other refused write raises :class:`OSError` with nothing written: a short
+or failed append is cut back to where it began, a slot that cannot be filled
+stays reserved (and empty) so it is filled later, still ahead of what follows.
+Every write checks how much went out. The cursor file is written to a temporary
+file, fsynced, renamed over the old one, and the folder fsynced (as it is when
+a segment is created); a cursor that cannot be saved is logged and saved at the
+next :meth:`Spool.sync` (until then a restart replays a little more: duplicates,
+never losses).
+
 A replayed round that Kafka took for some partitions only leaves records
 past the cursor that are already in Kafka. The cursor file names them by
 their *position* in the spool (segment and end offset), never by the
@@ -25,12 +35,13 @@ note would then skip records that never reached Kafka.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from producer.spool_format import FRAME, Position, Record, Spooled, decode_records, encode_records
@@ -38,15 +49,39 @@ from producer.spool_format import FRAME, Position, Record, Spooled, decode_recor
 log = logging.getLogger(__name__)
 
 _CURSOR = "cursor.json"
-__all__ = ["Position", "Record", "Spool", "Spooled", "decode_records", "encode_records"]
+__all__ = ["Position", "Record", "Spool", "SpoolFull", "Spooled", "decode_records", "encode_records"]
+
+#: ``os.write``'s shape: bytes out of what was given (fewer on a short write), or OSError.
+Write = Callable[[int, memoryview], int]
+
+
+class SpoolFull(OSError):
+    """The spool is at its size cap (``SPOOL_MAX_BYTES``): an ``ENOSPC`` of its own."""
+
+    def __init__(self, cap: int, size: int, more: int) -> None:
+        super().__init__(errno.ENOSPC, f"spool at its cap of {cap} bytes ({size} used, {more} more asked)")
 
 
 class Spool:
-    """Append-only segments in ``directory``; see the module docstring."""
+    """Append-only segments in ``directory``; see the module docstring.
 
-    def __init__(self, directory: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
+    ``write`` is the one call that puts bytes in a file (``os.write``); a test may pass one that
+    fails as a full disk does, the rest of the file layer staying real.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        segment_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int | None = None,
+        *,
+        write: Write = os.write,
+    ) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes  # None: no cap but the disk's
+        self._write = write
+        self._cursor_saved = True
         self.depth = 0  # records not yet committed
         self.cursor = Position(0, 0)
         #: Records past the cursor that reached Kafka in partly failed rounds, by where each ends.
@@ -95,24 +130,40 @@ class Spool:
             self._fd = self._open_no = None
 
     def sync(self) -> None:
-        """fsync what was appended (process crashes lose nothing without it; power cuts would)."""
+        """fsync what was appended (process crashes lose nothing without it; power cuts would), and save
+        the cursor if saving it failed before."""
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
+        if not self._cursor_saved:
+            self._save_cursor()
 
     @property
     def size_bytes(self) -> int:
-        return sum(self._segments.values()) - (self.cursor.offset if self.cursor.segment in self._segments else 0)
+        """Bytes of records not yet committed."""
+        return self.disk_bytes - (self.cursor.offset if self.cursor.segment in self._segments else 0)
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes the segments take on disk (what ``max_bytes`` caps)."""
+        return sum(self._segments.values())
 
     # --- writing --------------------------------------------------------------------------
     def append(self, records: Sequence[Record]) -> None:
+        """Write ``records`` at the end, all or none: OSError (disk full, :class:`SpoolFull`) leaves nothing."""
         if not records:
             return
         data = encode_records(records)
+        self._room_for(len(data))
         if self._fd is None or self._segments[self._open_no or 0] >= self.segment_bytes:
             self._roll()
         assert self._fd is not None and self._open_no is not None
-        os.write(self._fd, data)
+        start = self._segments[self._open_no]
+        try:
+            self._write_all(self._fd, data)
+        except OSError:
+            os.ftruncate(self._fd, start)  # no torn record left for the next append to follow
+            raise
         self._segments[self._open_no] += len(data)
         self.depth += len(records)
         self._dirty = True
@@ -126,19 +177,29 @@ class Spool:
         return slot
 
     def fill(self, slot: int, records: Sequence[Record]) -> None:
-        """Write a reserved slot's records (whole, synced), or nothing if there are none."""
-        self._slots.discard(slot)
-        self._forget_ahead()
+        """Write a reserved slot's records (whole, synced), or nothing if there are none.
+
+        On OSError the slot stays reserved and empty (nothing past it is read): fill it again later.
+        """
         if not records:
+            self._slots.discard(slot)
+            self._forget_ahead()
             return
         path = self._path(slot)
         data = encode_records(records)
+        self._room_for(len(data))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.write(fd, data)
+            self._write_all(fd, data)
             os.fsync(fd)
-        finally:
+        except OSError:
             os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        self._sync_directory()
+        self._slots.discard(slot)
+        self._forget_ahead()
         self._segments[slot] = len(data)
         self.depth += len(records)
 
@@ -226,13 +287,35 @@ class Spool:
             return None
         return first
 
+    def _room_for(self, size: int) -> None:
+        if self.max_bytes is not None and self.disk_bytes + size > self.max_bytes:
+            raise SpoolFull(self.max_bytes, self.disk_bytes, size)
+
+    def _write_all(self, fd: int, data: bytes) -> None:
+        """Every byte of ``data``, however many calls it takes; OSError if a call writes nothing."""
+        view, done = memoryview(data), 0
+        while done < len(data):
+            written = self._write(fd, view[done:])
+            if written <= 0:
+                raise OSError(errno.EIO, f"write returned {written} with {len(data) - done} bytes left")
+            done += written
+
+    def _sync_directory(self) -> None:
+        """fsync the folder, so a created or renamed file's name survives a power cut too."""
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def _roll(self) -> None:
         self._seal()
         number = self._next
-        self._next += 1
         self._fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._next += 1
         self._open_no = number
         self._segments[number] = 0
+        self._sync_directory()
 
     def _seal(self) -> None:
         if self._fd is not None:
@@ -284,5 +367,23 @@ class Spool:
             "sent": sent,
         }
         tmp = self.directory / f"{_CURSOR}.tmp"
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.directory / _CURSOR)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                self._write_all(fd, json.dumps(data).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.directory / _CURSOR)
+            self._sync_directory()
+        except OSError as exc:
+            if self._cursor_saved:
+                log.error(
+                    "spool %s: the cursor could not be saved (%s); trying again at the next sync (a restart "
+                    "meanwhile sends some records again: Kafka may hold them twice)", self.directory, exc,
+                )  # fmt: skip
+            self._cursor_saved = False
+            return
+        if not self._cursor_saved:
+            log.info("spool %s: the cursor is saved again", self.directory)
+        self._cursor_saved = True
