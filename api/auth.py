@@ -23,7 +23,10 @@ Per key and per API process: WebSocket connections (406 beyond), symbols per
 connection (405 beyond, read by the stream handler), HTTP requests per
 minute (429 with ``Retry-After``, counted by the ``limits`` library in a
 moving window). Keys are reloaded every API_KEYS_REFRESH_S: a revoked key is
-refused from then on and its open streams are closed.
+refused from then on and its open streams are closed. Until the first read
+succeeds (PostgreSQL down at start-up) no key is known: beyond loopback, or
+with TICKPIPE_API_AUTH=on, every client is refused; on loopback in ``auto``
+the API stays open until it learns that keys exist.
 """
 
 from __future__ import annotations
@@ -227,6 +230,16 @@ class Keys:
             return mode == "on"
         return self.exposed or self.any_key or bool(self._static)
 
+    def required_for(self, server: tuple[str, int | None] | None) -> bool:
+        """:attr:`required`, or in ``auto`` a connection that came in on an address beyond loopback.
+
+        ``server`` is the connection's local address (ASGI's ``scope["server"]``): whatever the API
+        was told it binds (``--host``), a client that reached it from another machine needs a key.
+        """
+        if self.required:
+            return True
+        return self.settings.tickpipe_api_auth == "auto" and (server is None or not is_loopback(str(server[0])))
+
     # --- loading ----------------------------------------------------------------------------------------
     async def refresh(self) -> None:
         """Read the table again; the streams of keys revoked (or gone) since are closed."""
@@ -276,12 +289,15 @@ class Keys:
         self._verified[remembered] = key.secret_hash
         return key
 
-    async def http_key(self, key_id: str | None, secret: str | None) -> ApiKey | None:
-        """The key of an HTTP request, counted against its rate; None when auth is off.
+    async def http_key(
+        self, key_id: str | None, secret: str | None, server: tuple[str, int | None] | None
+    ) -> ApiKey | None:
+        """The key of an HTTP request (``server``: the address it came in on), counted against its rate;
+        None when auth is off.
 
         Raises :class:`Denied`: 401 without a key, 403 with a wrong one, 429 over the key's rate.
         """
-        if not self.required:
+        if not self.required_for(server):
             return None
         if not key_id or not secret:
             raise Denied(401, f"request is not authorized: send the {KEY_HEADER} and {SECRET_HEADER} headers")

@@ -42,7 +42,7 @@ State = Annotated[ApiState, Depends(get_state)]
 async def api_key(request: Request, state: State) -> ApiKey | None:
     """The request's key, counted against its rate (None when auth is off); else 401, 403 or 429."""
     headers = request.headers
-    return await state.keys.http_key(headers.get(KEY_HEADER), headers.get(SECRET_HEADER))
+    return await state.keys.http_key(headers.get(KEY_HEADER), headers.get(SECRET_HEADER), request.scope.get("server"))
 
 
 @dataclass(frozen=True, slots=True)

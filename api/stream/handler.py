@@ -231,7 +231,7 @@ class StreamSession:
         revoked later is ended with 402 when the keys are next reloaded.
         """
         keys = self.api.keys
-        if not keys.required:
+        if not keys.required_for(self.ws.scope.get("server")):
             self._authenticated()
             return
         key = await keys.verify(key_id, secret)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from api.auth import check_exposure, hash_secret, is_loopback, new_key, plain_hash, secret_matches
+from api.auth import Keys, check_exposure, hash_secret, is_loopback, new_key, plain_hash, secret_matches
 from tests.helpers.api import ApiServer, WsClient, api_process, api_settings, running_api
 from tests.helpers.keys import add_key, key_headers, revoke_key
 from tests.helpers.waiting import wait_for
@@ -73,6 +73,32 @@ def test_serving_beyond_loopback_needs_a_key_unless_auth_is_off() -> None:
     check_exposure(base.model_copy(update={"tickpipe_api_auth": "off"}), "0.0.0.0", no_keys)
     with_env_keys = api_settings("postgresql://unused", "redis://unused", tickpipe_api_keys="web:s3cret")
     check_exposure(with_env_keys, "0.0.0.0", no_keys)
+
+
+class NoRows:
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("mode", "listens", "came_in_on", "required"),
+    [
+        ("auto", "127.0.0.1", ("127.0.0.1", 8000), False),
+        ("auto", "127.0.0.1", ("::1", 8000), False),
+        ("auto", "127.0.0.1", ("10.1.2.3", 8000), True),  # `--host 0.0.0.0`: reached from another machine
+        ("auto", "127.0.0.1", None, True),
+        ("auto", "0.0.0.0", ("127.0.0.1", 8000), True),
+        ("on", "127.0.0.1", ("127.0.0.1", 8000), True),
+        ("off", "0.0.0.0", ("10.1.2.3", 8000), False),
+    ],
+)
+async def test_who_needs_a_key_without_any_key(
+    mode: str, listens: str, came_in_on: tuple[str, int] | None, required: bool
+) -> None:
+    settings = api_settings("postgresql://unused", "redis://unused", tickpipe_api_auth=mode)
+    keys = Keys(settings, NoRows(), exposed=not is_loopback(listens))
+    await keys.refresh()
+    assert keys.required_for(came_in_on) is required
 
 
 # --- the matrix ----------------------------------------------------------------------------------------------
