@@ -124,6 +124,7 @@ class Publisher:
         self.registry = registry_key(prefix)
         self.started_at = clock()
         self.state: State = "starting"
+        self.attempts = 0
         self.written = 0
         self._redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._last_count: tuple[float, float] | None = None
@@ -189,6 +190,7 @@ class Publisher:
         }
 
     async def publish(self) -> None:
+        self.attempts += 1
         doc = orjson.dumps(await self.document())
         try:
             async with asyncio.timeout(max(self.interval, 2.0)):
