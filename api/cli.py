@@ -62,8 +62,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
     host = args.host or settings.api_host
+    app = create_app(settings, host=host)  # the address decides whether keys are required (api.auth)
     sock = bind(host, settings.api_port if args.port is None else args.port, "API_HOST/API_PORT")
     config = uvicorn.Config(
         app,
