@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
+import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -56,6 +60,27 @@ def test_a_secret_is_stored_as_a_salted_scrypt_hash_and_matched_in_constant_form
     assert secret_matches("s3cret", plain_hash("s3cret")) and not secret_matches("other", plain_hash("s3cret"))
     for malformed in ("", "scrypt$", "scrypt$x$8$1$AA==$AA==", "md5$abc", stored.replace("$", "!")):
         assert not secret_matches(secret, malformed)
+
+
+async def test_the_key_table_is_kept_from_the_read_only_role(keyed_db: str) -> None:
+    """tickpipe_reader reads every table by default (migration 0003); api_keys is taken back (0004)."""
+    user, password = f"reader_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = await asyncpg.connect(keyed_db)
+    await admin.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' IN ROLE tickpipe_reader")
+    try:
+        parts = urlsplit(keyed_db)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        reader = await asyncpg.connect(urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}")))
+        try:
+            assert await reader.fetchval("SELECT count(*) >= 0 FROM quotes")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reader.fetchval("SELECT count(*) FROM api_keys")
+        finally:
+            await reader.close()
+    finally:
+        await admin.execute(f"DROP OWNED BY {user}")
+        await admin.execute(f"DROP ROLE {user}")
+        await admin.close()
 
 
 def test_only_loopback_addresses_count_as_private() -> None:
@@ -377,7 +402,6 @@ async def test_an_api_process_with_keys_stays_within_its_memory_bound_under_abus
 ) -> None:
     """Wrong secrets, unknown keys, a key past its connections, a client that never authenticates nor reads
     but keeps asking, a frame past the limit before auth: each ends in its Alpaca code, memory stays bounded."""
-    import psutil
 
     key = await add_key(keyed_db, "abused", connections=4)
     env = {"WS_CLIENT_QUEUE_BYTES": "65536", "WS_AUTH_TIMEOUT_S": "300", "API_KEYS_REFRESH_S": "0.5"}
