@@ -45,6 +45,8 @@ class ProducerCounts:
     kafka_state: str
     kafka_acked: int
     kafka_pending: int
+    kafka_held: int  # records kept in memory because the spool takes nothing (disk full, SPOOL_MAX_BYTES)
+    kafka_dropped: dict[str, int]  # by reason: "spool_full", "sink_failed"
     spooled: int
     replayed: int
     failed_rounds: int
@@ -60,6 +62,7 @@ class ProducerCounts:
             "kafka_acked": self.kafka_acked,
             "spooled_total": self.spooled,
             "spool_depth": self.spool_depth,
+            "kafka_dropped": sum(self.kafka_dropped.values()),
             "redis_published": self.redis_published,
             "redis_dropped": sum(self.redis_dropped.values()),
             "dead_letters": self.dead_letters,

@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 
 from producer.counts import BackfillCounts, ProducerCounts
 from producer.source import UpstreamState
+from producer.spool_hold import SINK_FAILED, SPOOL_FULL
 
 PREFIX = "tickpipe_producer"
 
@@ -67,7 +68,15 @@ class _Counts(Collector):
         )
         for reason in ("queue_full", "redis_down", "redis_error", "shutdown"):
             dropped.add_metric(["redis", reason], now.redis_dropped.get(reason, 0))
+        for reason in (SPOOL_FULL, SINK_FAILED):
+            dropped.add_metric(["kafka", reason], now.kafka_dropped.get(reason, 0))
         yield dropped
+
+        held = GaugeMetricFamily(
+            f"{PREFIX}_kafka_held", "Kafka records held in memory because the spool takes nothing (disk full, cap)"
+        )
+        held.add_metric([], now.kafka_held)
+        yield held
 
         letters = CounterMetricFamily(f"{PREFIX}_dead_letters", "Upstream messages sent to the DLQ topic")
         letters.add_metric([], now.dead_letters)

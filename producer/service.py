@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import redis.asyncio
@@ -98,7 +99,8 @@ def upstream_options(settings: Settings) -> UpstreamOptions:
 
 
 class ProducerService:
-    """Everything ``tickpipe producer`` runs. Seams: ``connector`` (upstream socket), ``backend`` (Kafka)."""
+    """Everything ``tickpipe producer`` runs. Seams: ``connector`` (upstream socket), ``backend`` (Kafka),
+    ``spool`` (the disk spool, e.g. with a writer failing as a full disk does)."""
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class ProducerService:
         *,
         connector: Connector = websocket_connector,
         backend: KafkaBackend | None = None,
+        spool: Spool | None = None,
         admin: bool = True,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -119,7 +122,7 @@ class ProducerService:
         self.dlq_topic = dlq_topic(settings)
         self.metrics = ProducerMetrics(registry)
         self.live = LiveSink(settings.redis_url, queue_size=settings.live_queue_size)
-        self.spool = Spool(settings.spool_path, settings.spool_segment_bytes)
+        self.spool = spool or Spool(settings.spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
         backend = backend or AiokafkaBackend(
             settings, settings.kafka_bootstrap_servers, [*dict.fromkeys(topics.values()), self.dlq_topic]
         )
@@ -130,6 +133,7 @@ class ProducerService:
             spill_after=settings.kafka_spill_after_s,
             linger=settings.kafka_linger_ms / 1000,
             retry_max=min(10.0, settings.upstream_reconnect_max_s),
+            hold_limit=settings.spool_hold_events,
         )
         self.redis = redis.asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.symbols = SymbolRegistry(self.redis, settings.subscribed_symbols, symbols_key(prefix))
@@ -160,6 +164,9 @@ class ProducerService:
             self.upstream.on_connect = self.gaps.session_started
         self.admin: AdminServer | None = None
         self._with_admin = admin
+        #: The sinks' tasks, supervised: one that dies is logged with its traceback and named here.
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.task_errors: dict[str, str] = {}
         self.started = time.time()
 
     # --- running -------------------------------------------------------------------------------
@@ -173,8 +180,8 @@ class ProducerService:
         self.metrics.watch(self.counts)
         self.started = time.time()
         timeout = settings.producer_shutdown_timeout_s
-        live = asyncio.create_task(self.live.run(min(5.0, timeout / 3)), name="live-sink")
-        durable = asyncio.create_task(self.durable.run(timeout), name="durable-sink")
+        live = self._supervised(self.live.run(min(5.0, timeout / 3)), "live-sink")
+        durable = self._supervised(self.durable.run(timeout), "durable-sink")
         loader = asyncio.create_task(self.symbols.load_when_possible(self.upstream.subscribe), name="symbols")
         helpers: list[asyncio.Task[None]] = []
         if self.gaps is not None:
@@ -222,6 +229,23 @@ class ProducerService:
             if self.admin is not None:
                 await self.admin.stop()
             log.info("producer stopped: %s", self.summary())
+
+    def _supervised(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._ended)
+        self.tasks[name] = task
+        return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A sink's task is over: if it died, say so loudly; readiness is false from now on."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        name = task.get_name()
+        self.task_errors[name] = describe(exc)
+        log.error(
+            "producer: the %s task died (%s); the producer is not ready until it is restarted",
+            name, self.task_errors[name], exc_info=exc,
+        )  # fmt: skip
 
     async def _sinks_first(self, loader: asyncio.Task[None]) -> None:
         """Give Kafka (and the run-time symbols in Redis) a moment before the first upstream frame.
@@ -316,6 +340,8 @@ class ProducerService:
             kafka_state=durable.state,
             kafka_acked=stats.acked,
             kafka_pending=durable.pending,
+            kafka_held=durable.held,
+            kafka_dropped=dict(stats.dropped),
             spooled=stats.spooled,
             replayed=stats.replayed,
             failed_rounds=stats.failed_rounds,
@@ -357,13 +383,16 @@ class ProducerService:
         """Ready while upstream streams and both sinks take records; otherwise why not (Kafka's own error)."""
         checks = {
             "upstream": self.upstream.authenticated,
-            "redis": self.live.connected,
-            "kafka": self.durable.writable,
+            "redis": self.live.connected and "live-sink" not in self.task_errors,
+            "kafka": self.durable.writable and "durable-sink" not in self.task_errors,
         }
         detail: dict[str, Any] = {"checks": checks}
         if not checks["kafka"]:
             durable = self.durable
-            detail["kafka"] = {"state": durable.state, "error": durable.fatal or durable.stats.last_error}
+            error = durable.fatal or durable.task_error or durable.stats.last_error
+            detail["kafka"] = {"state": durable.state, "error": error}
+        if self.task_errors:
+            detail["tasks"] = dict(self.task_errors)
         return all(checks.values()), detail
 
     async def health(self) -> dict[str, Any]:
@@ -402,8 +431,21 @@ class ProducerService:
                 "failed_rounds": now.failed_rounds,
                 "failed_batches": now.failed_batches,
                 "last_error": durable.stats.last_error,
+                "task_error": durable.task_error,
+                "held": now.kafka_held,
+                "dropped": now.kafka_dropped,
             },
-            "spool": {"depth": now.spool_depth, "bytes": now.spool_bytes, "path": str(self.spool.directory)},
+            "spool": {
+                "depth": now.spool_depth,
+                "bytes": now.spool_bytes,
+                "max_bytes": self.spool.max_bytes,
+                "path": str(self.spool.directory),
+                "error": durable.hold.error,
+            },
+            "tasks": {
+                name: "running" if not task.done() else self.task_errors.get(name, "stopped")
+                for name, task in self.tasks.items()
+            },
             "symbols": self.symbols.current(),
             "backfill": self.backfill_health(now.backfill),
         }
