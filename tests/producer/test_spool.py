@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from producer.spool import Position, Record, Spool
+from producer.spool import Position, Record, Spool, SpoolFull
 
 
 def records(n: int, start: int = 0, topic: str = "tickpipe.quotes") -> list[Record]:
@@ -154,3 +156,107 @@ def test_appended_data_is_on_disk_without_close(tmp_path: Path) -> None:
     spool.append(records(8))
     assert Spool(tmp_path).open().depth == 8  # another reader, while the writer is still open
     spool.close()
+
+
+# --- a disk that refuses writes (issue #13) -----------------------------------------------------------
+
+
+class Disk:
+    """The spool's ``write``: ``os.write`` as a disk does it, short writes and ENOSPC on demand."""
+
+    def __init__(self, most: int | None = None) -> None:
+        self.most = most  # bytes per call at most (a short write), None: all
+        self.full = False
+        self.calls = 0
+
+    def __call__(self, fd: int, data: memoryview) -> int:
+        self.calls += 1
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.write(fd, data[: self.most] if self.most else data)
+
+
+def test_short_writes_are_written_whole(tmp_path: Path) -> None:
+    disk = Disk(most=7)
+    spool = Spool(tmp_path, segment_bytes=4096, write=disk).open()
+    written = records(300)
+    for i in range(0, 300, 30):
+        spool.append(written[i : i + 30])
+    spool.commit(spool.read(10)[-1].end, 10)  # the cursor file, short-written too
+    spool.close()
+    assert disk.calls > 300 * 7
+    assert drain(Spool(tmp_path, segment_bytes=4096).open()) == written[10:]
+
+
+def test_a_write_that_writes_nothing_is_an_error_not_a_loop(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, write=lambda fd, data: 0).open()
+    with pytest.raises(OSError, match="write returned 0"):
+        spool.append(records(3))
+    assert spool.depth == 0
+
+
+def test_a_full_disk_refuses_an_append_whole_and_the_next_one_is_taken(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk()
+    spool = Spool(tmp_path, write=disk).open()
+    spool.append(records(5))
+    size = spool.disk_bytes
+    disk.full = True
+    with pytest.raises(OSError) as refused:
+        spool.append(records(5, 5))
+    assert refused.value.errno == errno.ENOSPC
+    assert (spool.depth, spool.disk_bytes) == (5, size), "nothing counted"
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.seg")) == size, "nothing left on disk"
+    disk.full = False
+    spool.append(records(5, 10))
+    spool.close()
+    assert drain(Spool(tmp_path).open()) == records(5) + records(5, 10)
+    assert "torn" not in caplog.text
+
+
+def test_the_size_cap_refuses_as_a_full_disk_does_until_records_are_committed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=4096, max_bytes=8192).open()
+    taken = 0
+    with pytest.raises(SpoolFull) as refused:
+        for i in range(1000):
+            spool.append(records(10, i * 10))
+            taken += 10
+    assert refused.value.errno == errno.ENOSPC and "8192" in str(refused.value)
+    assert 0 < spool.disk_bytes <= 8192 and spool.depth == taken
+    assert drain(spool) == records(taken)  # committed: the segments are gone, and so is the cap's count
+    spool.append(records(10))
+    assert spool.depth == 10
+
+
+def test_a_slot_the_disk_refuses_stays_reserved_and_nothing_past_it_is_read(tmp_path: Path) -> None:
+    disk = Disk()
+    spool = Spool(tmp_path, write=disk).open()
+    slot = spool.reserve()
+    spool.append(records(5, 100))
+    disk.full = True
+    with pytest.raises(OSError):
+        spool.fill(slot, records(3))
+    assert spool.read(100) == [], "the slot's records come first: nothing is read past it"
+    assert not (tmp_path / f"{slot:012d}.seg").exists()
+    disk.full = False
+    spool.fill(slot, records(3))
+    assert drain(spool) == records(3) + records(5, 100)
+
+
+def test_a_cursor_that_cannot_be_saved_is_saved_at_the_next_sync(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = Disk()
+    spool = Spool(tmp_path, write=disk).open()
+    spool.append(records(20))
+    spool.sync()
+    disk.full = True
+    chunk = spool.read(8)
+    spool.commit(chunk[-1].end, 8)
+    assert [r for r in caplog.records if r.levelname == "ERROR" and "cursor could not be saved" in r.getMessage()]
+    assert Spool(tmp_path).open().depth == 20, "the old cursor: a restart would send the 8 again, never lose them"
+    disk.full = False
+    spool.sync()
+    assert json.loads((tmp_path / "cursor.json").read_text())["offset"] == chunk[-1].end.offset
+    assert drain(Spool(tmp_path).open()) == records(20)[8:]
