@@ -60,6 +60,30 @@ async def test_symbols_added_and_removed_at_run_time_without_reconnecting_and_ke
     assert await redis_client.smembers(symbols_key(topic_prefix)) == set()
 
 
+async def test_symbols_changes_need_the_admin_token_beyond_loopback(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, unique_symbol: Callable[[], str], tmp_path: Path
+) -> None:
+    """Bound to every interface (as in compose), POST /symbols needs TICKPIPE_ADMIN_TOKEN; reads do not."""
+    symbol = unique_symbol()
+    async with Simulator(SimulatorConfig(symbols=(symbol,), rate=100)) as sim:
+        settings = producer_settings(
+            kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim.url,
+            producer_admin_host="0.0.0.0", tickpipe_admin_token="t0ken",
+        )  # fmt: skip
+        service = ProducerService(settings)
+        async with running(service):
+            await ready(service)
+            assert service.admin is not None
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.admin.port}") as http:
+                body = {"symbols": [symbol]}
+                assert (await http.post("/symbols", json=body)).status_code == 401
+                wrong = await http.post("/symbols", json=body, headers={"Authorization": "Bearer nope"})
+                assert wrong.status_code == 403
+                right = await http.post("/symbols", json=body, headers={"Authorization": "Bearer t0ken"})
+                assert right.status_code == 200, right.text
+                assert (await http.get("/symbols")).status_code == 200
+
+
 async def test_health_readiness_and_metrics_tell_the_state(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, unique_symbol: Callable[[], str], tmp_path: Path
 ) -> None:
