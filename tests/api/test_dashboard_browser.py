@@ -41,6 +41,7 @@ from tickpipe.admin import EmbeddedUvicorn
 from tickpipe.codecs import encode_live
 from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event, Quote, Trade
+from tickpipe.health import Publisher, Reading
 from tickpipe.names import channel, latest_hash
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.settings import load_settings
@@ -367,3 +368,48 @@ async def test_api_docs_render_without_internet(api: DashboardServer, browser: A
     await page.get_by_role("heading", name="tickpipe API").first.wait_for(state="visible", timeout=TIMEOUT_MS)
     # ReDoc's bundle links its "API docs by Redocly" footer logo from its CDN; nothing else goes out.
     assert set(outside) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}, outside
+
+
+async def test_status_strip_shows_every_instance_and_the_lost_one(
+    browser: Any, migrated_db: str, redis_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The strip draws one badge per instance from the health documents in Redis; an expired one as lost."""
+    settings = load_settings(database_url=migrated_db, redis_url=redis_url, kafka_topic_prefix=topic_prefix)
+    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
+    figures = {"upstream": "streaming", "drops": 2, "dead_letters": 0, "spool_depth": 0}
+
+    def reading(**kw: Any) -> Callable[[], Any]:
+        async def read() -> Reading:
+            return Reading(ready=True, **kw)
+
+        return read
+
+    alive = [
+        Publisher(redis_url, "producer", reading(count=10, figures=figures), prefix=topic_prefix, instance="h-1"),
+        Publisher(redis_url, "consumers", reading(count=5, lag=7), prefix=topic_prefix, instance="h-2"),
+    ]
+    killed = Publisher(redis_url, "consumers", reading(lag=3), prefix=topic_prefix, instance="h-3", ttl=0.2)
+    await server.start()
+    try:
+        for publisher in alive:
+            await publisher.start()
+        await killed.publish()  # never refreshed: expires, as a SIGKILLed process's document does
+        page, errors = await open_page(browser, server.url)
+        await page.wait_for_function(
+            "document.querySelectorAll('#st-parts .part').length === 3"
+            " && document.querySelector('#st-parts .part.lost') !== null",
+            timeout=TIMEOUT_MS,
+        )
+        badges = await page.locator("#st-parts .part").all_text_contents()
+        assert badges == ["producer h-1: streaming", "consumers h-2: ready", "consumers h-3: lost"]
+        assert await page.locator("#st-parts .part.up").count() == 2
+        assert await page.locator("#st-drops").text_content() == "2"
+        assert await page.locator("#st-lag").text_content() == "7"  # the lost instance's lag is not counted
+        title = await page.locator("#st-parts .part.lost").get_attribute("title")
+        assert title is not None and title.startswith("consumers on ") and ": lost" in title
+        await page.locator("#status").screenshot(path=str(tmp_path / "status-strip.png"))
+        assert [e for e in errors if "/v2/stream" not in e and "WebSocket" not in e] == []
+    finally:
+        for publisher in [*alive, killed]:
+            await publisher.stop()
+        await server.stop()
