@@ -84,7 +84,7 @@ from bench.brokers import KINDS, chosen, running, table, topics_ready  # noqa: E
 from simulator import Simulator, SimulatorConfig  # noqa: E402
 from simulator.symbols import synthetic_symbols  # noqa: E402
 from tickpipe import db  # noqa: E402
-from tickpipe.codecs import format_rfc3339_ns, parse_rfc3339_ns  # noqa: E402
+from tickpipe.codecs import decode_kafka, format_rfc3339_ns, parse_rfc3339_ns  # noqa: E402
 from tickpipe.dev.embedded_pg import EmbeddedPostgres  # noqa: E402
 from tickpipe.dev.embedded_redis import EmbeddedRedis  # noqa: E402
 from tickpipe.dev.processes import free_port  # noqa: E402
@@ -259,6 +259,43 @@ async def listen_main(args: argparse.Namespace) -> None:
     print("done", flush=True)
 
 
+async def kafka_main(args: argparse.Namespace) -> None:
+    """``kafka``: read the quotes topic from its end as the consumers fetch it (aiokafka, its defaults), stamp reads.
+
+    No group and no commits: it only times when a record can be fetched.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args.kafka, enable_auto_commit=False, group_id=None, auto_offset_reset="latest"
+    )
+    await consumer.start()
+    records: list[tuple[int, int, bytes]] = []  # read time, the record's CreateTime (ms), its value
+    try:
+        consumer.subscribe([args.topic])  # no group: every partition, from its end
+        async with asyncio.timeout(60):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+
+        async def read() -> None:
+            while True:
+                fetched = await consumer.getmany(timeout_ms=1000)
+                now = time.time_ns()
+                for batch in fetched.values():
+                    records.extend((now, r.timestamp, r.value) for r in batch if r.value is not None)
+
+        task = asyncio.create_task(read())
+        stdin = await stdin_reader()
+        print("ready", flush=True)
+        end = parse_rfc3339_ns((await stdin.readline()).decode().split()[-1])
+        await drain(lambda: bool(records) and decode_kafka(records[-1][2]).timestamp > end, args.drain)
+        task.cancel()
+    finally:
+        await consumer.stop()
+    await asyncio.to_thread(Path(args.out).write_bytes, msgpack.packb(records))
+    print("done", flush=True)
+
+
 @contextlib.asynccontextmanager
 async def helper(role: str, out: Path, *flags: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """``python bench/latency.py ROLE``, once it said ``ready``; ``finish`` it to have its records saved."""
@@ -284,7 +321,7 @@ async def finish(proc: asyncio.subprocess.Process, end_ns: int) -> None:
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(f"stop {format_rfc3339_ns(end_ns)}\n".encode())
     await proc.stdin.drain()
-    async with asyncio.timeout(60):
+    async with asyncio.timeout(90):
         line = await proc.stdout.readline()
     if line.strip() != b"done":
         raise RuntimeError(f"a helper process failed: {line!r}")
@@ -447,6 +484,8 @@ class Figures:
     redis: list[float] = field(default_factory=list)
     durable: list[float] = field(default_factory=list)
     to_producer: list[float] = field(default_factory=list)
+    to_kafka: list[float] = field(default_factory=list)
+    fetched: list[float] = field(default_factory=list)
     producer_to_commit: list[float] = field(default_factory=list)
     load_before: str = ""
     load_after: str = ""
@@ -459,6 +498,7 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
     api_url = f"http://127.0.0.1:{port}"
     tag = f"flush{flush_ms:g}"
     clients_out, listen_out = stack.folder / f"clients-{tag}.msgpack", stack.folder / f"listen-{tag}.msgpack"
+    kafka_out = stack.folder / f"kafka-{tag}.msgpack"
     env = stack.env()
     consume_env = {**env, "BATCH_MAX_WAIT_MS": f"{batch_wait_ms:g}"}
     api_env = {**env, "API_PORT": str(port), "WS_FLUSH_INTERVAL_MS": f"{flush_ms:g}"}
@@ -474,6 +514,7 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
                 helper("clients", clients_out, "--url", ws_url, "--count", str(args.clients), "--k", str(WATCHLIST),
                        "--symbols", ",".join(stack.symbols)) as clients,
                 helper("listen", listen_out, "--redis", stack.redis_url) as listener,
+                helper("kafka", kafka_out, "--kafka", stack.kafka, "--topic", topic("quotes", stack.prefix)) as kafka,
             ):  # fmt: skip
                 await fresh(pool)
                 await asyncio.sleep(args.warmup)
@@ -486,7 +527,8 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
                     api.pid: "api",
                     consumers.pid: "consumers",
                     clients.pid: "100 WebSocket clients",
-                    listener.pid: "listener",
+                    listener.pid: "Redis listener",
+                    kafka.pid: "Kafka reader",
                 }
                 meter = CpuMeter(named)
                 SendStamps.recording = True
@@ -495,7 +537,7 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
                 end_ns = time.time_ns()
                 figures.cpu = meter.stop()
                 gc.enable()
-                await asyncio.gather(finish(clients, end_ns), finish(listener, end_ns))
+                await asyncio.gather(finish(clients, end_ns), finish(listener, end_ns), finish(kafka, end_ns))
             figures.load_after = load()
             sent = SendStamps.take()
             await durable_rows(pool, sent, figures)
@@ -529,6 +571,15 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
         if stamp is not None:
             redis_latency.append((now - stamp) / 1e6)
     figures.redis = sorted(redis_latency)
+
+    to_kafka, fetched = [], []
+    for now, created_ms, value in msgpack.unpackb(kafka_out.read_bytes()):
+        event = decode_kafka(value)
+        stamp = sent.get(("q", event.symbol, event.timestamp))
+        if stamp is not None:
+            to_kafka.append((created_ms * 1_000_000 - stamp) / 1e6)
+            fetched.append((now - stamp) / 1e6)
+    figures.to_kafka, figures.fetched = sorted(to_kafka), sorted(fetched)
     return figures
 
 
@@ -579,7 +630,7 @@ async def floor(stack: Stack, rate: float, seconds: float) -> tuple[list[float],
     out = stack.folder / "listen-floor.msgpack"
     async with helper("listen", out, "--redis", stack.redis_url) as listener:
         published = await publish(stack.redis_url, list(stack.symbols[:50]), rate, seconds)
-        await finish(listener, time.time_ns())
+        await finish(listener, 0)  # every PUBLISH was answered: all is in the listener's socket already
     latency = []
     for now, payload in msgpack.unpackb(out.read_bytes()):
         latency.append((now - parse_rfc3339_ns(orjson.loads(payload)["t"])) / 1e6)
@@ -628,9 +679,12 @@ def report(floor_ms: list[float], floor_sent: int, runs: list[Figures], args: ar
               f"this run {f.cpu.get('this run', 0):.0f}% ({parts})")  # fmt: skip
     if len(runs) >= 2:
         a, b = runs[0], runs[-1]
-        print(f"  what the flush interval costs: {a.flush_ms:g} ms -> {b.flush_ms:g} ms changes p50 by "
-              f"{quantile(a.live, 0.5) - quantile(b.live, 0.5):+.2f} ms and p99 by "
-              f"{quantile(a.live, 0.99) - quantile(b.live, 0.99):+.2f} ms")  # fmt: skip
+        api_share = [(quantile(f.live, q) - quantile(f.redis, q)) for f in (a, b) for q in (0.5, 0.99)]
+        print(f"  what the flush interval costs: WS_FLUSH_INTERVAL_MS={a.flush_ms:g} rather than {b.flush_ms:g} "
+              f"adds {quantile(a.live, 0.5) - quantile(b.live, 0.5):+.2f} ms at p50 and "
+              f"{quantile(a.live, 0.99) - quantile(b.live, 0.99):+.2f} ms at p99 end to end; the API's share "
+              f"(client quantile - Redis subscriber quantile): p50 {api_share[0]:.2f}, p99 {api_share[1]:.2f} ms "
+              f"at {a.flush_ms:g} ms; p50 {api_share[2]:.2f}, p99 {api_share[3]:.2f} ms at {b.flush_ms:g} ms")  # fmt: skip
 
     print(f"\ndurable freshness: simulator send -> row committed in PostgreSQL (commit time = "
           f"pg_xact_commit_timestamp(xmin), microseconds), via the producer -> Kafka -> tickpipe consume all; "
@@ -641,10 +695,14 @@ def report(floor_ms: list[float], floor_sent: int, runs: list[Figures], args: ar
         sent = f.quotes_sent + f.trades_sent
         rows.append(row(f"{name}: send -> commit", f.durable, f"{len(f.durable):,} / {sent:,}",
                         verdict(f.durable, DURABLE_TARGET_MS)))  # fmt: skip
-        rows.append(row("  of which send -> producer read", f.to_producer, f"{len(f.to_producer):,}",
+        rows.append(row("  send -> producer read", f.to_producer, f"{len(f.to_producer):,}",
                         "received_at (the producer's clock read)"))  # fmt: skip
-        rows.append(row("  of which producer read -> commit", f.producer_to_commit, f"{len(f.producer_to_commit):,}",
-                        "Kafka linger + fetch + batch wait + COPY + commit"))  # fmt: skip
+        rows.append(row("  send -> record handed to aiokafka", f.to_kafka, f"{len(f.to_kafka):,}",
+                        "quotes: the record's CreateTime (1 ms resolution)"))  # fmt: skip
+        rows.append(row("  send -> fetched back from Kafka", f.fetched, f"{len(f.fetched):,}",
+                        "quotes: a plain aiokafka reader (own process, defaults)"))  # fmt: skip
+        rows.append(row("  producer read -> commit", f.producer_to_commit, f"{len(f.producer_to_commit):,}",
+                        "producer batching + Kafka + batch wait + COPY + commit"))  # fmt: skip
     print(table(header, rows))
     print(f"\nmachine: {runs[-1].load_after if runs else load()} at the end; {runs[0].load_before if runs else ''} "
           "before the first run")  # fmt: skip
@@ -686,7 +744,7 @@ def intervals(text: str, default: float) -> list[float]:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] in ("clients", "listen"):
+    if argv and argv[0] in ("clients", "listen", "kafka"):
         return helper_main(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run (default 20)")
@@ -740,7 +798,7 @@ def run_loop(coro: Coroutine[Any, Any, None]) -> None:
 
 def helper_main(argv: Iterable[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("role", choices=["clients", "listen"])
+    parser.add_argument("role", choices=["clients", "listen", "kafka"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--drain", type=float, default=DRAIN_S)
     parser.add_argument("--url")
@@ -748,8 +806,11 @@ def helper_main(argv: Iterable[str]) -> int:
     parser.add_argument("--k", type=int, default=WATCHLIST)
     parser.add_argument("--symbols", default="")
     parser.add_argument("--redis")
+    parser.add_argument("--kafka")
+    parser.add_argument("--topic")
     args = parser.parse_args(list(argv))
-    run_loop(clients_main(args) if args.role == "clients" else listen_main(args))
+    roles = {"clients": clients_main, "listen": listen_main, "kafka": kafka_main}
+    run_loop(roles[args.role](args))
     return 0
 
 
