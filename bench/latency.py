@@ -684,7 +684,8 @@ def report(floor_ms: list[float], floor_sent: int, runs: list[Figures], args: ar
               f"adds {quantile(a.live, 0.5) - quantile(b.live, 0.5):+.2f} ms at p50 and "
               f"{quantile(a.live, 0.99) - quantile(b.live, 0.99):+.2f} ms at p99 end to end; the API's share "
               f"(client quantile - Redis subscriber quantile): p50 {api_share[0]:.2f}, p99 {api_share[1]:.2f} ms "
-              f"at {a.flush_ms:g} ms; p50 {api_share[2]:.2f}, p99 {api_share[3]:.2f} ms at {b.flush_ms:g} ms")  # fmt: skip
+              f"at {a.flush_ms:g} ms; p50 {api_share[2]:.2f}, p99 {api_share[3]:.2f} ms "
+              f"at {b.flush_ms:g} ms")  # fmt: skip
 
     print(f"\ndurable freshness: simulator send -> row committed in PostgreSQL (commit time = "
           f"pg_xact_commit_timestamp(xmin), microseconds), via the producer -> Kafka -> tickpipe consume all; "
