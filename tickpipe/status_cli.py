@@ -4,7 +4,8 @@ One row per instance, lost ones included (their health document expired).
 The exit status is 1 when any instance is lost or failing, 2 when Redis cannot
 be read, else 0, so a script or a cron job can use it. In a terminal ``--watch``
 redraws the table in place; elsewhere it prints one table per refresh.
-Settings: REDIS_URL, KAFKA_TOPIC_PREFIX, HEALTH_FORGET_S.
+Settings: REDIS_URL (unset: the embedded Redis that ``tickpipe up`` recorded in
+DATA_DIR/ports.json), KAFKA_TOPIC_PREFIX, HEALTH_FORGET_S.
 """
 
 from __future__ import annotations
@@ -95,9 +96,28 @@ def verdict(instances: list[dict[str, Any]]) -> str:
     return f"{len(instances)} instance{'' if len(instances) == 1 else 's'}: {said}; {figures}"
 
 
-async def fetch(settings: Settings) -> list[dict[str, Any]]:
-    assert settings.redis_url is not None
-    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
+def redis_url_of(settings: Settings) -> str:
+    """REDIS_URL, or the embedded Redis of ``tickpipe up`` in DATA_DIR.
+
+    Why the fallback: on one machine the user runs ``tickpipe up`` in one terminal and this in
+    another, where no REDIS_URL is set; the port is kept in DATA_DIR/ports.json for such readers.
+    """
+    if settings.redis_url:
+        return settings.redis_url
+    from tickpipe.dev.services import PORTS_FILE, PortBook
+
+    book = settings.data_dir / PORTS_FILE
+    port = PortBook(book).read().get("redis")
+    if port is None:
+        raise TickpipeError(
+            f"REDIS_URL is not set and {book.resolve()} names no embedded Redis: set REDIS_URL to the "
+            "pipeline's Redis, or run this where `tickpipe up` runs (its DATA_DIR)"
+        )
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def fetch(settings: Settings, url: str) -> list[dict[str, Any]]:
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=3.0)
     try:
         return await read_instances(client, settings.kafka_topic_prefix, settings.health_forget_s)
     finally:
@@ -117,14 +137,13 @@ def show(instances: list[dict[str, Any]], as_json: bool, out: TextIO) -> None:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    if not settings.redis_url:
-        raise TickpipeError("REDIS_URL is not set: the health documents live in the pipeline's Redis")
+    url = redis_url_of(settings)
     out = sys.stdout
     while True:
         try:
-            instances = asyncio.run(fetch(settings))
+            instances = asyncio.run(fetch(settings, url))
         except REDIS_ERRORS as exc:
-            print(f"tickpipe status: REDIS_URL={redact_url(settings.redis_url)} cannot be read: {exc}", file=sys.stderr)
+            print(f"tickpipe status: REDIS_URL={redact_url(url)} cannot be read: {exc}", file=sys.stderr)
             return 2
         if args.watch is not None and out.isatty():
             out.write("\033[H\033[2J")  # home, clear: redraw in place

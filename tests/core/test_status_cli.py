@@ -99,6 +99,24 @@ def test_redis_unreachable_is_one_line_and_exit_2(env: dict[str, str]) -> None:
     assert "pw" not in result.stderr
 
 
-def test_redis_url_unset_is_named(env: dict[str, str]) -> None:
-    result = status({k: v for k, v in env.items() if k != "REDIS_URL"})
-    assert result.returncode == 1 and "REDIS_URL is not set" in result.stderr
+def test_redis_url_unset_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    result = status({**{k: v for k, v in env.items() if k != "REDIS_URL"}, "DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert f"REDIS_URL is not set and {tmp_path / 'ports.json'} names no embedded Redis" in result.stderr
+
+
+async def test_without_redis_url_the_embedded_redis_of_tickpipe_up_is_read(
+    redis_url: str, topic_prefix: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    """On one machine: ``tickpipe up`` keeps its Redis port in DATA_DIR/ports.json, and this finds it there."""
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    if not redis_url.startswith("redis://127.0.0.1:"):
+        pytest.skip(f"the session's Redis is not on the loopback: {redis_url}")
+    (tmp_path / "ports.json").write_text(f'{{"redis": {port}}}')
+    publisher = await publish(redis_url, topic_prefix, "simulator", "s-1", True)
+    try:
+        result = status({**{k: v for k, v in env.items() if k != "REDIS_URL"}, "DATA_DIR": str(tmp_path)})
+    finally:
+        await publisher.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].split()[:3] == ["simulator", "s-1", "ready"]
