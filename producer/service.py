@@ -193,8 +193,8 @@ class ProducerService:
                     self.state_file.path, self.gaps.watermark, len(self.gaps.gaps),
                 )  # fmt: skip
                 self._gap_signal.set()
-            helpers = [asyncio.create_task(self._fill_gaps(), name="backfill"),
-                       asyncio.create_task(self._checkpoint_loop(), name="gap-state")]  # fmt: skip
+            helpers = [self._supervised(self._fill_gaps(), "backfill"),
+                       self._supervised(self._checkpoint_loop(), "gap-state")]  # fmt: skip
         log.info(
             "producer: upstream %s, Redis %s, Kafka %s (topics %s*), spool %s",
             settings.upstream_url, redact_url(settings.redis_url), settings.kafka_bootstrap_servers,
@@ -271,11 +271,18 @@ class ProducerService:
     async def _checkpoint_loop(self) -> None:
         """Offer the gap state for writing twice a second; it is written once its records are safe."""
         assert self.gaps is not None
+        failing: str | None = None
         while True:
             self.checkpoints.take(self.gaps.snapshot())
             state = self.checkpoints.due()
             if state is not None:  # the fsync off the loop: the read loop must not wait on the disk
-                await asyncio.to_thread(self.state_file.write, state)
+                try:
+                    await asyncio.to_thread(self.state_file.write, state)
+                except OSError as exc:  # a full disk: a later state is written once it has room
+                    if failing != (failing := describe(exc)):
+                        log.error("gaps: state not written to %s (%s); trying again", self.state_file.path, failing)
+                else:
+                    failing = None
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
 
     async def _fill_gaps(self) -> None:
