@@ -81,7 +81,12 @@ def freeze_startup(young_threshold: int | None = None) -> None:
 
 @contextlib.contextmanager
 def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """Call ``stop`` on SIGTERM or SIGINT while inside; the loop's own handlers, removed on the way out."""
+    """Call ``stop`` on SIGTERM or SIGINT while inside.
+
+    The loop's handlers rather than ``signal.signal``: ``stop`` then runs on the loop between two
+    callbacks, so it may touch the service's state without a lock; removed on the way out so a
+    second run (tests) starts clean.
+    """
     loop = asyncio.get_running_loop()
     installed = []
     for sig in STOP_SIGNALS:

@@ -11,8 +11,11 @@ import gc
 import os
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -123,3 +126,40 @@ async def test_uvicorn_runs_sidecars_after_the_lifespan_and_stops_them_first() -
         assert (await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/")).json() == {"ok": "yes"}
     sock.close()
     assert log == ["lifespan up", "start health", "stop health", "lifespan down"]
+
+
+#: Each service, the option that names its port, and the setting its report must name.
+SERVICES = [
+    ("producer", [], "PRODUCER_ADMIN_PORT", "PRODUCER_ADMIN_PORT"),
+    ("consume", ["quotes", "--admin-port"], None, "CONSUMER_ADMIN_PORT"),
+    ("api", ["--port"], None, "API_HOST/API_PORT"),
+    ("simulate", ["--port"], None, "SIMULATOR_PORT (--host/--port)"),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "variable", "setting"), SERVICES, ids=[s[0] for s in SERVICES])
+def test_every_service_reports_a_taken_port_in_the_same_one_line(
+    command: str, args: list[str], variable: str | None, setting: str,
+    kafka_bootstrap: str, redis_url: str, migrated_db: str, topic_prefix: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    env = {
+        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "REDIS_URL": redis_url, "DATABASE_URL": migrated_db,
+        "KAFKA_TOPIC_PREFIX": topic_prefix, "SPOOL_DIR": str(tmp_path / "spool"), "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        if variable is not None:
+            env[variable] = str(port)
+        argv = [*args, str(port)] if args and args[-1].startswith("--") else args
+        result = subprocess.run(
+            [sys.executable, "-m", "tickpipe.cli", command, *argv],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    line = (
+        f"tickpipe {command}: {setting}: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "another process holds it: choose another port (0 = any free)"
+    )
+    assert result.returncode == 1, result.stderr
+    assert line in result.stderr.splitlines(), result.stderr
+    assert "Traceback" not in result.stderr
