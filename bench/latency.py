@@ -19,27 +19,38 @@ the frame that carried it, found by ``(T, S, t)``. ``send - t`` is printed too.
    clients; ``*`` for every client would be 100 copies of the firehose, not a
    dashboard). Each client stamps every frame as it reads it;
    latency = client read - simulator send, per delivered quote; delivered
-   is counted against what the watchlists should have received. Beside it, in
-   the same window, a plain Redis subscriber of ``quotes:*`` (its own process,
-   hiredis on a bare socket) gives simulator send -> Redis, the producer's
-   share. The floor, measured first in the same run while nothing else
-   runs: quotes PUBLISHed straight to Redis at the same rate, ``t`` = publish
-   time, to that same plain subscriber.
-2. **Durable** (``quotes`` and ``trades``): PostgreSQL runs with
-   ``track_commit_timestamp = on``, so each row's commit time is
-   ``pg_xact_commit_timestamp(xmin)``: the time PostgreSQL stamped the
-   consumer's COPY transaction's commit record (microseconds, the same
-   machine's clock; the WAL flush that makes it durable and visible follows
-   it). freshness = commit time - simulator send, per row of the window. The
-   row's ``received_at`` (the producer's read time) splits it into
-   send -> producer and producer -> commit.
+   is counted per client against what its watchlist should have received.
+   Beside it, in the same window, a plain Redis subscriber of ``quotes:*``
+   (its own process, hiredis on a bare socket) gives simulator send -> Redis
+   (the producer's share), and, per quote, client read - that subscriber's
+   read (Redis -> API -> client: the API's share, flush interval included).
+   The floor, measured first in the same run while the services idle:
+   quotes PUBLISHed straight to Redis at the same rate, ``t`` = publish time,
+   to that same plain subscriber.
+2. **Durable** (``quotes`` and ``trades``): PostgreSQL (embedded, fsync and
+   synchronous commit on, as deployed) runs with ``track_commit_timestamp =
+   on``, so each row's commit time is ``pg_xact_commit_timestamp(xmin)``: the
+   time PostgreSQL stamped the consumer's transaction's commit record
+   (microseconds, the same machine's clock; the WAL flush that makes it
+   durable and visible follows it). freshness = commit time - simulator send,
+   per row of the window. The row's ``received_at`` (the producer's read
+   time) splits it into send -> producer and producer -> commit; a plain
+   aiokafka reader of the quotes topic (its own process, no group, aiokafka's
+   fetch defaults as the consumers') adds send -> record's CreateTime and
+   send -> fetched back from Kafka.
 
-Each run is made twice by default: with the defaults (``WS_FLUSH_INTERVAL_MS``,
-``BATCH_MAX_WAIT_MS``), then with small ones, so what each interval costs is
-the difference. The API and the consumers are restarted between runs; the
-simulator, producer, Redis, Kafka (Apache Kafka by default) and PostgreSQL
-stay up. The load average and the core count are printed with the figures:
-the run shares the machine with whatever else runs on it.
+After a window each reader keeps reading until a quote stamped after the
+window's end has reached it, then 1 s more (the producer publishes in order),
+so late quotes count as late, not lost. The CPU each process used during the
+window (and the rest of the machine) is printed per run: on a shared 2-core
+machine that, not the code, often sets the tail.
+
+The run has two windows by default: the defaults (``WS_FLUSH_INTERVAL_MS``,
+``BATCH_MAX_WAIT_MS``), then small intervals, so what each interval costs is
+the difference. The API and the consumers are restarted between windows; the
+simulator, producer (``BACKFILL_ENABLED=false``), Redis, Kafka (Apache Kafka
+by default) and PostgreSQL stay up. About 2 minutes; ``--quick`` (8 s
+windows) about 80 s.
 
     .venv/bin/python bench/latency.py [--quick] [--seconds 20] [--rate 5000] [--clients 100]
                                       [--flush-ms default,1] [--batch-wait-ms default,20] [--broker apache]
