@@ -44,6 +44,10 @@ bench: $(STAMP) kafka-jars
 	$(BIN)/python bench/producer.py
 	$(BIN)/python bench/consumer.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/api_stream.py
+	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/kafka_clients.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
