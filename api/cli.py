@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from api.main import create_app
 from api.routes.ops import readiness
 from api.stream.direct import DirectWebSocketProtocol
-from tickpipe.health import Publisher, Read, Reading
+from tickpipe.health import Read, Reading, publishers
 from tickpipe.logs import setup_logging
 from tickpipe.service import Uvicorn, bind
 from tickpipe.settings import get_settings
@@ -75,12 +75,7 @@ def main(argv: list[str]) -> int:
         server_header=False,
         lifespan="on",
     )
-    sidecars = []
-    if settings.redis_url:  # required_urls (create_app) has checked it is set
-        sidecars.append(
-            Publisher(settings.redis_url, "api", reader(app), prefix=settings.kafka_topic_prefix,
-                      interval=settings.health_interval_s, ttl=settings.health_ttl_s, rate_unit="messages/s")
-        )  # fmt: skip
+    sidecars = publishers(settings, "api", reader(app), rate_unit="messages/s")
     server = Uvicorn(config, owns_signals=True, sidecars=sidecars)
     log.info("tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)", host, sock.getsockname()[1])
     try:

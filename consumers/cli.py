@@ -20,7 +20,7 @@ from dataclasses import asdict
 import orjson
 
 from consumers.service import TABLES, ConsumerService, tables_for
-from tickpipe.health import Publisher, Read, Reading, add, total
+from tickpipe.health import Read, Reading, add, publishers, total
 from tickpipe.logs import setup_logging
 from tickpipe.service import run
 from tickpipe.settings import Settings, get_settings
@@ -84,12 +84,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> int:
     )  # fmt: skip
     if service.admin is not None:
         log.info("admin endpoints at %s", service.admin.url)
-    sidecars = []
-    if settings.redis_url:  # optional here: the consumers need only Kafka and PostgreSQL to work
-        sidecars.append(
-            Publisher(settings.redis_url, "consumers", reader(service), prefix=settings.kafka_topic_prefix,
-                      interval=settings.health_interval_s, ttl=settings.health_ttl_s, rate_unit="rows/s")
-        )  # fmt: skip
+    sidecars = publishers(settings, "consumers", reader(service), rate_unit="rows/s")
     # Each record makes a few short-lived objects: collecting the young less often saves about a
     # quarter of the CPU per record, measured.
     stats = await run(service.run(), service.stop, sidecars=sidecars, young_threshold=10_000)

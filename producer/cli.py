@@ -17,7 +17,7 @@ from typing import Any
 
 from producer.service import ProducerService
 from tickpipe.errors import ServiceStartError, TickpipeError, UpstreamAuthError
-from tickpipe.health import Publisher, Read, Reading, total
+from tickpipe.health import Read, Reading, publishers, total
 from tickpipe.logs import setup_logging
 from tickpipe.service import run
 from tickpipe.settings import Settings, get_settings, load_settings
@@ -93,11 +93,8 @@ async def serve(settings: Settings, max_events: int | None = None) -> int:
     except TickpipeError as exc:
         log.error("producer: %s", exc)
         return 1
-    assert settings.redis_url is not None  # the service has checked it
-    health = Publisher(settings.redis_url, "producer", reader(service), prefix=settings.kafka_topic_prefix,
-                       interval=settings.health_interval_s, ttl=settings.health_ttl_s)  # fmt: skip
     try:
-        await run(service.run(max_events), service.stop, sidecars=[health])
+        await run(service.run(max_events), service.stop, sidecars=publishers(settings, "producer", reader(service)))
     except (UpstreamAuthError, ServiceStartError) as exc:
         log.error("producer: %s", exc)
         return 1

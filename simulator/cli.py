@@ -18,7 +18,7 @@ from simulator.config import FEEDS, Faults, SimulatorConfig
 from simulator.server import Simulator
 from simulator.symbols import DEFAULT_SYMBOLS, synthetic_symbols
 from tickpipe.errors import TickpipeError
-from tickpipe.health import Publisher, Read, Reading
+from tickpipe.health import Publisher, Read, Reading, publishers
 from tickpipe.service import bind_error, run
 from tickpipe.settings import get_settings
 
@@ -163,16 +163,13 @@ def reader(sim: Simulator) -> Read:
     return read
 
 
-def publisher(sim: Simulator) -> Publisher | None:
+def health_of(sim: Simulator) -> list[Publisher]:
     """A health publisher when REDIS_URL is set (``tickpipe up``, compose); standalone, none is needed."""
     try:
         settings = get_settings()
     except TickpipeError:  # the simulator itself needs no settings: a bad unrelated one is not its concern
-        return None
-    if not settings.redis_url:
-        return None
-    return Publisher(settings.redis_url, "simulator", reader(sim), prefix=settings.kafka_topic_prefix,
-                     interval=settings.health_interval_s, ttl=settings.health_ttl_s)  # fmt: skip
+        return []
+    return publishers(settings, "simulator", reader(sim))
 
 
 async def serve(config: SimulatorConfig) -> None:
@@ -183,7 +180,6 @@ async def serve(config: SimulatorConfig) -> None:
         await sim.start()
     except OSError as exc:
         raise bind_error("SIMULATOR_PORT (--host/--port)", config.host, config.port, exc) from None
-    health = publisher(sim)
 
     async def announce_and_wait() -> None:
         # Printed once the stop signals are ours: a script that stops us on reading this line gets exit 0.
@@ -196,7 +192,7 @@ async def serve(config: SimulatorConfig) -> None:
         await stop.wait()
 
     try:
-        await run(announce_and_wait(), stop.set, sidecars=[health] if health is not None else [])
+        await run(announce_and_wait(), stop.set, sidecars=health_of(sim))
     finally:
         await sim.stop()
 

@@ -36,6 +36,7 @@ import redis.asyncio
 import redis.exceptions
 
 from tickpipe.names import TOPIC_PREFIX
+from tickpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,22 @@ class Publisher:
             log.info("health: writing to Redis again after %.1f s", time.monotonic() - self._failing_since)
             self._failing_since = None
         self.written += 1
+
+
+def publishers(settings: Settings, role: Role, read: Read, *, rate_unit: str = "events/s") -> list[Publisher]:
+    """This process's health publisher, from the settings: one when REDIS_URL is set, else none.
+
+    A list, to hand to :func:`tickpipe.service.run` as sidecars: a process without Redis (a
+    consumer or a simulator run alone) works as before and simply is not listed.
+    """
+    if not settings.redis_url:
+        return []
+    return [
+        Publisher(
+            settings.redis_url, role, read, prefix=settings.kafka_topic_prefix, interval=settings.health_interval_s,
+            ttl=settings.health_ttl_s, rate_unit=rate_unit,
+        )
+    ]  # fmt: skip
 
 
 async def read_instances(
