@@ -244,6 +244,8 @@ class DurableSink:
         self._wake_room()
         if self._held is not None and flight is None and self.hold.due(now):
             self._fill_held(now)
+        elif self.hold.error is not None and not (self.inbound or self._held or self.spool.depth) and self.writable:
+            self.hold.drained()  # Kafka took what the spool refused
         wake_at: float | None = None  # when to look again if nothing pokes us first
         if flight is not None:
             self._maybe_spill(flight, now)

@@ -68,6 +68,13 @@ class SpoolHold:
             self.error = None
         self.flush_log()
 
+    def drained(self) -> None:
+        """Nothing waits for the spool any more: Kafka took what it refused."""
+        if self.error is not None:
+            log.warning("nothing waits for the spool any more: Kafka took what it held (it refused: %s)", self.error)
+            self.error = None
+        self.flush_log()
+
     def bound(self, inbound: deque[Record], others: int = 0, reason: str = SPOOL_FULL) -> None:
         """Drop the newest of ``inbound`` beyond ``limit`` records held (``others`` held elsewhere)."""
         excess = min(len(inbound) + others - self.limit, len(inbound))
