@@ -6,8 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import redis.asyncio
 
+from producer.kafka_backend import AiokafkaBackend, AiokafkaRound
 from producer.service import ProducerService
 from producer.symbols import symbols_key
 from simulator import Faults, Simulator, SimulatorConfig
@@ -130,3 +132,50 @@ async def test_a_malformed_upstream_frame_goes_to_the_dlq_with_its_bytes(
     assert letter.stage == "producer" and letter.field == "$" and "neither valid msgpack" in letter.reason
     assert letter.original == malformed("msgpack") and letter.source_topic == sim.url
     assert service.fanout.dead_letters == 1 and not service.upstream.reconnects
+
+
+class BrokenRounds(AiokafkaBackend):
+    """The real backend, until ``broken``: then building a round raises, as a bug of ours would."""
+
+    broken = False
+
+    def new_round(self) -> AiokafkaRound:
+        if self.broken:
+            raise RuntimeError("a bug in building a round")
+        return super().new_round()
+
+
+async def test_a_dead_kafka_task_is_logged_with_its_traceback_and_makes_the_producer_unready(
+    kafka_bootstrap: str, redis_url: str, topic_prefix: str, unique_symbol: Callable[[], str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # Issue #13: an exception in the Kafka task (an OSError from the spool, say) ended it unseen; memory then
+    # grew without bound and /readyz still said ready.
+    async with Simulator(SimulatorConfig(symbols=(unique_symbol(),), rate=2_000)) as sim:
+        settings = producer_settings(kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim.url,
+                                     spool_hold_events=50)  # fmt: skip
+        assert settings.kafka_bootstrap_servers is not None
+        backend = BrokenRounds(settings, settings.kafka_bootstrap_servers, [f"{topic_prefix}quotes"])
+        service = ProducerService(settings, backend=backend)
+        async with running(service):
+            await ready(service)
+            await wait_for(lambda: service.durable.stats.acked > 100, what="events in Kafka")
+            backend.broken = True
+            await wait_for(lambda: service.tasks["durable-sink"].done(), what="the Kafka task to die")
+            await wait_for(lambda: service.durable.stats.dropped["sink_failed"] > 0, what="later records dropped")
+            assert service.durable.pending <= 50, "what waits in memory stays bounded"
+            assert service.admin is not None
+            async with httpx.AsyncClient(base_url=service.admin.url) as http:
+                readyz = await http.get("/readyz")
+                health = (await http.get("/health")).json()
+                metrics = (await http.get("/metrics")).text
+
+    assert readyz.status_code == 503 and readyz.json()["checks"]["kafka"] is False
+    assert "RuntimeError: a bug in building a round" in readyz.json()["tasks"]["durable-sink"]
+    assert "a bug in building a round" in health["tasks"]["durable-sink"]
+    assert "a bug in building a round" in health["kafka"]["task_error"] and health["kafka"]["state"] == "failed"
+    assert health["tasks"]["live-sink"] == "running"
+    assert 'tickpipe_producer_kafka_state{state="failed"} 1.0' in metrics
+    assert 'tickpipe_producer_dropped_total{reason="sink_failed",sink="kafka"}' in metrics
+    (died,) = [r for r in caplog.records if r.levelname == "ERROR" and "durable-sink task died" in r.getMessage()]
+    assert died.name == "producer" and died.exc_info is not None and died.exc_info[0] is RuntimeError
