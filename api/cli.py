@@ -2,9 +2,10 @@
 
 Runs until SIGTERM or SIGINT, then stops accepting, closes WebSocket clients
 (1012, "service restart", so Alpaca clients reconnect elsewhere), finishes the
-requests in flight and exits 0. Settings come from the environment
-(``DATABASE_URL`` and ``REDIS_URL`` required; ``API_HOST``, ``API_PORT``,
-``TICKPIPE_API_KEYS``, ``WS_CLIENT_QUEUE_SIZE``, ``WS_MAX_SYMBOLS`` ...).
+requests in flight and exits 0. With ``--workers N``, N processes serve the
+one port, each an instance with its own health document. Settings come from
+the environment (``DATABASE_URL`` and ``REDIS_URL`` required; ``API_HOST``,
+``API_PORT``, ``TICKPIPE_API_KEYS``, ``WS_CLIENT_QUEUE_SIZE``, ``WS_MAX_SYMBOLS`` ...).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from fastapi import FastAPI
 from api.main import create_app
 from api.routes.ops import readiness
 from api.stream.direct import DirectWebSocketProtocol
+from tickpipe.errors import SettingsError
 from tickpipe.health import Read, Reading, publishers
 from tickpipe.logs import setup_logging
-from tickpipe.service import Uvicorn, bind
+from tickpipe.service import Uvicorn, bind, run_workers
 from tickpipe.settings import get_settings
 
 log = logging.getLogger("tickpipe.api")
@@ -30,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tickpipe api", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--host", default=None, help="address to listen on (default API_HOST)")
     p.add_argument("--port", type=int, default=None, help="port to listen on (default API_PORT; 0 = any free port)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes serving the one port (default 1); each is an instance of its own in tickpipe status",
+    )
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument(
         "--ws-deflate",
@@ -60,26 +69,33 @@ def reader(app: FastAPI) -> Read:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.workers < 1:
+        raise SettingsError(f"--workers: expected 1 or more, got {args.workers}")
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
     host = args.host or settings.api_host
     app = create_app(settings, host=host)  # the address decides whether keys are required (api.auth)
     sock = bind(host, settings.api_port if args.port is None else args.port, "API_HOST/API_PORT")
-    config = uvicorn.Config(
-        app,
-        log_config=None,  # ours, from setup_logging
-        access_log=args.access_log,
-        ws=DirectWebSocketProtocol,  # uvicorn's websockets protocol, plus direct writes of market data
-        ws_per_message_deflate=args.ws_deflate,
-        ws_max_size=settings.ws_max_frame_bytes,  # a larger client frame: 1009, refused before it is read whole
-        server_header=False,
-        lifespan="on",
-    )
-    sidecars = publishers(settings, "api", reader(app), rate_unit="messages/s")
-    server = Uvicorn(config, owns_signals=True, sidecars=sidecars)
-    log.info("tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)", host, sock.getsockname()[1])
-    try:
+    port = sock.getsockname()[1]
+    log.info("tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)", host, port)
+
+    def serve() -> int:
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # ours, from setup_logging
+            access_log=args.access_log,
+            ws=DirectWebSocketProtocol,  # uvicorn's websockets protocol, plus direct writes of market data
+            ws_per_message_deflate=args.ws_deflate,
+            ws_max_size=settings.ws_max_frame_bytes,  # a larger client frame: 1009, refused before it is read whole
+            server_header=False,
+            lifespan="on",
+        )
+        sidecars = publishers(settings, "api", reader(app), rate_unit="messages/s")
+        server = Uvicorn(config, owns_signals=True, sidecars=sidecars)
         server.run(sockets=[sock])
+        return 0 if server.started else 1
+
+    try:
+        return serve() if args.workers == 1 else run_workers(args.workers, serve)
     finally:
         sock.close()
-    return 0 if server.started else 1

@@ -183,3 +183,43 @@ class Uvicorn(uvicorn.Server):
                 task.result()
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.01)
+
+
+def run_workers(count: int, serve: Callable[[], int]) -> int:
+    """Run ``serve`` in ``count`` forked processes sharing what the parent bound; the parent waits.
+
+    Why fork after binding: every worker accepts on the one socket, and each is a whole instance
+    (its own loop, connections and health document), so ``tickpipe status`` lists each worker. A
+    stop signal reaching the parent is passed on as SIGTERM (a terminal's Ctrl-C reaches the
+    workers too, and a second SIGINT would make them drop their connections). A worker that dies
+    is not replaced: it shows as lost, and the parent's exit status becomes 1.
+    """
+    children: list[int] = []
+
+    def pass_on(sig: int, frame: FrameType | None) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in STOP_SIGNALS}
+    try:
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:  # the worker: its own signal handling (uvicorn's), then never back into the parent's code
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                code = 1
+                try:
+                    code = serve()
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+            children.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for pid, code in zip(children, codes, strict=True):
+        if code != 0:
+            log.error("worker %d ended with %s", pid, f"signal {-code}" if code < 0 else f"exit status {code}")
+    return 0 if all(code == 0 for code in codes) else 1

@@ -6,9 +6,11 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 
 import httpx
+import psutil
 
 from tests.helpers.waiting import wait_for
 
@@ -55,3 +57,56 @@ async def test_tickpipe_api_without_services_says_which_are_missing() -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 1
     assert b"DATABASE_URL and REDIS_URL" in err
+
+
+async def test_workers_share_the_port_and_each_is_an_instance(
+    migrated_db: str, redis_url: str, topic_prefix: str
+) -> None:
+    """``--workers 2``: two processes on one port, both listed in /status; one SIGKILLed shows as lost,
+    the parent then stops the other on SIGTERM and exits 1 (a worker died)."""
+    env = {
+        **os.environ, "DATABASE_URL": migrated_db, "REDIS_URL": redis_url, "API_PORT": "0", "LOG_LEVEL": "INFO",
+        "KAFKA_TOPIC_PREFIX": topic_prefix, "HEALTH_INTERVAL_S": "0.2", "HEALTH_TTL_S": "1",
+    }  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "api", "--workers", "2", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            lines.append(line.decode())
+
+    reader = asyncio.create_task(read())
+    try:
+        await wait_for(lambda: "".join(lines).count("Application startup complete") == 2, what="two workers")
+        port = re.search(r"http://127\.0\.0\.1:(\d+)", "".join(lines))
+        assert port is not None, "".join(lines)
+        workers = sorted(child.pid for child in psutil.Process(proc.pid).children())
+        assert len(workers) == 2
+        names = {pid: f"{socket.gethostname()}-{pid}" for pid in workers}
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port.group(1)}") as client:
+
+            async def api_states() -> dict[str, str]:
+                body = (await client.get("/status")).json()
+                return {doc["instance"]: doc["state"] for doc in body["instances"] if doc["role"] == "api"}
+
+            async def listed(expected: dict[str, str]) -> bool:
+                return await api_states() == expected
+
+            both = {names[pid]: "ready" for pid in workers}
+            await wait_for(lambda: listed(both), what=f"both workers ready in /status: {both}")
+            os.kill(workers[0], signal.SIGKILL)
+            one_lost = {**both, names[workers[0]]: "lost"}
+            await wait_for(lambda: listed(one_lost), what=f"the killed worker shown as lost: {one_lost}")
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 1
+        assert f"worker {workers[0]} ended with signal 9" in "".join(lines)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await reader
