@@ -29,11 +29,17 @@ import httpx
 
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import format_rfc3339_ns
+from tickpipe.feeds import STOCK
 
 log = logging.getLogger(__name__)
 
-#: REST resource -> the stream type code its items become.
-KINDS: Final = {"trades": "t", "quotes": "q", "bars": "b"}
+#: REST resource -> the stream type code its items become (the family's first), as the feed declares them,
+#: in the order the upstream lists its channels (trades, quotes, bars).
+KINDS: Final = {
+    family.history: family.types[0].code
+    for family in sorted(STOCK.families, key=lambda family: STOCK.listed.index(family.types[0].channel))
+    if family.history is not None
+}
 PAGE_LIMIT: Final = 10_000
 
 

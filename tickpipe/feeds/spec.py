@@ -86,6 +86,9 @@ class Family:
     #: SQL view of the table with the rows of other tables applied (trades: ``trades_corrected``); the
     #: history route reads it unless asked for the rows as they arrived. None: the table itself.
     view: str | None = None
+    #: Alpaca's historical REST resource of the family (``/v2/stocks/{history}``), whose items become the
+    #: family's first event type: what the producer's gap backfill fetches. None: no REST history.
+    history: str | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ QUOTES: Final = Family(
     "tape text",
     stage_row="consumers.staging:quote_row",
     hidden=("event_key",),
+    history="quotes",
 )
 TRADES: Final = Family(
     "trades",
@@ -26,6 +27,7 @@ TRADES: Final = Family(
     "size bigint, conditions text, tape text",
     stage_row="consumers.staging:trade_row",
     view="trades_corrected",
+    history="trades",
 )
 BARS: Final = Family(
     "bars",
@@ -45,6 +47,7 @@ BARS: Final = Family(
     pinned=(("timeframe", "1Min"),),
     hidden=("updated",),
     latest_codes=("b", "u"),
+    history="bars",
 )
 # Trading statuses (halts, resumptions, LULD pauses), trade corrections and cancels/errors are stored
 # as they arrive, one row per message, and never served as routes of their own: corrections and cancels
