@@ -148,8 +148,16 @@ class Publisher:
         await self._redis.aclose()
 
     async def _loop(self) -> None:
+        broken = False
         while not self._stop.is_set():
-            await self.publish()
+            try:
+                await self.publish()
+                broken = False
+            except Exception:  # a document that cannot be written (a figure JSON cannot hold) is a bug:
+                # said loudly, once; ending the loop would show a live process as lost
+                if not broken:
+                    log.exception("health: the document of %s %s cannot be written", self.role, self.instance)
+                broken = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
 

@@ -134,3 +134,15 @@ async def test_redis_away_is_retried_and_said_once(caplog: pytest.LogCaptureFixt
     warnings = [r.getMessage() for r in caplog.records if r.name == "tickpipe.health"]
     assert len(warnings) == 1 and warnings[0].startswith("health: cannot write to Redis")
     assert publisher.written == 0
+
+
+async def test_a_document_that_cannot_be_written_is_said_once_and_the_loop_goes_on(
+    made: Callable[..., Publisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = made(steady(figures={"odd": {1, 2}}), interval=0.02)  # a set: not JSON
+    with caplog.at_level(logging.ERROR, logger="tickpipe.health"):
+        await publisher.start()
+        await wait_for(lambda: publisher.attempts >= 3, what="three attempts")
+    errors = [r.getMessage() for r in caplog.records if r.name == "tickpipe.health"]
+    assert errors == ["health: the document of consumers i0 cannot be written"]
+    assert publisher.written == 0
