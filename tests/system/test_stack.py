@@ -185,7 +185,8 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
             timeout=60,
         )
     assert result.returncode == 1
-    assert f"port {env['API_PORT']}" in result.stderr and "API_PORT" in result.stderr
+    # the one line every service gives for a port it cannot bind (tickpipe.service.bind_error)
+    assert f"API_PORT: cannot listen on 127.0.0.1:{env['API_PORT']}" in result.stderr, result.stderr
     assert not (tmp_path / "data" / "postgres").exists()
 
 

@@ -29,11 +29,12 @@ from typing import Final
 import asyncpg
 
 from tickpipe import db
-from tickpipe.dev.processes import parent_death_signal, port_is_free
+from tickpipe.dev.processes import parent_death_signal
 from tickpipe.dev.services import ServiceUrls, start_services
 from tickpipe.errors import ServiceStartError, TickpipeError
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
+from tickpipe.service import BindError, bind
 from tickpipe.settings import Settings, get_settings
 
 log = logging.getLogger("tickpipe.up")
@@ -194,6 +195,7 @@ def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir
             f"  PostgreSQL  psql '{urls.database_url}'",
             f"  Redis       redis-cli -u {urls.redis_url}",
             f"  Kafka       bootstrap {urls.kafka_bootstrap}  ({kafka_description(urls)})",
+            "  health      tickpipe status  (every instance; --watch to follow)",
             f"  producer    http://{settings.producer_admin_host}:{settings.producer_admin_port}/health",
             f"  consumers   http://{settings.consumer_admin_host}:{settings.consumer_admin_port}/health",
             *([f"  data        {data_dir.resolve()}"] if data_dir is not None else []),
@@ -218,10 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = (args.data_dir or settings.data_dir).resolve()
     with_simulator = not settings.uses_alpaca and not settings.alpaca_stream_url
     parts = plan(settings, with_simulator)
-    taken = [p for p in parts if not port_is_free(settings.api_host, p.port)]
+    taken: list[BindError] = []
+    for part in parts:  # each part's port checked before anything starts, reported as the part itself would
+        try:
+            bind(settings.api_host, part.port, part.port_variable).close()
+        except BindError as error:
+            taken.append(error)
     if taken:
-        for part in taken:
-            log.error("port %d for the %s is taken: free it or set %s", part.port, part.name, part.port_variable)
+        for message in map(str, taken):
+            log.error("%s", message)
         return 1
 
     stop_requested = False
