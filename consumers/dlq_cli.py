@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import deque
 from typing import Any
 
 import orjson
 
-from consumers.dlq import StoredLetter, read_dead_letters, replay_dead_letters
+from consumers.dlq import StoredLetter, replay_dead_letters, stream_dead_letters
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.errors import SettingsError
 from tickpipe.kafka import dlq_topic, make_producer
@@ -74,15 +75,27 @@ def _bootstrap(settings: Settings) -> str:
 
 
 async def list_letters(settings: Settings, args: argparse.Namespace) -> int:
-    stored = await read_dead_letters(_bootstrap(settings), dlq_topic(settings))
-    if args.topic:
-        stored = [item for item in stored if item.letter is not None and item.letter.source_topic == args.topic]
-    if args.limit is not None:
-        stored = stored[-args.limit :] if args.limit > 0 else []
-    for item in stored:
+    """Print letters as they are read; ``--limit N`` keeps only the last N in memory (the topic may be large)."""
+    letters = stream_dead_letters(_bootstrap(settings), dlq_topic(settings))
+    kept: deque[StoredLetter] | None = None if args.limit is None else deque(maxlen=max(args.limit, 0))
+    shown = 0
+
+    def show(item: StoredLetter) -> None:
         print(orjson.dumps(as_dict(item)).decode() if args.json else as_line(item))
+
+    async for item in letters:
+        if args.topic and (item.letter is None or item.letter.source_topic != args.topic):
+            continue
+        if kept is None:
+            show(item)
+            shown += 1
+        else:
+            kept.append(item)
+    for item in kept or ():
+        show(item)
+        shown += 1
     if not args.json:
-        print(f"{len(stored)} dead letters in {dlq_topic(settings)}", file=sys.stderr)
+        print(f"{shown} dead letters in {dlq_topic(settings)}", file=sys.stderr)
     return 0
 
 
