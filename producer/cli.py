@@ -66,7 +66,13 @@ def reader(service: ProducerService) -> Read:
             f"{part}: {error}"
             for part, error in (
                 ("upstream", dig(doc, "upstream", "last_error")),
-                ("kafka", dig(doc, "kafka", "fatal_error") or dig(doc, "kafka", "last_error")),
+                (
+                    "kafka",
+                    dig(doc, "kafka", "task_error")
+                    or dig(doc, "kafka", "fatal_error")
+                    or dig(doc, "kafka", "last_error"),
+                ),
+                ("spool", dig(doc, "spool", "error")),
                 ("redis", dig(doc, "redis", "last_error")),
             )
             if error
@@ -77,7 +83,7 @@ def reader(service: ProducerService) -> Read:
             last_error="; ".join(errors) or None,
             figures={
                 "upstream": dig(doc, "upstream", "state"),
-                "drops": total(dig(doc, "redis", "dropped")),
+                "drops": total(dig(doc, "redis", "dropped")) + total(dig(doc, "kafka", "dropped")),
                 "spool_depth": dig(doc, "spool", "depth"),
                 "dead_letters": dig(doc, "dead_letters"),
             },
