@@ -112,9 +112,37 @@ async def produce(bootstrap: str, topic: str, *values: bytes) -> None:
 # --- each service answers, then stops leaving nothing --------------------------------------------
 
 
+async def test_postgres_wants_its_password_kept_for_its_owner_alone(service_dir: Path) -> None:
+    with EmbeddedPostgres(service_dir, durable=False) as pg:
+        for private in (pg.password_file, pg.pgpass_file):
+            assert private.stat().st_mode & 0o777 == 0o600, private
+        assert len(pg.password) >= 32 and pg.password not in pg.url_without_password
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(pg.url_without_password, password="wrong")
+        conn = await asyncpg.connect(pg.url_without_password, passfile=str(pg.pgpass_file))  # as psql would
+        assert await conn.fetchval("SELECT current_user") == "postgres"
+        await conn.close()
+
+
+async def test_a_cluster_made_with_trust_gets_a_password_at_its_next_start(service_dir: Path) -> None:
+    with EmbeddedPostgres(service_dir, durable=False) as pg:
+        old = pg.password
+    hba = pg.pgdata / "pg_hba.conf"
+    hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))  # as tickpipe made clusters before
+    pg.password_file.unlink()
+    with EmbeddedPostgres(service_dir, durable=False) as again:
+        assert again.password != old
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(again.url_without_password, password=old)
+        conn = await asyncpg.connect(again.url)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+    assert "trust" not in [line.split()[-1] for line in hba.read_text().splitlines() if line and line[0] != "#"]
+
+
 async def test_postgres_answers_then_stops_leaving_no_process(service_dir: Path) -> None:
     with EmbeddedPostgres(service_dir, durable=False) as pg:
-        assert pg.url.startswith("postgresql://postgres@127.0.0.1:")
+        assert pg.url.startswith(f"postgresql://postgres:{pg.password}@127.0.0.1:")
         conn = await asyncpg.connect(pg.url)
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()

@@ -41,6 +41,11 @@ class Stack:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def logs(self) -> list[str]:
+        """Everything tickpipe up and its services wrote: its output and every log file in DATA_DIR."""
+        found = Path(self.env["DATA_DIR"]).rglob("*.log")
+        return [self.output(), *(path.read_text(errors="replace") for path in found)]
+
     def banner_value(self, label: str) -> str:
         match = re.search(rf"^\s+{label}\s+(.+)$", self.output(), re.MULTILINE)
         assert match, f"{label!r} not in the banner:\n{self.output()[-3000:]}"
@@ -108,9 +113,14 @@ async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     children = descendants(stack.process.pid)
     assert len(children) >= 4, "simulator, producer, consumers and api run as processes"
     redis_url = stack.banner_value("Redis").removeprefix("redis-cli -u ").strip()
-    database_url = stack.banner_value("PostgreSQL").removeprefix("psql ").strip("'")
-    api = stack.banner_value("dashboard").rstrip("/")
     data_dir = stack.env["DATA_DIR"]  # absolute: a tmp_path folder
+    # PGPASSFILE=<file> psql '<url>': the banner shows no password, the file holds it
+    psql = re.fullmatch(r"PGPASSFILE=(\S+) psql '(\S+)'", stack.banner_value("PostgreSQL"))
+    assert psql, stack.banner_value("PostgreSQL")
+    passfile, database_url = psql.groups()
+    password = stack.read(Path(data_dir, "postgres", "password")).strip()
+    assert not [text for text in stack.logs() if password in text], "the password is in no output and no log"
+    api = stack.banner_value("dashboard").rstrip("/")
     assert stack.banner_value("data") == data_dir, "the banner names the absolute data folder"
     kept = json.loads(stack.read(Path(data_dir, "ports.json")))  # the ports the next tickpipe up reuses
     assert f":{kept['redis']}" in redis_url and f":{kept['postgres']}/" in database_url, (kept, redis_url)
@@ -133,7 +143,7 @@ async def test_up_moves_data_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     assert {q["S"] for q in quotes} <= {"AAPL", "MSFT", "NVDA", "TSLA"}
 
     # 2. rows growing in PostgreSQL
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(database_url, passfile=passfile)
     try:
         counts: list[int] = []
         async with asyncio.timeout(60):

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Self
 
 from tickpipe.dev.processes import OwnerFile, free_port, log, parent_death_signal, port_is_free, signal_and_wait
 from tickpipe.errors import MissingExtraError, ServiceStartError
+from tickpipe.settings import redact_url
 
 EXTRA_HINT = "pip install -e '.[embedded]'"
 _PORT_TAKEN = ("address already in use", "addrinuse", "could not create any tcp/ip sockets")
@@ -105,6 +106,11 @@ class EmbeddedService:
     def url(self) -> str:
         raise NotImplementedError
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as logs and files show it: its password (PostgreSQL's) hidden."""
+        return redact_url(self.url)
+
     # -- lifecycle ---------------------------------------------------------
     @property
     def pid(self) -> int | None:
@@ -138,7 +144,7 @@ class EmbeddedService:
         log.info(
             "started embedded %s at %s in %.2f s (pid %s, data %s)",
             self.name,
-            self.url,
+            self.shown_url,
             time.monotonic() - began,
             self.pid,
             self.data_dir,
@@ -154,7 +160,7 @@ class EmbeddedService:
         self._terminate(proc, timeout)
         self._after_exit()
         self._owner.remove(proc.pid)
-        log.info("stopped embedded %s at %s", self.name, self.url)
+        log.info("stopped embedded %s at %s", self.name, self.shown_url)
 
     def kill(self) -> None:
         """Crash the service (SIGKILL: no shutdown of its own); ``restart()`` brings it back on the same port."""
@@ -167,7 +173,7 @@ class EmbeddedService:
         proc.wait()
         self._after_exit()
         self._owner.remove(proc.pid)
-        log.info("killed embedded %s at %s (pid %d)", self.name, self.url, proc.pid)
+        log.info("killed embedded %s at %s (pid %d)", self.name, self.shown_url, proc.pid)
 
     def restart(self) -> None:
         """Stop and start again on the same port, so clients reconnect to the same URL."""
@@ -178,7 +184,7 @@ class EmbeddedService:
         log.info(
             "restarted embedded %s at %s in %.2f s (pid %s)",
             self.name,
-            self.url,
+            self.shown_url,
             time.monotonic() - began,
             self.pid,
         )
@@ -264,7 +270,7 @@ class EmbeddedService:
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
-        self._owner.write(proc.pid, self.url)
+        self._owner.write(proc.pid, self.shown_url)
 
     def _log_hint(self, tail: str) -> str:
         lines = tail.strip().splitlines()[-8:]

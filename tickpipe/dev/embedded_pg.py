@@ -11,12 +11,20 @@ open the folders to it). Every process of the cluster carries the name
 ``tickpipe-<hash of the data folder>`` in its title, which tells our processes
 from the machine's own PostgreSQL (``pgrep -a postgres``) and lets a start
 find and stop workers a killed postmaster left behind.
+
+Connections need a password (SCRAM), even on 127.0.0.1: any local user could
+otherwise read and change the market history. The password is generated on
+the cluster's first start and kept beside it (``password``, mode 0600, with a
+``pgpass`` file for ``psql``); a cluster made before this, with ``trust``, is
+given the password and switched to SCRAM once, offline, at its next start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -41,7 +49,7 @@ class EmbeddedPostgres(EmbeddedService):
 
     ``durable=False`` turns fsync off (tests); ``fresh=True`` discards any
     cluster already in the folder at the first start. The URL is plain libpq
-    form, ``postgresql://postgres@127.0.0.1:PORT/postgres`` (trust auth).
+    form with the cluster's password, ``postgresql://postgres:PASSWORD@127.0.0.1:PORT/postgres``.
     """
 
     name = "PostgreSQL"
@@ -72,10 +80,30 @@ class EmbeddedPostgres(EmbeddedService):
         self._run_as: str | None = None
         digest = hashlib.sha256(str(self.pgdata.resolve()).encode()).hexdigest()[:10]
         self.cluster_name = f"tickpipe-{digest}"
+        self.password_file = self.data_dir / "password"
+        #: A libpq password file (``PGPASSFILE=... psql``): the password, never on a command line or in a banner.
+        self.pgpass_file = self.data_dir / "pgpass"
 
     @property
     def url(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/postgres"
+
+    @property
+    def url_without_password(self) -> str:
+        """The URL to show: ``psql`` finds the password in :attr:`pgpass_file`."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/postgres"
+
+    @property
+    def password(self) -> str:
+        """The cluster's password, made (URL-safe, 192 bits) and kept on first use."""
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(24)
+        _write_private(self.password_file, password + "\n")
+        return password
 
     def processes(self) -> list[int]:
         """Pids of the postmaster and every worker of this cluster, wherever they came from."""
@@ -105,6 +133,9 @@ class EmbeddedPostgres(EmbeddedService):
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         self._clear_stale_postmaster()
+        if _trusting(self.pgdata / "pg_hba.conf"):
+            self._require_password()
+        _write_private(self.pgpass_file, f"*:*:*:{self.user}:{self.password}\n")
 
     def _initdb(self) -> None:
         assert self._bin is not None
@@ -115,7 +146,8 @@ class EmbeddedPostgres(EmbeddedService):
             str(self.pgdata),
             "-U",
             self.user,
-            "--auth=trust",
+            "--auth=scram-sha-256",
+            f"--pwfile={self._readable_copy(self.password)}",
             "--encoding=UTF8",
             "--locale=C",
             "--no-instructions",
@@ -131,10 +163,43 @@ class EmbeddedPostgres(EmbeddedService):
                 check=False,
                 **self._popen_options(),
             )
+        self._pwfile().unlink(missing_ok=True)
         if done.returncode != 0:
             raise ServiceStartError(
                 f"initdb failed with code {done.returncode} for {self.pgdata}; log: {self.log_path}"
             )
+
+    def _pwfile(self) -> Path:
+        return self.data_dir / ".initdb-password"
+
+    def _readable_copy(self, password: str) -> Path:
+        """The password in a file the server's user (``embedded_postgres`` when we are root) can read."""
+        path = self._pwfile()
+        _write_private(path, password + "\n")
+        if self._run_as is not None:
+            import pwd
+
+            entry = pwd.getpwnam(self._run_as)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path
+
+    def _require_password(self) -> None:
+        """Give a cluster made with ``trust`` the password and switch its ``pg_hba.conf`` to SCRAM, offline."""
+        assert self._bin is not None
+        log.warning("PostgreSQL in %s accepted any local connection; it now needs the password in %s",
+                    self.pgdata, self.password_file)  # fmt: skip
+        literal = self.password.replace("'", "''")
+        with open(self.log_path, "ab") as logfile:
+            done = subprocess.run(
+                [str(self._bin / "postgres"), "--single", "-D", str(self.pgdata), "-c", "exit_on_error=true",
+                 "postgres"],
+                input=f"ALTER ROLE \"{self.user}\" PASSWORD '{literal}';\n".encode(),
+                stdout=subprocess.DEVNULL, stderr=logfile, check=False, **self._popen_options(),
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise ServiceStartError(f"could not set the PostgreSQL password in {self.pgdata}; log: {self.log_path}")
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(_TRUST.sub(r"\1scram-sha-256", hba.read_text()))
 
     def _clear_stale_postmaster(self) -> None:
         """Remove a postmaster.pid whose process is gone, and the workers it left behind."""
@@ -206,6 +271,25 @@ class EmbeddedPostgres(EmbeddedService):
                 return sock.recv(1) in (b"N", b"S")
         except OSError:
             return False
+
+
+#: A ``pg_hba.conf`` line (not a comment) whose method is ``trust``.
+_TRUST = re.compile(r"^(\s*(?:local|host\w*)\s.*?)\btrust\s*$", re.MULTILINE)
+
+
+def _trusting(hba: Path) -> bool:
+    try:
+        return _TRUST.search(hba.read_text()) is not None
+    except OSError:
+        return False
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner only (0600 from the first byte: no window where others may read it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.chmod(path, 0o600)
 
 
 def _unprivileged_user(data_dir: Path, bin_dir: Path) -> str:

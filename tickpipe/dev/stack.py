@@ -35,7 +35,7 @@ from tickpipe.errors import ServiceStartError, TickpipeError
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
 from tickpipe.service import BindError, bind
-from tickpipe.settings import Settings, get_settings
+from tickpipe.settings import Settings, get_settings, redact_url
 
 log = logging.getLogger("tickpipe.up")
 
@@ -181,6 +181,13 @@ def kafka_description(urls: ServiceUrls) -> str:
     return f"embedded {urls.kafka.name}, in memory: its data is lost when it stops; install Java 17 for Apache Kafka"
 
 
+def psql_command(urls: ServiceUrls) -> str:
+    """How to open ``psql`` on the database, with no password in sight (the banner is often shared or logged)."""
+    if urls.postgres is not None:
+        return f"PGPASSFILE={urls.postgres.pgpass_file.resolve()} psql '{urls.postgres.url_without_password}'"
+    return f"psql '{redact_url(urls.database_url)}'"
+
+
 def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir: Path | None = None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     source = f"simulator ws://{settings.simulator_host}:{settings.simulator_port}" if with_simulator else "Alpaca"
@@ -192,8 +199,8 @@ def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir
             f"  API docs    {api}/docs",
             f"  live stream ws://{settings.api_host}:{settings.api_port}/v2/stream",
             f"  upstream    {source}",
-            f"  PostgreSQL  psql '{urls.database_url}'",
-            f"  Redis       redis-cli -u {urls.redis_url}",
+            f"  PostgreSQL  {psql_command(urls)}",
+            f"  Redis       redis-cli -u {redact_url(urls.redis_url)}",
             f"  Kafka       bootstrap {urls.kafka_bootstrap}  ({kafka_description(urls)})",
             "  health      tickpipe status  (every instance; --watch to follow)",
             f"  producer    http://{settings.producer_admin_host}:{settings.producer_admin_port}/health",
