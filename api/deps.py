@@ -1,15 +1,17 @@
 """Dependencies as ``Annotated`` aliases, so route signatures read like prose.
 
-``State`` is the running instance (pool, Redis, hub); ``History`` is the
+``State`` is the running instance (pool, Redis, hub); ``HISTORY[table]`` is the
 checked history parameters shared by the quotes, trades and bars routes.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from api.auth import KEY_HEADER, SECRET_HEADER, ApiKey
 from api.pages import PageRequest
@@ -18,17 +20,16 @@ from api.params import (
     AcceptHeader,
     EndQuery,
     LimitQuery,
-    PageTokenQuery,
     SortQuery,
     StartQuery,
     SymbolPath,
-    invalid,
     parse_time,
     symbol_param,
     wants_csv,
 )
 from api.state import ApiState
-from api.tokens import decode_token
+from api.tokens import MAX_LENGTH, PATTERNS, decode_token
+from tickpipe.feeds import STOCK
 
 
 async def get_state(request: Request) -> ApiState:
@@ -68,7 +69,7 @@ class HistoryParams:
         )
         if self.page_token is None:
             return request
-        return replace(request, token=decode_token(self.page_token, request.scope, self.sort))
+        return replace(request, token=decode_token(self.page_token, table))
 
 
 async def history_params(
@@ -77,14 +78,45 @@ async def history_params(
     end: EndQuery = None,
     limit: LimitQuery = None,
     sort: SortQuery = "asc",
-    page_token: PageTokenQuery = None,
+    page_token: str | None = None,
     accept: AcceptHeader = None,
 ) -> HistoryParams:
     start_ns = parse_time(start, "start", end=False) if start is not None else 0
     end_ns = parse_time(end, "end", end=True) if end is not None else 2**63 - 1
-    if start_ns > end_ns:
-        invalid("query", "start", f"expected start not after end (start={start}, end={end})", start)
+    # A start after the end is an empty range, not an error: an empty page, as the document says.
     return HistoryParams(symbol_param(symbol), start_ns, end_ns, limit, sort, page_token, wants_csv(accept))
 
 
-History = Annotated[HistoryParams, Depends(history_params)]
+def _page_token_query(table: str) -> Any:
+    return Annotated[
+        str | None,
+        Query(
+            description="The next_page_token of the previous page, to continue after its last row (the same "
+            "route; another sort or timeframe continues from that row too)",
+            json_schema_extra={"pattern": PATTERNS[table], "maxLength": MAX_LENGTH},
+        ),
+    ]
+
+
+def _history_params_of(table: str) -> Callable[..., Awaitable[HistoryParams]]:
+    """:func:`history_params` documented with the pattern of ``table``'s page tokens (one per route).
+
+    The same function under another signature: FastAPI reads a dependency's parameters from
+    ``__signature__``, and a token of one table is no token of another.
+    """
+
+    async def of_table(**params: Any) -> HistoryParams:
+        return await history_params(**params)
+
+    signature = inspect.signature(history_params, eval_str=True)
+    of_table.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=_page_token_query(table)) if p.name == "page_token" else p
+            for p in signature.parameters.values()
+        ]
+    )
+    return of_table
+
+
+#: The checked history parameters of each served table's routes.
+HISTORY: dict[str, Any] = {family.name: Depends(_history_params_of(family.name)) for family in STOCK.stored}

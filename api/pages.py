@@ -23,6 +23,8 @@ from api.tokens import Key, encode_token
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
 STEP_NS: Final = {"5Min": 300 * 10**9, "15Min": 900 * 10**9, "1Hour": 3600 * 10**9}
+#: The origin of those buckets (``date_bin``'s in :data:`api.queries.BUCKETS`): 2000-01-01 UTC.
+BUCKET_ORIGIN_NS: Final = 946_684_800 * 10**9
 #: Bounds with nothing between them, both within range (what is left after a page at either end of time).
 EMPTY: Final = (MAX_NS, MIN_NS)
 
@@ -68,11 +70,12 @@ class PageRequest:
         lo, hi = self.start_ns, self.end_ns
         if self.token is not None:
             at = int(self.token[0])
-            if self.aggregated:  # a bucket start is the whole key: continue at the next bucket
+            if self.aggregated:  # a bucket is the whole key: continue at the next one, never inside one
+                start = bucket_start(self.timeframe, at)  # the token's own bucket, or the one its row falls in
                 if self.sort == "asc":
-                    lo = max(lo, next_bucket(self.timeframe, at))
+                    lo = max(lo, next_bucket(self.timeframe, start))
                 else:
-                    hi = min(hi, at - 1)
+                    hi = min(hi, start - 1)
             elif self.sort == "asc":
                 lo = max(lo, at)
             else:
@@ -90,6 +93,14 @@ class PageRequest:
             assert self.token is not None
             args.extend(self.token)
         return queries.page_sql(self.table, self.sort, with_token, csv, self.amend), args
+
+
+def bucket_start(timeframe: str, ns: int) -> int:
+    """Start of the bucket ``ns`` falls in, as :data:`api.queries.BUCKETS` cuts them (a start is its own)."""
+    if timeframe in STEP_NS:
+        return ns - (ns - BUCKET_ORIGIN_NS) % STEP_NS[timeframe]
+    local = ns_to_utc(ns).astimezone(NEW_YORK)
+    return datetime_to_ns(local.replace(hour=0, minute=0, second=0, microsecond=0))
 
 
 def next_bucket(timeframe: str, bucket_ns: int) -> int:
@@ -152,7 +163,7 @@ async def token_after(db: Fetcher, request: PageRequest) -> str | None:
 
 def _token_after_row(request: PageRequest, last: Sequence[Any]) -> str:
     key: Key = (last[0],) if request.aggregated else tuple(last[: len(queries.KEY[request.table])])
-    return encode_token(request.scope, request.sort, key)
+    return encode_token(request.table, key)
 
 
 def page_json(request: PageRequest, page: Page) -> bytes:

@@ -8,7 +8,6 @@ parameter and what is allowed.
 
 from __future__ import annotations
 
-import base64
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, NoReturn
@@ -17,7 +16,6 @@ from fastapi import Header, Path, Query
 from fastapi.exceptions import RequestValidationError
 
 from tickpipe.codecs import parse_rfc3339_ns
-from tickpipe.feeds import STOCK
 
 NS: Final = 1_000_000_000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,19 +31,24 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TICKER = r"[A-Za-z][A-Za-z0-9./-]{0,15}"
 SYMBOL_PATTERN: Final = f"^{_TICKER}$"
 SYMBOLS_PATTERN: Final = f"^ *{_TICKER} *(, *{_TICKER} *)*$"
-TIME_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:?\d{2}))?$"
-#: A page token as this API issues it (api/tokens.py): URL-safe base64, unpadded, of a compact JSON array
-#: ``[1,"<table>...`` (version 1, then the scope, which starts with a served table's name), in whole
-#: 4-character groups plus an optional 2 or 3 (never 1: no byte ends there). The prefixes are the
-#: base64 of those leading bytes, cut to whole 3-byte groups. Strings outside it (``0``, a 1-character
-#: tail, another version or table) are all refused by the server, so the document does not advertise
-#: them as valid; which route and sort a token continues is a cross-field rule no pattern states.
-_TOKEN_PREFIXES = sorted(
-    base64.urlsafe_b64encode(lead[: len(lead) // 3 * 3]).decode()
-    for lead in (f'[1,"{family.name}'.encode() for family in STOCK.stored)
+# Dates that exist, from 1971 to 2261: inside the range of ``time_ns`` whatever the UTC offset, so every
+# string the pattern admits is a time the server accepts, and nothing else is (a schemathesis run holds the
+# document to that). Leap days by the Gregorian rule: 2000 is one, 2100 and 2200 are not.
+_YEAR = r"(?:19(?:7[1-9]|[89][0-9])|2[01][0-9]{2}|22[0-5][0-9]|226[01])"
+_LEAP_YEAR = (
+    r"(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26])|21(?:0[48]|[2468][048]|[13579][26])"
+    r"|22(?:0[48]|1[26]|2[048]|3[26]|4[048]|5[26]|60))"
 )
-TOKEN_PATTERN: Final = f"^(?:{'|'.join(_TOKEN_PREFIXES)})(?:[A-Za-z0-9_-]{{4}})+(?:[A-Za-z0-9_-]{{2,3}})?$"
-TOKEN_MAX_LENGTH: Final = 512
+_MONTH_DAY = (
+    r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+_DAY = f"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_CLOCK = (
+    r"[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"
+)
+TIME_PATTERN: Final = f"^{_DAY}(?:{_CLOCK})?$"
 _SYMBOL = re.compile(_TICKER, re.ASCII)
 _TIME = re.compile(TIME_PATTERN[1:-1], re.ASCII)
 
@@ -77,7 +80,8 @@ def parse_time(text: str, name: str, *, end: bool) -> int:
         invalid(
             "query",
             name,
-            f"expected an RFC 3339 time like 2024-01-02T15:04:05.123456789Z or a date like 2024-01-02, got {text!r}",
+            "expected an RFC 3339 time like 2024-01-02T15:04:05.123456789Z or a date like 2024-01-02 "
+            f"(one that exists, 1971 to 2261), got {text!r}",
             text,
         )
     try:
@@ -149,7 +153,8 @@ SymbolPath = Annotated[
 StartQuery = Annotated[
     str | None,
     Query(
-        description="Inclusive start: RFC 3339 (to the nanosecond) or a date (its first instant, UTC)",
+        description="Inclusive start: RFC 3339 (to the nanosecond) or a date (its first instant, UTC), "
+        "1971 to 2261; a start after the end gives an empty page",
         examples=["2024-03-04T14:30:00.123456789Z"],
         json_schema_extra={"pattern": TIME_PATTERN},
     ),
@@ -157,7 +162,7 @@ StartQuery = Annotated[
 EndQuery = Annotated[
     str | None,
     Query(
-        description="Inclusive end: RFC 3339 (to the nanosecond) or a date (the whole day, UTC)",
+        description="Inclusive end: RFC 3339 (to the nanosecond) or a date (the whole day, UTC), 1971 to 2261",
         examples=["2024-03-04"],
         json_schema_extra={"pattern": TIME_PATTERN},
     ),
@@ -174,13 +179,6 @@ LimitQuery = Annotated[
 ]
 Sort = Literal["asc", "desc"]
 SortQuery = Annotated[Sort, Query(description="asc (oldest first, the default) or desc (newest first)")]
-PageTokenQuery = Annotated[
-    str | None,
-    Query(
-        description="The next_page_token of the previous page, to continue after it",
-        json_schema_extra={"pattern": TOKEN_PATTERN, "maxLength": TOKEN_MAX_LENGTH},
-    ),
-]
 AcceptHeader = Annotated[
     str | None,
     Header(description="application/json (default) or text/csv for a streamed CSV body"),

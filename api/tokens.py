@@ -1,40 +1,35 @@
-"""Opaque page tokens for keyset pagination, as Alpaca's REST API hands them out.
+"""Page tokens for keyset pagination: the sort key of the last row of a page, in lower-case hex.
 
-A token is the sort key of the last row of a page (for quotes
-``(time_ns, event_key)``, for trades ``(time_ns, exchange, trade_id)``, for
-bars ``(time_ns,)``), with the route and sort it belongs to, as URL-safe
-base64 of a small JSON array. The next page is "rows after this key", so rows
-inserted meanwhile never shift a page (no gap, no repeat), unlike an offset.
+A token is the key of the page's last row (for quotes ``(time_ns,
+event_key)``, for trades ``(time_ns, exchange, trade_id)``, for bars
+``(time_ns,)``), each field at a fixed width: the time as 16 hex digits
+(0 to 2**63 - 1), another integer as 16 (its 64 bits, two's complement),
+a text as two digits per character (printable ASCII, at most 16). The next
+page is "rows after this key" in the order asked, so rows inserted meanwhile
+never shift a page (no gap, no repeat), unlike an offset.
 
-A token is checked field by field on the way in, completely, before a
-response starts: a forged one is a 422 naming ``page_token``, never a 5xx and
-never a CSV body cut short. The values then travel as bind parameters, never
-as SQL text, so each must be one PostgreSQL takes: the time within
-``MIN_NS..MAX_NS`` (what ``time_ns`` can hold, and what the bounds of a page
-are computed from), other integers within int64, text printable ASCII (no
-NUL, which PostgreSQL's text refuses).
+Why this form: every string the OpenAPI pattern of a route admits (:data:`PATTERNS`)
+is a key that route accepts, and nothing else is, so the document says exactly
+what the server takes (a default ``schemathesis run`` holds it to that). The
+token names no sort and no timeframe: another sort continues from the same row
+the other way, another timeframe from the bucket the row falls in.
+
+A token is checked completely before a response starts: anything else is a 422
+naming ``page_token``, never a 5xx and never a CSV body cut short. The values
+then travel as bind parameters, never as SQL text.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Final
 
-import orjson
-
-from api.params import MAX_NS, MIN_NS, invalid
+from api.params import invalid
 from api.queries import KEY
 from tickpipe.feeds import STOCK
 from tickpipe.feeds.tables import table_of
 
-VERSION: Final = 1
-_INT64 = (-(2**63), 2**63 - 1)
-_ALPHABET = re.compile(r"[A-Za-z0-9_-]{1,512}", re.ASCII)
-_TEXT = re.compile(r"[\x20-\x7e]{0,16}", re.ASCII)
-
-#: The key layout of each scope's rows: int or str, in order (the Python types of the key's columns).
+#: The key layout of each table's rows: int or str, in order (the Python types of the key's columns).
 KEY_SHAPES: Final[dict[str, tuple[type, ...]]] = {
     family.name: tuple(table_of(family).columns[column].type.python_type for column in KEY[family.name])
     for family in STOCK.stored
@@ -42,41 +37,51 @@ KEY_SHAPES: Final[dict[str, tuple[type, ...]]] = {
 
 Key = tuple[int | str, ...]
 
+_TIME = "[0-7][0-9a-f]{15}"  # 0 ..= 2**63 - 1, the range of time_ns
+_INT64 = "[0-9a-f]{16}"
+_TEXT_LENGTH = 16
+_TEXT = f"(?:[2-6][0-9a-f]|7[0-9a-e]){{0,{_TEXT_LENGTH}}}"  # printable ASCII, 0x20 ..= 0x7e
 
-def encode_token(scope: str, sort: str, key: Key) -> str:
-    """The token after a row with this key, for this scope (``quotes``, ``bars:5Min`` ...) and sort."""
-    raw = orjson.dumps([VERSION, scope, sort, *key])
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+def _pattern(shape: tuple[type, ...]) -> str:
+    fields = [_TIME, *(_TEXT if kind is str else _INT64 for kind in shape[1:])]  # the first is always time_ns
+    return "^" + "".join(f"({field})" for field in fields) + "$"
 
 
-def decode_token(token: str, scope: str, sort: str) -> Key:
-    """The key inside ``token``; a 422 naming ``page_token`` if it is not one this route issued."""
-    shape = KEY_SHAPES[scope.split(":", 1)[0]]
-    if not _ALPHABET.fullmatch(token):
+#: The OpenAPI pattern of each table's page tokens: exactly the strings its routes accept.
+PATTERNS: Final[dict[str, str]] = {table: _pattern(shape) for table, shape in KEY_SHAPES.items()}
+_COMPILED: Final = {table: re.compile(pattern, re.ASCII) for table, pattern in PATTERNS.items()}
+#: The longest token of any table.
+MAX_LENGTH: Final = max(16 * len(shape) + (2 * _TEXT_LENGTH - 16) * shape.count(str) for shape in KEY_SHAPES.values())
+
+
+def encode_token(table: str, key: Key) -> str:
+    """The token after a row of ``table`` with this key."""
+    parts = []
+    for value in key:
+        if isinstance(value, str):
+            parts.append(value.encode("ascii").hex())
+        else:
+            parts.append(f"{value & (2**64 - 1):016x}")
+    return "".join(parts)
+
+
+def decode_token(token: str, table: str) -> Key:
+    """The key inside ``token``; a 422 naming ``page_token`` if it is not a key of ``table``'s rows."""
+    match = _COMPILED[table].fullmatch(token) if len(token) <= MAX_LENGTH else None
+    if match is None:
         shown = token if len(token) <= 64 else f"{token[:64]}..."  # any length may come: repeat only a prefix
-        invalid("query", "page_token", "expected the next_page_token of a previous page (URL-safe base64)", shown)
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = orjson.loads(raw)
-    except (binascii.Error, ValueError):
-        invalid("query", "page_token", "expected the next_page_token of a previous page (not decodable)", token)
-    if not (isinstance(data, list) and len(data) >= 3 and data[0] == VERSION):
-        invalid("query", "page_token", "expected the next_page_token of a previous page", token)
-    if data[1] != scope or data[2] != sort:
         invalid(
             "query",
             "page_token",
-            f"this token continues a {data[1]!s} page sorted {data[2]!s}; "
-            f"ask again with the same path, timeframe and sort ({scope}, {sort})",
-            token,
+            f"expected the next_page_token of a previous page ({table}: lower-case hex, {PATTERNS[table]})",
+            shown,
         )
-    key = tuple(data[3:])
-    if len(key) != len(shape):
-        invalid("query", "page_token", "expected the next_page_token of a previous page (bad key)", token)
-    for n, (value, kind) in enumerate(zip(key, shape, strict=True)):
-        low, high = (MIN_NS, MAX_NS) if n == 0 else _INT64  # the first is always the row's time_ns
-        if kind is int and not (type(value) is int and low <= value <= high):
-            invalid("query", "page_token", "expected the next_page_token of a previous page (bad key)", token)
-        if kind is str and not (isinstance(value, str) and _TEXT.fullmatch(value)):
-            invalid("query", "page_token", "expected the next_page_token of a previous page (bad key)", token)
-    return key
+    key: list[int | str] = []
+    for field, kind in zip(match.groups(), KEY_SHAPES[table], strict=True):
+        if kind is str:
+            key.append(bytes.fromhex(field).decode("ascii"))
+        else:
+            number = int(field, 16)
+            key.append(number - 2**64 if number >= 2**63 else number)
+    return tuple(key)

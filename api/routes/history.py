@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from api.csv import csv_response
-from api.deps import History, State
+from api.deps import HISTORY, HistoryParams, State
 from api.models import BarsPage, QuotesPage, TradesPage, history_responses
 from api.pages import PageRequest, fetch_page, page_json
 from tickpipe.feeds import STOCK, Family
@@ -26,7 +26,7 @@ router = APIRouter(tags=["history"])
 PAGING = (
     "Rows in time order (`sort=asc`, the default, or `desc`), at most `limit` per page. "
     "When more rows follow, `next_page_token` is set: pass it as `page_token` (with the same "
-    "path, timeframe and sort) for the next page. Pages are keyed on the last row, so rows "
+    "parameters) for the next page. Pages are keyed on the last row, so rows "
     "inserted meanwhile never cause a gap or a repeat. An unknown symbol gives an empty page. "
     "With `Accept: text/csv` the rows are streamed as CSV; without a `limit`, up to the instance's row cap "
     "(API_CSV_MAX_ROWS), the `Next-Page-Token` header continuing it. A 503 with `Retry-After` means the "
@@ -79,9 +79,10 @@ async def respond(state: State, request: PageRequest, csv: bool) -> Response:
 def endpoint(family: Family) -> Callable[..., Awaitable[Response]]:
     """The handler of one family's history; with a ``timeframe`` parameter where the table pins one."""
     name = family.name
+    history = HISTORY[name]  # the parameters, with this table's page-token pattern
     if "timeframe" in dict(family.pinned):
 
-        async def timeframed(state: State, params: History, timeframe: Timeframe = "1Min") -> Response:
+        async def timeframed(state: State, params: HistoryParams = history, timeframe: Timeframe = "1Min") -> Response:
             return await respond(state, params.request(name, timeframe), params.csv)
 
         return timeframed
@@ -89,14 +90,17 @@ def endpoint(family: Family) -> Callable[..., Awaitable[Response]]:
     if family.view is not None:
 
         async def amended(
-            state: State, params: History, include_cancelled: IncludeCancelled = False, original: Original = False
+            state: State,
+            params: HistoryParams = history,
+            include_cancelled: IncludeCancelled = False,
+            original: Original = False,
         ) -> Response:
             amend = "" if original else "mark" if include_cancelled else "exclude"
             return await respond(state, replace(params.request(name), amend=amend), params.csv)
 
         return amended
 
-    async def plain(state: State, params: History) -> Response:
+    async def plain(state: State, params: HistoryParams = history) -> Response:
         return await respond(state, params.request(name), params.csv)
 
     return plain

@@ -15,8 +15,13 @@ def test_a_token_narrows_the_time_bounds() -> None:
     desc = PageRequest("quotes", "AAPL", sort="desc", token=(at, 7), start_ns=5)
     assert asc.bounds() == (at, 2**63 - 1)
     assert desc.bounds() == (5, at)
-    hourly = PageRequest("bars", "AAPL", timeframe="1Hour", token=(at,))
-    assert hourly.bounds()[0] == at + 3600 * NS
+    hour = at - 1800 * NS  # 13:00, a bucket start
+    hourly = PageRequest("bars", "AAPL", timeframe="1Hour", token=(hour,))
+    assert hourly.bounds()[0] == hour + 3600 * NS
+    # A token inside a bucket (a minute bar's, 13:30): the next page starts at the next bucket, or ends
+    # before its own, never inside one.
+    assert PageRequest("bars", "AAPL", timeframe="1Hour", token=(at,)).bounds()[0] == hour + 3600 * NS
+    assert PageRequest("bars", "AAPL", timeframe="1Hour", sort="desc", token=(at,)).bounds()[1] == hour - 1
 
 
 def test_new_york_days_follow_daylight_saving() -> None:

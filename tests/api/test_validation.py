@@ -12,19 +12,16 @@ import pytest
 from api.tokens import encode_token
 from tests.helpers.api import api_settings, running_api
 
-QUOTES_TOKEN = encode_token("quotes", "asc", (1_709_559_000_000_000_000, 5))
-
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
     # path, params, parameter named, words of the message
     ("/quotes/AA$PL", {}, "symbol", "expected a ticker symbol"),
     ("/quotes/ABCDEFGHIJKLMNOPQ", {}, "symbol", "at most 16 characters"),
     ("/trades/1ABC", {}, "symbol", "expected a ticker symbol"),
     ("/quotes/AAPL", {"start": "yesterday"}, "start", "RFC 3339"),
-    ("/quotes/AAPL", {"start": "2024-02-30"}, "start", "expected a valid date"),
-    ("/quotes/AAPL", {"end": "2024-03-04T25:00:00Z"}, "end", "expected a valid date or time"),
+    ("/quotes/AAPL", {"start": "2024-02-30"}, "start", "one that exists, 1971 to 2261"),
+    ("/quotes/AAPL", {"end": "2024-03-04T25:00:00Z"}, "end", "RFC 3339"),
     ("/quotes/AAPL", {"end": "2024-03-04T10:00:00"}, "end", "RFC 3339"),  # no zone
-    ("/quotes/AAPL", {"start": "1960-01-01"}, "start", "between 1970-01-01 and 2262-04-11"),
-    ("/quotes/AAPL", {"start": "2024-03-05", "end": "2024-03-04"}, "start", "not after end"),
+    ("/quotes/AAPL", {"start": "1960-01-01"}, "start", "1971 to 2261"),
     ("/quotes/AAPL", {"limit": "0"}, "limit", "greater than or equal to 1"),
     ("/quotes/AAPL", {"limit": "10001"}, "limit", "less than or equal to 10000"),
     ("/bars/AAPL", {"limit": "many"}, "limit", "valid integer"),
@@ -32,14 +29,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("/bars/AAPL", {"timeframe": "2Min"}, "timeframe", "'1Min', '5Min', '15Min', '1Hour' or '1Day'"),
     ("/quotes/AAPL", {"page_token": "not-a-token!"}, "page_token", "next_page_token of a previous page"),
     ("/quotes/AAPL", {"page_token": "WzFd"}, "page_token", "next_page_token of a previous page"),
-    ("/trades/AAPL", {"page_token": QUOTES_TOKEN}, "page_token", "same path, timeframe and sort"),
-    ("/quotes/AAPL", {"page_token": QUOTES_TOKEN, "sort": "desc"}, "page_token", "same path, timeframe and sort"),
-    (
-        "/bars/AAPL",
-        {"page_token": encode_token("bars:1Min", "asc", (1,)), "timeframe": "5Min"},
-        "page_token",
-        "same path, timeframe and sort",
-    ),
+    ("/bars/AAPL", {"page_token": encode_token("quotes", (1, 5))}, "page_token", "previous page (bars:"),
+    ("/quotes/AAPL", {"page_token": "8" + "0" * 31}, "page_token", "lower-case hex"),  # a time past int64
     ("/quotes/latest", {}, "symbols", "Field required"),
     ("/quotes/latest", {"symbols": " , "}, "symbols", "comma-separated list of symbols"),
     ("/trades/latest", {"symbols": "AAPL,MS FT"}, "symbols", "expected a ticker symbol"),
@@ -57,11 +48,11 @@ async def test_bad_parameters_are_named(
     assert any(error["loc"][-1] == name and words in error["msg"] for error in errors), errors
 
 
-async def test_a_valid_token_with_forged_key_is_refused(http: httpx.AsyncClient) -> None:
-    forged = encode_token("quotes", "asc", (1, "not-an-int"))
-    response = await http.get("/quotes/AAPL", params={"page_token": forged})
-    assert response.status_code == 422
-    assert "bad key" in response.json()["detail"][0]["msg"]
+async def test_a_start_after_the_end_is_an_empty_page(http: httpx.AsyncClient) -> None:
+    """Every pair of times the document admits is a range the server takes: an empty one gives an empty page."""
+    response = await http.get("/quotes/AAPL", params={"start": "2024-03-05", "end": "2024-03-04"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"quotes": [], "symbol": "AAPL", "next_page_token": None}
 
 
 def closed_port() -> int:
