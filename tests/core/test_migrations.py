@@ -64,7 +64,7 @@ async def test_databases_migrated_at_once_share_the_role_and_the_last_downgrade_
     server = private_postgres.url
     first, second = await databases(server, "one", "two")
     # Two processes, as two deployments would: alembic's op and context are one per process.
-    assert await asyncio.gather(migrate(first), migrate(second)) == [0, 0]
+    assert list(await asyncio.gather(migrate(first), migrate(second))) == [0, 0]
     assert await roles(server) == {"tickpipe_reader"}
     assert await reader_may_read(first) and await reader_may_read(second)
 
