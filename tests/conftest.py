@@ -40,7 +40,7 @@ import redis.asyncio
 from tests.helpers.api import ApiServer, api_settings, running_api
 from tests.helpers.broker import KIND as KAFKA_KIND
 from tests.helpers.broker import private_broker
-from tests.helpers.services import in_thread, run_sync, with_database
+from tests.helpers.services import database_of_its_own, in_thread
 from tickpipe.dev.services import ENV_VARS, EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, ServiceUrls
 from tickpipe.names import SYMBOLS_KEY
 
@@ -151,18 +151,8 @@ def postgres_server_url(service_root: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """A database made for this session (``tickpipe_test_<hex>``), dropped at the end."""
-    name = f"tickpipe_test_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    run_sync(admin(f'CREATE DATABASE "{name}"'))
-    yield with_database(postgres_server_url, name)
-    run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with database_of_its_own(postgres_server_url, "tickpipe_test", migrated=False) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
-from tests.helpers.services import in_thread, run_sync, with_database
+from tests.helpers.services import database_of_its_own
 
 
 @pytest.fixture(scope="module")
@@ -18,19 +16,5 @@ def keyed_db(postgres_server_url: str) -> Iterator[str]:
     Keys turn auth on for every API on their database, so they never go into
     the session's database, where the other tests run without keys.
     """
-    from tickpipe.db import upgrade
-
-    name = f"tickpipe_keys_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    run_sync(admin(f'CREATE DATABASE "{name}"'))
-    url = with_database(postgres_server_url, name)
-    in_thread(lambda: upgrade(url))
-    yield url
-    run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with database_of_its_own(postgres_server_url, "tickpipe_keys") as url:
+        yield url

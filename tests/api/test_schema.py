@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -22,8 +20,7 @@ from hypothesis import HealthCheck, settings
 from api.main import create_app
 from tests.helpers.api import api_settings, insert_events, serving_in_thread
 from tests.helpers.events import bar, day_ns, quote, trade
-from tests.helpers.services import in_thread, run_sync, with_database
-from tickpipe import db
+from tests.helpers.services import database_of_its_own, run_sync
 from tickpipe.events import Event
 
 
@@ -79,19 +76,7 @@ def test_each_history_route_documents_the_pattern_of_its_own_tokens() -> None:
 def api_with_data(postgres_server_url: str, redis_url: str) -> Iterator[str]:
     """The API on a database of its own at head, with a day of quotes, trades and bars of AAPL and MSFT
     (the symbols the document's examples name), so that pages and tokens are real."""
-    name = f"tickpipe_st_{uuid.uuid4().hex[:8]}"
-    url = with_database(postgres_server_url, name)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    run_sync(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        in_thread(lambda: db.upgrade(url))
+    with database_of_its_own(postgres_server_url, "tickpipe_st") as url:
         day = date(2024, 3, 4)
         events: list[Event] = [
             event
@@ -106,8 +91,6 @@ def api_with_data(postgres_server_url: str, redis_url: str) -> Iterator[str]:
         run_sync(insert_events(url, events))
         with serving_in_thread(api_settings(url, redis_url)) as base:
             yield base
-    finally:
-        run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_a_plain_schemathesis_run_passes(api_with_data: str, tmp_path: Path) -> None:

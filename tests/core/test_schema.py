@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from tests.helpers.services import in_thread, run_sync, with_database
-from tickpipe import db, schema
+from tests.helpers.services import database_of_its_own, run_sync
+from tickpipe import schema
 
 README = Path(__file__).parents[2] / "README.md"
 DAY = datetime(2024, 3, 4, tzinfo=UTC)
@@ -83,17 +83,8 @@ def _sample_rows() -> dict[str, list[tuple[Any, ...]]]:
 @pytest.fixture(scope="module")
 def analyst_db(postgres_server_url: str) -> Iterator[str]:
     """A database of its own at head, with the sample day in it; dropped at the end."""
-    name = f"tickpipe_analyst_{uuid.uuid4().hex[:8]}"
-    url = with_database(postgres_server_url, name)
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(postgres_server_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def fill() -> None:
+    async def fill(url: str) -> None:
         conn = await asyncpg.connect(url)
         try:
             for table, rows in _sample_rows().items():
@@ -102,13 +93,9 @@ def analyst_db(postgres_server_url: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    run_sync(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        in_thread(lambda: db.upgrade(url))
-        run_sync(fill())
+    with database_of_its_own(postgres_server_url, "tickpipe_analyst") as url:
+        run_sync(fill(url))
         yield url
-    finally:
-        run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # --- descriptions --------------------------------------------------------------------------------
