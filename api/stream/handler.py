@@ -25,17 +25,15 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
-import redis.exceptions
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.auth import KEY_HEADER, SECRET_HEADER, ApiKey
 from api.stream import protocol as p
 from api.stream.direct import EXTENSION, DirectFrames
-from api.stream.hub import ChannelLimit, event_code
+from api.stream.hub import ChannelLimit
 from api.stream.outbox import FRAME_EVENTS, AsgiSink, Outbox
+from api.stream.snapshots import latest_events, newer_than
 from tickpipe.codecs import encode_wire_msgpack
-from tickpipe.feeds import STOCK
-from tickpipe.names import latest_hash
 
 if TYPE_CHECKING:
     from api.state import ApiState
@@ -44,14 +42,11 @@ log = logging.getLogger(__name__)
 
 #: How long a closing session waits for a (slow) client to take its last error message and close frame.
 CLOSE_TIMEOUT_S: Final = 10.0
-SNAPSHOT_TIMEOUT_S: Final = 2.0
 POLICY_VIOLATION: Final = 1008
 #: RFC 6455's "message too big": a client frame above WS_MAX_FRAME_BYTES.
 MESSAGE_TOO_BIG: Final = 1009
 INTERNAL_ERROR: Final = 1011
 CLOSE_REASONS: Final = {MESSAGE_TOO_BIG: "message too big"}
-#: Families whose last event is a state worth sending first (a correction or cancel is not).
-SNAPSHOT_FAMILIES: Final = frozenset(family.name for family in STOCK.families if family.snapshot)
 
 
 def json_events(payloads: list[bytes]) -> bytes:
@@ -278,8 +273,8 @@ class StreamSession:
                 self.subs.discard(added)
                 self._reply(p.error(p.Code.SYMBOL_LIMIT_EXCEEDED, str(exc)))
                 return
-            snapshots = await self._snapshots(pairs)
-            self._drop_older(mark, snapshots)
+            snapshots = await latest_events(self.api.redis, pairs)
+            outbox.retain([*outbox.pending[:mark], *newer_than(snapshots, outbox.pending[mark:])])
             outbox.push_front(self._control_frame([self.subs.message()]))
             payloads = list(snapshots.values())
             for first in range(0, len(payloads), FRAME_EVENTS):
@@ -294,49 +289,6 @@ class StreamSession:
     @staticmethod
     def _pairs(pairs: list[tuple[str, str]]) -> list[tuple[p.Stream, str]]:
         return [(p.STREAMS[name], symbol) for name, symbol in pairs]
-
-    async def _snapshots(self, pairs: list[tuple[p.Stream, str]]) -> dict[tuple[str, str], bytes]:
-        """The latest event of each (type, symbol) newly subscribed, from the snapshot hashes."""
-        wanted: dict[str, dict[str, set[str]]] = {}  # family -> symbol -> codes
-        for stream, symbol in pairs:
-            if stream.family in SNAPSHOT_FAMILIES:
-                wanted.setdefault(stream.family, {}).setdefault(symbol, set()).add(stream.code)
-        found: dict[tuple[str, str], bytes] = {}
-        try:
-            async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
-                for family, symbols in wanted.items():
-                    key = latest_hash(family)
-                    values: list[tuple[Any, Any]]
-                    if p.WILDCARD in symbols:
-                        values = list((await self.api.redis.hgetall(key)).items())
-                    else:
-                        names = sorted(symbols)
-                        values = list(zip(names, await self.api.redis.hmget(key, names), strict=True))
-                    every = symbols.get(p.WILDCARD, set())
-                    for symbol, payload in values:
-                        if not isinstance(payload, bytes):
-                            continue
-                        name = symbol.decode() if isinstance(symbol, bytes) else str(symbol)
-                        code = event_code(payload).decode()
-                        if code in symbols.get(name, ()) or code in every:
-                            found[(code, name)] = payload
-        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
-            log.warning("no snapshots for a subscribe, Redis did not answer: %s", exc)
-        return found
-
-    def _drop_older(self, mark: int, snapshots: dict[tuple[str, str], bytes]) -> None:
-        """Drop events that arrived while subscribing but are not newer than the snapshot sent first."""
-        held = self.outbox.pending[mark:]
-        if not snapshots or not held:
-            return
-        stamps = {key: orjson.loads(payload).get("t", "") for key, payload in snapshots.items()}
-        keep = self.outbox.pending[:mark]
-        for payload in held:
-            data = orjson.loads(payload)
-            stamp = stamps.get((data.get("T"), data.get("S")))
-            if stamp is None or data.get("t", "") > stamp:  # fixed-width RFC 3339: text order is time order
-                keep.append(payload)
-        self.outbox.retain(keep)
 
     # --- sending ------------------------------------------------------------------------------------------
     def _reply(self, message: dict[str, Any]) -> None:
