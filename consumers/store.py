@@ -29,7 +29,7 @@ RETRY_BASE_S: Final = 0.1
 
 def retry_backoff(retry_max_s: float) -> EqualJitterBackoff:
     """The curve of a batch's retries: :data:`RETRY_BASE_S` doubling up to ``retry_max_s`` (the cap)."""
-    return EqualJitterBackoff(base=min(RETRY_BASE_S, retry_max_s), cap=retry_max_s)
+    return EqualJitterBackoff.up_to(retry_max_s, base=RETRY_BASE_S)
 
 
 async def store_batch(

@@ -81,7 +81,7 @@ class DurableSink:
         self.spill_after = spill_after
         self.round_max = round_max
         self.linger = linger  # gather records this long after a round starts before the next one
-        self.backoff = EqualJitterBackoff(base=min(0.5, retry_max), cap=retry_max)
+        self.backoff = EqualJitterBackoff.up_to(retry_max, base=0.5)
         self.fatal_after = fatal_after  # rounds refused with a fatal error before giving up
         self.fatal: str | None = None  # why the sink gave up, once it has
         self.stats = DurableStats()

@@ -60,7 +60,7 @@ class SymbolRegistry:
 
     async def load_when_possible(self, on_added: Callable[[list[str]], Awaitable[None]], retry: float = 2.0) -> None:
         """Keep trying :meth:`load` (Redis may be down at start), waiting up to ``retry`` s; subscribe what it adds."""
-        backoff = EqualJitterBackoff(base=min(0.25, retry), cap=retry)
+        backoff = EqualJitterBackoff.up_to(retry, base=0.25)
         attempt = 0
         while not self.loaded:
             try:

@@ -60,9 +60,7 @@ class UpstreamClient:
         connector: Connector = websocket_connector,
     ) -> None:
         self.options = options
-        self.backoff = EqualJitterBackoff(
-            base=min(options.reconnect_min, options.reconnect_max), cap=options.reconnect_max
-        )
+        self.backoff = EqualJitterBackoff.up_to(options.reconnect_max, base=options.reconnect_min)
         self.symbols = symbols
         self.sink = sink
         self.connector = connector

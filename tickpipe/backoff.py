@@ -39,6 +39,12 @@ class EqualJitterBackoff:
         self.cap = cap
         self._uniform = uniform
 
+    @classmethod
+    def up_to(cls, cap: float, base: float) -> EqualJitterBackoff:
+        """From ``base`` up to ``cap``, where ``cap`` is a setting that may be below the usual ``base``
+        (a test's 0.1 s reconnect cap): the curve then starts at the cap rather than refusing it."""
+        return cls(base=min(base, cap), cap=cap)
+
     def ceiling(self, failures: int) -> float:
         """The longest wait after ``failures`` failures (the shortest is half of it)."""
         exponent = min(max(failures, 1) - 1, _MAX_EXPONENT)

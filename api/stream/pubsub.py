@@ -64,7 +64,7 @@ class RedisSubscriber:
         self.ping_interval = ping_interval
         self.connect_timeout = connect_timeout
         self.reconnect_max = reconnect_max
-        self.backoff = EqualJitterBackoff(base=min(RECONNECT_BASE_S, reconnect_max), cap=reconnect_max)
+        self.backoff = EqualJitterBackoff.up_to(reconnect_max, base=RECONNECT_BASE_S)
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.connected = False

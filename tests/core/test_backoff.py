@@ -38,3 +38,8 @@ def test_no_failure_yet_and_many_failures() -> None:
 def test_refuses_a_curve_that_cannot_be(base: float, cap: float) -> None:
     with pytest.raises(ValueError, match="expected 0 < base <= cap"):
         EqualJitterBackoff(base=base, cap=cap)
+
+
+def test_a_cap_below_the_usual_base_starts_the_curve_at_the_cap() -> None:
+    assert EqualJitterBackoff.up_to(0.1, base=0.5).ceiling(1) == 0.1
+    assert EqualJitterBackoff.up_to(10.0, base=0.5).ceiling(1) == 0.5
