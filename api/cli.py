@@ -3,7 +3,10 @@
 Runs until SIGTERM or SIGINT, then stops accepting, closes WebSocket clients
 (1012, "service restart", so Alpaca clients reconnect elsewhere), finishes the
 requests in flight and exits 0. With ``--workers N``, N processes serve the
-one port, each an instance with its own health document. Settings come from
+one port, each an instance with its own health document; each listens on its
+own SO_REUSEPORT socket (the kernel spreads connections evenly; see
+``--shared-socket``), a worker that dies is replaced, and ``/metrics`` merges
+every worker's figures (:mod:`api.metrics`). Settings come from
 the environment (``DATABASE_URL`` and ``REDIS_URL`` required; ``API_HOST``,
 ``API_PORT``, ``TICKPIPE_API_KEYS``, ``WS_CLIENT_QUEUE_SIZE``, ``WS_MAX_SYMBOLS`` ...).
 """
@@ -12,17 +15,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from api.main import create_app
+from api.metrics import MetricsSync, use_multiprocess, worker_ended
 from api.routes.ops import readiness
 from api.stream.direct import DirectWebSocketProtocol
 from tickpipe.errors import SettingsError
 from tickpipe.health import Read, Reading, publishers
 from tickpipe.logs import setup_logging
-from tickpipe.service import Uvicorn, bind, run_workers
+from tickpipe.service import Sidecar, Uvicorn, bind, run_workers
 from tickpipe.settings import get_settings
 
 log = logging.getLogger("tickpipe.api")
@@ -38,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="processes serving the one port (default 1); each is an instance of its own in tickpipe status",
+    )
+    p.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="with --workers: all accept on one socket rather than one SO_REUSEPORT socket each "
+        "(a dying worker's queued connections survive, but one worker tends to take most of them)",
     )
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument(
@@ -74,10 +87,19 @@ def main(argv: list[str]) -> int:
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
     host = args.host or settings.api_host
+    workers = args.workers
+    reuse_port = workers > 1 and not args.shared_socket
+    metrics_dir = Path(tempfile.mkdtemp(prefix="tickpipe-api-metrics-")) if workers > 1 else None
+    if metrics_dir is not None:
+        use_multiprocess(metrics_dir)  # before create_app makes the first metric
     app = create_app(settings, host=host)  # the address decides whether keys are required (api.auth)
-    sock = bind(host, settings.api_port if args.port is None else args.port, "API_HOST/API_PORT")
+    # With SO_REUSEPORT the parent's socket only holds the port (it never listens); each worker binds its own.
+    sock = bind(host, settings.api_port if args.port is None else args.port, "API_HOST/API_PORT", reuse_port=reuse_port)
     port = sock.getsockname()[1]
-    log.info("tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)", host, port)
+    log.info(
+        "tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)%s",
+        host, port, f", {workers} workers" if workers > 1 else "",
+    )  # fmt: skip
 
     def serve() -> int:
         config = uvicorn.Config(
@@ -90,12 +112,21 @@ def main(argv: list[str]) -> int:
             server_header=False,
             lifespan="on",
         )
-        sidecars = publishers(settings, "api", reader(app), rate_unit="messages/s")
+        sidecars: list[Sidecar] = [*publishers(settings, "api", reader(app), rate_unit="messages/s")]
+        if metrics_dir is not None:
+            sidecars = [*sidecars, MetricsSync(lambda: app.state.api.metrics)]
         server = Uvicorn(config, owns_signals=True, sidecars=sidecars)
-        server.run(sockets=[sock])
+        if reuse_port:
+            own = bind(host, port, "API_HOST/API_PORT", reuse_port=True)
+            sock.close()  # the parent's: it holds the port, and must not hold it after the parent is gone
+            server.run(sockets=[own])
+        else:
+            server.run(sockets=[sock])
         return 0 if server.started else 1
 
     try:
-        return serve() if args.workers == 1 else run_workers(args.workers, serve)
+        return serve() if workers == 1 else run_workers(workers, serve, on_exit=worker_ended)
     finally:
         sock.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

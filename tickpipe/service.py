@@ -11,19 +11,24 @@ hands it to :func:`run`; the API, which uvicorn runs, uses :class:`Uvicorn`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
 import errno
 import gc
 import logging
 import os
+import select
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import FrameType
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import uvicorn
 
+from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.errors import SettingsError
 
 log = logging.getLogger(__name__)
@@ -49,15 +54,19 @@ def bind_error(setting: str, host: str, port: int, exc: OSError) -> BindError:
     return BindError(f"{setting}: cannot listen on {host}:{port} ({cause}); {hint}: choose another port (0 = any free)")
 
 
-def bind(host: str, port: int, setting: str) -> socket.socket:
+def bind(host: str, port: int, setting: str, *, reuse_port: bool = False) -> socket.socket:
     """A bound TCP socket (not yet listening), or a :class:`BindError` naming ``setting``.
 
     Binding before a server starts is what lets the error be one line rather than a server's traceback,
-    and ``port=0`` then tells the caller which port it got.
+    and ``port=0`` then tells the caller which port it got. ``reuse_port``: SO_REUSEPORT, so processes
+    of the same user may each bind and listen on the port, and the kernel spreads new connections over
+    the listening sockets (a socket bound but not listening takes none: a parent may hold the port so).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -185,41 +194,121 @@ class Uvicorn(uvicorn.Server):
             await asyncio.sleep(0.01)
 
 
-def run_workers(count: int, serve: Callable[[], int]) -> int:
-    """Run ``serve`` in ``count`` forked processes sharing what the parent bound; the parent waits.
+#: The wait before a worker that died is replaced: 0.25-0.5 s after the first death, doubling to 2.5-5 s.
+RESTART_BACKOFF: Final = EqualJitterBackoff(base=0.5, cap=5.0)
+#: Deaths within CRASH_WINDOW_S after which the parent stops replacing workers and gives up.
+CRASH_LIMIT: Final = 5
+CRASH_WINDOW_S: Final = 60.0
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
-    Why fork after binding: every worker accepts on the one socket, and each is a whole instance
-    (its own loop, connections and health document), so ``tickpipe status`` lists each worker. A
-    stop signal reaching the parent is passed on as SIGTERM (a terminal's Ctrl-C reaches the
-    workers too, and a second SIGINT would make them drop their connections). A worker that dies
-    is not replaced: it shows as lost, and the parent's exit status becomes 1.
+
+def describe_exit(code: int) -> str:
+    """``os.waitstatus_to_exitcode``'s number in words: ``signal 9`` or ``exit status 1``."""
+    return f"signal {-code}" if code < 0 else f"exit status {code}"
+
+
+def stop_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when ``parent`` ends (Linux; elsewhere nothing).
+
+    A parent killed outright (SIGKILL, OOM) must not leave its workers serving the port unsupervised.
     """
-    children: list[int] = []
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it ended before the request above was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    def pass_on(sig: int, frame: FrameType | None) -> None:
+
+def run_workers(
+    count: int,
+    serve: Callable[[], int],
+    *,
+    on_exit: Callable[[int], None] | None = None,
+    backoff: EqualJitterBackoff = RESTART_BACKOFF,
+    crash_limit: int = CRASH_LIMIT,
+    crash_window_s: float = CRASH_WINDOW_S,
+) -> int:
+    """Run ``serve`` in ``count`` forked processes and keep ``count`` running until a stop signal.
+
+    Why fork after binding: each worker inherits what the parent bound (or binds its own socket on
+    the port the parent holds, see :func:`bind`), and each is a whole instance (its own loop,
+    connections and health document), so ``tickpipe status`` lists each worker. A worker that ends
+    unasked is logged at ERROR with its exit status and replaced after ``backoff``; ``crash_limit``
+    deaths within ``crash_window_s`` mean something outside the worker is wrong (the database is
+    gone, the code is broken), so the parent stops the others and returns 1 rather than spin.
+    SIGTERM or SIGINT to the parent is passed on as SIGTERM (a terminal's Ctrl-C reaches the workers
+    too, and a second SIGINT would make them drop their connections) and the parent returns 0 once
+    all have ended cleanly. ``on_exit(pid)`` runs in the parent after each worker has ended.
+    """
+    children: set[int] = set()
+    stopping = False
+    wake_r, wake_w = os.pipe()  # a stop signal ends a restart backoff at once
+    os.set_blocking(wake_w, False)
+
+    def stop_all(sig: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(wake_w, b"x")
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, pass_on) for sig in STOP_SIGNALS}
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: its own signal handling (uvicorn's), then never back into the parent's code
+            stop_with_parent(parent)
+            os.close(wake_r)
+            os.close(wake_w)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            code = 1
+            try:
+                code = serve()
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children.add(pid)
+
+    parent = os.getpid()
+    previous = {sig: signal.signal(sig, stop_all) for sig in STOP_SIGNALS}
+    deaths: collections.deque[float] = collections.deque()
+    failed = False
     try:
         for _ in range(count):
-            pid = os.fork()
-            if pid == 0:  # the worker: its own signal handling (uvicorn's), then never back into the parent's code
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-                code = 1
-                try:
-                    code = serve()
-                finally:
-                    logging.shutdown()
-                    os._exit(code)
-            children.append(pid)
-        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+            spawn()
+        while children:
+            pid, status = os.wait()
+            if pid not in children:
+                continue
+            children.discard(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if on_exit is not None:
+                on_exit(pid)
+            if stopping:
+                if code != 0:
+                    log.error("worker %d ended with %s while stopping", pid, describe_exit(code))
+                    failed = True
+                continue
+            now = time.monotonic()
+            deaths.append(now)
+            while deaths[0] < now - crash_window_s:
+                deaths.popleft()
+            if len(deaths) >= crash_limit:
+                log.error(
+                    "worker %d ended with %s: %d workers ended in %g s, giving up (stopping the others, exit 1)",
+                    pid, describe_exit(code), len(deaths), crash_window_s,
+                )  # fmt: skip
+                failed = True
+                stop_all(signal.SIGTERM, None)
+                continue
+            delay = backoff.compute(len(deaths))
+            log.error("worker %d ended with %s; starting another in %.2f s", pid, describe_exit(code), delay)
+            select.select([wake_r], [], [], delay)
+            if not stopping:
+                spawn()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for pid, code in zip(children, codes, strict=True):
-        if code != 0:
-            log.error("worker %d ended with %s", pid, f"signal {-code}" if code < 0 else f"exit status {code}")
-    return 0 if all(code == 0 for code in codes) else 1
+        os.close(wake_r)
+        os.close(wake_w)
+    return 1 if failed else 0

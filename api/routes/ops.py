@@ -56,7 +56,8 @@ async def _ready(request: Request) -> tuple[bool, dict[str, Any]]:
 
 
 def _registry(request: Request) -> CollectorRegistry:
-    registry: CollectorRegistry = request.app.state.api.metrics.registry
+    # With --workers, every worker's figures merged: whichever worker answers, the same totals.
+    registry: CollectorRegistry = request.app.state.api.metrics.exposition()
     return registry
 
 
