@@ -83,6 +83,15 @@ def _answers(host: str, port: int, path: str | None) -> bool:
         return False
 
 
+#: Beyond this many API workers the rest of the stack (producer, consumers, PostgreSQL) is short of cores.
+MAX_API_WORKERS = 4
+
+
+def api_workers() -> int:
+    """``tickpipe api --workers``: one per core, at most :data:`MAX_API_WORKERS` (2 on a 2-core laptop)."""
+    return max(1, min(os.cpu_count() or 1, MAX_API_WORKERS))
+
+
 def plan(settings: Settings, with_simulator: bool) -> list[Part]:
     """The parts to run, in start order."""
     parts: list[Part] = []
@@ -94,7 +103,7 @@ def plan(settings: Settings, with_simulator: bool) -> list[Part]:
         )  # fmt: skip
     parts.append(Part("producer", ["producer"], settings.producer_admin_port, "PRODUCER_ADMIN_PORT"))
     parts.append(Part("consumers", ["consume", "all"], settings.consumer_admin_port, "CONSUMER_ADMIN_PORT"))
-    parts.append(Part("api", ["api"], settings.api_port, "API_PORT"))
+    parts.append(Part("api", ["api", "--workers", str(api_workers())], settings.api_port, "API_PORT"))
     return parts
 
 
