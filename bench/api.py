@@ -1,6 +1,6 @@
 """Benchmark of ``tickpipe api``: history requests and the live stream, each next to its baseline.
 
-    python bench/api.py [--database-url URL] [--seconds 10] [--concurrency 1,2,4] [--clients 1000] ...
+    python bench/api.py [--database-url URL] [--seconds 10] [--concurrency 1,2,4] [--workers 1,2] [--clients 1000] ...
 
 1. History: ``GET /quotes/{symbol}?limit=1000`` on random symbols of a table of
    10 million quotes across 500 symbols (built once into ``tickpipe_bench``, see
@@ -12,8 +12,10 @@
    5,000/s): messages delivered against expected, p50/p99 publish-to-client
    latency. See ``bench/api_stream.py``.
 
-The API runs as its own process (``tickpipe api``, uvicorn, one worker), as in
-production; the HTTP load and the asyncpg baseline run in this process, the
+The API runs as its own process (``tickpipe api``, uvicorn), as in production:
+the history runs once per ``--workers`` count (default 1 and 2), the stream
+with ``--stream-workers`` (default 2), each line with the load average beside it;
+the HTTP load and the asyncpg baseline run in this process, the
 WebSocket clients in separate processes (one Python process cannot read 1,000
 sockets at this rate), all on this machine's cores, so every figure includes
 the cost of its own load generator.
@@ -57,21 +59,28 @@ Result = tuple[int, float, list[float]]  # requests, seconds, latencies
 def row(name: str, count: int, seconds: float, latencies: list[float], note: str = "") -> str:
     rate = count / seconds
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
-    return f"  {name:<36}{rate:>10.1f}{p50:>10.2f}{p99:>10.2f}  {note}".rstrip()
+    return f"  {name:<36}{rate:>10.1f}{rate * 1000:>12,.0f}{p50:>10.2f}{p99:>10.2f}  {note}".rstrip()
+
+
+def load_average() -> str:
+    """The machine's state beside each figure: a shared host's load moves them."""
+    return "load average " + " ".join(f"{n:.2f}" for n in os.getloadavg())
 
 
 # --- the API process ------------------------------------------------------------------------------
 
 
 @asynccontextmanager
-async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIterator[str]:
-    """``tickpipe api`` on a free port, as its own process; its base URL once ready."""
+async def api_process(
+    database_url: str, redis_url: str, workers: int = 1, **env: str
+) -> AsyncIterator[tuple[str, int]]:
+    """``tickpipe api --workers N`` on a free port, as its own process; its base URL once ready, and its pid."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="tickpipe-bench-api-", suffix=".log", delete=False)  # noqa: SIM115
     environ = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": str(port),
                "LOG_LEVEL": "WARNING", **env}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tickpipe.cli", "api", env=environ, stdout=log, stderr=log
+        sys.executable, "-m", "tickpipe.cli", "api", "--workers", str(workers), env=environ, stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -86,7 +95,7 @@ async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIte
                 if proc.returncode is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"tickpipe api did not become ready; see {log.name}")
                 await asyncio.sleep(0.1)
-        yield url
+        yield url, proc.pid
     except BaseException:
         print(f"(tickpipe api's log: {log.name})", file=sys.stderr)
         raise
@@ -179,14 +188,16 @@ async def bench_history(
         f"\nhistory: GET /quotes/{{symbol}}?limit=1000, random symbol, {ROWS:,} quotes over {SYMBOLS} symbols, "
         f"{seconds:.0f} s per run (targets: >= 0.5 of the ceiling, p99 < 25 ms)"
     )
-    print(f"  {'':<36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"  {'':<36}{'req/s':>10}{'rows/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
     results = []
     for concurrency in levels:
         base = await load(direct, concurrency, seconds, warmup)
         ours = await load(http, concurrency, seconds, warmup)
         share = (ours[0] / ours[1]) / (base[0] / base[1])
         print(row(f"{concurrency} concurrent: asyncpg, same SQL", *base))
-        print(row(f"{concurrency} concurrent: tickpipe api", *ours, note=f"{share:.2f} of the ceiling"))
+        print(
+            row(f"{concurrency} concurrent: tickpipe api", *ours, note=f"{share:.2f} of the ceiling; {load_average()}")
+        )
         results.append((concurrency, base, ours))
     await pool.close()
     return results
@@ -202,11 +213,16 @@ def levels(text: str) -> list[int]:
 async def run(args: argparse.Namespace) -> None:
     database_url = await ensure_bench_db(args.database_url)
 
-    async with bench_redis(args.redis_url) as redis_url, api_process(database_url, redis_url) as api_url:
-        if not args.skip_history:
-            await bench_history(database_url, api_url, args.concurrency, args.seconds, args.warmup)
+    print(f"{os.cpu_count()} cores; {load_average()} before the first run")
+    async with bench_redis(args.redis_url) as redis_url:
+        for workers in [] if args.skip_history else args.workers:
+            async with api_process(database_url, redis_url, workers) as (api_url, _):
+                print(f"\n=== tickpipe api --workers {workers}", end="")
+                await bench_history(database_url, api_url, args.concurrency, args.seconds, args.warmup)
         if not args.skip_stream:
-            await bench_stream(api_url, redis_url, args)
+            async with api_process(database_url, redis_url, args.stream_workers) as (api_url, pid):
+                print(f"\n=== tickpipe api --workers {args.stream_workers}", end="")
+                await bench_stream(api_url, redis_url, args, api_pid=pid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
     parser.add_argument("--concurrency", type=levels, default=[1, 2, 4],
                         help="concurrent history requests, one run per level (default 1,2,4)")  # fmt: skip
+    parser.add_argument("--workers", type=levels, default=[1, 2],
+                        help="tickpipe api --workers of the history, a set of runs each (default 1,2)")  # fmt: skip
+    parser.add_argument("--stream-workers", type=int, default=2, help="tickpipe api --workers of the stream run")
     parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients")
     parser.add_argument("--client-processes", type=int, default=2, help="processes the clients are spread over")
     parser.add_argument("--symbols-per-client", type=int, default=10)

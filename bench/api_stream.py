@@ -334,7 +334,17 @@ async def publish(redis_url: str, symbols: list[str], rate: float, seconds: floa
     return published
 
 
-async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace) -> None:
+def tree_rss(pid: int | None) -> int:
+    """Resident bytes of the API process and its workers (0 when not known)."""
+    import psutil
+
+    if pid is None:
+        return 0
+    parent = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [parent, *parent.children(recursive=True)])
+
+
+async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace, api_pid: int | None = None) -> None:
     import redis.asyncio
 
     from bench.api_data import SYMBOLS, symbol_names
@@ -346,6 +356,7 @@ async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace) -
     async with redis.asyncio.Redis.from_url(redis_url) as client:
         await client.sadd(SYMBOLS_KEY, *symbols)
     ws_url = api_url.replace("http://", "ws://") + "/v2/stream"
+    rss_before = tree_rss(api_pid)
     per = -(-args.clients // args.client_processes)
     procs = []
     for n in range(args.client_processes + 1):  # the last one is the floor: a plain Redis subscriber only
@@ -363,6 +374,7 @@ async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace) -
         async with asyncio.timeout(300):
             line = await proc.stdout.readline()
         assert line.strip() == b"ready", f"a client process failed to start: {line!r}"
+    rss_idle = tree_rss(api_pid)  # every client connected and subscribed, nothing published yet
     async with httpx.AsyncClient() as http:
         before = (await http.get(f"{api_url}/metrics")).text
     published = await publish(redis_url, symbols, args.rate, args.seconds)
@@ -402,6 +414,11 @@ async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace) -
     print(f"  {'tickpipe api /v2/stream':<32}{received:>12,}{expected:>12,}"
           f"{percentile(latency, 0.5):>10.2f}{percentile(latency, 0.99):>10.2f}"
           f"  (target: all delivered, p99 < 50 ms)")  # fmt: skip
+    if api_pid is not None:
+        per_1000 = (rss_idle - rss_before) / max(args.clients, 1) * 1000 / 2**20
+        print(f"  server memory (all processes) per 1,000 idle connections: {per_1000:.1f} MiB "
+              f"({rss_before / 2**20:.0f} MiB before the clients, {rss_idle / 2**20:.0f} MiB with them)")  # fmt: skip
+    print(f"  load average {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
     print(f"  {received / max(frames_delta, 1):.1f} messages per frame; "
           f"client failures: {sum(r['failures'] for r in results)}")  # fmt: skip
 
