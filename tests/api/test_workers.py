@@ -13,7 +13,6 @@ import functools
 import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 import redis.asyncio
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers.api import WsClient, numsub, publish
+from tests.helpers.api import ApiProcess, WsClient, api_cli, numsub, publish
 from tests.helpers.events import day_ns, quote
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import encode_live
@@ -38,38 +37,8 @@ def wire(event: Event) -> dict[str, Any]:
     return decoded
 
 
-class Workers:
-    """A running ``tickpipe api --workers N``: its parent process, port, stderr lines and workers."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, lines: list[str]) -> None:
-        self.proc = proc
-        self.lines = lines
-        self.port = 0
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v2/stream"
-
-    def pids(self) -> list[int]:
-        return sorted(child.pid for child in psutil.Process(self.proc.pid).children())
-
-    def worker_of(self, client_port: int) -> int | None:
-        """The worker holding the server side of the connection from ``client_port``."""
-        for pid in self.pids():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for conn in psutil.Process(pid).net_connections("tcp"):
-                    if conn.laddr and conn.laddr.port == self.port and conn.raddr and conn.raddr.port == client_port:
-                        return pid
-        return None
-
-    async def client_on(self, client: WsClient) -> int:
-        port = client.ws.local_address[1]
-        pid: int = await wait_for(lambda: self.worker_of(port), what=f"the worker of client port {port}")
-        return pid
+class Workers(ApiProcess):
+    """``tickpipe api --workers 2``, and which worker answers a scrape."""
 
     async def scrape(self) -> tuple[int, str]:
         """``GET /metrics`` on a fresh connection: which worker answered, and the text."""
@@ -106,40 +75,11 @@ def total(text: str, name: str) -> float:
 @contextlib.asynccontextmanager
 async def api_workers(database_url: str, redis_url: str, *args: str, **env: str) -> AsyncIterator[Workers]:
     """``tickpipe api --workers 2 ARGS`` on a free port, both workers started; stopped (if still running) after."""
-    full = {
-        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": "0", "LOG_LEVEL": "INFO",
-        "HEALTH_INTERVAL_S": "0.2", "HEALTH_TTL_S": "1", **env,
-    }  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tickpipe.cli", "api", "--workers", "2", *args, env=full, stderr=asyncio.subprocess.PIPE
-    )
-    lines: list[str] = []
-
-    async def read() -> None:
-        assert proc.stderr is not None
-        async for line in proc.stderr:
-            lines.append(line.decode())
-
-    reader = asyncio.create_task(read())
-    workers = Workers(proc, lines)
-    try:
-        await wait_for(
-            lambda: workers.log.count("Application startup complete") == 2 or proc.returncode is not None,
-            what="two workers to start",
-        )
-        port = re.search(r"http://127\.0\.0\.1:(\d+)", workers.log)
-        assert proc.returncode is None and port is not None, workers.log
-        workers.port = int(port.group(1))
+    settings = {"HEALTH_INTERVAL_S": "0.2", "HEALTH_TTL_S": "1", **env}
+    async with api_cli(database_url, redis_url, "--workers", "2", *args, started=2, env=settings) as api:
+        workers = Workers(api.proc, api.lines)
+        workers.port = api.port
         yield workers
-    finally:
-        if proc.returncode is None:  # a test that wanted a clean stop has asserted it already
-            left = workers.pids()
-            proc.kill()
-            for pid in left:  # they hold the stderr pipe open, and wait() waits for it to close
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            await proc.wait()
-        await reader
 
 
 async def clients_on_each(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import asyncpg
 import msgpack
 import orjson
+import psutil
 import redis
 import redis.asyncio
 import uvicorn
@@ -130,36 +132,98 @@ def serving_in_thread(settings: Settings) -> Iterator[str]:
         sock.close()
 
 
+class ApiProcess:
+    """A running ``tickpipe api [--workers N]``: its process, port and stderr lines, and its workers if any.
+
+    Which worker holds a connection is read from the kernel (psutil: the worker whose socket's peer is
+    the client's port), so a test knows where its clients are rather than hoping the kernel spread them.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, lines: list[str]) -> None:
+        self.proc = proc
+        self.lines = lines
+        self.port = 0
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v2/stream"
+
+    def pids(self) -> list[int]:
+        """The workers' pids (none without ``--workers``)."""
+        return sorted(child.pid for child in psutil.Process(self.proc.pid).children())
+
+    def worker_of(self, client_port: int) -> int | None:
+        """The worker holding the server side of the connection from ``client_port``."""
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for conn in psutil.Process(pid).net_connections("tcp"):
+                    if conn.laddr and conn.laddr.port == self.port and conn.raddr and conn.raddr.port == client_port:
+                        return pid
+        return None
+
+    async def client_on(self, client: WsClient) -> int:
+        port = client.ws.local_address[1]
+        pid: int = await wait_for(lambda: self.worker_of(port), what=f"the worker of client port {port}")
+        return pid
+
+
 @contextlib.asynccontextmanager
-async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIterator[tuple[int, str]]:
-    """``tickpipe api`` as a process on a free port, with these extra settings; its pid and base URL."""
-    full = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": "0", **env}
+async def api_cli(
+    database_url: str, redis_url: str, *args: str, started: int = 1, env: dict[str, str] | None = None
+) -> AsyncIterator[ApiProcess]:
+    """``tickpipe api ARGS`` on a free port with these extra settings, once ``started`` processes (the
+    workers, or the one) said their start-up is complete; stopped after if still running (its workers
+    killed too if it does not stop: they hold the stderr pipe open, and wait() waits for it to close)."""
+    full = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "API_PORT": "0", **(env or {})}
     full["LOG_LEVEL"] = "INFO"  # the start-up line names the port
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tickpipe.cli", "api", env=full, stderr=asyncio.subprocess.PIPE
+        sys.executable, "-m", "tickpipe.cli", "api", *args, env=full, stderr=asyncio.subprocess.PIPE
     )
-    lines: list[str] = []
+    api = ApiProcess(proc, [])
 
     async def read() -> None:
         assert proc.stderr is not None
         async for line in proc.stderr:
-            lines.append(line.decode())
+            api.lines.append(line.decode())
 
     reader = asyncio.create_task(read())
     try:
         await wait_for(
-            lambda: any("Application startup complete" in line for line in lines) or proc.returncode is not None,
-            what="tickpipe api to start",
+            lambda: api.log.count("Application startup complete") >= started or proc.returncode is not None,
+            what=f"tickpipe api {' '.join(args)} to start",
         )
-        port = re.search(r"http://127\.0\.0\.1:(\d+)", "".join(lines))
-        assert proc.returncode is None and port is not None, "".join(lines)
-        yield proc.pid, f"http://127.0.0.1:{port.group(1)}"
+        port = re.search(r"http://127\.0\.0\.1:(\d+)", api.log)
+        assert proc.returncode is None and port is not None, api.log
+        api.port = int(port.group(1))
+        yield api
     finally:
-        if proc.returncode is None:
+        if proc.returncode is None:  # a test that wanted a clean stop has asserted it already
+            left = api.pids()
             proc.terminate()
-            async with asyncio.timeout(30):
+            try:
+                async with asyncio.timeout(30):
+                    await proc.wait()
+            except TimeoutError:
+                for pid in [proc.pid, *left]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 await proc.wait()
         await reader
+
+
+@contextlib.asynccontextmanager
+async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIterator[tuple[int, str]]:
+    """``tickpipe api`` as a process on a free port, with these extra settings; its pid and base URL."""
+    async with api_cli(database_url, redis_url, env=env) as api:
+        yield api.proc.pid, api.url
 
 
 async def insert_events(database_url: str, events: Iterable[Event]) -> None:
