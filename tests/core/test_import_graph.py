@@ -9,9 +9,7 @@ module, or a module importing itself.
 
 A child that needs something of its parent declares a small ``Protocol``
 beside itself and the parent passes an object that fits (STYLE.md), so no
-cycle is needed anywhere. ``KNOWN_CYCLES`` lists the ones not broken yet;
-any other cycle fails the test, and so does a known one that is gone (take
-it off the list).
+cycle is needed anywhere, and any cycle fails the test.
 """
 
 from __future__ import annotations
@@ -20,13 +18,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("tickpipe", "producer", "consumers", "api", "simulator")
-
-#: Cycles not broken yet, each as the modules it may span (a cycle among fewer of them is the same one, shrinking).
-KNOWN_CYCLES: dict[str, frozenset[str]] = {}
 
 
 def module_name(path: Path) -> str:
@@ -119,18 +112,6 @@ def test_cycles_are_found() -> None:
     assert sorted(map(sorted, cycles(graph))) == [["a", "b", "c"], ["d"]]
 
 
-def test_no_new_import_cycles() -> None:
-    new = [
-        sorted(component)
-        for component in cycles(import_graph())
-        if not any(component <= known for known in KNOWN_CYCLES.values())
-    ]
-    assert not new, f"expected no import cycles beyond KNOWN_CYCLES, found {new}"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_CYCLES))
-def test_known_cycle_still_there(name: str) -> None:
-    """A known cycle that is gone must leave the list, so it cannot come back unnoticed."""
-    if any(component <= KNOWN_CYCLES[name] for component in cycles(import_graph())):
-        pytest.xfail(f"known import cycle not broken yet: {' <-> '.join(sorted(KNOWN_CYCLES[name]))}")
-    pytest.fail(f"the {name} cycle is gone: remove it from KNOWN_CYCLES")
+def test_no_import_cycles() -> None:
+    found = [sorted(component) for component in cycles(import_graph())]
+    assert not found, f"expected no import cycles, found {found}"
