@@ -75,7 +75,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import asyncpg
 import hiredis
@@ -84,7 +84,6 @@ import msgpack
 import orjson
 import psutil
 import redis.asyncio
-from websockets.asyncio.server import ServerConnection
 
 SELF: Final = Path(__file__).resolve()
 ROOT: Final = SELF.parent.parent
@@ -92,6 +91,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.api_stream import Subscribed, Tally, one_client, publish  # noqa: E402
 from bench.brokers import KINDS, chosen, running, table, topics_ready  # noqa: E402
+from bench.simulator import SendStamps  # noqa: E402
 from simulator import Simulator, SimulatorConfig  # noqa: E402
 from simulator.symbols import synthetic_symbols  # noqa: E402
 from tickpipe import db  # noqa: E402
@@ -133,40 +133,17 @@ def load() -> str:
 # --- the simulator's send stamps -------------------------------------------------------------------
 
 
-class SendStamps:
-    """Every frame the in-process simulator hands to a socket while ``recording``, with the time it did."""
-
-    recording: ClassVar[bool] = False
-    frames: ClassVar[list[tuple[int, bytes | str]]] = []
-    installed: ClassVar[bool] = False
-
-    @classmethod
-    def install(cls) -> None:
-        if cls.installed:
-            return
-        cls.installed = True
-        original = ServerConnection.send
-
-        async def send(self: ServerConnection, message: Any, text: bool | None = None) -> None:
-            if cls.recording and isinstance(message, bytes | str) and len(message) > 40:
-                cls.frames.append((time.time_ns(), message))
-            await original(self, message, text=text)
-
-        ServerConnection.send = send  # type: ignore[method-assign,assignment]
-
-    @classmethod
-    def take(cls) -> dict[Key, int]:
-        """The send time of every quote and trade recorded, by (T, S, t); recording cleared."""
-        frames, cls.frames = cls.frames, []
-        out: dict[Key, int] = {}
-        for stamp, frame in frames:
-            messages = msgpack.unpackb(frame, timestamp=0) if isinstance(frame, bytes) else orjson.loads(frame)
-            for m in messages:
-                if isinstance(m, dict) and m.get("T") in ("q", "t"):
-                    t = m["t"]
-                    ns = t.to_unix_nano() if isinstance(t, msgpack.Timestamp) else parse_rfc3339_ns(t)
-                    out.setdefault((m["T"], m["S"], ns), stamp)
-        return out
+def sent_ticks(frames: list[tuple[int, bytes | str]]) -> dict[Key, int]:
+    """The send time of every quote and trade in ``frames`` (:meth:`SendStamps.take`), by (T, S, t)."""
+    out: dict[Key, int] = {}
+    for stamp, frame in frames:
+        messages = msgpack.unpackb(frame, timestamp=0) if isinstance(frame, bytes) else orjson.loads(frame)
+        for m in messages:
+            if isinstance(m, dict) and m.get("T") in ("q", "t"):
+                t = m["t"]
+                ns = t.to_unix_nano() if isinstance(t, msgpack.Timestamp) else parse_rfc3339_ns(t)
+                out.setdefault((m["T"], m["S"], ns), stamp)
+    return out
 
 
 # --- helper processes: WebSocket clients, a plain Redis subscriber -----------------------------------
@@ -532,7 +509,7 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
                 await asyncio.sleep(args.warmup)
                 gc.collect()
                 gc.disable()  # this process sends: no collection pauses inside the window
-                SendStamps.frames = []
+                SendStamps.take()  # from the window on
                 named = {
                     os.getpid(): "simulator (bench process)",
                     stack.producer_pid: "producer",
@@ -551,7 +528,7 @@ async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: arg
                 gc.enable()
                 await asyncio.gather(finish(clients, end_ns), finish(listener, end_ns), finish(kafka, end_ns))
             figures.load_after = load()
-            sent = SendStamps.take()
+            sent = sent_ticks(SendStamps.take())
             await durable_rows(pool, sent, figures)
     finally:
         await pool.close()

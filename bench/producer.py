@@ -50,14 +50,13 @@ import msgpack
 import orjson
 import redis.asyncio
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection
 
 SELF = Path(__file__).resolve()
 ROOT = SELF.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.brokers import Broker, add_brokers_option, chosen, running, table, topics_ready  # noqa: E402
-from bench.simulator import start_simulator  # noqa: E402
+from bench.simulator import SendStamps, start_simulator  # noqa: E402
 from producer.service import ProducerService  # noqa: E402
 from simulator import Simulator, SimulatorConfig  # noqa: E402
 from simulator.symbols import synthetic_symbols  # noqa: E402
@@ -176,35 +175,16 @@ async def naive_throughput(kafka: str, redis_url: str, url: str, events: int, se
 # --- 3. live latency -------------------------------------------------------------------------------
 
 
-class Stamped:
-    """Every frame the in-process simulator hands to a socket, with the time it did."""
-
-    frames: list[tuple[int, bytes]] = []
-    installed = False
-
-    @classmethod
-    def install(cls) -> None:
-        """Wrap ``ServerConnection.send`` once (the latency run repeats per broker)."""
-        if cls.installed:
-            return
-        cls.installed = True
-        original = ServerConnection.send
-
-        async def send(self: ServerConnection, message: Any, text: bool | None = None) -> None:
-            if isinstance(message, bytes) and len(message) > 40:
-                cls.frames.append((time.time_ns(), message))
-            await original(self, message, text=text)
-
-        ServerConnection.send = send  # type: ignore[method-assign,assignment]
-
-    @classmethod
-    def sent_at(cls) -> dict[tuple[str, str, int], int]:
-        out: dict[tuple[str, str, int], int] = {}
-        for stamp, frame in cls.frames:
-            for m in msgpack.unpackb(frame, timestamp=0):
-                if isinstance(m, dict) and isinstance(m.get("t"), msgpack.Timestamp):
-                    out.setdefault((m["T"], m["S"], m["t"].to_unix_nano()), stamp)
-        return out
+def sent_at(frames: list[tuple[int, bytes | str]]) -> dict[tuple[str, str, int], int]:
+    """The send time of every event in the msgpack ``frames`` (:meth:`SendStamps.take`), by (T, S, t)."""
+    out: dict[tuple[str, str, int], int] = {}
+    for stamp, frame in frames:
+        if not isinstance(frame, bytes):
+            continue
+        for m in msgpack.unpackb(frame, timestamp=0):
+            if isinstance(m, dict) and isinstance(m.get("t"), msgpack.Timestamp):
+                out.setdefault((m["T"], m["S"], m["t"].to_unix_nano()), stamp)
+    return out
 
 
 async def subscribe_raw(
@@ -238,7 +218,8 @@ async def live_latency(
     broker: Broker, kafka: str, redis_url: str, folder: Path, seconds: float, rate: int
 ) -> tuple[float, float, int]:
     """Simulator here, producer and subscriber in processes of their own: nothing shares a loop with the stamps."""
-    Stamped.install()
+    SendStamps.install()
+    SendStamps.recording = True
     out = folder / "received.msgpack"
     listener = await asyncio.create_subprocess_exec(
         sys.executable, str(SELF), "--subscriber", redis_url, str(out),
@@ -261,9 +242,9 @@ async def live_latency(
         try:
             await sim.wait_for(lambda: sim.sent_total > 0, timeout=60)  # connected end to end
             await asyncio.sleep(1.0)  # warm-up
-            Stamped.frames.clear()
+            SendStamps.take()  # the window starts
             await asyncio.sleep(seconds)
-            sent = Stamped.sent_at()  # the window: what was sent during it
+            sent = sent_at(SendStamps.take())  # the window: what was sent during it
             await asyncio.sleep(0.5)  # its last updates on their way
         finally:
             proc.terminate()

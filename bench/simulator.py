@@ -19,10 +19,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 import msgpack
 import orjson
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,6 +40,35 @@ SUBSCRIBE_ALL = {
     "dailyBars": ["*"],
     "statuses": ["*"],
 }
+
+
+class SendStamps:
+    """Every frame an in-process simulator hands to a socket while ``recording``, with the time it did."""
+
+    recording: ClassVar[bool] = False
+    frames: ClassVar[list[tuple[int, bytes | str]]] = []
+    installed: ClassVar[bool] = False
+
+    @classmethod
+    def install(cls) -> None:
+        """Wrap ``ServerConnection.send`` once (a benchmark may run its simulator several times)."""
+        if cls.installed:
+            return
+        cls.installed = True
+        original = ServerConnection.send
+
+        async def send(self: ServerConnection, message: Any, text: bool | None = None) -> None:
+            if cls.recording and isinstance(message, bytes | str) and len(message) > 40:
+                cls.frames.append((time.time_ns(), message))
+            await original(self, message, text=text)
+
+        ServerConnection.send = send  # type: ignore[method-assign,assignment]
+
+    @classmethod
+    def take(cls) -> list[tuple[int, bytes | str]]:
+        """The frames recorded so far; the record cleared."""
+        frames, cls.frames = cls.frames, []
+        return frames
 
 
 def start_simulator(*flags: str) -> tuple[subprocess.Popen[str], str]:
