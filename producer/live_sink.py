@@ -49,7 +49,7 @@ class LiveSink:
         self.queue: deque[Transcoded] = deque(maxlen=queue_size)
         self.batch_max = batch_max
         self.write_timeout = write_timeout
-        self.backoff = EqualJitterBackoff(base=min(0.05, retry_max), cap=retry_max)
+        self.backoff = EqualJitterBackoff.up_to(retry_max, base=0.05)
         self.connect = connect
         self.published = 0
         self.dropped: Counter[str] = Counter()
