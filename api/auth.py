@@ -35,7 +35,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import logging
 import math
 import secrets
@@ -51,6 +50,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from tickpipe import admin
 from tickpipe.db import asyncpg_dsn, connection_errors
 from tickpipe.errors import SettingsError
 from tickpipe.settings import Settings
@@ -116,13 +116,9 @@ def secret_matches(secret: str, stored: str) -> bool:
 
 # --- where the API listens ---------------------------------------------------------------------------------
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses; any other name or address is reachable by others."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    """True for ``localhost`` (in any case) and loopback addresses; any other name or address is reachable
+    by others. The admin surface's test, host names being case-insensitive."""
+    return admin.is_loopback(host.lower())
 
 
 def check_exposure(settings: Settings, host: str, count_keys: Callable[[], int]) -> None:
