@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.helpers.broker import IDEMPOTENCE, apache_kafka, private_broker
+from tests.helpers.waiting import wait_for_sync
 from tickpipe.dev import kafka_jars
 from tickpipe.dev.processes import process_alive
 from tickpipe.dev.services import (
@@ -51,14 +51,6 @@ SERVICES = [
         id="EmbeddedApacheKafka",
     ),
 ]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not {what} after {timeout} s")
-        time.sleep(0.02)
 
 
 def assert_gone(service: EmbeddedService, pids: list[int]) -> None:
@@ -184,7 +176,7 @@ def test_stale_postmaster_pid_of_a_killed_postgres_does_not_block_start(service_
     first = EmbeddedPostgres(service_dir, durable=False).start()
     assert first.pid is not None
     os.kill(first.pid, signal.SIGKILL)
-    wait_until(lambda: not first.running, "dead")
+    wait_for_sync(lambda: not first.running, what="the killed postmaster dead")
     assert (first.pgdata / "postmaster.pid").exists()
 
     second = EmbeddedPostgres(service_dir, durable=False).start()
@@ -224,9 +216,9 @@ def start_in_child(service: type[EmbeddedService], data_dir: Path, die_with_pare
 @pytest.mark.parametrize("service", SERVICES, ids=lambda cls: cls.__name__)
 def test_service_dies_with_a_killed_parent(service: type[EmbeddedService], service_dir: Path) -> None:
     _, pid = start_in_child(service, service_dir, die_with_parent=True)
-    wait_until(lambda: not process_alive(pid), f"{service.__name__} gone after its parent was killed")
+    wait_for_sync(lambda: not process_alive(pid), what=f"{service.__name__} gone after its parent was killed")
     handle = service(service_dir)
-    wait_until(lambda: handle.processes() == [], "every process of the service gone")
+    wait_for_sync(lambda: handle.processes() == [], what="every process of the service gone")
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda cls: cls.__name__)
