@@ -164,14 +164,19 @@ class DurableSink:
     def pending(self) -> int:
         """Records in memory not yet acknowledged by Kafka nor on disk."""
         in_flight = len(self._flight.items) if self._flight and self._flight.kind != "replay" else 0
-        return len(self.inbound) + in_flight + (len(self._held[1]) if self._held else 0)
+        return len(self.inbound) + in_flight + self._in_slot_hold
 
     @property
     def held(self) -> int:
         """Records in memory because the spool refused them (see :mod:`producer.spool_hold`)."""
         if self.hold.error is None and self.task_error is None:
             return 0
-        return len(self.inbound) + (len(self._held[1]) if self._held else 0)
+        return len(self.inbound) + self._in_slot_hold
+
+    @property
+    def _in_slot_hold(self) -> int:
+        """Records of a refused slot waiting in memory (see ``_held``)."""
+        return len(self._held[1]) if self._held else 0
 
     async def room(self, limit: int) -> None:
         """Return once at most ``limit`` records wait in memory: backpressure for a bulk writer (the
@@ -416,14 +421,14 @@ class DurableSink:
             return
         now = asyncio.get_running_loop().time()
         if not force and not self.hold.due(now):
-            self.hold.bound(self.inbound, len(self._held[1]) if self._held else 0)
+            self.hold.bound(self.inbound, self._in_slot_hold)
             return
         records = list(self.inbound)
         try:
             self.spool.append(records)
         except OSError as exc:
             self.hold.refused(exc, now, len(records))
-            self.hold.bound(self.inbound, len(self._held[1]) if self._held else 0)
+            self.hold.bound(self.inbound, self._in_slot_hold)
             return
         self.inbound.clear()
         self.stats.spooled += len(records)
