@@ -37,13 +37,13 @@ from prometheus_client import CollectorRegistry
 
 from api.main import create_app
 from tickpipe import db
-from tickpipe.admin import EmbeddedUvicorn
 from tickpipe.codecs import encode_live
 from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event, Quote, Trade
 from tickpipe.health import Publisher, Reading
 from tickpipe.names import channel, latest_hash
 from tickpipe.rows import COLUMNS, to_row
+from tickpipe.service import Uvicorn
 from tickpipe.settings import load_settings
 
 CHROMIUM = Path(os.environ.get("TICKPIPE_CHROMIUM", "/usr/bin/chromium"))
@@ -68,7 +68,7 @@ class DashboardServer:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.port = free_port()
-        self._server: uvicorn.Server | None = None
+        self._server: Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -79,14 +79,9 @@ class DashboardServer:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
-        server = self._server = EmbeddedUvicorn(uvicorn.Config(self.app, log_level="warning", access_log=False))
-        task = self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        deadline = time.monotonic() + 30
-        while not server.started:  # uvicorn has no start event: poll its flag, to a deadline
-            if task.done():
-                task.result()
-            assert time.monotonic() < deadline, "the API did not start within 30 s"
-            await asyncio.sleep(0.02)
+        server = self._server = Uvicorn(uvicorn.Config(self.app, log_level="warning", access_log=False))
+        self._task = asyncio.create_task(server.serve(sockets=[sock]))
+        await server.wait_started(self._task)
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:

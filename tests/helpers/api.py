@@ -39,6 +39,7 @@ from tickpipe.codecs import encode_live
 from tickpipe.events import Event
 from tickpipe.names import channel, latest_hash
 from tickpipe.rows import COLUMNS, to_row
+from tickpipe.service import Uvicorn
 from tickpipe.settings import Settings, load_settings
 
 
@@ -67,7 +68,7 @@ class ApiServer:
             ws_ping_interval=None,
             ws_max_size=ws_max_size,
         )
-        self._server = uvicorn.Server(config)
+        self._server = Uvicorn(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -80,9 +81,7 @@ class ApiServer:
 
     async def start(self) -> ApiServer:
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        await wait_for(lambda: self._server.started or self._task.done(), what="uvicorn to start")  # type: ignore[union-attr]
-        if self._task.done():
-            self._task.result()
+        await self._server.wait_started(self._task)
         return self
 
     async def stop(self) -> None:
