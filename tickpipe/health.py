@@ -116,6 +116,9 @@ class Publisher:
     ) -> None:
         self.role = role
         self.instance = instance or instance_id()
+        # What does not change while the process lives, read once rather than at every write.
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
         self.read = read
         self.interval = interval
         self.ttl = max(ttl, 2 * interval)  # a document must outlive the gap to its next write
@@ -183,8 +186,8 @@ class Publisher:
         return {
             "role": self.role,
             "instance": self.instance,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
+            "host": self.host,
+            "pid": self.pid,
             "version": VERSION,
             "state": self.state,
             "ready": reading.ready,
