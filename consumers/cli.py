@@ -62,14 +62,15 @@ def reader(service: ConsumerService) -> Read:
         workers = doc["workers"].values()
         errors = [f"{table}: {w['kafka_error']}" for table, w in doc["workers"].items() if w.get("kafka_error")]
         errors += [f"{table}: PostgreSQL down" for table, w in doc["workers"].items() if not w.get("database_up")]
+        rows_written = add(*(w["stats"].get("rows_written") for w in workers))
         return Reading(
             ready=ready,
-            count=add(*(w["stats"].get("rows_written") for w in workers)),
+            count=rows_written,
             lag=add(*(total(w["lag"]) for w in workers if w.get("lag") is not None)),
             last_error="; ".join(errors) or None,
             figures={
                 "tables": list(doc["workers"]),
-                "rows_written": add(*(w["stats"].get("rows_written") for w in workers)),
+                "rows_written": rows_written,
                 "dead_letters": add(*(w["stats"].get("dead_letters") for w in workers)),
             },
         )
