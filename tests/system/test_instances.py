@@ -11,8 +11,8 @@ documents expired, their registry entries kept) and ``tickpipe status`` exits 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import re
 import signal
 import socket
 import sys
@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.api import ApiProcess, api_cli
 from tests.helpers.consumers import ConsumerProcess, ConsumerProcesses, consumer_settings
 from tests.helpers.waiting import wait_for
 from tickpipe.settings import Settings
@@ -32,34 +33,17 @@ ROOT = Path(__file__).resolve().parents[2]
 HEALTH_ENV = {"HEALTH_INTERVAL_S": "0.2", "HEALTH_TTL_S": "1"}
 
 
-class ApiProcess:
-    """``tickpipe api --port 0``: its process, its log, and the port it printed."""
-
-    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
-        self.process = process
-        self.log = log
-        self.port: int | None = None
-
-    @property
-    def instance(self) -> str:
-        return f"{socket.gethostname()}-{self.process.pid}"
-
-    async def started(self) -> bool:
-        found = re.search(r"tickpipe api on http://127\.0\.0\.1:(\d+)", self.log.read_text(errors="replace"))
-        if found:
-            self.port = int(found.group(1))
-        return found is not None and "Application startup complete" in self.log.read_text(errors="replace")
-
-    async def status(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=5) as http:
-            response = await http.get("/status")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
+def instance_of(pid: int) -> str:
+    """The instance name a process on this host publishes its health under (``tickpipe.health.instance_id``)."""
+    return f"{socket.gethostname()}-{pid}"
 
 
-def instance_of(consumer: ConsumerProcess) -> str:
-    return f"{socket.gethostname()}-{consumer.process.pid}"
+async def status_of(api: ApiProcess) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=api.url, timeout=5) as http:
+        response = await http.get("/status")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 @pytest.fixture
@@ -74,25 +58,16 @@ async def pipeline(
     """Two consumer processes and two API processes publishing health under the test's prefix."""
     env = {**os.environ, "REDIS_URL": redis_url, "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix, **HEALTH_ENV}
     consumers = ConsumerProcesses(settings, tmp_path)
-    apis: list[ApiProcess] = []
     try:
         started = [await consumers.start(env={"REDIS_URL": redis_url, **HEALTH_ENV}) for _ in range(2)]
-        for index in range(2):
-            log = tmp_path / f"api-{index}.log"
-            with log.open("wb") as out:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "tickpipe.cli", "api", "--port", "0", cwd=ROOT, stdout=out, stderr=out,
-                    env={**env, "DATABASE_URL": str(settings.database_url), "LOG_LEVEL": "INFO"},
-                )  # fmt: skip
-            apis.append(ApiProcess(process, log))
-        for api in apis:
-            await wait_for(api.started, timeout=60, what=f"tickpipe api to start: {api.log}")
-        yield started, apis, env
+        async with contextlib.AsyncExitStack() as stack:
+            api_env = {"KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix, **HEALTH_ENV}
+            apis = [
+                await stack.enter_async_context(api_cli(str(settings.database_url), redis_url, env=api_env))
+                for _ in range(2)
+            ]
+            yield started, apis, env
     finally:
-        for api in apis:
-            if api.process.returncode is None:
-                api.process.kill()
-                await api.process.wait()
         await consumers.close()
 
 
@@ -105,12 +80,12 @@ async def test_two_consumers_and_two_apis_are_listed_and_the_killed_ones_shown_l
 ) -> None:
     consumers, apis, env = pipeline
     everyone = {
-        **{f"consumers/{instance_of(c)}": "ready" for c in consumers},
-        **{f"api/{api.instance}": "ready" for api in apis},
+        **{f"consumers/{instance_of(c.process.pid)}": "ready" for c in consumers},
+        **{f"api/{instance_of(api.proc.pid)}": "ready" for api in apis},
     }
 
     async def all_ready() -> dict[str, Any] | None:
-        body = await apis[0].status()
+        body = await status_of(apis[0])
         return body if states(body) == everyone else None
 
     body = await wait_for(all_ready, timeout=90, what=f"four ready instances in /status, expected {everyone}")
@@ -119,17 +94,17 @@ async def test_two_consumers_and_two_apis_are_listed_and_the_killed_ones_shown_l
 
     killed_consumer, killed_api = consumers[1], apis[1]
     killed_consumer.process.send_signal(signal.SIGKILL)
-    killed_api.process.send_signal(signal.SIGKILL)
+    killed_api.proc.send_signal(signal.SIGKILL)
     await killed_consumer.wait(timeout=30)
-    await asyncio.wait_for(killed_api.process.wait(), timeout=30)
+    await asyncio.wait_for(killed_api.proc.wait(), timeout=30)
     expected = {
         **everyone,
-        f"consumers/{instance_of(killed_consumer)}": "lost",
-        f"api/{killed_api.instance}": "lost",
+        f"consumers/{instance_of(killed_consumer.process.pid)}": "lost",
+        f"api/{instance_of(killed_api.proc.pid)}": "lost",
     }
 
     async def two_lost() -> dict[str, Any] | None:
-        body = await apis[0].status()
+        body = await status_of(apis[0])
         return body if states(body) == expected else None
 
     body = await wait_for(two_lost, timeout=30, what=f"the killed instances shown as lost, expected {expected}")
@@ -156,8 +131,8 @@ async def test_two_consumers_and_two_apis_are_listed_and_the_killed_ones_shown_l
     # A clean stop withdraws the documents: nothing left but the two lost ones.
     consumers[0].process.send_signal(signal.SIGTERM)
     assert await consumers[0].wait(timeout=60) == 0, consumers[0].output()
-    apis[0].process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(apis[0].process.wait(), timeout=60) == 0
+    apis[0].proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(apis[0].proc.wait(), timeout=60) == 0
     command = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tickpipe.cli", "status", "--json", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE
     )
