@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
 import struct
 import sys
@@ -56,6 +57,21 @@ def offered_by_key(records: Iterable[tuple[str, bytes | None, bytes]]) -> dict[b
     for _, key, value in records:
         out.setdefault(key, []).append(value)
     return out
+
+
+class Disk:
+    """The spool's ``write``: ``os.write`` as a disk does it, short writes and ENOSPC on demand."""
+
+    def __init__(self, most: int | None = None) -> None:
+        self.most = most  # bytes per call at most (a short write), None: all
+        self.full = False
+        self.calls = 0
+
+    def __call__(self, fd: int, data: memoryview) -> int:
+        self.calls += 1
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.write(fd, data[: self.most] if self.most else data)
 
 
 class KafkaDown(KafkaConnectionError):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from producer.spool import Position, Record, Spool, SpoolFull
+from tests.helpers.producer import Disk
 
 
 def records(n: int, start: int = 0, topic: str = "tickpipe.quotes") -> list[Record]:
@@ -159,21 +159,6 @@ def test_appended_data_is_on_disk_without_close(tmp_path: Path) -> None:
 
 
 # --- a disk that refuses writes (issue #13) -----------------------------------------------------------
-
-
-class Disk:
-    """The spool's ``write``: ``os.write`` as a disk does it, short writes and ENOSPC on demand."""
-
-    def __init__(self, most: int | None = None) -> None:
-        self.most = most  # bytes per call at most (a short write), None: all
-        self.full = False
-        self.calls = 0
-
-    def __call__(self, fd: int, data: memoryview) -> int:
-        self.calls += 1
-        if self.full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return os.write(fd, data[: self.most] if self.most else data)
 
 
 def test_short_writes_are_written_whole(tmp_path: Path) -> None:

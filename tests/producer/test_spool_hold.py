@@ -31,6 +31,7 @@ from producer.spool_hold import SPOOL_FULL, SpoolHold
 from simulator import Simulator, SimulatorConfig
 from tests.helpers.broker import apache_kafka
 from tests.helpers.producer import (
+    Disk,
     KafkaRecord,
     KafkaStallProxy,
     ProducerProcess,
@@ -74,18 +75,6 @@ def in_kafka_or_dropped(in_kafka: list[KafkaRecord], dropped: int, offered: int)
     assert len(values) + dropped == offered, f"{len(values)} in Kafka + {dropped} dropped, {offered} offered"
 
 
-class FullDisk:
-    """The spool's ``write``, failing with ENOSPC while ``full``."""
-
-    def __init__(self) -> None:
-        self.full = False
-
-    def __call__(self, fd: int, data: memoryview) -> int:
-        if self.full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return os.write(fd, data)
-
-
 @apache_kafka
 async def test_a_full_disk_holds_then_drops_counted_and_spooling_resumes_when_it_has_room(
     stalling_kafka: tuple[ProxiedKafka, KafkaStallProxy], redis_url: str, topic_prefix: str,
@@ -93,7 +82,7 @@ async def test_a_full_disk_holds_then_drops_counted_and_spooling_resumes_when_it
 ) -> None:  # fmt: skip
     caplog.set_level(logging.INFO, "producer")
     _, proxy = stalling_kafka
-    disk = FullDisk()
+    disk = Disk()
     async with Simulator(SimulatorConfig(symbols=(unique_symbol(), unique_symbol()), rate=2_000)) as sim:
         settings = producer_settings(proxy.address, redis_url, topic_prefix, tmp_path / "spool", sim.url,
                                      spool_hold_events=HOLD)  # fmt: skip
