@@ -21,7 +21,6 @@ import asyncpg
 import httpx
 import psutil
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from api.auth import Keys, check_exposure, hash_secret, is_loopback, new_key, plain_hash, secret_matches
 from tests.helpers.api import ApiServer, WsClient, api_process, api_settings, running_api
@@ -203,16 +202,6 @@ async def test_data_routes_with_auth_off_ignore_any_key(
             assert response.status_code == 200, (path, extra, response.text)
 
 
-async def closed_with(client: WsClient) -> tuple[list[dict[str, Any]], int | None]:
-    """Read until the server closes: every message got meanwhile, and the close code."""
-    got: list[dict[str, Any]] = list(client.backlog)
-    with pytest.raises(ConnectionClosed) as closed:
-        async with asyncio.timeout(30):
-            while True:
-                got.extend(await client.recv(timeout=30))
-    return got, closed.value.rcvd.code if closed.value.rcvd else None
-
-
 async def test_the_stream_with_auth_on_wants_auth_first(keyed_api: ApiServer) -> None:
     client = await WsClient.connect(keyed_api.ws_url)
     await client.send({"action": "subscribe", "quotes": [SYMBOL]})
@@ -238,7 +227,7 @@ async def test_the_stream_with_auth_on(
         assert (await client.subscribe(quotes=[SYMBOL]))["quotes"] == [SYMBOL]
         await client.close()
     else:
-        got, code = await closed_with(client)
+        got, code = await client.until_closed()
         assert (got, code) == ([{"T": "error", "code": 402, "msg": "auth failed"}], 1008)
 
 
@@ -270,7 +259,7 @@ async def test_a_key_beyond_its_connections_gets_406(keyed_api: ApiServer, keyed
         assert await client.message() == {"T": "success", "msg": "authenticated"}
     third = await WsClient.connect(keyed_api.ws_url)
     await third.send({"action": "auth", "key": key[0], "secret": key[1]})
-    assert await closed_with(third) == ([{"T": "error", "code": 406, "msg": "connection limit exceeded"}], 1008)
+    assert await third.until_closed() == ([{"T": "error", "code": 406, "msg": "connection limit exceeded"}], 1008)
     await first.close()  # a connection given back is a connection to spare
     keys = keyed_api.app.state.api.keys
     await wait_for(lambda: keys.connections(key[0]) == 1, what="the first connection to be given back")
@@ -315,7 +304,7 @@ async def test_a_revoked_key_is_refused_and_its_streams_are_closed(keyed_api: Ap
     async with httpx.AsyncClient(base_url=keyed_api.url, headers=key_headers(*key), timeout=30) as http:
         assert (await http.get("/symbols")).status_code == 200
         await revoke_key(keyed_db, key[0])
-        got, code = await closed_with(client)  # at the next reload of the keys (API_KEYS_REFRESH_S)
+        got, code = await client.until_closed()  # at the next reload of the keys (API_KEYS_REFRESH_S)
         assert (got, code) == ([{"T": "error", "code": 402, "msg": "auth failed"}], 1008)
         assert (await http.get("/symbols")).status_code == 403
     assert keyed_api.app.state.api.keys.connections(key[0]) == 0
@@ -423,7 +412,7 @@ async def test_an_api_process_with_keys_stays_within_its_memory_bound_under_abus
             client = await WsClient.connect(ws_url)
             wrong = (key[0], new_key()[1]) if n % 2 else new_key()
             await client.send({"action": "auth", "key": wrong[0], "secret": wrong[1]})
-            assert await closed_with(client) == ([{"T": "error", "code": 402, "msg": "auth failed"}], 1008)
+            assert await client.until_closed() == ([{"T": "error", "code": 402, "msg": "auth failed"}], 1008)
         peak = max(peak, process.memory_info().rss)
 
         held = [await WsClient.connect(ws_url, headers=key_headers(*key)) for _ in range(4)]
@@ -431,7 +420,10 @@ async def test_an_api_process_with_keys_stays_within_its_memory_bound_under_abus
             assert await client.message() == {"T": "success", "msg": "authenticated"}
         for _ in range(20):
             extra = await WsClient.connect(ws_url, headers=key_headers(*key))
-            assert await closed_with(extra) == ([{"T": "error", "code": 406, "msg": "connection limit exceeded"}], 1008)
+            assert await extra.until_closed() == (
+                [{"T": "error", "code": 406, "msg": "connection limit exceeded"}],
+                1008,
+            )
         peak = max(peak, process.memory_info().rss)
 
         mute = await WsClient.connect(ws_url, rcvbuf=4096, max_queue=1)
@@ -446,7 +438,7 @@ async def test_an_api_process_with_keys_stays_within_its_memory_bound_under_abus
                     break
         else:
             raise AssertionError("a client that never reads was never cut")
-        got, code = await closed_with(mute)
+        got, code = await mute.until_closed()
         assert got[-1] == {"T": "error", "code": 407, "msg": "slow client"}
         assert {message["code"] for message in got[:-1]} <= {400, 401}
         assert all("Q" * 61 not in message.get("detail", "") for message in got), "echoes at most a prefix"
@@ -454,7 +446,7 @@ async def test_an_api_process_with_keys_stays_within_its_memory_bound_under_abus
 
         big = await WsClient.connect(ws_url)
         await big.ws.send('{"action":"auth","key":"' + "K" * 64 * 1024 + '"}')
-        assert await closed_with(big) == ([], 1009)
+        assert await big.until_closed() == ([], 1009)
         peak = max(peak, process.memory_info().rss)
         for client in held:
             await client.close()

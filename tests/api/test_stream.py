@@ -46,15 +46,6 @@ async def stream(request: pytest.FixtureRequest, migrated_db: str, redis_url: st
     assert (used > 0 or counts.messages_sent == 0) and other == 0, "the session did not use the path under test"
 
 
-async def closed_with(client: WsClient) -> int | None:
-    """Read until the server closes; the close code."""
-    with pytest.raises(ConnectionClosed) as closed:
-        async with asyncio.timeout(15):
-            while True:
-                await client.ws.recv()
-    return closed.value.rcvd.code if closed.value.rcvd else None
-
-
 async def test_handshake_auth_and_protocol_errors(stream: ApiServer) -> None:
     client = await WsClient.connect(stream.ws_url)
     await client.send({"action": "subscribe", "quotes": ["AAPL"]})
@@ -97,7 +88,7 @@ async def test_keys_are_checked_when_configured(migrated_db: str, redis_url: str
         wrong = await WsClient.connect(server.ws_url)
         await wrong.send({"action": "auth", "key": "key1", "secret": "secret2"})
         assert await wrong.message() == {"T": "error", "code": 402, "msg": "auth failed"}
-        assert await closed_with(wrong) == 1008
+        assert (await wrong.until_closed())[1] == 1008
         right = await WsClient.connect(server.ws_url)
         await right.login("key2", "secret2")
         by_header = await WsClient.connect(
@@ -112,7 +103,7 @@ async def test_no_auth_in_time_closes_with_404(migrated_db: str, redis_url: str)
     async with running_api(api_settings(migrated_db, redis_url, ws_auth_timeout_s=0.2)) as server:
         client = await WsClient.connect(server.ws_url)
         assert await client.message() == {"T": "error", "code": 404, "msg": "auth timeout"}
-        assert await closed_with(client) == 1008
+        assert (await client.until_closed())[1] == 1008
 
 
 async def test_snapshot_first_then_every_update(

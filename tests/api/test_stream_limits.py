@@ -18,7 +18,6 @@ import orjson
 import psutil
 import pytest
 import redis.asyncio
-from websockets.exceptions import ConnectionClosed
 
 from api.stream.direct import DirectWebSocketProtocol
 from api.stream.outbox import Outbox
@@ -55,16 +54,6 @@ def made_up(count: int, tag: str) -> list[str]:
     return [f"Z{tag}{n:04d}"[:16] for n in range(count)]
 
 
-async def closed_with(client: WsClient) -> tuple[list[dict[str, Any]], int | None]:
-    """Read until the server closes: every message got meanwhile, and the close code."""
-    got: list[dict[str, Any]] = []
-    with pytest.raises(ConnectionClosed) as closed:
-        async with asyncio.timeout(30):
-            while True:
-                got.extend(await client.recv(timeout=30))
-    return got, closed.value.rcvd.code if closed.value.rcvd else None
-
-
 async def test_a_client_that_stops_reading_and_repeats_unsubscribe_is_cut_with_407(bounded: ApiServer) -> None:
     """The replies to control messages count toward the byte bound: before, this grew the server without end."""
     symbols = made_up(1_000, "UNS")
@@ -85,7 +74,7 @@ async def test_a_client_that_stops_reading_and_repeats_unsubscribe_is_cut_with_4
         if sent % 50 == 0:
             await asyncio.sleep(0)  # let the server's tasks run between bursts (not a wait for time)
     assert peak <= QUEUE_BYTES
-    got, code = await closed_with(client)
+    got, code = await client.until_closed()
     assert got[-1] == {"T": "error", "code": 407, "msg": "slow client"}
     assert all(message["T"] == "subscription" for message in got[:-1])
     assert code == 1008
@@ -105,7 +94,7 @@ async def test_a_frame_above_the_limit_closes_with_1009(migrated_db: str, redis_
             await client.ws.send("x" * FRAME_BYTES)  # at the limit: read, and answered (it is no JSON)
             assert (await client.message())["code"] == 400
             await client.ws.send("x" * (FRAME_BYTES + 1))  # before auth, as anyone can
-            got, code = await closed_with(client)
+            got, code = await client.until_closed()
             assert (got, code) == ([], 1009)
 
 
@@ -239,9 +228,9 @@ async def test_a_tickpipe_api_process_stays_within_its_memory_bound_under_abuse(
         peak = max(peak, process.memory_info().rss)
         assert peak - before <= clients * 2 * queue_bytes + slack, f"grew {(peak - before) / 2**20:.0f} MiB"
         for client in abusers:
-            _, code = await closed_with(client)
+            _, code = await client.until_closed()
             assert code == 1008
         # And its frame bound is uvicorn's own (ws_max_size): WS_MAX_FRAME_BYTES, 64 KiB by default.
         big = await WsClient.connect(ws_url)
         await big.ws.send("x" * (64 * 1024 + 1))
-        assert await closed_with(big) == ([], 1009)
+        assert await big.until_closed() == ([], 1009)

@@ -28,6 +28,7 @@ import uvicorn
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from api.main import create_app
 from api.stream.direct import DirectWebSocketProtocol
@@ -321,6 +322,16 @@ class WsClient:
         reply = await self.message()
         assert reply["T"] == "subscription", reply
         return reply
+
+    async def until_closed(self, timeout: float = 30.0) -> tuple[list[dict[str, Any]], int | None]:
+        """Read until the server closes: every message not taken yet (the backlog's too), and the close code."""
+        got, self.backlog = self.backlog, []
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    got.extend(await self.recv(timeout))
+        except ConnectionClosed as closed:
+            return got, closed.rcvd.code if closed.rcvd else None
 
     async def close(self) -> None:
         await self.ws.close()
