@@ -171,10 +171,6 @@ def token_value(token: SecretStr | str | None) -> str | None:
     return token.get_secret_value() if isinstance(token, SecretStr) else token
 
 
-#: Kept for callers that embed uvicorn in their own loop (tests); the same server.
-EmbeddedUvicorn = Uvicorn
-
-
 class AdminServer:
     """The admin surface under uvicorn inside the service's own loop; ``port=0`` picks a free port.
 
