@@ -40,8 +40,7 @@ from tests.helpers.consumers import (
     make_trades,
     produce,
     records_of,
-    sort_key,
-    to_microseconds,
+    same_events,
 )
 from tests.helpers.waiting import wait_for
 from tickpipe.events import Event
@@ -61,10 +60,6 @@ async def children(settings: Settings, tmp_path: Path) -> AsyncIterator[Consumer
     processes = ConsumerProcesses(settings, tmp_path)
     yield processes
     await processes.close()
-
-
-def same_events(got: list[Event], produced: list[Event]) -> bool:
-    return sorted(got, key=sort_key) == sorted((to_microseconds(ev) for ev in produced), key=sort_key)
 
 
 async def send(settings: Settings, table: str, events: Sequence[Event]) -> list[RecordMetadata]:

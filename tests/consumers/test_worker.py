@@ -22,13 +22,11 @@ from tests.helpers.consumers import (
     make_trades,
     produce,
     records_of,
-    sort_key,
-    to_microseconds,
+    same_events,
 )
 from tests.helpers.waiting import wait_for
 from tickpipe import db
 from tickpipe.codecs import ns_to_datetime
-from tickpipe.events import Event
 from tickpipe.names import topic
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.settings import Settings
@@ -41,10 +39,6 @@ def settings(kafka_bootstrap: str, clean_db: str, topic_prefix: str) -> Settings
 
 async def burst(settings: Settings, tables: list[str], group: str | None = None) -> dict[str, WorkerStats]:
     return await ConsumerService(settings, tables, burst=True, admin=False, group=group).run()
-
-
-def same_events(got: list[Event], produced: list[Event]) -> bool:
-    return sorted(got, key=sort_key) == sorted((to_microseconds(ev) for ev in produced), key=sort_key)
 
 
 async def test_n_events_become_n_rows_field_for_field_and_a_new_group_adds_none(settings: Settings) -> None:

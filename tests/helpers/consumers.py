@@ -217,6 +217,11 @@ def sort_key(ev: Event) -> tuple[Any, ...]:
     return (ev.symbol, ev.timestamp, encode_kafka(msgspec.structs.replace(ev, received_at=0)))
 
 
+def same_events(got: list[Event], produced: list[Event]) -> bool:
+    """Whether the rows read back are the events produced, as the table gives them back, in any order."""
+    return sorted(got, key=sort_key) == sorted((to_microseconds(ev) for ev in produced), key=sort_key)
+
+
 async def committed_total(settings: Settings, group: str) -> int:
     """Sum of the group's committed offsets on the quotes topic: the records it has finished."""
     assert settings.kafka_bootstrap_servers is not None
