@@ -12,7 +12,7 @@ import sys
 
 import asyncpg
 
-from tests.helpers.services import in_thread, with_database
+from tests.helpers.services import with_database
 from tickpipe import db
 from tickpipe.dev.services import EmbeddedPostgres
 
@@ -68,15 +68,15 @@ async def test_databases_migrated_at_once_share_the_role_and_the_last_downgrade_
     assert await roles(server) == {"tickpipe_reader"}
     assert await reader_may_read(first) and await reader_may_read(second)
 
-    await asyncio.to_thread(in_thread, lambda: db.downgrade(first, "0002"))
+    await asyncio.to_thread(db.downgrade, first, "0002")
     assert await roles(server) == {"tickpipe_reader"}, "the other database still grants it"
     assert await reader_may_read(second)
-    await asyncio.to_thread(in_thread, lambda: db.downgrade(second, "0002"))
+    await asyncio.to_thread(db.downgrade, second, "0002")
     assert await roles(server) == set()
 
-    await asyncio.to_thread(in_thread, lambda: db.upgrade(first))  # and back: created again
+    await asyncio.to_thread(db.upgrade, first)  # and back: created again
     assert await reader_may_read(first)
-    await asyncio.to_thread(in_thread, lambda: db.downgrade(first))
+    await asyncio.to_thread(db.downgrade, first)
     assert await roles(server) == set()
 
 
@@ -84,14 +84,14 @@ async def test_a_downgrade_keeps_the_role_while_a_login_role_is_a_member(private
     """Someone was given tickpipe_reader by hand: a schema downgrade does not take it from them."""
     server = private_postgres.url
     (url,) = await databases(server, "kept")
-    await asyncio.to_thread(in_thread, lambda: db.upgrade(url))
+    await asyncio.to_thread(db.upgrade, url)
     conn = await asyncpg.connect(server)
     try:
         await conn.execute("CREATE ROLE alice LOGIN IN ROLE tickpipe_reader")
-        await asyncio.to_thread(in_thread, lambda: db.downgrade(url))
+        await asyncio.to_thread(db.downgrade, url)
         assert await roles(server) == {"tickpipe_reader"}
         assert await conn.fetchval("SELECT pg_has_role('alice', 'tickpipe_reader', 'MEMBER')")
-        await asyncio.to_thread(in_thread, lambda: db.upgrade(url))  # the role exists already: no error
+        await asyncio.to_thread(db.upgrade, url)  # the role exists already: no error
         assert await reader_may_read(url)
     finally:
         await conn.close()
@@ -99,8 +99,8 @@ async def test_a_downgrade_keeps_the_role_while_a_login_role_is_a_member(private
 
 async def test_downgrade_to_0002_clears_the_descriptions_0003_wrote(private_postgres: EmbeddedPostgres) -> None:
     (url,) = await databases(private_postgres.url, "plain")
-    await asyncio.to_thread(in_thread, lambda: db.upgrade(url))
-    await asyncio.to_thread(in_thread, lambda: db.downgrade(url, "0002"))
+    await asyncio.to_thread(db.upgrade, url)
+    await asyncio.to_thread(db.downgrade, url, "0002")
     conn = await asyncpg.connect(url)
     try:
         described = await conn.fetch(
