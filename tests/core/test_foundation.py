@@ -15,7 +15,7 @@ import redis.asyncio
 from aiokafka import AIOKafkaConsumer
 
 from tests.helpers.broker import IDEMPOTENCE
-from tests.helpers.services import in_thread, with_database
+from tests.helpers.services import database_of_its_own
 from tickpipe import db
 from tickpipe.codecs import decode_frame, decode_kafka, decode_live, encode_kafka, encode_live, event_key
 from tickpipe.events import Bar, Event, Quote, Trade, UpdatedBar
@@ -195,18 +195,14 @@ async def test_partitions_are_daily_and_retention_drops_old_ones(clean_db: str) 
 
 @pytest.mark.parametrize("cycles", [2])
 async def test_migrations_up_down_up(postgres_server_url: str, cycles: int) -> None:
-    name = f"tickpipe_mig_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(postgres_server_url, name)
-    try:
+    with database_of_its_own(postgres_server_url, "tickpipe_mig", migrated=False) as url:
         for _ in range(cycles):
-            await asyncio.to_thread(in_thread, lambda: db.upgrade(url))
+            await asyncio.to_thread(db.upgrade, url)
             conn = await asyncpg.connect(url)
             tables = {r["relname"] for r in await conn.fetch("SELECT relname FROM pg_class WHERE relkind = 'p'")}
             await conn.close()
             assert tables == {"quotes", "trades", "bars", "statuses", "corrections", "cancels"}
-            await asyncio.to_thread(in_thread, lambda: db.downgrade(url))
+            await asyncio.to_thread(db.downgrade, url)
             conn = await asyncpg.connect(url)
             left = await conn.fetchval(
                 "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -214,7 +210,4 @@ async def test_migrations_up_down_up(postgres_server_url: str, cycles: int) -> N
             )
             await conn.close()
             assert left == 0
-        await asyncio.to_thread(in_thread, lambda: db.upgrade(url))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await asyncio.to_thread(db.upgrade, url)
