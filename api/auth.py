@@ -39,9 +39,10 @@ import logging
 import math
 import secrets
 import string
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -132,34 +133,28 @@ def check_exposure(settings: Settings, host: str, count_keys: Callable[[], int])
         )
 
 
+@asynccontextmanager
+async def connected(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own to the keys' database; a missing ``api_keys`` table is a SettingsError."""
+    with connection_errors(database_url):
+        conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
+    try:
+        yield conn
+    except asyncpg.UndefinedTableError:
+        raise SettingsError("the database has no api_keys table yet: run `tickpipe migrate` first") from None
+    finally:
+        await conn.close()
+
+
 def count_keys(database_url: str) -> int:
     """Rows of ``api_keys`` (revoked ones too): start-up is synchronous, so asked on a thread of its own."""
 
     async def count() -> int:
-        with connection_errors(database_url):
-            conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=10)
-        try:
+        async with connected(database_url) as conn:
             return int(await conn.fetchval("SELECT count(*) FROM api_keys"))
-        finally:
-            await conn.close()
 
-    found: list[int] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            found.append(asyncio.run(count()))
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, name="count-api-keys")
-    thread.start()
-    thread.join()
-    if failed:
-        if isinstance(failed[0], asyncpg.UndefinedTableError):
-            raise SettingsError("the database has no api_keys table yet: run `tickpipe migrate` first") from None
-        raise failed[0]
-    return found[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="count-api-keys") as thread:
+        return thread.submit(asyncio.run, count()).result()
 
 
 # --- the keys of a running API ------------------------------------------------------------------------------

@@ -13,13 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import asyncpg
-
-from api.auth import hash_secret, new_key
-from tickpipe.db import asyncpg_dsn, connection_errors
+from api.auth import connected, hash_secret, new_key
 from tickpipe.errors import SettingsError
 from tickpipe.settings import get_settings
 
@@ -38,18 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = commands.add_parser("revoke", help="stop a key (API processes refuse it within API_KEYS_REFRESH_S)")
     revoke.add_argument("key_id", help="the key id, as `tickpipe keys list` shows it")
     return p
-
-
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
-    with connection_errors(url):
-        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
-    try:
-        yield conn
-    except asyncpg.UndefinedTableError:
-        raise SettingsError("the database has no api_keys table yet: run `tickpipe migrate` first") from None
-    finally:
-        await conn.close()
 
 
 async def add(url: str, args: argparse.Namespace) -> int:
