@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.pages import PageRequest
 from bench.api_data import DEFAULT_SERVER, ROWS, SYMBOLS, ensure_bench_db, symbol_names
-from bench.api_stream import bench_redis, bench_stream
+from bench.api_stream import bench_redis, bench_stream, load_average
 from tickpipe.db import asyncpg_dsn
 from tickpipe.dev.embedded import free_port
 
@@ -60,11 +60,6 @@ def row(name: str, count: int, seconds: float, latencies: list[float], note: str
     rate = count / seconds
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     return f"  {name:<36}{rate:>10.1f}{rate * 1000:>12,.0f}{p50:>10.2f}{p99:>10.2f}  {note}".rstrip()
-
-
-def load_average() -> str:
-    """The machine's state beside each figure: a shared host's load moves them."""
-    return "load average " + " ".join(f"{n:.2f}" for n in os.getloadavg())
 
 
 # --- the API process ------------------------------------------------------------------------------

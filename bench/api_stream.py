@@ -334,6 +334,11 @@ async def publish(redis_url: str, symbols: list[str], rate: float, seconds: floa
     return published
 
 
+def load_average() -> str:
+    """The machine's state beside each figure: a shared host's load moves them."""
+    return "load average " + " ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
 def tree_rss(pid: int | None) -> int:
     """Resident bytes of the API process and its workers (0 when not known)."""
     import psutil
@@ -418,7 +423,7 @@ async def bench_stream(api_url: str, redis_url: str, args: argparse.Namespace, a
         per_1000 = (rss_idle - rss_before) / max(args.clients, 1) * 1000 / 2**20
         print(f"  server memory (all processes) per 1,000 idle connections: {per_1000:.1f} MiB "
               f"({rss_before / 2**20:.0f} MiB before the clients, {rss_idle / 2**20:.0f} MiB with them)")  # fmt: skip
-    print(f"  load average {' '.join(f'{n:.2f}' for n in os.getloadavg())}")
+    print(f"  {load_average()}")
     print(f"  {received / max(frames_delta, 1):.1f} messages per frame; "
           f"client failures: {sum(r['failures'] for r in results)}")  # fmt: skip
 
