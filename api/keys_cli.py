@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import sys
 
+import asyncpg
+
 from api.auth import connected, hash_secret, new_key
 from tickpipe.errors import SettingsError
 from tickpipe.settings import get_settings
@@ -35,20 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+async def insert_key(
+    conn: asyncpg.Connection,
+    name: str,
+    connections: int | None = None,
+    symbols: int | None = None,
+    requests_per_minute: int | None = None,
+) -> tuple[str, str]:
+    """A new key in ``api_keys`` with these limits (None: the API's settings), its secret kept only as a hash;
+    its id and secret."""
+    key_id, secret = new_key()
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, secret_hash, name, max_connections, max_symbols, requests_per_minute) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        key_id,
+        hash_secret(secret),
+        name,
+        connections,
+        symbols,
+        requests_per_minute,
+    )
+    return key_id, secret
+
+
 async def add(url: str, args: argparse.Namespace) -> int:
     limits = (args.connections, args.symbols, args.requests_per_minute)
     if any(limit is not None and limit < 1 for limit in limits):
         raise SettingsError("--connections, --symbols and --requests-per-minute must be at least 1")
-    key_id, secret = new_key()
     async with connected(url) as conn:
-        await conn.execute(
-            "INSERT INTO api_keys (key_id, secret_hash, name, max_connections, max_symbols, requests_per_minute) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            key_id,
-            hash_secret(secret),
-            args.name,
-            *limits,
-        )
+        key_id, secret = await insert_key(conn, args.name, *limits)
     print(f"API key {key_id} ({args.name}) added. Its secret is shown this once; keep it safe:")
     print(f"{key_id} {secret}")
     return 0

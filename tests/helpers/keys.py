@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from api.auth import KEY_HEADER, SECRET_HEADER, hash_secret, new_key
+from api.auth import KEY_HEADER, SECRET_HEADER, connected
+from api.keys_cli import insert_key
 
 
 async def add_key(
@@ -16,22 +17,8 @@ async def add_key(
     requests_per_minute: int | None = None,
 ) -> tuple[str, str]:
     """A new key in ``api_keys`` with these limits (None: the API's settings); its id and secret."""
-    key_id, secret = new_key()
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO api_keys (key_id, secret_hash, name, max_connections, max_symbols, requests_per_minute) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            key_id,
-            hash_secret(secret),
-            name,
-            connections,
-            symbols,
-            requests_per_minute,
-        )
-    finally:
-        await conn.close()
-    return key_id, secret
+    async with connected(database_url) as conn:
+        return await insert_key(conn, name, connections, symbols, requests_per_minute)
 
 
 async def revoke_key(database_url: str, key_id: str) -> None:
