@@ -264,6 +264,8 @@ def run_workers(
             code = 1
             try:
                 code = serve()
+            except BaseException:  # os._exit below skips the interpreter's own report: say what ended it
+                log.exception("worker %d failed", os.getpid())
             finally:
                 logging.shutdown()
                 os._exit(code)
