@@ -274,7 +274,10 @@ class StreamSession:
                 self._reply(p.error(p.Code.SYMBOL_LIMIT_EXCEEDED, str(exc)))
                 return
             snapshots = await latest_events(self.api.redis, pairs)
-            outbox.retain([*outbox.pending[:mark], *newer_than(snapshots, outbox.pending[mark:])])
+            held = outbox.pending[mark:]
+            kept = newer_than(snapshots, held)
+            if len(kept) < len(held):  # the pending list is rebuilt and recounted only when something goes
+                outbox.retain([*outbox.pending[:mark], *kept])
             outbox.push_front(self._control_frame([self.subs.message()]))
             payloads = list(snapshots.values())
             for first in range(0, len(payloads), FRAME_EVENTS):
