@@ -148,12 +148,18 @@ class StreamCounts:
     asgi_sessions: int = 0
 
 
-HELP: Final = {
-    "messages_sent": "Market-data messages sent to WebSocket clients",
-    "frames_sent": "WebSocket frames of market data sent",
-    "redis_messages": "Messages received on subscribed Redis channels",
-    "sessions": "WebSocket sessions by send path: direct socket writes, or ASGI sends (another server, or deflate)",
+#: The :class:`StreamCounts` fields shown as counters of their own: field -> (metric name, help).
+STREAM_COUNTERS: Final = {
+    "messages_sent": ("tickpipe_api_ws_messages_sent", "Market-data messages sent to WebSocket clients"),
+    "frames_sent": ("tickpipe_api_ws_frames_sent", "WebSocket frames of market data sent"),
+    "redis_messages": ("tickpipe_api_redis_messages", "Messages received on subscribed Redis channels"),
 }
+#: One counter of sessions, and the ``path`` label of each :class:`StreamCounts` field counted in it.
+SESSIONS: Final = (
+    "tickpipe_api_ws_sessions",
+    "WebSocket sessions by send path: direct socket writes, or ASGI sends (another server, or deflate)",
+)
+SESSION_PATHS: Final = {"direct_sessions": "direct", "asgi_sessions": "asgi"}
 
 
 class StreamCollector(Collector):
@@ -161,13 +167,11 @@ class StreamCollector(Collector):
         self.counts = counts
 
     def collect(self) -> Iterator[Metric]:
-        c = self.counts
-        yield CounterMetricFamily("tickpipe_api_ws_messages_sent", HELP["messages_sent"], c.messages_sent)
-        yield CounterMetricFamily("tickpipe_api_ws_frames_sent", HELP["frames_sent"], c.frames_sent)
-        yield CounterMetricFamily("tickpipe_api_redis_messages", HELP["redis_messages"], c.redis_messages)
-        sessions = CounterMetricFamily("tickpipe_api_ws_sessions", HELP["sessions"], labels=["path"])
-        sessions.add_metric(["direct"], c.direct_sessions)
-        sessions.add_metric(["asgi"], c.asgi_sessions)
+        for field, (name, documentation) in STREAM_COUNTERS.items():
+            yield CounterMetricFamily(name, documentation, getattr(self.counts, field))
+        sessions = CounterMetricFamily(*SESSIONS, labels=["path"])
+        for field, path in SESSION_PATHS.items():
+            sessions.add_metric([path], getattr(self.counts, field))
         yield sessions
 
 
@@ -182,13 +186,11 @@ class StreamCounters:
         self.counts = counts
         self.synced = StreamCounts()
         self.counters = {
-            "messages_sent": Counter("tickpipe_api_ws_messages_sent", HELP["messages_sent"], registry=None),
-            "frames_sent": Counter("tickpipe_api_ws_frames_sent", HELP["frames_sent"], registry=None),
-            "redis_messages": Counter("tickpipe_api_redis_messages", HELP["redis_messages"], registry=None),
+            field: Counter(name, documentation, registry=None)
+            for field, (name, documentation) in STREAM_COUNTERS.items()
         }
-        sessions = Counter("tickpipe_api_ws_sessions", HELP["sessions"], ["path"], registry=None)
-        self.counters["direct_sessions"] = sessions.labels("direct")
-        self.counters["asgi_sessions"] = sessions.labels("asgi")
+        sessions = Counter(*SESSIONS, ["path"], registry=None)
+        self.counters.update({field: sessions.labels(path) for field, path in SESSION_PATHS.items()})
 
     def sync(self) -> None:
         for field in fields(StreamCounts):
