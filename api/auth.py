@@ -51,7 +51,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from tickpipe import admin
+from tickpipe.admin import is_loopback
 from tickpipe.db import asyncpg_dsn, connection_errors
 from tickpipe.errors import SettingsError
 from tickpipe.settings import Settings
@@ -116,12 +116,6 @@ def secret_matches(secret: str, stored: str) -> bool:
 
 
 # --- where the API listens ---------------------------------------------------------------------------------
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` (in any case) and loopback addresses; any other name or address is reachable
-    by others. The admin surface's test, host names being case-insensitive."""
-    return admin.is_loopback(host.lower())
-
-
 def check_exposure(settings: Settings, host: str, count_keys: Callable[[], int]) -> None:
     """Refuse to serve beyond loopback with no key at all (SettingsError, one line), unless auth is off."""
     if settings.tickpipe_api_auth == "off" or is_loopback(host) or settings.tickpipe_api_keys:

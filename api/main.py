@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
-from api.auth import Denied, check_exposure, count_keys, is_loopback
+from api.auth import Denied, check_exposure, count_keys
 from api.csv import RETRY_AFTER_S, ExportsBusy
 from api.deps import api_key
 from api.metrics import ApiMetrics, RequestTimer
@@ -23,6 +23,7 @@ from api.pool import PoolBusy
 from api.routes import history, latest, ops, status, symbols
 from api.state import STATIC_DIR, open_state, required_urls, scrub
 from api.stream.handler import stream_endpoint
+from tickpipe.admin import is_loopback
 from tickpipe.settings import Settings
 
 DESCRIPTION = """History of quotes, trades and bars from PostgreSQL, and the live stream from Redis

@@ -113,8 +113,9 @@ def admin_app(title: str, registry: CollectorRegistry, ready: ReadyCheck, health
 
 
 def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``; a bind-all or named address is not."""
-    if host == "localhost":
+    """True for 127.0.0.0/8, ::1 and ``localhost`` (host names are case-insensitive); a bind-all or named
+    address is not."""
+    if host.lower() == "localhost":
         return True
     with contextlib.suppress(ValueError):
         return ipaddress.ip_address(host.strip("[]")).is_loopback

@@ -22,10 +22,11 @@ import httpx
 import psutil
 import pytest
 
-from api.auth import Keys, check_exposure, hash_secret, is_loopback, new_key, plain_hash, secret_matches
+from api.auth import Keys, check_exposure, hash_secret, new_key, plain_hash, secret_matches
 from tests.helpers.api import ApiServer, WsClient, api_process, api_settings, running_api
 from tests.helpers.keys import add_key, key_headers, revoke_key
 from tests.helpers.waiting import wait_for
+from tickpipe.admin import is_loopback
 from tickpipe.errors import SettingsError
 
 SYMBOL = "AUTHX"
