@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis.asyncio
 
-from tests.helpers.api import ApiServer, insert_events, publish
+from tests.helpers.api import ApiServer, all_pages, insert_events, publish
 from tests.helpers.consumers import NS
 from tests.helpers.events import bar, day_ns, quote, trade
 from tickpipe.codecs import encode_live, event_key, format_rfc3339_ns
@@ -58,22 +58,6 @@ def same_bar(got: dict[str, Any], want: dict[str, Any]) -> bool:
 
 def quote_order(q: Quote) -> tuple[int, int]:
     return (q.timestamp, event_key(q))
-
-
-async def all_pages(http: httpx.AsyncClient, path: str, key: str, **params: Any) -> list[list[dict[str, Any]]]:
-    """Every page of a route, following next_page_token to the end."""
-    pages = []
-    token = None
-    while True:
-        query = {**params, **({"page_token": token} if token else {})}
-        response = await http.get(path, params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        pages.append(body[key])
-        token = body["next_page_token"]
-        if token is None:
-            return pages
-        assert len(pages) < 1000, "pagination does not end"
 
 
 def some_quotes(symbol: str) -> list[Quote]:

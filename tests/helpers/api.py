@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import asyncpg
+import httpx
 import msgpack
 import orjson
 import psutil
@@ -224,6 +225,27 @@ async def api_process(database_url: str, redis_url: str, **env: str) -> AsyncIte
     """``tickpipe api`` as a process on a free port, with these extra settings; its pid and base URL."""
     async with api_cli(database_url, redis_url, env=env) as api:
         yield api.proc.pid, api.url
+
+
+async def all_pages(http: httpx.AsyncClient, path: str, key: str, **params: Any) -> list[list[dict[str, Any]]]:
+    """Every page of a history route (``key``: its items' field), following next_page_token to the end."""
+    pages = []
+    token = None
+    while True:
+        query = {**params, **({"page_token": token} if token else {})}
+        response = await http.get(path, params=query)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body[key])
+        token = body["next_page_token"]
+        if token is None:
+            return pages
+        assert len(pages) < 1000, "pagination does not end"
+
+
+async def all_items(http: httpx.AsyncClient, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a history route, page by page."""
+    return [item for page in await all_pages(http, path, key, **params) for item in page]
 
 
 async def insert_events(database_url: str, events: Iterable[Event]) -> None:

@@ -27,6 +27,7 @@ import pytest
 from consumers.progress import WorkerStats
 from consumers.service import ConsumerService, tables_for
 from simulator.market import Market
+from tests.helpers.api import all_items
 from tests.helpers.consumers import consumer_settings, count_rows, fetch_events, produce, records_of, sort_key
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.events import Event, Trade, TradeCancel, TradeCorrection, TradingStatus
@@ -174,21 +175,6 @@ async def test_the_view_applies_corrections_and_cancels(settings: Settings, even
     assert kept == sum(item.cancel is None for item in history.values())
 
 
-async def all_pages(http: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
-    """Every item of a history route, page by page."""
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        query = {**params, **({"page_token": token} if token else {})}
-        response = await http.get(path, params=query)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["trades"]
-        token = body["next_page_token"]
-        if token is None:
-            return items
-
-
 @pytest.mark.parametrize("sort", ["asc", "desc"])
 async def test_trade_history_shows_corrected_trades_and_leaves_out_cancelled_ones(
     settings: Settings, events: list[Event], http: httpx.AsyncClient, sort: str
@@ -200,10 +186,11 @@ async def test_trade_history_shows_corrected_trades_and_leaves_out_cancelled_one
                       key=lambda item: (item.trade.timestamp, item.trade.exchange, item.trade.trade_id),
                       reverse=sort == "desc")  # fmt: skip
         path = f"/trades/{symbol}"
-        assert await all_pages(http, path, sort=sort, limit=37) == [i.json() for i in mine if i.cancel is None]
-        marked = await all_pages(http, path, sort=sort, limit=41, include_cancelled="true")
+        standing = [item.json() for item in mine if item.cancel is None]
+        assert await all_items(http, path, "trades", sort=sort, limit=37) == standing
+        marked = await all_items(http, path, "trades", sort=sort, limit=41, include_cancelled="true")
         assert marked == [item.json(marked=True) for item in mine]
-        original = await all_pages(http, path, sort=sort, limit=1000, original="true")
+        original = await all_items(http, path, "trades", sort=sort, limit=1000, original="true")
         assert original == [Expected(i.trade, i.trade.price, i.trade.size, i.trade.conditions).json() for i in mine], (
             "original=true: the trades as printed, cancelled ones too, unmarked"
         )

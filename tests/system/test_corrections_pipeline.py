@@ -19,6 +19,7 @@ import httpx
 from consumers.service import ConsumerService
 from producer.service import ProducerService
 from simulator import Simulator, SimulatorConfig
+from tests.helpers.api import all_items
 from tests.helpers.consumers import consumer_settings, count_rows
 from tests.helpers.producer import producer_settings, running, sent_events
 from tests.helpers.waiting import wait_for
@@ -63,20 +64,6 @@ def standing(events: list[Event]) -> dict[int, Standing]:
     return out
 
 
-async def history(http: httpx.AsyncClient, symbol: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 500, **({"page_token": token} if token else {})}
-        response = await http.get(f"/trades/{symbol}", params=params)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items += body["trades"]
-        token = body["next_page_token"]
-        if token is None:
-            return items
-
-
 async def test_the_simulators_corrections_and_cancels_reach_the_trade_history(
     kafka_bootstrap: str,
     redis_url: str,
@@ -111,4 +98,4 @@ async def test_the_simulators_corrections_and_cancels_reach_the_trade_history(
     for symbol in symbols:
         mine = sorted((item for item in expected.values() if item.trade.symbol == symbol and not item.cancelled),
                       key=lambda item: (item.trade.timestamp, item.trade.exchange, item.trade.trade_id))  # fmt: skip
-        assert await history(http, symbol) == [item.json() for item in mine], symbol
+        assert await all_items(http, f"/trades/{symbol}", "trades", limit=500) == [item.json() for item in mine], symbol
