@@ -209,15 +209,59 @@ def _string(node: ast.expr | None, constants: dict[str, str]) -> str | None:
     return None
 
 
+def _module_values(tree: ast.Module) -> dict[str, ast.expr]:
+    """Module-level ``NAME = value`` and ``NAME: T = value`` assignments."""
+    values: dict[str, ast.expr] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            values[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            values[node.target.id] = node.value
+    return values
+
+
+def _loop_names(tree: ast.Module, values: dict[str, ast.expr]) -> dict[str, list[str]]:
+    """Names a ``for ..., (name, help) in DECLARED.items()`` loop binds, with the first string of each tuple.
+
+    So a module that declares its metrics as a dict of (name, help) and constructs them in a loop
+    is read as well as one that spells each name at its constructor.
+    """
+    bound: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.For | ast.comprehension) and isinstance(node.iter, ast.Call)):
+            continue
+        call = node.iter.func
+        if not (isinstance(call, ast.Attribute) and call.attr == "items" and isinstance(call.value, ast.Name)):
+            continue
+        declared = values.get(call.value.id)
+        target = node.target
+        if not (isinstance(declared, ast.Dict) and isinstance(target, ast.Tuple) and len(target.elts) == 2):
+            continue
+        value_target = target.elts[1]
+        if not (isinstance(value_target, ast.Tuple) and value_target.elts):
+            continue
+        if not isinstance(value_target.elts[0], ast.Name):
+            continue
+        firsts = [
+            v.elts[0].value
+            for v in declared.values
+            if isinstance(v, ast.Tuple) and v.elts and isinstance(v.elts[0], ast.Constant)
+            and isinstance(v.elts[0].value, str)
+        ]  # fmt: skip
+        bound.setdefault(value_target.elts[0].id, []).extend(firsts)
+    return bound
+
+
 def _metrics_in(path: Path) -> Iterator[tuple[str, str]]:
     """(full name, kind) of every metric a source file constructs; an unreadable name fails loudly."""
     tree = ast.parse(path.read_text(), str(path))
+    values = _module_values(tree)
     constants = {
-        node.targets[0].id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-    }  # fmt: skip
+        name: value.value
+        for name, value in values.items()
+        if isinstance(value, ast.Constant) and isinstance(value.value, str)
+    }
+    loop_names = _loop_names(tree, values)
     # Only prometheus_client's constructors count (collections.Counter is no metric).
     imported: dict[str, str] = {}
     modules: set[str] = set()
@@ -239,11 +283,20 @@ def _metrics_in(path: Path) -> Iterator[tuple[str, str]]:
         if called not in METRIC_KINDS:
             continue
         keywords = {kw.arg: kw.value for kw in node.keywords if kw.arg}
-        name = _string(node.args[0] if node.args else keywords.get("name"), constants)
-        if name is None:
+        first = node.args[0] if node.args else keywords.get("name")
+        if isinstance(first, ast.Starred) and isinstance(first.value, ast.Name):
+            # Counter(*DECLARED, ...) with DECLARED a module-level (name, help) tuple.
+            declared = values.get(first.value.id)
+            first = declared.elts[0] if isinstance(declared, ast.Tuple) and declared.elts else None
+        names = [_string(first, constants)]
+        if names == [None] and isinstance(first, ast.Name) and first.id in loop_names:
+            names = list(loop_names[first.id])
+        if not names or None in names:
             raise AssertionError(f"{path}:{node.lineno}: cannot read the name of this {called}")
         prefix = [_string(keywords.get(part), constants) for part in ("namespace", "subsystem")]
-        yield "_".join([p for p in prefix if p] + [name]), METRIC_KINDS[called]
+        for name in names:
+            assert name is not None
+            yield "_".join([p for p in prefix if p] + [name]), METRIC_KINDS[called]
 
 
 def registered_metric_names(package: str) -> set[str] | None:
