@@ -146,6 +146,7 @@ async def open_state(
         redis_url,
         metrics,
         flush_interval=settings.ws_flush_interval_ms / 1000,
+        flush_writes_per_s=settings.ws_flush_writes_per_s,
         directory=LatestDirectory(client),
         max_channels=settings.ws_max_redis_channels,
     )

@@ -45,15 +45,18 @@ so late quotes count as late, not lost. The CPU each process used during the
 window (and the rest of the machine) is printed per run: on a shared 2-core
 machine that, not the code, often sets the tail.
 
-The run has two windows by default: the defaults (``WS_FLUSH_INTERVAL_MS``,
-``BATCH_MAX_WAIT_MS``), then small intervals, so what each interval costs is
-the difference. The API and the consumers are restarted between windows; the
+The run has three windows by default: the defaults (``WS_FLUSH_INTERVAL_MS``
+adapting to load by ``WS_FLUSH_WRITES_PER_S``, ``BATCH_MAX_WAIT_MS``), the
+fixed 20 ms interval (``WS_FLUSH_WRITES_PER_S=0``, the default before it
+adapted), then small intervals, so what each interval costs is the
+difference. The API and the consumers are restarted between windows; the
 simulator, producer (``BACKFILL_ENABLED=false``), Redis, Kafka (Apache Kafka
 by default) and PostgreSQL stay up. About 2 minutes; ``--quick`` (8 s
 windows) about 80 s.
 
     .venv/bin/python bench/latency.py [--quick] [--seconds 20] [--rate 5000] [--clients 100]
-                                      [--flush-ms default,1] [--batch-wait-ms default,20] [--broker apache]
+                                      [--flush-ms default,default,1] [--flush-writes default,0,0]
+                                      [--batch-wait-ms default,default,20] [--broker apache]
 """
 
 from __future__ import annotations
@@ -460,6 +463,7 @@ class Figures:
     """One run's measurements, every latency in ms, sorted."""
 
     flush_ms: float
+    writes_per_s: float
     batch_wait_ms: float
     seconds: float
     quotes_sent: int = 0
@@ -481,16 +485,19 @@ class Figures:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-async def one_run(stack: Stack, flush_ms: float, batch_wait_ms: float, args: argparse.Namespace) -> Figures:
-    figures = Figures(flush_ms, batch_wait_ms, args.seconds, load_before=load())
+async def one_run(
+    stack: Stack, flush_ms: float, writes_per_s: float, batch_wait_ms: float, args: argparse.Namespace
+) -> Figures:
+    figures = Figures(flush_ms, writes_per_s, batch_wait_ms, args.seconds, load_before=load())
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
-    tag = f"flush{flush_ms:g}"
+    tag = f"flush{flush_ms:g}-{writes_per_s:g}-{batch_wait_ms:g}"
     clients_out, listen_out = stack.folder / f"clients-{tag}.msgpack", stack.folder / f"listen-{tag}.msgpack"
     kafka_out = stack.folder / f"kafka-{tag}.msgpack"
     env = stack.env()
     consume_env = {**env, "BATCH_MAX_WAIT_MS": f"{batch_wait_ms:g}"}
-    api_env = {**env, "API_PORT": str(port), "WS_FLUSH_INTERVAL_MS": f"{flush_ms:g}"}
+    api_env = {**env, "API_PORT": str(port), "WS_FLUSH_INTERVAL_MS": f"{flush_ms:g}",
+               "WS_FLUSH_WRITES_PER_S": f"{writes_per_s:g}"}  # fmt: skip
     pool = await asyncpg.create_pool(db.asyncpg_dsn(stack.database_url), min_size=1, max_size=2)
     try:
         async with (
@@ -652,7 +659,7 @@ def report(floor_ms: list[float], floor_sent: int, runs: list[Figures], args: ar
     rows = [row("floor: PUBLISH -> plain Redis subscriber", floor_ms, f"{len(floor_ms):,} / {floor_sent:,}",
                 "direct, same rate, measured first in this run")]  # fmt: skip
     for f in runs:
-        name = f"WS_FLUSH_INTERVAL_MS={f.flush_ms:g}"
+        name = flush_name(f)
         rows.append(row(f"{name}: send -> plain Redis subscriber", f.redis, f"{len(f.redis):,} / {f.quotes_sent:,}",
                         "the producer's share, same window"))  # fmt: skip
         rows.append(row(f"{name}: Redis -> api -> client", f.api, f"{len(f.api):,}",
@@ -664,17 +671,17 @@ def report(floor_ms: list[float], floor_sent: int, runs: list[Figures], args: ar
         extra = f"; {f.duplicates} delivered twice to one client" if f.duplicates else ""
         if f.client_failures:
             extra = f"; client failures: {len(f.client_failures)} ({f.client_failures[0]})"
-        print(f"  flush {f.flush_ms:g} ms: {f.quotes_sent / f.seconds:,.0f} quotes/s sent; simulator's own "
+        print(f"  {flush_name(f)}: {f.quotes_sent / f.seconds:,.0f} quotes/s sent; simulator's own "
               f"send - t (its ticker's batching, not counted above): p50 {quantile(f.send_minus_t, 0.5):.2f} ms, "
               f"p99 {quantile(f.send_minus_t, 0.99):.2f} ms{extra}; {f.load_after} after the run")  # fmt: skip
     for f in runs:
         cores = 100 * (os.cpu_count() or 1)
         parts = ", ".join(f"{name} {pct:.0f}%" for name, pct in f.cpu.items() if name not in ("this run",))
-        print(f"  CPU in the flush {f.flush_ms:g} ms window, % of one core ({cores}% in all): "
+        print(f"  CPU in the {flush_name(f)} window, % of one core ({cores}% in all): "
               f"this run {f.cpu.get('this run', 0):.0f}% ({parts})")  # fmt: skip
-    if len(runs) >= 2:
-        a, b = runs[0], runs[-1]
-        print(f"  what the flush interval costs: WS_FLUSH_INTERVAL_MS={a.flush_ms:g} rather than {b.flush_ms:g} "
+    for a in runs[:-1] if len(runs) >= 2 else ():
+        b = runs[-1]
+        print(f"  what the flush costs: {flush_name(a)} rather than {flush_name(b)} "
               f"adds {quantile(a.api, 0.5) - quantile(b.api, 0.5):+.2f} ms at p50 and "
               f"{quantile(a.api, 0.99) - quantile(b.api, 0.99):+.2f} ms at p99 to Redis -> api -> client "
               f"({quantile(a.live, 0.5) - quantile(b.live, 0.5):+.2f} / "
@@ -722,13 +729,21 @@ async def run(args: argparse.Namespace, stack: Stack, settings: Settings) -> Non
         async with service("producer", ["producer"], producer_env, stack.folder) as producer:
             stack.producer_pid = producer.pid
             await sim.wait_for(lambda: sim.sent_total > 0, timeout=120)
-            for flush_ms, batch_wait_ms in zip(args.flush_ms, args.batch_wait_ms, strict=True):
-                runs.append(await one_run(stack, flush_ms, batch_wait_ms, args))
+            for flush_ms, writes, batch_wait_ms in zip(
+                args.flush_ms, args.flush_writes, args.batch_wait_ms, strict=True
+            ):
+                runs.append(await one_run(stack, flush_ms, writes, batch_wait_ms, args))
                 f = runs[-1]
-                print(f"run flush {flush_ms:g} ms / batch wait {batch_wait_ms:g} ms: live p99 "
+                print(f"run {flush_name(f)} / batch wait {batch_wait_ms:g} ms: live p99 "
                       f"{quantile(f.live, 0.99):.2f} ms, durable p99 {quantile(f.durable, 0.99):.2f} ms; "
                       f"{f.load_after}", flush=True)  # fmt: skip
     report(floor_ms, floor_sent, runs, args)
+
+
+def flush_name(f: Figures) -> str:
+    if f.writes_per_s <= 0:
+        return f"WS_FLUSH_INTERVAL_MS={f.flush_ms:g} fixed"
+    return f"WS_FLUSH_INTERVAL_MS={f.flush_ms:g} adaptive ({f.writes_per_s:,.0f} writes/s)"
 
 
 def intervals(text: str, default: float) -> list[float]:
@@ -746,9 +761,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--floor-seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=5000.0, help="quotes per second (trades come on top)")
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--flush-ms", default="default,1",
+    parser.add_argument("--flush-ms", default="default,default,1",
                         help="WS_FLUSH_INTERVAL_MS of each run, comma list ('default': the setting's)")  # fmt: skip
-    parser.add_argument("--batch-wait-ms", default="default,20",
+    parser.add_argument("--flush-writes", default="default,0,0",
+                        help="WS_FLUSH_WRITES_PER_S of each run (0: fixed), paired with --flush-ms")  # fmt: skip
+    parser.add_argument("--batch-wait-ms", default="default,default,20",
                         help="BATCH_MAX_WAIT_MS of each run (the consumers'), paired with --flush-ms")  # fmt: skip
     parser.add_argument("--broker", choices=KINDS, default="apache",
                         help="embedded broker (ignored when KAFKA_BOOTSTRAP_SERVERS is set)")  # fmt: skip
@@ -758,9 +775,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seconds, args.floor_seconds = 8.0, 3.0
     fields = Settings.model_fields
     args.flush_ms = intervals(args.flush_ms, fields["ws_flush_interval_ms"].default)
+    args.flush_writes = intervals(args.flush_writes, fields["ws_flush_writes_per_s"].default)
     args.batch_wait_ms = intervals(args.batch_wait_ms, fields["batch_max_wait_ms"].default)
-    if len(args.flush_ms) != len(args.batch_wait_ms):
-        parser.error("--flush-ms and --batch-wait-ms need as many values each")
+    if not len(args.flush_ms) == len(args.flush_writes) == len(args.batch_wait_ms):
+        parser.error("--flush-ms, --flush-writes and --batch-wait-ms need as many values each")
 
     (broker,) = chosen([args.broker], os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     print(f"latency bench on {broker.description}; {load()} at start", flush=True)

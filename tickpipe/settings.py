@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     ws_max_symbols: int = Field(default=1_000, ge=1)
     ws_auth_timeout_s: float = Field(default=10.0, gt=0)
     ws_flush_interval_ms: float = Field(default=20.0, ge=0, le=1000)
+    #: Writes a second an API process aims at before busy clients wait up to WS_FLUSH_INTERVAL_MS (0: always wait).
+    ws_flush_writes_per_s: float = Field(default=20_000.0, ge=0)
     api_db_pool_size: int = Field(default=10, ge=1, le=1000)
     # Bounds that keep one client (or a few) from taking an API process's memory, connections or channels.
     ws_client_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=65_536)

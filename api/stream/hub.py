@@ -82,13 +82,14 @@ class Hub:
         metrics: ApiMetrics,
         *,
         flush_interval: float = 0.02,
+        flush_writes_per_s: float = 0.0,
         ping_interval: float = 5.0,
         directory: Directory | None = None,
         max_channels: int = 20_000,
     ) -> None:
         """``directory``: which symbols exist (None: every symbol does, nothing is parked)."""
         self.metrics = metrics
-        self.flusher = Flusher(flush_interval, metrics.stream)
+        self.flusher = Flusher(flush_interval, metrics.stream, writes_per_s=flush_writes_per_s)
         self.directory = directory
         self.max_channels = max_channels
         self._subs: dict[bytes, dict[bytes, set[Outbox]]] = {}
