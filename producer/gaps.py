@@ -33,13 +33,28 @@ from typing import Any, Final
 import orjson
 
 from producer.transcode import Transcoded
+from tickpipe.feeds import STOCK, Feed
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION: Final = 1
 DONE: Final = "done"
-#: Stream type code -> where its last time is kept (an updated bar is a minute bar).
-_TRACKED: Final = {"t": "t", "q": "q", "b": "b", "u": "b"}
+
+
+def _tracked(feed: Feed) -> dict[str, str]:
+    """Stream type code -> where its last time is kept: its family's first code (an updated bar is a
+    minute bar), for the codes REST history can fill (``Family.history``, ``history_codes``)."""
+    return {
+        code: family.types[0].code
+        for family in feed.families
+        if family.history
+        for code in (family.history_codes or family.codes)
+    }
+
+
+_TRACKED: Final = _tracked(STOCK)
+#: Ticks move the watermark; a bar's time is the start of its minute, not when it was seen.
+_TICKS: Final = frozenset(kind.code for _, kind in STOCK.event_types() if kind.tick)
 
 
 @dataclass
@@ -113,7 +128,7 @@ class GapTracker:
         self.subscribed = subscribed
         self.max_symbols = max_symbols
         self.max_gaps = max_gaps
-        self.last: dict[str, dict[str, int]] = {"t": {}, "q": {}, "b": {}}
+        self.last: dict[str, dict[str, int]] = {code: {} for code in dict.fromkeys(_TRACKED.values())}
         self.watermark = 0  # newest quote or trade time read (ns)
         self.gaps: list[Gap] = []
         self.gaps_seen = 0
@@ -129,7 +144,7 @@ class GapTracker:
 
     def note(self, events: Sequence[Transcoded]) -> None:
         """Remember the newest time per type and symbol (called per frame, before anything else)."""
-        tracked, last = _TRACKED, self.last
+        tracked, ticks, last = _TRACKED, _TICKS, self.last
         newest = 0
         for event in events:
             code = tracked.get(event.type_code)
@@ -139,7 +154,7 @@ class GapTracker:
             per = last[code]
             if per.get(event.symbol, 0) < stamp:
                 per[event.symbol] = stamp
-            if code != "b" and stamp > newest:
+            if event.type_code in ticks and stamp > newest:
                 newest = stamp
         if not newest:
             return

@@ -41,6 +41,7 @@ from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.errors import SettingsError
+from tickpipe.feeds import STOCK
 from tickpipe.kafka import dlq_topic
 from tickpipe.names import FAMILY_OF, topic
 from tickpipe.settings import Settings, redact_url
@@ -52,10 +53,12 @@ CHECKPOINT_INTERVAL_S = 0.5
 
 
 def backfill_resources(settings: Settings) -> list[str]:
-    """REST resources filled after a gap: trades and bars when subscribed, quotes when asked for."""
-    wanted = [("trades", "trades" in settings.subscribed_types), ("bars", "bars" in settings.subscribed_types),
-              ("quotes", settings.backfill_quotes)]  # fmt: skip
-    return [name for name, on in wanted if on]
+    """REST resources filled after a gap: each subscribed family's history, then those fetched only when
+    asked for (quotes: BACKFILL_QUOTES)."""
+    wanted = [f for f in STOCK.families if f.history and not f.history_on_request
+              and f.types[0].channel in settings.subscribed_types]  # fmt: skip
+    asked = [f for f in STOCK.families if f.history and f.history_on_request and settings.backfill_quotes]
+    return [f.history for f in (*wanted, *asked) if f.history]
 
 
 def alpaca_keys(settings: Settings) -> tuple[str, str]:

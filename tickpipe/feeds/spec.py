@@ -89,6 +89,12 @@ class Family:
     #: Alpaca's historical REST resource of the family (``/v2/stocks/{history}``), whose items become the
     #: family's first event type: what the producer's gap backfill fetches. None: no REST history.
     history: str | None = None
+    #: The event codes that REST history stands for (None: every code of the family). Bars: minute
+    #: bars and their updates; daily bars have no stream gap to fill.
+    history_codes: tuple[str, ...] | None = None
+    #: Whether the gap backfill fetches this history only when asked (quotes: BACKFILL_QUOTES, as
+    #: they are many times the trades), rather than whenever the family is subscribed.
+    history_on_request: bool = False
 
     @property
     def codes(self) -> tuple[str, ...]:

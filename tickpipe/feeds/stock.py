@@ -17,6 +17,7 @@ QUOTES: Final = Family(
     stage_row="consumers.staging:quote_row",
     hidden=("event_key",),
     history="quotes",
+    history_on_request=True,
 )
 TRADES: Final = Family(
     "trades",
@@ -48,6 +49,7 @@ BARS: Final = Family(
     hidden=("updated",),
     latest_codes=("b", "u"),
     history="bars",
+    history_codes=("b", "u"),
 )
 # Trading statuses (halts, resumptions, LULD pauses), trade corrections and cancels/errors are stored
 # as they arrive, one row per message, and never served as routes of their own: corrections and cancels
