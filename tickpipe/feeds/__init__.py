@@ -42,10 +42,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from tickpipe.feeds.crypto import CRYPTO  # served by the simulator only so far: not in FEEDS
 from tickpipe.feeds.spec import TOPIC_PREFIX, Conflict, EventType, Family, Feed
 from tickpipe.feeds.stock import STOCK
 
 #: Every declared feed.
 FEEDS: Final = (STOCK,)
 
-__all__ = ["FEEDS", "STOCK", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed"]
+__all__ = ["CRYPTO", "FEEDS", "STOCK", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed"]

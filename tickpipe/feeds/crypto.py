@@ -1,0 +1,41 @@
+"""The crypto feed: Alpaca's crypto stream ``/v1beta3/crypto/us`` (pairs such as ``BTC/USD``).
+
+Served by the simulator only so far: no family has a table yet and the feed
+is not among :data:`tickpipe.feeds.FEEDS`, whose contract would demand the
+topics, tables and routes of the next slices. Its wire names collide with the
+stock feed's (``t``, ``q``, ``b`` ...; ``trades``, ``quotes`` ...), so its
+event structs have their own registry (:mod:`tickpipe.crypto_events`); once
+it is carried, its topics and tables are to be qualified by the feed's name
+(``tickpipe.crypto.quotes``, ``crypto_quotes``), the stock feed's staying as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from tickpipe.feeds.spec import EventType, Family, Feed
+
+QUOTES: Final = Family("quotes", (EventType("q", "quotes", "quote", tick=True),))
+TRADES: Final = Family("trades", (EventType("t", "trades", "trade", tick=True),))
+BARS: Final = Family(
+    "bars",
+    (
+        EventType("b", "bars", "bar"),
+        EventType("u", "updatedBars", "updated bar"),
+        EventType("d", "dailyBars", "daily bar"),
+    ),
+)
+#: Level 2 books: a full snapshot (``r`` true) first after each subscription, then changed levels.
+ORDERBOOKS: Final = Family("orderbooks", (EventType("o", "orderbooks", "order book", tick=True),))
+
+CRYPTO: Final = Feed(
+    name="crypto",
+    path="/v1beta3/crypto/{variant}",
+    variants=("us",),
+    dialect="alpaca-v2",
+    # BTC/USD, ETH/USDT, SHIB/USD, 1INCH/USD: base and quote currency, slash-separated.
+    symbol_pattern=r"[A-Z0-9]{1,12}/[A-Z0-9]{1,12}",
+    families=(TRADES, QUOTES, BARS, ORDERBOOKS),
+    listed=("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"),
+    stream_path="/v1beta3/crypto/us",
+)
