@@ -19,10 +19,12 @@ at most), and the next request with it costs one hash. Hashing runs on a
 thread, one at a time, so wrong secrets sent in a loop cost one core at most
 and never stall the event loop.
 
-Per key and per API process: WebSocket connections (406 beyond), symbols per
-connection (405 beyond, read by the stream handler), HTTP requests per
-minute (429 with ``Retry-After``, counted by the ``limits`` library in a
-moving window). Keys are reloaded every API_KEYS_REFRESH_S: a revoked key is
+Per key, across every API process that shares the Redis (``tickpipe api
+--workers N``, replicas): WebSocket connections (406 beyond) and HTTP requests
+per minute (429 with ``Retry-After``, a moving window), both counted in Redis
+by :mod:`api.key_limits`, which falls back to counting in each process while
+Redis does not answer. Per connection: symbols (405 beyond, read by the stream
+handler). Keys are reloaded every API_KEYS_REFRESH_S: a revoked key is
 refused from then on and its open streams are closed. Until the first read
 succeeds (PostgreSQL down at start-up) no key is known: beyond loopback, or
 with TICKPIPE_API_AUTH=on, every client is refused; on loopback in ``auto``
@@ -36,10 +38,8 @@ import base64
 import hashlib
 import hmac
 import logging
-import math
 import secrets
 import string
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -47,10 +47,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import asyncpg
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
+from api.key_limits import KeyLimits
 from tickpipe.admin import is_loopback
 from tickpipe.db import asyncpg_dsn, connection_errors
 from tickpipe.errors import SettingsError
@@ -179,9 +177,12 @@ class Fetcher(Protocol):
 
 
 class Keys:
-    """The keys one API process accepts, what each may still do, and who uses them now."""
+    """The keys one API process accepts, what each may still do, and who uses them now.
 
-    def __init__(self, settings: Settings, db: Fetcher, *, exposed: bool) -> None:
+    ``limits``: where streams and requests are counted (:class:`KeyLimits`); by default in this process alone.
+    """
+
+    def __init__(self, settings: Settings, db: Fetcher, *, exposed: bool, limits: KeyLimits | None = None) -> None:
         self.settings = settings
         self.db = db
         self.exposed = exposed
@@ -194,8 +195,9 @@ class Keys:
         self._verified: dict[tuple[str, bytes], str] = {}
         self._hashing = asyncio.Lock()
         self._sessions: dict[str, dict[object, Callable[[], None]]] = {}
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._rates: dict[int, RateLimitItemPerMinute] = {}
+        #: Each stream's slot in ``limits``: session -> (key id, member).
+        self._slots: dict[object, tuple[str, str]] = {}
+        self.limits = KeyLimits(None) if limits is None else limits
 
     def _key(self, key_id: str, secret_hash: str, conns: int | None, symbols: int | None, rpm: int | None) -> ApiKey:
         s = self.settings
@@ -289,35 +291,39 @@ class Keys:
         key = await self.verify(key_id, secret)
         if key is None:
             raise Denied(403, "forbidden: unknown or revoked key, or a wrong secret")
-        rate = self._rates.get(key.requests_per_minute)
-        if rate is None:
-            rate = self._rates[key.requests_per_minute] = RateLimitItemPerMinute(key.requests_per_minute)
-        if not await self._limiter.hit(rate, key.key_id):
-            stats = await self._limiter.get_window_stats(rate, key.key_id)
-            wait = max(1, math.ceil(stats.reset_time - time.time()))
+        wait = await self.limits.admit_request(key.key_id, key.requests_per_minute)
+        if wait is not None:
             message = f"too many requests: at most {key.requests_per_minute} per minute for this key"
             raise Denied(429, message, {"Retry-After": str(wait)})
         return key
 
     # --- streams ------------------------------------------------------------------------------------------
-    def attach(self, key: ApiKey, session: object, on_revoked: Callable[[], None]) -> bool:
-        """Count a stream of ``key``; False when it has ``max_connections`` already (406)."""
-        sessions = self._sessions.setdefault(key.key_id, {})
-        if len(sessions) >= key.max_connections:
+    async def attach(self, key: ApiKey, session: object, on_revoked: Callable[[], None]) -> bool:
+        """Count a stream of ``key``; False when it has ``max_connections`` already, in every process (406)."""
+        member = await self.limits.take_stream(key.key_id, key.max_connections)
+        if member is None:
             return False
-        sessions[session] = on_revoked
+        self._slots[session] = (key.key_id, member)
+        self._sessions.setdefault(key.key_id, {})[session] = on_revoked
         return True
 
-    def detach(self, key: ApiKey, session: object) -> None:
-        sessions = self._sessions.get(key.key_id)
-        if sessions is not None:
-            sessions.pop(session, None)
-            if not sessions:
-                del self._sessions[key.key_id]
+    async def detach(self, key: ApiKey, session: object) -> None:
+        """Give the stream's slot back; it leaves :meth:`connections` once the slot is free for any process."""
+        slot = self._slots.pop(session, None)
+        try:
+            if slot is not None:
+                await self.limits.give_stream(*slot)
+        finally:
+            sessions = self._sessions.get(key.key_id)
+            if sessions is not None:
+                sessions.pop(session, None)
+                if not sessions:
+                    del self._sessions[key.key_id]
 
     def active(self, key_id: str) -> bool:
         """Whether this process accepts ``key_id`` now (as of its last reload)."""
         return key_id in self._keys
 
     def connections(self, key_id: str) -> int:
+        """Streams of ``key_id`` this process holds (the limit counts every process's: see :mod:`api.key_limits`)."""
         return len(self._sessions.get(key_id, ()))

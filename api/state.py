@@ -5,7 +5,9 @@ has to answer at start-up: the pool connects on first use (``min_size=0``)
 and the hub keeps retrying Redis, so the API comes up, reports not ready on
 ``/readyz``, and serves as soon as they answer. The API keys are read once
 before serving (briefly: PostgreSQL may be down) and then every
-API_KEYS_REFRESH_S by a task of their own.
+API_KEYS_REFRESH_S by a task of their own; their limits are counted in Redis
+(:mod:`api.key_limits`, a client of its own with short timeouts), whose
+stream slots another task keeps alive.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ import asyncpg
 import redis.asyncio
 
 from api.auth import Keys
+from api.key_limits import KeyLimits
 from api.metrics import ApiMetrics
 from api.pool import BoundedPool
 from api.stream.directory import LatestDirectory
 from api.stream.hub import Hub
 from tickpipe.db import asyncpg_dsn
 from tickpipe.errors import SettingsError
+from tickpipe.health import namespace
 from tickpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,18 +154,24 @@ async def open_state(
         directory=LatestDirectory(client),
         max_channels=settings.ws_max_redis_channels,
     )
-    keys = Keys(settings, pool, exposed=exposed)
+    limits = KeyLimits(redis_url, namespace(settings.kafka_topic_prefix))
+    keys = Keys(settings, pool, exposed=exposed, limits=limits)
     with contextlib.suppress(Exception):  # logged by keep_fresh, which tries again
         async with asyncio.timeout(FIRST_KEYS_TIMEOUT_S):
             await keys.refresh()
-    refresher = asyncio.create_task(keys.keep_fresh(), name="api-keys")
+    refreshers = [
+        asyncio.create_task(keys.keep_fresh(), name="api-keys"),
+        asyncio.create_task(limits.keep_fresh(), name="api-key-limits"),
+    ]
     await hub.start()
     try:
         yield ApiState(settings, pool, client, hub, metrics, keys, static_dir)
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for refresher in refreshers:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
         await hub.stop()
+        await limits.close()
         await client.aclose()
         await pool.close()

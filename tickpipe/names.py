@@ -36,6 +36,8 @@ TOPIC_PREFIX: Final = feeds.TOPIC_PREFIX
 DLQ_TOPIC: Final = "tickpipe.dlq"
 LATEST_PREFIX: Final = "latest:"
 SYMBOLS_KEY: Final = "tickpipe:symbols"
+#: The default namespace of Redis keys (``tickpipe.health.namespace`` gives another topic prefix's own).
+NAMESPACE: Final = "tickpipe:"
 
 
 def topic(family: str, prefix: str = TOPIC_PREFIX) -> str:
@@ -56,3 +58,15 @@ def latest_hash(family: str) -> str:
 def table(family: str) -> str:
     """PostgreSQL table of a family (the same word, so analysts guess it)."""
     return family
+
+
+def key_streams(key_id: str, namespace: str = NAMESPACE) -> str:
+    """Redis sorted set of one API key's open streams in every API process: ``tickpipe:key-streams:TK...``
+    (members ``<instance>:<n>``, scored by their expiry; see :mod:`api.key_limits`)."""
+    return f"{namespace}key-streams:{key_id}"
+
+
+def key_requests(namespace: str = NAMESPACE) -> str:
+    """Prefix of the Redis lists of the API keys' recent requests: ``tickpipe:key-requests`` (the ``limits``
+    library adds ``:LIMITER/<key id>/...``; see :mod:`api.key_limits`)."""
+    return f"{namespace}key-requests"

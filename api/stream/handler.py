@@ -139,7 +139,7 @@ class StreamSession:
                     await task
             self.api.hub.remove(self.outbox, self._pairs(self.subs.all_pairs()))
             if self.key is not None:
-                self.api.keys.detach(self.key, self)
+                await self.api.keys.detach(self.key, self)
             metrics.ws_clients.dec()
             await self._close(verdict if close_code is not None else None, close_code)
             self.state = SessionState.CLOSED
@@ -234,11 +234,12 @@ class StreamSession:
             self.finish(p.Code.AUTH_FAILED)
         elif self._verdict.done():  # ended while the secret was checked (auth timeout)
             return
-        elif not keys.attach(key, self, lambda: self.finish(p.Code.AUTH_FAILED)):
+        elif not await keys.attach(key, self, lambda: self.finish(p.Code.AUTH_FAILED)):
             self.finish(p.Code.CONNECTION_LIMIT_EXCEEDED)
         else:
-            self.key = key
-            self._authenticated()
+            self.key = key  # given back when the session ends, even if it ended while the slot was taken
+            if not self._verdict.done():
+                self._authenticated()
 
     async def _header_auth(self) -> None:
         """Alpaca also accepts the REST headers at the handshake, so the client need not send auth."""
