@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sys
 
-from simulator.config import FEEDS, Faults, SimulatorConfig
+from simulator.config import CRYPTO_FEEDS, FEEDS, STREAMS, Faults, SimulatorConfig
 from simulator.server import Simulator
 from simulator.symbols import DEFAULT_SYMBOLS, synthetic_symbols
 from tickpipe.errors import TickpipeError
@@ -35,9 +35,9 @@ def parse_symbols(value: str) -> tuple[str, ...]:
 
 def _feeds(value: str) -> tuple[str, ...]:
     feeds = tuple(f.strip() for f in value.split(",") if f.strip())
-    unknown = [f for f in feeds if f not in FEEDS]
+    unknown = [f for f in feeds if f not in STREAMS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"expected feeds among {FEEDS}, got {unknown}")
+        raise argparse.ArgumentTypeError(f"expected feeds among {tuple(STREAMS)}, got {unknown}")
     return feeds
 
 
@@ -66,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1000, help="most data messages per frame")
     p.add_argument("--key", default=None, help="API key to require (default: accept any)")
     p.add_argument("--secret", default=None, help="API secret to require with --key (default: accept any)")
-    p.add_argument("--feed", choices=FEEDS, default="iex", help="feed of the printed URL")
+    p.add_argument("--feed", choices=tuple(STREAMS), default="iex", help="feed of the printed URL")
     p.add_argument(
-        "--entitled-feeds", type=_feeds, default=FEEDS, help="feeds the key may use; others answer 409 (default: all)"
+        "--entitled-feeds",
+        type=_feeds,
+        default=FEEDS + CRYPTO_FEEDS,
+        help="feeds the key may use; others answer 409 (default: all)",
     )
     p.add_argument(
         "--connection-limit",
@@ -186,7 +189,7 @@ async def serve(config: SimulatorConfig) -> None:
         mode = "burst" if config.rate is None else f"{config.rate:g} events/s"
         print(
             f"listening on {sim.url} ({mode}, {len(config.symbols)} symbols, "
-            f"seed {config.seed}, feeds {'/'.join(FEEDS)}); REST {sim.rest_url}",
+            f"seed {config.seed}, feeds {'/'.join(STREAMS)}); REST {sim.rest_url}",
             flush=True,
         )
         await stop.wait()

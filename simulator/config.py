@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from simulator.crypto import DEFAULT_PAIRS
 from simulator.symbols import DEFAULT_SYMBOLS
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import CRYPTO, STOCK
+from tickpipe.feeds.spec import Feed
 
 #: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets (the stock feed's variants).
 FEEDS = STOCK.variants
+#: Crypto feeds, named ``crypto/{variant}`` and served on ``/v1beta3/crypto/{variant}``: ``crypto/us``.
+CRYPTO_FEEDS = tuple(f"{CRYPTO.name}/{variant}" for variant in CRYPTO.variants)
+#: Every feed served, by name: its declaration and its stream path.
+STREAMS: dict[str, tuple[Feed, str]] = {variant: (STOCK, STOCK.path.format(variant=variant)) for variant in FEEDS} | {
+    f"{CRYPTO.name}/{variant}": (CRYPTO, CRYPTO.path.format(variant=variant)) for variant in CRYPTO.variants
+}
+#: Crypto market events a second when the simulator runs in burst mode (``rate`` None), which replays
+#: the stock market only: the crypto market always follows the wall clock.
+CRYPTO_BURST_RATE = 1000.0
+
+
+def is_crypto(feed: str) -> bool:
+    """Whether a served feed (``crypto/us``) is a crypto one."""
+    return feed in CRYPTO_FEEDS
 
 
 def market_kind(feed: str) -> str:
@@ -52,15 +68,20 @@ class SimulatorConfig:
     port: int = 0
     """0 binds a free port; read it back from ``Simulator.port``."""
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    crypto_symbols: tuple[str, ...] = DEFAULT_PAIRS
+    """The pairs of the crypto market (``BTC/USD`` ...)."""
     rate: float | None = None
-    """Quotes and trades per second (bars and statuses come on top); None is burst mode."""
+    """Quotes and trades per second (bars and statuses come on top); None is burst mode.
+
+    The crypto market counts book changes and trades (its quotes and bars come on top); in burst
+    mode it runs paced at CRYPTO_BURST_RATE."""
     seed: int = 0
     key: str | None = None
     secret: str | None = None
     """Credentials to require; with key None any auth message is accepted."""
     feed: str = "iex"
-    """The feed ``Simulator.url`` points at; all of FEEDS are served."""
-    entitled_feeds: tuple[str, ...] = FEEDS
+    """The feed ``Simulator.url`` points at; all of STREAMS are served (FEEDS and CRYPTO_FEEDS)."""
+    entitled_feeds: tuple[str, ...] = FEEDS + CRYPTO_FEEDS
     """Feeds the credentials may use; authenticating on another answers 409."""
     batch_size: int = 1000
     """Most data messages per frame (Alpaca batches data, never control messages)."""
@@ -92,16 +113,16 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
-        if not self.symbols:
-            raise ValueError("expected at least one symbol, got none")
+        if not self.symbols or not self.crypto_symbols:
+            raise ValueError("expected at least one symbol and one pair, got none")
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"expected a positive rate or None for burst, got {self.rate}")
         if self.batch_size < 1:
             raise ValueError(f"expected batch_size >= 1, got {self.batch_size}")
         if self.max_events is not None and self.max_events < 0:
             raise ValueError(f"expected max_events >= 0 or None, got {self.max_events}")
-        if self.feed not in FEEDS:
-            raise ValueError(f"expected feed in {FEEDS}, got {self.feed!r}")
+        if self.feed not in STREAMS:
+            raise ValueError(f"expected feed in {tuple(STREAMS)}, got {self.feed!r}")
         if (self.key is None) != (self.secret is None):
             raise ValueError("expected both key and secret, or neither")
         if self.history_seconds < 1 or self.history_max_events < 1:

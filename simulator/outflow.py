@@ -31,6 +31,8 @@ class Host(Protocol):
 
     def burst_feed(self, feed: str) -> BurstFeed: ...
 
+    def paced(self, feed: str) -> bool: ...
+
 
 class Outflow:
     """Builds one connection's data frames and counts what they carried."""
@@ -74,7 +76,7 @@ class Outflow:
         n = self._budget()
         if n <= 0:
             return None
-        frame, keys = self._burst(n) if self._sim.config.rate is None else self._paced(n)
+        frame, keys = self._paced(n) if self._sim.paced(self._feed) else self._burst(n)
         if frame is None:
             return None
         self.sent_total += len(keys)

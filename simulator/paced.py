@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from simulator.config import SimulatorConfig, market_kind
+from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, market_kind
+from simulator.crypto import CryptoMarket
 from simulator.history import History
 from simulator.market import Market
 from simulator.session import Session
@@ -37,12 +38,19 @@ class Host(Protocol):
     def market_now_ns(self) -> int: ...
 
 
-async def run_ticker(sim: Host, feed: str, history: History) -> None:
-    """Move the feed's market with the wall clock, record and fan its events out, until cancelled."""
+def make_market(config: SimulatorConfig, feed: str, start_ns: int) -> Market | CryptoMarket:
+    """The market a feed shows: the crypto market's pairs on a crypto feed, else the stock market."""
+    if is_crypto(feed):
+        return CryptoMarket(config.crypto_symbols, config.seed, start_ns=start_ns)
+    return Market(config.symbols, config.seed, feed=market_kind(feed), start_ns=start_ns)
+
+
+async def run_ticker(sim: Host, feed: str, history: History | None, market: Market | CryptoMarket) -> None:
+    """Move the feed's market with the wall clock, record (``history``: None, not recorded) and fan its
+    events out, until cancelled. The crypto market runs at CRYPTO_BURST_RATE when the simulator is burst."""
     config = sim.config
-    assert config.rate is not None
-    market = Market(config.symbols, config.seed, feed=market_kind(feed), start_ns=sim.market_now_ns())
-    interval = min(0.05, max(0.005, config.batch_size / config.rate))
+    rate = config.rate if config.rate is not None else CRYPTO_BURST_RATE
+    interval = min(0.05, max(0.005, config.batch_size / rate))
     finite = config.max_events is not None
     loop = asyncio.get_running_loop()
     began, made = loop.time(), 0
@@ -52,15 +60,17 @@ async def run_ticker(sim: Host, feed: str, history: History) -> None:
         until = sim.market_now_ns()
         if finite and not listeners:  # a finite market waits for its reader: keep the clock, skip the work
             market.advance(0, until)
-            history.record((), until)
+            if history is not None:
+                history.record((), until)
             began, made = loop.time(), 0
             continue
-        due = int((loop.time() - began) * config.rate) - made
+        due = int((loop.time() - began) * rate) - made
         made += due
         events = market.advance(due, until)
         if config.max_events is not None:
             events = events[: max(0, config.max_events - sim.produced)]
         sim.produced += len(events)
-        history.record(events, until)
+        if history is not None:
+            history.record(events, until)
         for session in listeners:
             session.offer(events)

@@ -1,5 +1,6 @@
-"""The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``,
-and Alpaca's historical REST API (``/v2/stocks/...``, :mod:`simulator.rest`) on the same port.
+"""The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``, its crypto
+stream on ``/v1beta3/crypto/us`` (:mod:`simulator.crypto`), and Alpaca's historical REST API
+(``/v2/stocks/...``, :mod:`simulator.rest`) on the same port.
 
 Usage, in a test or a tool::
 
@@ -16,6 +17,8 @@ keep up is dropped with 407, as Alpaca does). In burst mode each connection
 draws from the feed's market as fast as its socket takes frames, and the
 REST API rebuilds what was drawn from the replayed window
 (:mod:`simulator.burst_history`); a burst market moves only while read.
+The crypto market is always paced (at ``CRYPTO_BURST_RATE`` in burst mode),
+and a connection's first orderbook message of a pair is the pair's whole book.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
@@ -36,9 +39,11 @@ from simulator import rest
 from simulator.bars import NS
 from simulator.burst import BurstFeed
 from simulator.burst_history import BurstHistory
-from simulator.config import FEEDS, SimulatorConfig, market_kind
+from simulator.config import STREAMS, SimulatorConfig, is_crypto, market_kind
+from simulator.crypto import CryptoMarket
 from simulator.history import History
-from simulator.paced import run_ticker
+from simulator.market import Event, Market
+from simulator.paced import make_market, run_ticker
 from simulator.session import Session
 from simulator.subscriptions import Key
 from simulator.wire import Encoding
@@ -46,12 +51,12 @@ from simulator.wire import Encoding
 _SLOW_GRACE = 5.0  # seconds a slow client has to take its 407 before the socket is cut
 
 
+_FEED_OF_PATH = {path: feed for feed, (_, path) in STREAMS.items()}
+
+
 def feed_of(path: str) -> str | None:
-    """``/v2/sip?x=1`` -> ``sip``; None for a path this server does not serve."""
-    parts = path.split("?", 1)[0].strip("/").split("/")
-    if len(parts) == 2 and parts[0] == "v2" and parts[1] in FEEDS:
-        return parts[1]
-    return None
+    """``/v2/sip?x=1`` -> ``sip``, ``/v1beta3/crypto/us`` -> ``crypto/us``; None for a path not served."""
+    return _FEED_OF_PATH.get("/" + path.split("?", 1)[0].strip("/"))
 
 
 class Simulator:
@@ -72,6 +77,7 @@ class Simulator:
         self._limits = rest.RateLimit(self.config.rest_rate_limit)
         self._burst: dict[str, BurstFeed] = {}
         self._tickers: dict[str, asyncio.Task[None]] = {}
+        self.markets: dict[str, Market | CryptoMarket] = {}  # paced: each running feed's market
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._refusals_left = self.config.faults.refuse_connections
         self._progress: asyncio.Future[None] | None = None
@@ -83,7 +89,7 @@ class Simulator:
         config = self.config
         self.start_ns = config.start_ns if config.start_ns is not None else time.time_ns()
         self.lag_ns = self.start_ns - time.time_ns()
-        if config.rate is None:
+        if not self.paced(config.feed):
             await asyncio.to_thread(self._prepare_burst, config.feed)
         self._server = await serve(
             self._handle,
@@ -123,14 +129,27 @@ class Simulator:
         return self.url_for(self.config.feed)
 
     def url_for(self, feed: str) -> str:
+        """The stream URL of a served feed (``sip``, ``crypto/us``); ``/v2/{feed}`` for any other name."""
         host = "127.0.0.1" if self.config.host in ("", "0.0.0.0") else self.config.host
-        return f"ws://{host}:{self.port}/v2/{feed}"
+        path = STREAMS[feed][1] if feed in STREAMS else f"/v2/{feed}"
+        return f"ws://{host}:{self.port}{path}"
 
     @property
     def rest_url(self) -> str:
         """``http://127.0.0.1:PORT``: the base URL of the historical REST API (alpaca-py's ``url_override``)."""
         host = "127.0.0.1" if self.config.host in ("", "0.0.0.0") else self.config.host
         return f"http://{host}:{self.port}"
+
+    def paced(self, feed: str) -> bool:
+        """Whether the feed's market follows the wall clock (else connections draw a burst replay)."""
+        return self.config.rate is not None or is_crypto(feed)
+
+    def book_snapshots(self, feed: str, symbols: Collection[str] | None = None) -> list[Event]:
+        """The whole books (``r``: true) of a crypto feed's pairs, of every pair if ``symbols`` is None."""
+        market = self.markets.get(feed)
+        if not isinstance(market, CryptoMarket):
+            return []
+        return [market.snapshot(s) for s in market.symbols if symbols is None or s in symbols]
 
     def market_now_ns(self) -> int:
         """The market clock now (ns): the wall clock shifted to ``start_ns`` at start-up."""
@@ -209,7 +228,7 @@ class Simulator:
 
     def subscribed(self, session: Session) -> None:
         """A session's subscriptions changed: start its feed's ticker in paced mode."""
-        if self.config.rate is not None:
+        if self.paced(session.feed):
             self._start_ticker(session.feed)
         self.notify()
 
@@ -217,10 +236,13 @@ class Simulator:
         if feed in self._tickers:
             return
         config = self.config
-        history = self.histories[feed] = History(
-            config.history_seconds * NS, config.history_max_events, self.market_now_ns()
-        )
-        self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, history))
+        market = self.markets[feed] = make_market(config, feed, self.market_now_ns())
+        history = None
+        if not is_crypto(feed):  # the REST API serves stocks only
+            history = self.histories[feed] = History(
+                config.history_seconds * NS, config.history_max_events, self.market_now_ns()
+            )
+        self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, history, market))
 
     def allowance(self, n: int) -> int:
         """How many of ``n`` more events the market may still produce under ``max_events``."""
@@ -262,7 +284,8 @@ class Simulator:
         if feed_of(request.path) is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                f"expected /v2/iex, /v2/sip or /v2/test, or the REST API's /v2/stocks/..., got {request.path}\n",
+                f"expected /v2/iex, /v2/sip, /v2/test or /v1beta3/crypto/us, or the REST API's /v2/stocks/...,"
+                f" got {request.path}\n",
             )
         return None
 

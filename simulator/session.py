@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
+from collections.abc import Collection
 from enum import Enum
 from typing import Any, Protocol
 
@@ -19,9 +20,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from simulator import wire
+from simulator.config import STREAMS
 from simulator.outflow import Host as OutflowHost
 from simulator.outflow import Outflow
-from simulator.subscriptions import Key, SubscriptionError, Subscriptions
+from simulator.subscriptions import BY_FEED, Key, SubscriptionError, Subscriptions
 
 _CONTROL_TYPES = ("success", "error", "subscription")
 _WRITER_GRACE = 5.0  # seconds the writer gets to finish once the connection is closing
@@ -48,6 +50,8 @@ class Host(OutflowHost, Protocol):
 
     def watch_slow(self, ws: ServerConnection) -> None: ...
 
+    def book_snapshots(self, feed: str, symbols: Collection[str] | None = None) -> list[dict[str, Any]]: ...
+
 
 class Session:
     """One connection's protocol state and what was sent on it (read it in tests)."""
@@ -57,7 +61,7 @@ class Session:
         self.feed = feed
         self.encoding: wire.Encoding = encoding
         self.state = State.CONNECTED
-        self.subscriptions = Subscriptions()
+        self.subscriptions = Subscriptions(BY_FEED[STREAMS[feed][0].name])
         self.outflow = Outflow(sim, feed, encoding, self.subscriptions)
         self.errors: list[int] = []
         self.received: list[Any] = []
@@ -193,6 +197,7 @@ class Session:
         if self.state is not State.AUTHENTICATED:
             self._error(401)
             return
+        books = self.subscriptions.symbols("orderbooks")
         try:
             self.subscriptions.change(msg, self._sim.config.symbol_limit)
         except SubscriptionError as exc:
@@ -201,6 +206,18 @@ class Session:
         self.outflow.resubscribed()
         self._push(wire.subscription(self.subscriptions.listing(), self.encoding))
         self._sim.subscribed(self)
+        self._send_books(books)
+
+    def _send_books(self, before: dict[str, None]) -> None:
+        """Queue the whole book of each pair newly subscribed on orderbooks: its first ``o`` message
+        (``r``: true), ahead of every update of it, which the market makes from now on."""
+        after = self.subscriptions.symbols("orderbooks")
+        if "*" in before or not after.keys() - before.keys():
+            return
+        wanted = None if "*" in after else after.keys() - before.keys()
+        snapshots = [s for s in self._sim.book_snapshots(self.feed, wanted) if s["S"] not in before]
+        if snapshots:
+            self.offer(snapshots)
 
     # -- writing -----------------------------------------------------------------
 
