@@ -24,6 +24,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tickpipe import db
+from tickpipe.settings import redact_url
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "tickpipe_bench"
@@ -56,10 +57,21 @@ FROM generate_series($4::bigint, $5::bigint) AS n
 """
 
 
+async def connect_server(server_url: str) -> asyncpg.Connection:
+    """A connection to the benches' PostgreSQL server, or one line saying it is not there (no traceback)."""
+    try:
+        return await asyncpg.connect(db.asyncpg_dsn(server_url))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SystemExit(
+            f"bench: cannot reach PostgreSQL at {redact_url(server_url)} ({type(exc).__name__}: {exc}); start one "
+            "(Debian: pg_ctlcluster 15 main start) or pass --database-url / DATABASE_URL"
+        ) from None
+
+
 async def ensure_bench_db(server_url: str, rows: int = ROWS, symbols: int = SYMBOLS) -> str:
     """Create, migrate and fill the bench database unless it already holds ``rows`` quotes; its URL."""
     url = bench_url(server_url)
-    admin = await asyncpg.connect(db.asyncpg_dsn(server_url))
+    admin = await connect_server(server_url)
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DB):
             await admin.execute(f'CREATE DATABASE "{BENCH_DB}"')

@@ -44,6 +44,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.api_data import connect_server  # noqa: E402
 from bench.brokers import Broker, add_brokers_option, chosen, quiet_retries, running, table  # noqa: E402
 from tickpipe import db  # noqa: E402
 from tickpipe.codecs import encode_kafka  # noqa: E402
@@ -84,7 +85,7 @@ def with_database(url: str, name: str) -> str:
 
 
 async def fresh_database(server_url: str) -> str:
-    admin = await asyncpg.connect(db.asyncpg_dsn(server_url))
+    admin = await connect_server(server_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
