@@ -105,9 +105,10 @@ class SimulatorConfig:
     record: bool = False
     """Keep every frame sent, so tests can decode exactly what each connection got."""
     history_seconds: int = 3600
-    """Paced mode: market time the REST API answers for (at least; see :mod:`simulator.history`)."""
+    """Paced mode (and the crypto feed, always paced): market time the REST API answers for (at least;
+    see :mod:`simulator.history`)."""
     history_max_events: int = 8_000_000
-    """Paced mode: most quotes and trades kept per feed for the REST API, whatever the rate."""
+    """Paced mode (and the crypto feed): most quotes and trades kept per feed for the REST API, whatever the rate."""
     rest_rate_limit: int = 200
     """REST requests allowed per key and minute (Alpaca's basic plan: 200); more answer 429."""
     faults: Faults = field(default_factory=Faults)

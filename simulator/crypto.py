@@ -52,7 +52,7 @@ _PAIRS: Final[tuple[tuple[str, float, float], ...]] = (
 DEFAULT_PAIRS: Final[tuple[str, ...]] = tuple(p for p, _, _ in _PAIRS)
 _KNOWN: Final = {p: (price, weight) for p, price, weight in _PAIRS}
 #: Crypto days are stamped at midnight US Central.
-_DAY_ZONE = ZoneInfo("America/Chicago")
+DAY_ZONE = ZoneInfo("America/Chicago")
 _MIN_DEPTH, _MAX_DEPTH = 10, 30
 
 
@@ -204,7 +204,7 @@ def _levels(changes: list[tuple[float, float]]) -> list[dict[str, float]]:
 
 def day_start(t: int) -> int:
     """Midnight US Central of the day containing ``t``: where a crypto daily bar starts."""
-    local = datetime.fromtimestamp(t // NS, UTC).astimezone(_DAY_ZONE)
+    local = datetime.fromtimestamp(t // NS, UTC).astimezone(DAY_ZONE)
     return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * NS
 
 

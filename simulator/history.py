@@ -8,7 +8,7 @@ when the ticker woke), so the ticker records every event it makes here.
 Memory is bounded by design. Quotes and trades sit in typed arrays
 (``array``), one set of columns per symbol and type, sorted by timestamp: a
 quote costs 37 bytes, a trade 32 (single-character venues and tapes as one
-byte, condition lists interned as two). Bars are dicts, one per symbol and
+byte, condition lists interned as two); a crypto quote 40, a crypto trade 33. Bars are dicts, one per symbol and
 minute and one per symbol and day. What is older than ``retention_ns`` of
 market time, or beyond ``max_events`` quotes and trades, is dropped; the drop
 runs once an eighth more has piled up (a memmove of every column), so the
@@ -23,7 +23,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,14 @@ QUOTE = Layout(
         ("z", _CHAR),
     )
 )
-#: Alpaca's bar: ``{"t","o","h","l","c","v","n","vw"}``.
+#: Alpaca's historical crypto trade: ``{"t","p","s","i","tks"}`` (fractional size, the taker's side).
+CRYPTO_TRADE = Layout((("p", _FLOAT), ("s", _FLOAT), ("i", _INT), ("tks", _CHAR)))
+#: Alpaca's historical crypto quote: ``{"t","bp","bs","ap","as"}`` (fractional sizes).
+CRYPTO_QUOTE = Layout((("bp", _FLOAT), ("bs", _FLOAT), ("ap", _FLOAT), ("as", _FLOAT)))
+#: The layouts of a feed's quotes (``q``) and trades (``t``): the stock feed's, the crypto feed's.
+STOCK_LAYOUTS: Mapping[str, Layout] = {"q": QUOTE, "t": TRADE}
+CRYPTO_LAYOUTS: Mapping[str, Layout] = {"q": CRYPTO_QUOTE, "t": CRYPTO_TRADE}
+#: Alpaca's bar, a stock's or a pair's: ``{"t","o","h","l","c","v","n","vw"}``.
 BAR_FIELDS = ("t", "o", "h", "l", "c", "v", "n", "vw")
 
 
@@ -151,12 +158,17 @@ class Series:
 class History:
     """Everything one feed's market made lately: quotes, trades, minute and daily bars.
 
+    ``layouts`` says how quotes and trades are kept: the stock feed's (:data:`STOCK_LAYOUTS`,
+    the default) or the crypto feed's (:data:`CRYPTO_LAYOUTS`); bars are the same for both.
+
     Minute bars keep the last version sent (an updated bar replaces its
     minute bar, as Alpaca's history holds the corrected minute); daily bars
     keep the last daily bar sent for each day.
     """
 
-    def __init__(self, retention_ns: int, max_events: int, clock_ns: int = 0) -> None:
+    def __init__(
+        self, retention_ns: int, max_events: int, clock_ns: int = 0, *, layouts: Mapping[str, Layout] = STOCK_LAYOUTS
+    ) -> None:
         if retention_ns <= 0 or max_events <= 0:
             raise ValueError(f"expected a positive retention and event bound, got {retention_ns}, {max_events}")
         self.retention_ns = retention_ns
@@ -166,6 +178,7 @@ class History:
         """The market clock the history is complete up to: any event made later is stamped after it,
         except a trade reported late (up to 2 s before it), as on a real tape."""
         self.recorded = 0
+        self._layouts = layouts
         self._conditions = Conditions()
         self._series: dict[tuple[str, str], Series] = {}
         self._bars: dict[str, dict[int, dict[str, Any]]] = {}
@@ -184,7 +197,7 @@ class History:
                 key = (kind, e["S"])
                 series = self._series.get(key)
                 if series is None:
-                    series = self._series[key] = Series(QUOTE if kind == "q" else TRADE, self._conditions)
+                    series = self._series[key] = Series(self._layouts[kind], self._conditions)
                 series.add(e)
                 count += 1
                 newest = max(newest, e["t"])

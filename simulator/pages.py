@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from simulator.bars import MINUTE_NS, NS
 
-_NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK = ZoneInfo("America/New_York")
 _TIMEFRAME = re.compile(r"([1-9][0-9]?)(Min|T|Hour|H|Day|D|Week|W|Month|M)")
 _UNITS = {"T": "Min", "H": "Hour", "D": "Day", "W": "Week", "M": "Month"}
 _MONTHS = (1, 2, 3, 4, 6, 12)
@@ -144,8 +144,9 @@ class Timeframe:
         return cls(amount, unit)
 
 
-def bar_view(history: Past, symbol: str, timeframe: Timeframe) -> View | None:
-    """A symbol's bars of this timeframe, from what the stream sent, or None."""
+def bar_view(history: Past, symbol: str, timeframe: Timeframe, zone: ZoneInfo = NEW_YORK) -> View | None:
+    """A symbol's bars of this timeframe, from what the stream sent, or None; weeks and months
+    are those of ``zone``'s calendar (New York for stocks, US Central for crypto)."""
     if timeframe.unit in ("Min", "Hour"):
         minutes = history.minute_bars(symbol)
         if timeframe.amount == 1 and timeframe.unit == "Min":
@@ -155,7 +156,10 @@ def bar_view(history: Past, symbol: str, timeframe: Timeframe) -> View | None:
             bars = _aggregate(minutes, lambda t: t - t % span)
     else:
         days = history.daily_bars(symbol)
-        bars = [days[t] for t in sorted(days)] if timeframe.unit == "Day" else _aggregate(days, _period(timeframe))
+        if timeframe.unit == "Day":
+            bars = [days[t] for t in sorted(days)]
+        else:
+            bars = _aggregate(days, _period(timeframe, zone))
     if not bars:
         return None
 
@@ -166,11 +170,11 @@ def bar_view(history: Past, symbol: str, timeframe: Timeframe) -> View | None:
     return View([b["t"] for b in bars], rows)
 
 
-def _period(timeframe: Timeframe) -> Callable[[int], Any]:
-    """The week (from Monday) or run of months a New York day falls in."""
+def _period(timeframe: Timeframe, zone: ZoneInfo) -> Callable[[int], Any]:
+    """The week (from Monday) or run of months a day of ``zone`` falls in."""
 
     def period(t: int) -> Any:
-        day = datetime.fromtimestamp(t // NS, UTC).astimezone(_NEW_YORK).date()
+        day = datetime.fromtimestamp(t // NS, UTC).astimezone(zone).date()
         if timeframe.unit == "Week":
             return day - timedelta(days=day.weekday())
         return (day.year, (day.month - 1) // timeframe.amount)

@@ -1,6 +1,6 @@
 """The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``, its crypto
 stream on ``/v1beta3/crypto/us`` (:mod:`simulator.crypto`), and Alpaca's historical REST API
-(``/v2/stocks/...``, :mod:`simulator.rest`) on the same port.
+(``/v2/stocks/...``, ``/v1beta3/crypto/us/...``, :mod:`simulator.rest`) on the same port.
 
 Usage, in a test or a tool::
 
@@ -41,7 +41,7 @@ from simulator.burst import BurstFeed
 from simulator.burst_history import BurstHistory
 from simulator.config import STREAMS, SimulatorConfig, is_crypto, market_kind
 from simulator.crypto import CryptoMarket
-from simulator.history import History
+from simulator.history import CRYPTO_LAYOUTS, STOCK_LAYOUTS, History
 from simulator.market import Event, Market
 from simulator.paced import make_market, run_ticker
 from simulator.session import Session
@@ -158,7 +158,7 @@ class Simulator:
     def history(self, feed: str) -> History | BurstHistory | None:
         """The feed's REST history: paced, what its ticker recorded (the market started if it was
         not running); burst, what its replay has sent so far (None before any connection drew)."""
-        if self.config.rate is None:
+        if not self.paced(feed):
             burst = self._burst.get(feed)
             return BurstHistory(burst) if burst is not None else None
         self._start_ticker(feed)
@@ -237,11 +237,12 @@ class Simulator:
             return
         config = self.config
         market = self.markets[feed] = make_market(config, feed, self.market_now_ns())
-        history = None
-        if not is_crypto(feed):  # the REST API serves stocks only
-            history = self.histories[feed] = History(
-                config.history_seconds * NS, config.history_max_events, self.market_now_ns()
-            )
+        history = self.histories[feed] = History(
+            config.history_seconds * NS,
+            config.history_max_events,
+            self.market_now_ns(),
+            layouts=CRYPTO_LAYOUTS if is_crypto(feed) else STOCK_LAYOUTS,
+        )
         self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, history, market))
 
     def allowance(self, n: int) -> int:
@@ -284,7 +285,8 @@ class Simulator:
         if feed_of(request.path) is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                f"expected /v2/iex, /v2/sip, /v2/test or /v1beta3/crypto/us, or the REST API's /v2/stocks/...,"
+                f"expected /v2/iex, /v2/sip, /v2/test or /v1beta3/crypto/us, or the REST API's /v2/stocks/... or"
+                f" /v1beta3/crypto/us/...,"
                 f" got {request.path}\n",
             )
         return None
