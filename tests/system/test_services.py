@@ -457,3 +457,18 @@ async def test_clean_db_has_the_schema_and_no_rows(clean_db: str) -> None:
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0
     finally:
         await conn.close()
+
+
+def test_apache_kafka_never_gives_its_two_listeners_one_port(service_dir: Path) -> None:
+    """The broker's port is chosen when it starts, its controller's when the folder is formatted: free ports both,
+    and the kernel may hand the same one out twice. Kafka refuses two listeners on one port."""
+    handle = EmbeddedApacheKafka(service_dir)
+    handle._java, handle._classpath = "java", "jars"
+    handle.controller_port = 40_123  # what formatting chose, and now the free port given for the broker too
+    handle._command(40_123)
+    properties = dict(
+        line.split("=", 1) for line in (service_dir / "server.properties").read_text().splitlines() if "=" in line
+    )
+    plain, controller = (int(listener.rsplit(":", 1)[1]) for listener in properties["listeners"].split(","))
+    assert plain == 40_123 and controller != plain
+    assert properties["controller.quorum.voters"].endswith(f":{controller}")

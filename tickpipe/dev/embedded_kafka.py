@@ -289,8 +289,10 @@ class EmbeddedApacheKafka(EmbeddedKafka):
         """Format the log folder once (``kafka-storage format``) with a new cluster id."""
         import subprocess
 
-        self.controller_port = self.controller_port or free_port(self.host)
-        props = self._properties(self.port or free_port(self.host), self.controller_port)
+        self.controller_port = self.controller_port or free_port(self.host, besides=[p for p in [self.port] if p])
+        props = self._properties(
+            self.port or free_port(self.host, besides=[self.controller_port]), self.controller_port
+        )
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = self._java_command(
             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props), "--ignore-formatted"
@@ -298,12 +300,17 @@ class EmbeddedApacheKafka(EmbeddedKafka):
         command[1:2] = ["-Xms64m", "-Xmx256m"]  # the formatter needs little
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
         if done.returncode != 0:
-            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-6:])
+            # The exception's own lines, not the stack frames under it ("\tat kafka.server...").
+            lines = [
+                line for line in (done.stdout + done.stderr).strip().splitlines() if not line.strip().startswith("at ")
+            ]
+            tail = " | ".join(lines[-6:])
             raise ServiceStartError(f"could not format the embedded Apache Kafka log folder {self.log_dirs}: {tail}")
 
     def _command(self, port: int) -> list[str]:
-        if self.controller_port is None:
-            self.controller_port = free_port(self.host)
+        if self.controller_port is None or self.controller_port == port:
+            # Two listeners of one broker need two ports (the one chosen at formatting was only reserved by name).
+            self.controller_port = free_port(self.host, besides=[port])
         props = self._properties(port, self.controller_port)
         return self._java_command("kafka.Kafka", str(props))
 

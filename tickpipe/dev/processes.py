@@ -14,19 +14,22 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 log = logging.getLogger("tickpipe.dev.services")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (another process may still take it first)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(host: str = "127.0.0.1", *, besides: Collection[int] = ()) -> int:
+    """A port nobody listens on right now (another process may still take it first), and none of ``besides``:
+    ports chosen for one service but not bound yet (the kernel may hand the same free port out twice)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in besides:
+            return port
 
 
 def port_is_free(host: str, port: int) -> bool:
