@@ -121,7 +121,7 @@ def _to_event(message: dict[str, Any], received_at: int, types: Mapping[str, typ
     if cls is None:
         raise DecodeError("T", f"expected an event type among {', '.join(types)}, got {message.get('T')!r}")
     try:
-        return msgspec.convert(message, cls, strict=True)  # type: ignore[return-value]
+        return msgspec.convert(message, cls, strict=True)
     except msgspec.ValidationError as exc:
         raise DecodeError(_field_of(exc), str(exc)) from None
 
