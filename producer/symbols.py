@@ -21,9 +21,11 @@ from tickpipe.settings import validate_symbol
 log = logging.getLogger(__name__)
 
 
-def symbols_key(prefix: str) -> str:
-    """The Redis set of run-time symbols: ``tickpipe:symbols``, or ``<prefix>symbols`` for another prefix."""
-    return SYMBOLS_KEY if prefix == TOPIC_PREFIX else f"{prefix}symbols"
+def symbols_key(prefix: str, qualifier: str = "") -> str:
+    """The Redis set of run-time symbols: ``tickpipe:symbols``, or ``<prefix>symbols`` for another prefix;
+    a qualified feed's (``Feed.qualifier``) has its own, ``tickpipe:symbols:crypto``."""
+    key = SYMBOLS_KEY if prefix == TOPIC_PREFIX else f"{prefix}symbols"
+    return f"{key}:{qualifier}" if qualifier else key
 
 
 class SymbolRegistry:
