@@ -49,7 +49,7 @@ from tickpipe.errors import SettingsError
 from tickpipe.feeds import STOCK, Feed
 from tickpipe.kafka import dlq_topic
 from tickpipe.names import topic
-from tickpipe.settings import Settings, redact_url
+from tickpipe.settings import Settings, redact_url, validate_pair, validate_symbol
 
 log = logging.getLogger("producer")
 
@@ -164,7 +164,10 @@ class ProducerService:
             hold_limit=settings.spool_hold_events,
         )
         self.redis = redis.asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-        self.symbols = SymbolRegistry(self.redis, settings.symbols_for(feed), symbols_key(prefix, feed.qualifier))
+        self.symbols = SymbolRegistry(
+            self.redis, settings.symbols_for(feed), symbols_key(prefix, feed.qualifier),
+            validate_symbol if feed is STOCK else validate_pair,
+        )  # fmt: skip
         self.gaps: GapTracker | None = None
         self.backfiller: Backfiller | None = None
         self.resources = backfill_resources(settings) if feed is STOCK else []

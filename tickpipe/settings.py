@@ -75,6 +75,14 @@ def validate_symbol(symbol: str) -> str:
     return norm
 
 
+def validate_pair(symbol: str) -> str:
+    """Normalize one crypto pair (upper case) and refuse anything that is not one (BTC/USD)."""
+    norm = symbol.strip().upper()
+    if not PAIR_RE.match(norm):
+        raise ValueError(f"expected a crypto pair like BTC/USD, got {symbol!r}")
+    return norm
+
+
 class Settings(BaseSettings):
     """Configuration of every tickpipe service."""
 
@@ -237,7 +245,7 @@ class Settings(BaseSettings):
         bad = [item for item in items if not PAIR_RE.match(item.strip().upper())]
         if bad or not items:
             raise ValueError("expected a comma-separated list of crypto pairs like BTC/USD, or '*' for all")
-        return [item.strip().upper() for item in items]
+        return [validate_pair(item) for item in items]
 
     @field_validator("subscribed_types", mode="before")
     @classmethod

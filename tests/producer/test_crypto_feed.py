@@ -116,6 +116,10 @@ async def test_every_crypto_event_is_in_its_topic_once_and_on_its_channel(
         service = ProducerService(settings, feed=CRYPTO)
         assert service.upstream.options.url == sim.url_for(FEED)
         assert service.spool.directory == tmp_path / "spool" / "crypto"
+        assert service.symbols.key == f"{topic_prefix}symbols:crypto"  # the stock one: f"{topic_prefix}symbols"
+        assert service.symbols.validate(" btc/usd") == "BTC/USD"
+        with pytest.raises(ValueError, match="crypto pair"):
+            service.symbols.validate("AAPL")
         async with running(service):
             total = events + len(PAIRS)  # the market's events and each pair's book snapshot first
             await wait_for(lambda: service.upstream.events == total, 60, "every crypto event read")
