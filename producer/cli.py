@@ -1,5 +1,8 @@
 """``tickpipe producer``: hold the one upstream connection and fan it out to Redis and Kafka.
 
+One process per feed: ``--feed stocks`` (the default) or ``--feed crypto``; ``tickpipe up`` runs one
+for each of ALPACA_FEEDS.
+
 Configuration comes from the environment (see ``.env.example``); the options
 here only override a few of it. SIGTERM or SIGINT stops reading, flushes both
 sinks (spooling to disk what Kafka did not take) and exits 0 within
@@ -17,18 +20,29 @@ from typing import Any
 
 from producer.service import ProducerService
 from tickpipe.errors import ServiceStartError, TickpipeError, UpstreamAuthError
-from tickpipe.health import Read, Reading, publishers, total
+from tickpipe.feeds import STOCK, Feed
+from tickpipe.health import Read, Reading, instance_id, publishers, total
 from tickpipe.logs import setup_logging
 from tickpipe.service import run
-from tickpipe.settings import Settings, get_settings, load_settings
+from tickpipe.settings import FEED_NAMES, Settings, get_settings, load_settings
 
 log = logging.getLogger("producer")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe producer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upstream-url", help="stream URL, overriding ALPACA_STREAM_URL / ALPACA_FEED")
-    parser.add_argument("--admin-port", type=int, help="port of /healthz /readyz /health /metrics /symbols")
+    parser.add_argument(
+        "--feed", default="stocks", metavar="FEED", help="the feed this process carries: stocks (default) or crypto"
+    )
+    parser.add_argument(
+        "--upstream-url",
+        help="stream URL, overriding ALPACA_STREAM_URL / ALPACA_FEED (with --feed crypto: ALPACA_CRYPTO_STREAM_URL)",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        help="port of /healthz /readyz /health /metrics /symbols (PRODUCER_ADMIN_PORT, CRYPTO_PRODUCER_ADMIN_PORT)",
+    )
     parser.add_argument("--spool-dir", type=Path, help="disk spool folder (SPOOL_DIR)")
     parser.add_argument(
         "--max-events", type=int, metavar="N", help="drain mode: stop after N events, flush, exit (benchmarks, tests)"
@@ -36,11 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def feed_of(name: str) -> Feed | None:
+    """``--feed``'s feed (``stocks``, ``stock``, ``crypto``), None for another name."""
+    return FEED_NAMES.get(name.strip().lower())
+
+
+def settings_from(args: argparse.Namespace, feed: Feed = STOCK) -> Settings:
     """The process settings, with the command line's overrides validated like the environment."""
+    stock = feed is STOCK
     changes = {
-        "alpaca_stream_url": args.upstream_url,
-        "producer_admin_port": args.admin_port,
+        "alpaca_stream_url" if stock else "alpaca_crypto_stream_url": args.upstream_url,
+        "producer_admin_port" if stock else "crypto_producer_admin_port": args.admin_port,
         "spool_dir": args.spool_dir,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -92,15 +112,18 @@ def reader(service: ProducerService) -> Read:
     return read
 
 
-async def serve(settings: Settings, max_events: int | None = None) -> int:
-    """Run the producer until SIGTERM/SIGINT (or ``max_events``); the process exit status."""
+async def serve(settings: Settings, max_events: int | None = None, feed: Feed = STOCK) -> int:
+    """Run the producer of ``feed`` until SIGTERM/SIGINT (or ``max_events``); the process exit status."""
     try:
-        service = ProducerService(settings)
+        service = ProducerService(settings, feed=feed)
     except TickpipeError as exc:
         log.error("producer: %s", exc)
         return 1
+    # A non-stock feed's producer is its own health instance, named by its feed (crypto-<host>-<pid>).
+    instance = None if feed is STOCK else f"{feed.name}-{instance_id()}"
+    sidecars = publishers(settings, "producer", reader(service), instance=instance)
     try:
-        await run(service.run(max_events), service.stop, sidecars=publishers(settings, "producer", reader(service)))
+        await run(service.run(max_events), service.stop, sidecars=sidecars)
     except (UpstreamAuthError, ServiceStartError) as exc:
         log.error("producer: %s", exc)
         return 1
@@ -109,8 +132,12 @@ async def serve(settings: Settings, max_events: int | None = None) -> int:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    feed = feed_of(args.feed)
+    if feed is None:
+        print(f"tickpipe producer: --feed: expected stocks or crypto, got {args.feed!r}", file=sys.stderr)
+        return 2
     try:
-        settings = settings_from(args)
+        settings = settings_from(args, feed)
     except TickpipeError as exc:
         print(f"tickpipe producer: {exc}", file=sys.stderr)
         return 2
@@ -118,7 +145,7 @@ def main(argv: list[str]) -> int:
     if args.max_events is not None and args.max_events < 1:
         log.error("--max-events: expected a positive count, got %d", args.max_events)
         return 2
-    return asyncio.run(serve(settings, args.max_events))
+    return asyncio.run(serve(settings, args.max_events, feed))
 
 
 if __name__ == "__main__":

@@ -21,10 +21,17 @@ from producer.live_sink import LiveSink
 from producer.transcode import Transcoded
 from tickpipe.codecs import Rejected
 from tickpipe.dlq import DeadLetter, encode_dead_letter
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import STOCK, Feed
 
-#: Type codes stamped with the moment they happened (quotes, trades): the only ones upstream lag is measured on.
-TICK_CODES: Final = frozenset(kind.code for _, kind in STOCK.event_types() if kind.tick)
+
+def tick_codes(feed: Feed) -> frozenset[str]:
+    """Type codes stamped with the moment they happened (quotes, trades, books): the only ones upstream
+    lag is measured on."""
+    return frozenset(kind.code for _, kind in feed.event_types() if kind.tick)
+
+
+#: The stock feed's tick codes.
+TICK_CODES: Final = tick_codes(STOCK)
 
 
 class Observer(Protocol):
@@ -52,6 +59,7 @@ class Fanout:
         source: str,
         metrics: FrameTimings,
         gaps: GapTracker | None = None,
+        ticks: frozenset[str] = TICK_CODES,
     ) -> None:
         self.live = live
         self.durable = durable
@@ -60,6 +68,7 @@ class Fanout:
         self.source = source
         self.metrics = metrics
         self.gaps = gaps  # told every frame first, so a gap opens before the frame's records are offered
+        self.ticks = ticks  # the feed's tick codes (:func:`tick_codes`)
         self.received: Counter[str] = Counter()
         self.dead_letters = 0
         self._keys: dict[str, bytes] = {}
@@ -80,7 +89,7 @@ class Fanout:
             records.append((topics[event.type_code], key, event.kafka))
         self.durable.offer(records)
         self.received.update(event.type_code for event in events)
-        ticks = TICK_CODES
+        ticks = self.ticks
         for event in reversed(events):  # bars carry their minute, not the moment: lag only from ticks
             if event.type_code in ticks:
                 self.metrics.upstream_lag.observe(max(0, received_at - event.timestamp) / 1e9)

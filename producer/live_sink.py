@@ -11,6 +11,11 @@ snapshot misses nothing). A stale quote is worthless, so under pressure the
 - ``redis_error``: Redis refused a command (counted per refused command).
 
 When Redis comes back the sink reconnects by itself and carries on.
+
+A feed's sink names its channels and hashes by the feed's words (``quotes``; ``crypto.quotes``).
+Order books (crypto ``o``): every message is published as it came, and the snapshot hash holds the
+latest *full* book per pair, the last snapshot (``r``) with every update since applied (:class:`Books`;
+applied as events are offered, so a dropped live update does not corrupt it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
 
 from producer.errors import describe
 from producer.redis_wire import RespConnection, pack
@@ -30,6 +38,50 @@ from tickpipe.names import FAMILY_OF, channel, latest_hash
 log = logging.getLogger(__name__)
 
 Connect = Callable[[str], Awaitable[RespConnection]]
+
+
+class Books:
+    """The latest full order book per symbol: a snapshot (``r`` true) replaces it, an update's levels
+    change it (size 0 removes the price); updates before a symbol's first snapshot are ignored."""
+
+    def __init__(self) -> None:
+        self.books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
+        self.stamps: dict[str, Any] = {}
+
+    def apply(self, live: bytes) -> None:
+        message = orjson.loads(live)
+        symbol = message["S"]
+        if message.get("r"):
+            book = self.books[symbol] = ({}, {})
+        else:
+            found = self.books.get(symbol)
+            if found is None:
+                return
+            book = found
+        for side, levels in zip(book, (message.get("b") or (), message.get("a") or ()), strict=True):
+            for level in levels:
+                if level["s"] == 0:
+                    side.pop(level["p"], None)
+                else:
+                    side[level["p"]] = level["s"]
+        self.stamps[symbol] = message["t"]
+
+    def full(self, symbol: str) -> bytes | None:
+        """The symbol's whole book as a snapshot message (bids best first, then asks best first)."""
+        book = self.books.get(symbol)
+        if book is None:
+            return None
+        bids, asks = book
+        return orjson.dumps(
+            {
+                "T": "o",
+                "S": symbol,
+                "t": self.stamps[symbol],
+                "b": [{"p": p, "s": bids[p]} for p in sorted(bids, reverse=True)],
+                "a": [{"p": p, "s": asks[p]} for p in sorted(asks)],
+                "r": True,
+            }
+        )
 
 
 class LiveSink:
@@ -44,8 +96,14 @@ class LiveSink:
         write_timeout: float = 5.0,
         retry_max: float = 2.0,
         connect: Connect = RespConnection.open,
+        words: Mapping[str, str] = FAMILY_OF,
+        book_codes: frozenset[str] = frozenset(),
     ) -> None:
         self.url = url
+        #: Type code -> its family's word in channels and hashes (the feed's ``Feed.word_of``).
+        self.words = dict(words)
+        self.book_codes = book_codes
+        self.books: Books | None = Books() if book_codes else None
         self.queue: deque[Transcoded] = deque(maxlen=queue_size)
         self.batch_max = batch_max
         self.write_timeout = write_timeout
@@ -66,6 +124,12 @@ class LiveSink:
         queue = self.queue
         before = len(queue)
         queue.extend(events)
+        books = self.books
+        if books is not None:
+            codes = self.book_codes
+            for event in events:
+                if event.type_code in codes:
+                    books.apply(event.live)
         overflow = before + len(events) - len(queue)
         if overflow:
             self.dropped["queue_full"] += overflow
@@ -150,14 +214,14 @@ class LiveSink:
         parts: list[bytes] = []
         add = parts.append
         latest: dict[str, dict[str, bytes]] = {}  # family -> symbol -> its last event
-        family_of = FAMILY_OF
+        family_of = self.words
         for event in batch:
             code, symbol, live = event.type_code, event.symbol, event.live
             head = heads.get((code, symbol))
             if head is None:
                 if len(heads) > 50_000:
                     heads.clear()
-                name = channel(FAMILY_OF[code], symbol).encode()
+                name = channel(family_of[code], symbol).encode()
                 head = heads[(code, symbol)] = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
             add(head)
             add(b"$%d\r\n%s\r\n" % (len(live), live))
@@ -165,6 +229,13 @@ class LiveSink:
             if family is None:
                 family = latest[family_of[code]] = {}
             family[symbol] = live
+        if self.books is not None:  # a book's hash holds its whole book, not the last message
+            for code in self.book_codes:
+                last_books = latest.get(family_of[code], {})
+                for symbol in last_books:
+                    whole = self.books.full(symbol)
+                    if whole is not None:
+                        last_books[symbol] = whole
         hsets = [
             pack(b"HSET", latest_hash(name).encode(), *(x for s, v in last.items() for x in (s.encode(), v)))
             for name, last in latest.items()

@@ -1,5 +1,9 @@
 """The producer, wired: one upstream connection, two sinks, the symbol list and the admin endpoints.
 
+One producer process per feed (``tickpipe producer --feed stocks|crypto``): the :class:`Feed` given
+names its upstream URL, channels, transcoder, topics, Redis channels and hashes, symbols key and spool
+(the stock feed's names and paths are those of before). Gap backfill is the stock feed's only.
+
 ::
 
     upstream (read loop) --Fanout--> LiveSink    (task) -> Redis
@@ -28,23 +32,24 @@ from producer.backfill import Backfiller
 from producer.counts import BackfillCounts, ProducerCounts
 from producer.durable_sink import DurableSink
 from producer.errors import describe
-from producer.fanout import Fanout
+from producer.fanout import Fanout, tick_codes
 from producer.gaps import Checkpoints, GapTracker, StateFile
 from producer.history_client import HistoryClient
 from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
-from producer.source import CHANNEL_OF, Connector, UpstreamOptions, websocket_connector
+from producer.source import Connector, UpstreamOptions, channel_of, default_channels, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
+from producer.transcode import transcoder_for
 from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.errors import SettingsError
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import STOCK, Feed
 from tickpipe.kafka import dlq_topic
-from tickpipe.names import FAMILY_OF, topic
-from tickpipe.settings import Settings, redact_url
+from tickpipe.names import topic
+from tickpipe.settings import Settings, redact_url, validate_pair, validate_symbol
 
 log = logging.getLogger("producer")
 
@@ -88,13 +93,26 @@ class DurablePut:
         await self.durable.room(self.limit)
 
 
-def upstream_options(settings: Settings) -> UpstreamOptions:
+#: Logged and shown in /health by a producer of a feed whose gaps are not filled.
+NO_BACKFILL = "gaps in the {feed} feed are not filled yet (its REST backfill is the next slice)"
+
+
+def feed_channels(settings: Settings, feed: Feed) -> tuple[str, ...]:
+    """The upstream channels a feed's connection subscribes to: SUBSCRIBED_TYPES for stocks; every
+    channel another feed carries (crypto: trades, quotes, order books, bars, updated and daily bars)."""
+    if feed is STOCK:
+        of = channel_of(STOCK)
+        return tuple(dict.fromkeys(of[name] for name in settings.subscribed_types))
+    return default_channels(feed)
+
+
+def upstream_options(settings: Settings, feed: Feed = STOCK) -> UpstreamOptions:
     key, secret = alpaca_keys(settings)
     return UpstreamOptions(
-        url=settings.upstream_url,
+        url=settings.upstream_url_for(feed),
         key=key,
         secret=secret,
-        channels=tuple(dict.fromkeys(CHANNEL_OF[name] for name in settings.subscribed_types)),
+        channels=feed_channels(settings, feed),
         silence_timeout=settings.upstream_silence_timeout_s,
         reconnect_max=settings.upstream_reconnect_max_s,
         conn_limit_wait=settings.upstream_conn_limit_wait_s,
@@ -114,18 +132,25 @@ class ProducerService:
         spool: Spool | None = None,
         admin: bool = True,
         registry: CollectorRegistry | None = None,
+        feed: Feed = STOCK,
     ) -> None:
         if not settings.kafka_bootstrap_servers or not settings.redis_url:
             missing = [n for n, v in (("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
                                       ("REDIS_URL", settings.redis_url)) if not v]  # fmt: skip
             raise SettingsError(f"the producer needs {' and '.join(missing)} (or run `tickpipe up`)")
         self.settings = settings
+        self.feed = feed
+        self.upstream_url = settings.upstream_url_for(feed)
+        spool_path = settings.spool_path_for(feed)
         prefix = settings.kafka_topic_prefix
-        topics = {code: topic(family, prefix) for code, family in FAMILY_OF.items()}
+        words = feed.word_of
+        topics = {code: topic(word, prefix) for code, word in words.items()}
+        self.topics = topics
         self.dlq_topic = dlq_topic(settings)
         self.metrics = ProducerMetrics(registry)
-        self.live = LiveSink(settings.redis_url, queue_size=settings.live_queue_size)
-        self.spool = spool or Spool(settings.spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
+        books = frozenset(code for code, family in feed.family_of.items() if family == "orderbooks")
+        self.live = LiveSink(settings.redis_url, queue_size=settings.live_queue_size, words=words, book_codes=books)
+        self.spool = spool or Spool(spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
         backend = backend or AiokafkaBackend(
             settings, settings.kafka_bootstrap_servers, [*dict.fromkeys(topics.values()), self.dlq_topic]
         )
@@ -139,11 +164,19 @@ class ProducerService:
             hold_limit=settings.spool_hold_events,
         )
         self.redis = redis.asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-        self.symbols = SymbolRegistry(self.redis, settings.subscribed_symbols, symbols_key(prefix))
+        self.symbols = SymbolRegistry(
+            self.redis, settings.symbols_for(feed), symbols_key(prefix, feed.qualifier),
+            validate_symbol if feed is STOCK else validate_pair,
+        )  # fmt: skip
         self.gaps: GapTracker | None = None
         self.backfiller: Backfiller | None = None
-        self.resources = backfill_resources(settings)
-        if settings.backfill_enabled and settings.alpaca_feed in ("iex", "sip"):
+        self.resources = backfill_resources(settings) if feed is STOCK else []
+        #: Why gaps are not filled, for a feed whose REST backfill does not exist yet (shown in /health).
+        self.no_backfill: str | None = None
+        if feed is not STOCK:
+            self.no_backfill = NO_BACKFILL.format(feed=feed.name)
+            log.warning("gaps: %s", self.no_backfill)
+        elif settings.backfill_enabled and settings.alpaca_feed in ("iex", "sip"):
             self.gaps = GapTracker(
                 margin_ns=int(settings.backfill_margin_s * 1e9),
                 max_window_ns=int(settings.backfill_max_window_s * 1e9),
@@ -155,13 +188,16 @@ class ProducerService:
             )
         elif settings.backfill_enabled:
             log.warning("gaps: the %s feed has no REST history; gaps in it are not filled", settings.alpaca_feed)
-        self.state_file = StateFile(settings.spool_path / "gaps.json")
+        self.state_file = StateFile(spool_path / "gaps.json")
         self.checkpoints = Checkpoints(self.state_file, lambda: self.durable.offered, lambda: self.durable.settled)
         self._gap_signal = asyncio.Event()
         self.fanout = Fanout(
-            self.live, self.durable, topics, self.dlq_topic, settings.upstream_url, self.metrics, self.gaps
+            self.live, self.durable, topics, self.dlq_topic, self.upstream_url, self.metrics, self.gaps,
+            ticks=tick_codes(feed),
+        )  # fmt: skip
+        self.upstream = UpstreamClient(
+            upstream_options(settings, feed), self.symbols.current, self.fanout, connector, transcoder_for(feed)
         )
-        self.upstream = UpstreamClient(upstream_options(settings), self.symbols.current, self.fanout, connector)
         if self.gaps is not None:
             self.gaps.on_gap = self._gap_signal.set
             self.upstream.on_connect = self.gaps.session_started
@@ -199,16 +235,17 @@ class ProducerService:
             helpers = [self._supervised(self._fill_gaps(), "backfill"),
                        self._supervised(self._checkpoint_loop(), "gap-state")]  # fmt: skip
         log.info(
-            "producer: upstream %s, Redis %s, Kafka %s (topics %s*), spool %s",
-            settings.upstream_url, redact_url(settings.redis_url), settings.kafka_bootstrap_servers,
-            settings.kafka_topic_prefix, settings.spool_path,
+            "producer (%s feed): upstream %s, Redis %s, Kafka %s (topics %s), spool %s",
+            self.feed.name, self.upstream_url, redact_url(settings.redis_url), settings.kafka_bootstrap_servers,
+            ", ".join(dict.fromkeys(self.topics.values())), self.spool.directory,
         )  # fmt: skip
         try:
             if self._with_admin:
                 app = admin_app("tickpipe producer", self.metrics.registry, self.ready, self.health)
                 add_symbol_routes(app, self.symbols, self.upstream)
                 admin = AdminServer(
-                    app, settings.producer_admin_host, settings.producer_admin_port, setting="PRODUCER_ADMIN_PORT",
+                    app, settings.producer_admin_host, settings.admin_port_for(self.feed),
+                    setting="PRODUCER_ADMIN_PORT" if self.feed is STOCK else "CRYPTO_PRODUCER_ADMIN_PORT",
                     token=settings.tickpipe_admin_token,
                 )  # fmt: skip
                 await admin.start()
@@ -365,7 +402,7 @@ class ProducerService:
         """What ``/health`` shows of gaps and backfill."""
         gaps, backfiller = self.gaps, self.backfiller
         if counts is None or gaps is None or backfiller is None:
-            return {"enabled": False}
+            return {"enabled": False, **({"note": self.no_backfill} if self.no_backfill else {})}
         return {
             "enabled": True,
             "url": backfiller.client.base_url,
@@ -411,9 +448,11 @@ class ProducerService:
         loop_time = asyncio.get_running_loop().time()
         return {
             "uptime_s": round(time.time() - self.started, 3),
+            "feed": self.feed.name,
+            "topics": sorted(set(self.topics.values())),
             "upstream": {
                 "state": now.upstream_state.value,
-                "url": self.settings.upstream_url,
+                "url": self.upstream_url,
                 "events": now.events_read,
                 "frames": now.frames,
                 "seconds_since_last_frame": round(loop_time - up.last_frame_at, 3) if up.last_frame_at else None,

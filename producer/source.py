@@ -17,14 +17,27 @@ from websockets.asyncio.client import connect
 
 from producer.transcode import Transcoded
 from tickpipe.codecs import Rejected
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import STOCK, Feed
 
-#: SUBSCRIBED_TYPES name -> the upstream channel to subscribe to: its own, or the one it follows
-#: (corrections and cancels come with trades), as the feed declares it.
-CHANNEL_OF: Final = {kind.channel: kind.follows or kind.channel for _, kind in STOCK.event_types()}
-#: What a connection subscribes to unless told otherwise: the channel of each required family's first type
-#: (quotes, trades, bars), the same as SUBSCRIBED_TYPES' default.
-DEFAULT_CHANNELS: Final = tuple(family.types[0].channel for family in STOCK.families if family.required)
+
+def channel_of(feed: Feed) -> dict[str, str]:
+    """A carried channel name -> the upstream channel to subscribe to: its own, or the one it follows
+    (corrections and cancels come with trades), as the feed declares it."""
+    return {kind.channel: kind.follows or kind.channel for _, kind in feed.event_types()}
+
+
+def default_channels(feed: Feed) -> tuple[str, ...]:
+    """What a connection of the feed subscribes to unless told otherwise: the channel of each required
+    family's first type (stocks: quotes, trades, bars, SUBSCRIBED_TYPES' default); a feed with no required
+    family (crypto), every channel it carries, in the upstream's order."""
+    required = tuple(family.types[0].channel for family in feed.families if family.required)
+    return required or tuple(dict.fromkeys(channel_of(feed)[name] for name in feed.channel_types))
+
+
+#: SUBSCRIBED_TYPES name -> the stock stream's channel to subscribe to.
+CHANNEL_OF: Final = channel_of(STOCK)
+#: What a stock connection subscribes to unless told otherwise.
+DEFAULT_CHANNELS: Final = default_channels(STOCK)
 
 
 class UpstreamState(StrEnum):

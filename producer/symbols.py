@@ -21,16 +21,25 @@ from tickpipe.settings import validate_symbol
 log = logging.getLogger(__name__)
 
 
-def symbols_key(prefix: str) -> str:
-    """The Redis set of run-time symbols: ``tickpipe:symbols``, or ``<prefix>symbols`` for another prefix."""
-    return SYMBOLS_KEY if prefix == TOPIC_PREFIX else f"{prefix}symbols"
+def symbols_key(prefix: str, qualifier: str = "") -> str:
+    """The Redis set of run-time symbols: ``tickpipe:symbols``, or ``<prefix>symbols`` for another prefix;
+    a qualified feed's (``Feed.qualifier``) has its own, ``tickpipe:symbols:crypto``."""
+    key = SYMBOLS_KEY if prefix == TOPIC_PREFIX else f"{prefix}symbols"
+    return f"{key}:{qualifier}" if qualifier else key
 
 
 class SymbolRegistry:
     """The configured symbols and the run-time ones, the latter mirrored in a Redis set."""
 
-    def __init__(self, client: redis.asyncio.Redis, configured: Sequence[str], key: str = SYMBOLS_KEY) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        configured: Sequence[str],
+        key: str = SYMBOLS_KEY,
+        validate: Callable[[str], str] = validate_symbol,
+    ) -> None:
         self.client = client
+        self.validate = validate  # the feed's: a ticker (validate_symbol), a crypto pair (validate_pair)
         self.configured = list(configured)
         self.key = key
         self.runtime: list[str] = []
@@ -76,7 +85,7 @@ class SymbolRegistry:
 
     async def add(self, symbols: Iterable[str]) -> list[str]:
         """Validate, store, and return the symbols that are new to the subscription."""
-        wanted = [validate_symbol(s) for s in symbols]
+        wanted = [self.validate(s) for s in symbols]
         before = set(self.current())
         if wanted:
             await self.client.sadd(self.key, *wanted)
@@ -87,7 +96,7 @@ class SymbolRegistry:
 
     async def remove(self, symbol: str) -> bool:
         """Forget a run-time symbol; False if it was not one."""
-        symbol = validate_symbol(symbol)
+        symbol = self.validate(symbol)
         removed = await self.client.srem(self.key, symbol)
         present = symbol in self.runtime
         if present:

@@ -5,10 +5,15 @@ Event with :func:`~tickpipe.codecs.decode_frame` and encoding it twice costs ~8 
 mirror structs whose ``t`` stays raw msgpack, then encoding those, costs ~2 µs and gives the same
 bytes. Any frame the fast path cannot take whole (JSON, a control message, one bad message) goes the
 exact way, through :mod:`tickpipe.codecs`.
+
+The stock feed's path is the module's functions (:func:`transcode_frame`), untouched; another feed's
+(crypto, whose codes collide with the stock ones) is a :class:`FeedTranscoder` built the same way
+from its own event registry; :func:`transcoder_for` picks a feed's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Union
 
@@ -25,6 +30,7 @@ from tickpipe.codecs import (
 )
 from tickpipe.errors import DecodeError
 from tickpipe.events import EVENT_TYPES, SCHEMA_VERSION, Event
+from tickpipe.feeds import STOCK, Feed
 
 _NS = 1_000_000_000
 _msgpack_encoder = msgspec.msgpack.Encoder()
@@ -165,3 +171,77 @@ def transcode_frame(frame: bytes | str, received_at: int) -> TranscodedFrame:
                 Rejected(encode_raw(message), DecodeError("t", f"expected a timestamp before 2262: {exc}"))
             )
     return out
+
+
+#: A feed's frame transcoder: :func:`transcode_frame` for stocks, a :class:`FeedTranscoder`'s for another.
+Transcode = Callable[[bytes | str, int], TranscodedFrame]
+
+
+class FeedTranscoder:
+    """The same fast and exact paths for another feed's event structs (``CRYPTO_EVENT_TYPES``).
+
+    Its events' Kafka bytes are ``msgspec.msgpack`` of its struct (``_r`` and ``_v`` included) and its
+    live bytes the Alpaca-shaped JSON (``t`` RFC 3339), as :func:`encode_kafka` and
+    :func:`encode_live` give for stock events.
+    """
+
+    def __init__(self, types: Mapping[str, type[msgspec.Struct]]) -> None:
+        self.types = dict(types)
+        wire_types = tuple(_wire_struct(cls, code) for code, cls in self.types.items())
+        self._decoder = msgspec.msgpack.Decoder(list[Union[wire_types]])  # type: ignore[valid-type]  # noqa: UP007
+
+    def _fast(self, frame: bytes, received_at: int) -> list[Transcoded]:
+        try:
+            wires = self._decoder.decode(frame)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            raise _NotFast from None
+        try:
+            return _transcode_wires(wires, received_at)
+        except OverflowError:
+            raise _NotFast from None
+
+    @staticmethod
+    def _exact(event: Any) -> Transcoded:
+        data: dict[str, Any] = msgspec.to_builtins(event)
+        data["t"] = format_rfc3339_ns(event.timestamp)
+        del data["_r"], data["_v"]
+        live = _live_encoder.encode(data)
+        return Transcoded(event.type_code, event.symbol, event.timestamp, _msgpack_encoder.encode(event), live)
+
+    def __call__(self, frame: bytes | str, received_at: int) -> TranscodedFrame:
+        """As :func:`transcode_frame`, with this feed's structs."""
+        if isinstance(frame, bytes | bytearray | memoryview):
+            try:
+                return TranscodedFrame(self._fast(bytes(frame), received_at), [], [])
+            except _NotFast:
+                pass
+        decoded = decode_frame(frame, received_at, self.types)
+        out = TranscodedFrame([], decoded.control, decoded.rejected)
+        for event in decoded.events:
+            try:
+                out.events.append(self._exact(event))
+            except OverflowError as exc:
+                message = msgspec.to_builtins(event)
+                message["t"] = event.timestamp
+                del message["_r"], message["_v"]
+                out.rejected.append(
+                    Rejected(encode_raw(message), DecodeError("t", f"expected a timestamp before 2262: {exc}"))
+                )
+        return out
+
+
+_transcoders: dict[str, Transcode] = {}
+
+
+def transcoder_for(feed: Feed) -> Transcode:
+    """The feed's transcoder: the stock fast path as it is, or one built from the feed's event registry."""
+    if feed is STOCK:
+        return transcode_frame
+    found = _transcoders.get(feed.name)
+    if found is None:
+        from tickpipe.crypto_events import CRYPTO_EVENT_TYPES  # the only other feed carried so far
+
+        if feed.name != "crypto":
+            raise ValueError(f"expected a carried feed (stock, crypto), got {feed.name!r}")
+        found = _transcoders[feed.name] = FeedTranscoder(CRYPTO_EVENT_TYPES)
+    return found

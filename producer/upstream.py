@@ -41,7 +41,7 @@ from producer.source import (
     UpstreamState,
     websocket_connector,
 )
-from producer.transcode import transcode_frame
+from producer.transcode import Transcode, transcode_frame
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import Rejected
 from tickpipe.errors import DecodeError, UpstreamAuthError
@@ -58,8 +58,10 @@ class UpstreamClient:
         symbols: Callable[[], Sequence[str]],
         sink: FrameSink,
         connector: Connector = websocket_connector,
+        transcode: Transcode = transcode_frame,
     ) -> None:
         self.options = options
+        self.transcode = transcode  # the feed's (:func:`producer.transcode.transcoder_for`)
         self.backoff = EqualJitterBackoff.up_to(options.reconnect_max, base=options.reconnect_min)
         self.symbols = symbols
         self.sink = sink
@@ -246,7 +248,7 @@ class UpstreamClient:
         received_at = time.time_ns()
         self.frames += 1
         try:
-            out = transcode_frame(frame, received_at)
+            out = self.transcode(frame, received_at)
         except DecodeError as exc:
             raw = frame.encode() if isinstance(frame, str) else bytes(frame)
             self.sink.on_rejected([Rejected(raw, exc)])

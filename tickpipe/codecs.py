@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -108,18 +108,20 @@ def _field_of(exc: msgspec.ValidationError) -> str:
     return "$"
 
 
-def _to_event(message: dict[str, Any], received_at: int) -> Event:
-    """One upstream message dict (short names) to an event; raise DecodeError naming the field."""
+def _to_event(message: dict[str, Any], received_at: int, types: Mapping[str, type[Any]] = EVENT_TYPES) -> Event:
+    """One upstream message dict (short names) to an event of ``types`` (the stock feed's unless another
+    feed's registry is given, e.g. :data:`tickpipe.crypto_events.CRYPTO_EVENT_TYPES`); raise DecodeError
+    naming the field."""
     if "t" not in message:
         raise DecodeError("t", "missing required field")
     message["t"] = _timestamp_ns(message["t"])
     message["_r"] = received_at
     message["_v"] = SCHEMA_VERSION
-    cls = EVENT_TYPES.get(message.get("T"))  # type: ignore[arg-type]
+    cls = types.get(message.get("T"))  # type: ignore[arg-type]
     if cls is None:
-        raise DecodeError("T", f"expected an event type among {', '.join(EVENT_TYPES)}, got {message.get('T')!r}")
+        raise DecodeError("T", f"expected an event type among {', '.join(types)}, got {message.get('T')!r}")
     try:
-        return msgspec.convert(message, cls, strict=True)  # type: ignore[return-value]
+        return msgspec.convert(message, cls, strict=True)
     except msgspec.ValidationError as exc:
         raise DecodeError(_field_of(exc), str(exc)) from None
 
@@ -127,8 +129,10 @@ def _to_event(message: dict[str, Any], received_at: int) -> Event:
 # --- upstream -----------------------------------------------------------------
 
 
-def decode_frame(frame: bytes | str, received_at: int) -> DecodedFrame:
+def decode_frame(frame: bytes | str, received_at: int, types: Mapping[str, type[Any]] = EVENT_TYPES) -> DecodedFrame:
     """Split one upstream frame into events, control messages and rejects.
+
+    ``types``: the feed's event registry (another feed's events are its own structs, typed ``Event`` here).
 
     A frame that is not an array of objects at all raises DecodeError("$"); a
     single bad message inside a good frame becomes a :class:`Rejected` and the
@@ -154,7 +158,7 @@ def decode_frame(frame: bytes | str, received_at: int) -> DecodedFrame:
             continue
         stamp = message.get("t")
         try:
-            out.events.append(_to_event(message, received_at))
+            out.events.append(_to_event(message, received_at, types))
         except DecodeError as exc:
             message.pop("_r", None)
             message.pop("_v", None)

@@ -221,7 +221,9 @@ class Publisher:
         self.written += 1
 
 
-def publishers(settings: Settings, role: Role, read: Read, *, rate_unit: str = "events/s") -> list[Publisher]:
+def publishers(
+    settings: Settings, role: Role, read: Read, *, rate_unit: str = "events/s", instance: str | None = None
+) -> list[Publisher]:
     """This process's health publisher, from the settings: one when REDIS_URL is set, else none.
 
     A list, to hand to :func:`tickpipe.service.run` as sidecars: a process without Redis (a
@@ -232,7 +234,7 @@ def publishers(settings: Settings, role: Role, read: Read, *, rate_unit: str = "
     return [
         Publisher(
             settings.redis_url, role, read, prefix=settings.kafka_topic_prefix, interval=settings.health_interval_s,
-            ttl=settings.health_ttl_s, rate_unit=rate_unit,
+            ttl=settings.health_ttl_s, rate_unit=rate_unit, instance=instance,
         )
     ]  # fmt: skip
 

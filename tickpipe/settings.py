@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.errors import SettingsError
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import CRYPTO, STOCK, Feed
 
 #: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
 SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
@@ -34,6 +34,14 @@ ALPACA_STREAM_URLS = {
 
 #: Alpaca's historical market-data API (``/v2/stocks/...``).
 ALPACA_DATA_URL = "https://data.alpaca.markets"
+
+#: Alpaca's stream host: an ALPACA_STREAM_URL elsewhere (a proxy, the simulator) serves every feed's path.
+ALPACA_STREAM_HOST = "stream.data.alpaca.markets"
+
+#: ALPACA_FEEDS names -> the feed each runs (one producer process per feed): "stocks" (or "stock"), "crypto".
+FEED_NAMES: dict[str, Feed] = {"stocks": STOCK, "stock": STOCK, "crypto": CRYPTO}
+#: A crypto pair as Alpaca writes it (BTC/USD).
+PAIR_RE = re.compile(f"^{CRYPTO.symbol_pattern}$")
 
 
 @overload
@@ -67,6 +75,14 @@ def validate_symbol(symbol: str) -> str:
     return norm
 
 
+def validate_pair(symbol: str) -> str:
+    """Normalize one crypto pair (upper case) and refuse anything that is not one (BTC/USD)."""
+    norm = symbol.strip().upper()
+    if not PAIR_RE.match(norm):
+        raise ValueError(f"expected a crypto pair like BTC/USD, got {symbol!r}")
+    return norm
+
+
 class Settings(BaseSettings):
     """Configuration of every tickpipe service."""
 
@@ -83,6 +99,12 @@ class Settings(BaseSettings):
     upstream_reconnect_max_s: float = Field(default=30.0, gt=0)
     #: After a 406 (connection limit), how long Alpaca may take to drop the account's old connection.
     upstream_conn_limit_wait_s: float = Field(default=90.0, gt=0)
+    #: The feeds ``tickpipe up`` runs, one producer process each (``stocks``, ``crypto``).
+    alpaca_feeds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["stocks"])
+    #: Crypto pairs the crypto producer subscribes to (every carried channel), or ``*``.
+    crypto_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    #: Overrides the crypto stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
+    alpaca_crypto_stream_url: str | None = None
 
     # --- services ---------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
@@ -118,6 +140,8 @@ class Settings(BaseSettings):
     producer_shutdown_timeout_s: float = Field(default=15.0, gt=0)
     producer_admin_host: str = "127.0.0.1"
     producer_admin_port: int = Field(default=8081, ge=0, le=65535)
+    #: The crypto producer's admin port (``tickpipe producer --feed crypto``).
+    crypto_producer_admin_port: int = Field(default=8083, ge=0, le=65535)
 
     # --- backfill (gaps in the stream, and ``tickpipe backfill``) ---------------
     #: Base URL of the historical REST API; unset: Alpaca's with keys, else the simulator's (see ``data_url``).
@@ -202,6 +226,27 @@ class Settings(BaseSettings):
             raise ValueError("expected a comma-separated list of symbols, or '*' for all")
         return [validate_symbol(item) for item in items]
 
+    @field_validator("alpaca_feeds", mode="before")
+    @classmethod
+    def _feeds(cls, value: Any) -> Any:
+        items = [item.lower() for item in _split_list(value)]
+        unknown = [item for item in items if item not in FEED_NAMES]
+        if unknown or not items:
+            raise ValueError("expected a comma-separated list of feeds among stocks (or stock), crypto")
+        # "stock" is "stocks"; each feed once, in the order given
+        return list(dict.fromkeys("stocks" if item == "stock" else item for item in items))
+
+    @field_validator("crypto_symbols", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if items == ["*"]:
+            return items
+        bad = [item for item in items if not PAIR_RE.match(item.strip().upper())]
+        if bad or not items:
+            raise ValueError("expected a comma-separated list of crypto pairs like BTC/USD, or '*' for all")
+        return [validate_pair(item) for item in items]
+
     @field_validator("subscribed_types", mode="before")
     @classmethod
     def _types(cls, value: Any) -> Any:
@@ -272,6 +317,40 @@ class Settings(BaseSettings):
         if self.uses_alpaca:
             return ALPACA_STREAM_URLS[self.alpaca_feed]
         return f"ws://{self.simulator_host}:{self.simulator_port}/v2/{self.alpaca_feed}"
+
+    @property
+    def feeds(self) -> tuple[Feed, ...]:
+        """ALPACA_FEEDS as declared feeds, in its order."""
+        return tuple(FEED_NAMES[name] for name in self.alpaca_feeds)
+
+    def upstream_url_for(self, feed: Feed) -> str:
+        """The stream URL of a feed: the stock one is :attr:`upstream_url`; another feed's is
+        ALPACA_CRYPTO_STREAM_URL, else its path on ALPACA_STREAM_URL's host when that is not Alpaca's
+        (a proxy, the simulator), else Alpaca's with keys, else the simulator's."""
+        if feed is STOCK:
+            return self.upstream_url
+        path = feed.stream_path
+        if feed is CRYPTO and self.alpaca_crypto_stream_url:
+            return self.alpaca_crypto_stream_url
+        stream = self.alpaca_stream_url
+        if stream and urlsplit(stream).hostname != ALPACA_STREAM_HOST:
+            parts = urlsplit(stream)
+            return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        if self.uses_alpaca:
+            return f"wss://{ALPACA_STREAM_HOST}{path}"
+        return f"ws://{self.simulator_host}:{self.simulator_port}{path}"
+
+    def symbols_for(self, feed: Feed) -> list[str]:
+        """What a feed's producer subscribes to: SUBSCRIBED_SYMBOLS for stocks, CRYPTO_SYMBOLS for crypto."""
+        return self.subscribed_symbols if feed is STOCK else self.crypto_symbols
+
+    def spool_path_for(self, feed: Feed) -> Path:
+        """A feed's own spool: the stock one is :attr:`spool_path` (unchanged), another's beneath it (``crypto``)."""
+        return self.spool_path if feed is STOCK else self.spool_path / feed.name
+
+    def admin_port_for(self, feed: Feed) -> int:
+        """A feed's producer admin port: PRODUCER_ADMIN_PORT, CRYPTO_PRODUCER_ADMIN_PORT."""
+        return self.producer_admin_port if feed is STOCK else self.crypto_producer_admin_port
 
     @property
     def data_url(self) -> str:

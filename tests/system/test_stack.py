@@ -71,7 +71,11 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    env = stack_env(tmp_path / "data")
+    yield from run_stack(tmp_path, stack_env(tmp_path / "data"))
+
+
+def run_stack(tmp_path: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """``tickpipe up`` with ``env`` until its banner is out; SIGTERM (then kill) when the test is done."""
     log = tmp_path / "up.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -208,3 +212,52 @@ def test_up_help_shows_the_default_data_folder_and_the_wait() -> None:
     text = " ".join(result.stdout.split())
     assert "default .tickpipe, relative to the current directory" in text
     assert "SERVICE_WAIT_S" in text and "ports.json" in text
+
+
+@pytest.fixture
+def two_feed_stack(tmp_path: Path) -> Iterator[Stack]:
+    env = stack_env(tmp_path / "data")
+    env.update(
+        ALPACA_FEEDS="stocks,crypto", CRYPTO_PRODUCER_ADMIN_PORT=str(free_port()), CRYPTO_SYMBOLS="BTC/USD,ETH/USD"
+    )
+    yield from run_stack(tmp_path, env)
+
+
+async def test_up_runs_one_producer_per_feed(two_feed_stack: Stack) -> None:
+    stack = two_feed_stack
+    port = stack.env["CRYPTO_PRODUCER_ADMIN_PORT"]
+    assert stack.banner_value("producer").startswith(f"http://127.0.0.1:{stack.env['PRODUCER_ADMIN_PORT']}/health")
+    crypto_line = stack.banner_value("producer-crypto")
+    assert crypto_line.startswith(f"http://127.0.0.1:{port}/health") and "/v1beta3/crypto/us" in crypto_line
+    redis_url = stack.banner_value("Redis").removeprefix("redis-cli -u ").strip()
+
+    # Each feed's producer answers on its own admin port, carrying its own feed.
+    async with httpx.AsyncClient(timeout=10) as http:
+        stocks = (await http.get(f"http://127.0.0.1:{stack.env['PRODUCER_ADMIN_PORT']}/health")).json()
+        crypto = (await http.get(f"http://127.0.0.1:{port}/health")).json()
+    assert stocks["feed"] == "stock" and crypto["feed"] == "crypto"
+    assert "tickpipe.crypto.quotes" in crypto["topics"] and "tickpipe.quotes" in stocks["topics"]
+    assert "not filled" in crypto["backfill"]["note"]
+
+    # Crypto quotes on their own channels, stock ones on theirs.
+    client = redis.asyncio.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.psubscribe("crypto.quotes:*", "quotes:*")
+    seen: dict[str, list[dict[str, object]]] = {"crypto.quotes": [], "quotes": []}
+    try:
+        async with asyncio.timeout(60):
+            while min(len(v) for v in seen.values()) < 10:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None:
+                    seen[message["channel"].decode().split(":")[0]].append(orjson.loads(message["data"]))
+        instances = await client.hgetall("tickpipe:instances")
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert {q["S"] for q in seen["crypto.quotes"]} <= {"BTC/USD", "ETH/USD"}
+    assert {q["S"] for q in seen["quotes"]} <= {"AAPL", "MSFT", "NVDA", "TSLA"}
+    names = [name.decode() if isinstance(name, bytes) else str(name) for name in instances]
+    assert len([name for name in names if name.startswith("producer:crypto-")]) == 1, names
+
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]

@@ -5,7 +5,8 @@ embedded ones are started under ``DATA_DIR``. Then the schema is migrated,
 the topics created, and each part runs as its own ``tickpipe <part>`` process
 (so the machine's cores are all used and a crash in one part is visible as
 that part's exit). Any part exiting, Ctrl-C or SIGTERM stops all the others,
-newest first, and leaves nothing running.
+newest first, and leaves nothing running. There is one producer process per feed
+of ALPACA_FEEDS (``tickpipe producer --feed crypto``), each on its own admin port.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from tickpipe import db
 from tickpipe.dev.processes import parent_death_signal
 from tickpipe.dev.services import ServiceUrls, start_services
 from tickpipe.errors import ServiceStartError, TickpipeError
+from tickpipe.feeds import STOCK, Feed
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
+from tickpipe.names import topic
 from tickpipe.service import BindError, bind
 from tickpipe.settings import Settings, get_settings, redact_url
 
@@ -50,7 +53,8 @@ one line naming the one that does not answer. Unset ones are started embedded un
 (default {DEFAULT_DATA_DIR}, relative to the current directory), on the ports they had last time
 (kept in DATA_DIR/ports.json; a port another process holds is replaced, and the log says so).
 Then the schema is migrated, the topics created, and the simulator (without Alpaca keys), the
-producer, the consumers and the API each run as their own tickpipe process. Any part exiting,
+producer (one per feed of ALPACA_FEEDS), the consumers and the API each run as their own tickpipe
+process. Any part exiting,
 Ctrl-C or SIGTERM stops all the others, newest first."""
 
 STOP_GRACE_S = 20.0
@@ -101,10 +105,27 @@ def plan(settings: Settings, with_simulator: bool) -> list[Part]:
                                "--rate", str(settings.simulator_rate)],
                  settings.simulator_port, "SIMULATOR_PORT", ready_path=None)
         )  # fmt: skip
-    parts.append(Part("producer", ["producer"], settings.producer_admin_port, "PRODUCER_ADMIN_PORT"))
+    for feed in settings.feeds:
+        parts.append(producer_part(settings, feed))
     parts.append(Part("consumers", ["consume", "all"], settings.consumer_admin_port, "CONSUMER_ADMIN_PORT"))
     parts.append(Part("api", ["api", "--workers", str(api_workers())], settings.api_port, "API_PORT"))
     return parts
+
+
+def producer_part(settings: Settings, feed: Feed) -> Part:
+    """A feed's producer: ``producer`` for stocks (as before), ``producer-crypto`` with ``--feed crypto``."""
+    if feed is STOCK:
+        return Part("producer", ["producer"], settings.producer_admin_port, "PRODUCER_ADMIN_PORT")
+    return Part(
+        f"producer-{feed.name}", ["producer", "--feed", feed.name], settings.admin_port_for(feed),
+        f"{feed.name.upper()}_PRODUCER_ADMIN_PORT",
+    )  # fmt: skip
+
+
+def feed_topics(settings: Settings) -> list[str]:
+    """The Kafka topics of ALPACA_FEEDS' non-stock feeds (``tickpipe.crypto.quotes`` ...)."""
+    return [topic(word, settings.kafka_topic_prefix) for feed in settings.feeds if feed is not STOCK
+            for word in dict.fromkeys(feed.words)]  # fmt: skip
 
 
 def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
@@ -126,7 +147,7 @@ async def _prepare(settings: Settings, urls: ServiceUrls) -> None:
         await db.maintain_partitions(conn, settings.partitions_ahead_days, settings.retention_days)
     finally:
         await conn.close()
-    topics = [*pipeline_topics(settings), dlq_topic(settings)]
+    topics = [*pipeline_topics(settings), *feed_topics(settings), dlq_topic(settings)]
     await ensure_topics(urls.kafka_bootstrap, topics, settings.kafka_partitions)
 
 
@@ -200,6 +221,12 @@ def psql_command(urls: ServiceUrls) -> str:
 def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir: Path | None = None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     source = f"simulator ws://{settings.simulator_host}:{settings.simulator_port}" if with_simulator else "Alpaca"
+    producers = [
+        f"  {'producer' if feed is STOCK else f'producer-{feed.name}':<11} "
+        f"http://{settings.producer_admin_host}:{settings.admin_port_for(feed)}/health  "
+        f"(upstream {redact_url(settings.upstream_url_for(feed))})"
+        for feed in settings.feeds
+    ]
     return "\n".join(
         [
             "",
@@ -212,7 +239,7 @@ def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir
             f"  Redis       redis-cli -u {redact_url(urls.redis_url)}",
             f"  Kafka       bootstrap {urls.kafka_bootstrap}  ({kafka_description(urls)})",
             "  health      tickpipe status  (every instance; --watch to follow)",
-            f"  producer    http://{settings.producer_admin_host}:{settings.producer_admin_port}/health",
+            *producers,
             f"  consumers   http://{settings.consumer_admin_host}:{settings.consumer_admin_port}/health",
             *([f"  data        {data_dir.resolve()}"] if data_dir is not None else []),
             "",

@@ -5,8 +5,10 @@ is not among :data:`tickpipe.feeds.FEEDS`, whose contract would demand the
 topics, tables and routes of the next slices. Its wire names collide with the
 stock feed's (``t``, ``q``, ``b`` ...; ``trades``, ``quotes`` ...), so its
 event structs have their own registry (:mod:`tickpipe.crypto_events`); once
-it is carried, its topics and tables are to be qualified by the feed's name
-(``tickpipe.crypto.quotes``, ``crypto_quotes``), the stock feed's staying as they are.
+it is carried (``tickpipe producer --feed crypto``), its names are qualified by
+``qualifier``: topics ``tickpipe.crypto.quotes``, Redis channels
+``crypto.quotes:BTC/USD``, hashes ``latest:crypto.quotes`` (its tables, the next
+slice, are to be ``crypto_quotes``), the stock feed's staying as they are.
 """
 
 from __future__ import annotations
@@ -38,4 +40,5 @@ CRYPTO: Final = Feed(
     families=(TRADES, QUOTES, BARS, ORDERBOOKS),
     listed=("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"),
     stream_path="/v1beta3/crypto/us",
+    qualifier="crypto",
 )

@@ -124,6 +124,9 @@ class Feed:
     uncarried: tuple[tuple[str, str], ...] = ()
     #: Path of this feed's stream on the API.
     stream_path: str = "/v2/stream"
+    #: The word that qualifies this feed's names ("crypto": topic ``tickpipe.crypto.quotes``, channel
+    #: ``crypto.quotes:BTC/USD``, hash ``latest:crypto.quotes``); "" for the stock feed, whose names stay bare.
+    qualifier: str = ""
 
     def family(self, name: str) -> Family:
         for family in self.families:
@@ -141,6 +144,20 @@ class Feed:
     def family_of(self) -> dict[str, str]:
         """Event code -> family name."""
         return {kind.code: family.name for family, kind in self.event_types()}
+
+    def word(self, family: str) -> str:
+        """A family's name in topics, channels and hashes: ``quotes``, or ``crypto.quotes`` when qualified."""
+        return f"{self.qualifier}.{family}" if self.qualifier else family
+
+    @property
+    def word_of(self) -> dict[str, str]:
+        """Event code -> its family's word (:meth:`word`): what the producer's topics and channels use."""
+        return {code: self.word(family) for code, family in self.family_of.items()}
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """Every family's word, in declaration order."""
+        return tuple(self.word(family.name) for family in self.families)
 
     @property
     def channel_types(self) -> dict[str, EventType]:
