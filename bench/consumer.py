@@ -54,6 +54,8 @@ from tickpipe.rows import COLUMNS, to_row  # noqa: E402
 from tickpipe.settings import load_settings  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: The pipeline's share of the best plain COPY of the same rows (issue #15; 0.40 before it).
+COPY_SHARE_TARGET = 0.9
 BENCH_DB = "tickpipe_bench_consumer"
 PREFIX = "bench."
 SYMBOLS = [f"S{n:03d}" for n in range(500)]
@@ -249,8 +251,9 @@ def summary(results: list[Figures], args: argparse.Namespace) -> None:
     print(f"  load average {os.getloadavg()[0]:.1f} at the end (other processes share the {os.cpu_count()} cores)")
     for f in results:
         ratio = f.pipeline / max(f.copy, f.copy2)
-        print(f"  {f.broker.description}: pipeline / best plain COPY = {ratio:.2f} (target >= 0.40: "
-              f"{'met' if ratio >= 0.40 else 'NOT met'}); pipeline / row-by-row = {f.pipeline / f.single:.1f}x; "
+        print(f"  {f.broker.description}: pipeline / best plain COPY = {ratio:.2f} (target >= {COPY_SHARE_TARGET}: "
+              f"{'met' if ratio >= COPY_SHARE_TARGET else 'NOT met'}); "
+              f"pipeline / row-by-row = {f.pipeline / f.single:.1f}x; "
               f"target >= 100,000 rows/s: {'met' if f.pipeline >= 100_000 else 'NOT met'}")  # fmt: skip
 
 
