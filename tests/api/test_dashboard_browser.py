@@ -91,11 +91,16 @@ class DashboardServer:
 
 
 @pytest.fixture
-async def api(migrated_db: str, redis_url: str) -> AsyncIterator[DashboardServer]:
-    """The API over the session's PostgreSQL and Redis; the producer and consumers are not running."""
+async def api(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
+    """The API over the session's PostgreSQL and Redis; the producer and consumers are not running.
+
+    Its own topic prefix, so its health namespace holds no other test's (or earlier run's) instances:
+    the status strip must show exactly what this test set up.
+    """
     settings = load_settings(
         database_url=migrated_db,
         redis_url=redis_url,
+        kafka_topic_prefix=topic_prefix,
         producer_admin_port=free_port(),
         consumer_admin_port=free_port(),
     )
