@@ -6,9 +6,8 @@ mirror structs whose ``t`` stays raw msgpack, then encoding those, costs ~2 µs 
 bytes. Any frame the fast path cannot take whole (JSON, a control message, one bad message) goes the
 exact way, through :mod:`tickpipe.codecs`.
 
-The stock feed's path is the module's functions (:func:`transcode_frame`), untouched; another feed's
-(crypto, whose codes collide with the stock ones) is a :class:`FeedTranscoder` built the same way
-from its own event registry; :func:`transcoder_for` picks a feed's.
+Each feed's paths are one :class:`FeedTranscoder` built from its own event registry (crypto's codes
+collide with the stock ones); :func:`transcode_frame` is the stock feed's, :func:`transcoder_for` picks a feed's.
 """
 
 from __future__ import annotations
@@ -73,8 +72,6 @@ def _wire_struct(cls: type[msgspec.Struct], code: str) -> type[msgspec.Struct]:
     return msgspec.defstruct(f"Wire{cls.__name__}", fields, kw_only=True, tag_field="T", tag=code, gc=False)
 
 
-_WIRE_TYPES = tuple(_wire_struct(cls, code) for code, cls in EVENT_TYPES.items())
-_wire_decoder = msgspec.msgpack.Decoder(list[Union[_WIRE_TYPES]])  # type: ignore[valid-type]  # noqa: UP007
 _live_encoder = msgspec.json.Encoder()
 _RV_KEYS = (b"\xa2_r", b"\xa2_v")
 _prefixes: dict[int, bytes] = {}
@@ -113,17 +110,6 @@ def _kafka_tail(received_at: int) -> bytes:
     return _RV_KEYS[0] + encode(received_at) + _RV_KEYS[1] + encode(SCHEMA_VERSION)
 
 
-def _fast(frame: bytes, received_at: int) -> list[Transcoded]:
-    try:
-        wires = _wire_decoder.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        raise _NotFast from None
-    try:
-        return _transcode_wires(wires, received_at)
-    except OverflowError:  # a timestamp past 2554: let the exact path reject it
-        raise _NotFast from None
-
-
 def _transcode_wires(wires: list[Any], received_at: int) -> list[Transcoded]:
     tail = _kafka_tail(received_at)
     raw_of = msgspec.Raw
@@ -148,45 +134,42 @@ def transcode_event(event: Event) -> Transcoded:
     return Transcoded(event.type_code, event.symbol, event.timestamp, encode_kafka(event), encode_live(event))
 
 
-def transcode_frame(frame: bytes | str, received_at: int) -> TranscodedFrame:
-    """An upstream frame to events ready for Kafka and Redis, plus control messages and rejects.
-
-    Same outcome as ``decode_frame`` followed by ``encode_kafka``/``encode_live`` on each event
-    (tested byte for byte), about four times faster on msgpack frames of events only.
-    Raises DecodeError("$") for a frame that is not an array of messages.
-    """
-    if isinstance(frame, bytes | bytearray | memoryview):
-        try:
-            return TranscodedFrame(_fast(bytes(frame), received_at), [], [])
-        except _NotFast:
-            pass
-    decoded = decode_frame(frame, received_at)
-    out = TranscodedFrame([], decoded.control, decoded.rejected)
-    for event in decoded.events:
-        try:
-            out.events.append(transcode_event(event))
-        except OverflowError as exc:  # decodes, but no int64 holds it
-            message = to_alpaca_dict(event)
-            out.rejected.append(
-                Rejected(encode_raw(message), DecodeError("t", f"expected a timestamp before 2262: {exc}"))
-            )
-    return out
-
-
-#: A feed's frame transcoder: :func:`transcode_frame` for stocks, a :class:`FeedTranscoder`'s for another.
+#: A feed's frame transcoder: :func:`transcode_frame` for stocks, a :class:`FeedTranscoder` for another.
 Transcode = Callable[[bytes | str, int], TranscodedFrame]
 
 
-class FeedTranscoder:
-    """The same fast and exact paths for another feed's event structs (``CRYPTO_EVENT_TYPES``).
+def _crypto_exact(event: Any) -> Transcoded:
+    """The exact path of a struct without codecs of its own: msgpack as is, live JSON with ``t`` in RFC 3339."""
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    data["t"] = format_rfc3339_ns(event.timestamp)
+    del data["_r"], data["_v"]
+    live = _live_encoder.encode(data)
+    return Transcoded(event.type_code, event.symbol, event.timestamp, _msgpack_encoder.encode(event), live)
 
-    Its events' Kafka bytes are ``msgspec.msgpack`` of its struct (``_r`` and ``_v`` included) and its
-    live bytes the Alpaca-shaped JSON (``t`` RFC 3339), as :func:`encode_kafka` and
-    :func:`encode_live` give for stock events.
+
+def _crypto_message(event: Any) -> dict[str, Any]:
+    message: dict[str, Any] = msgspec.to_builtins(event)
+    message["t"] = event.timestamp
+    del message["_r"], message["_v"]
+    return message
+
+
+class FeedTranscoder:
+    """One feed's fast and exact paths, built from its event registry (stocks: ``EVENT_TYPES``).
+
+    ``exact`` encodes one decoded event (the stock one: ``encode_kafka``/``encode_live``); ``message``
+    gives the Alpaca-shaped dict of an event that decoded but cannot be encoded, for its dead letter.
     """
 
-    def __init__(self, types: Mapping[str, type[msgspec.Struct]]) -> None:
+    def __init__(
+        self,
+        types: Mapping[str, type[Any]],
+        exact: Callable[[Any], Transcoded],
+        message: Callable[[Any], dict[str, Any]],
+    ) -> None:
         self.types = dict(types)
+        self.exact = exact
+        self.message = message
         wire_types = tuple(_wire_struct(cls, code) for code, cls in self.types.items())
         self._decoder = msgspec.msgpack.Decoder(list[Union[wire_types]])  # type: ignore[valid-type]  # noqa: UP007
 
@@ -197,19 +180,11 @@ class FeedTranscoder:
             raise _NotFast from None
         try:
             return _transcode_wires(wires, received_at)
-        except OverflowError:
+        except OverflowError:  # a timestamp past 2554: let the exact path reject it
             raise _NotFast from None
 
-    @staticmethod
-    def _exact(event: Any) -> Transcoded:
-        data: dict[str, Any] = msgspec.to_builtins(event)
-        data["t"] = format_rfc3339_ns(event.timestamp)
-        del data["_r"], data["_v"]
-        live = _live_encoder.encode(data)
-        return Transcoded(event.type_code, event.symbol, event.timestamp, _msgpack_encoder.encode(event), live)
-
     def __call__(self, frame: bytes | str, received_at: int) -> TranscodedFrame:
-        """As :func:`transcode_frame`, with this feed's structs."""
+        """See :func:`transcode_frame`."""
         if isinstance(frame, bytes | bytearray | memoryview):
             try:
                 return TranscodedFrame(self._fast(bytes(frame), received_at), [], [])
@@ -219,22 +194,34 @@ class FeedTranscoder:
         out = TranscodedFrame([], decoded.control, decoded.rejected)
         for event in decoded.events:
             try:
-                out.events.append(self._exact(event))
-            except OverflowError as exc:
-                message = msgspec.to_builtins(event)
-                message["t"] = event.timestamp
-                del message["_r"], message["_v"]
+                out.events.append(self.exact(event))
+            except OverflowError as exc:  # decodes, but no int64 holds it
                 out.rejected.append(
-                    Rejected(encode_raw(message), DecodeError("t", f"expected a timestamp before 2262: {exc}"))
+                    Rejected(
+                        encode_raw(self.message(event)), DecodeError("t", f"expected a timestamp before 2262: {exc}")
+                    )
                 )
         return out
+
+
+_STOCK = FeedTranscoder(EVENT_TYPES, transcode_event, to_alpaca_dict)
+
+
+def transcode_frame(frame: bytes | str, received_at: int) -> TranscodedFrame:
+    """An upstream frame to events ready for Kafka and Redis, plus control messages and rejects.
+
+    Same outcome as ``decode_frame`` followed by ``encode_kafka``/``encode_live`` on each event
+    (tested byte for byte), about four times faster on msgpack frames of events only.
+    Raises DecodeError("$") for a frame that is not an array of messages.
+    """
+    return _STOCK(frame, received_at)
 
 
 _transcoders: dict[str, Transcode] = {}
 
 
 def transcoder_for(feed: Feed) -> Transcode:
-    """The feed's transcoder: the stock fast path as it is, or one built from the feed's event registry."""
+    """The feed's transcoder: the stock one, or one built from the feed's event registry."""
     if feed is STOCK:
         return transcode_frame
     found = _transcoders.get(feed.name)
@@ -243,5 +230,5 @@ def transcoder_for(feed: Feed) -> Transcode:
 
         if feed.name != "crypto":
             raise ValueError(f"expected a carried feed (stock, crypto), got {feed.name!r}")
-        found = _transcoders[feed.name] = FeedTranscoder(CRYPTO_EVENT_TYPES)
+        found = _transcoders[feed.name] = FeedTranscoder(CRYPTO_EVENT_TYPES, _crypto_exact, _crypto_message)
     return found
