@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 NS = 1_000_000_000
@@ -22,8 +22,12 @@ _NEW_YORK = ZoneInfo("America/New_York")
 TradeTick = tuple[int, float, int]
 
 
+#: Trade sizes: whole shares (stocks) or fractions (crypto).
+Size = TypeVar("Size", int, float)
+
+
 @dataclass(slots=True)
-class Aggregate:
+class Aggregate(Generic[Size]):
     """Open, high, low, close, volume, count and price*volume over some trades."""
 
     first_t: int
@@ -32,11 +36,16 @@ class Aggregate:
     low: float
     last_t: int
     c: float
-    v: int
+    v: Size
     n: int
     pv: float
 
-    def add(self, t: int, p: float, s: int) -> None:
+    @classmethod
+    def of_trade(cls, t: int, p: float, s: Size) -> Aggregate[Size]:
+        """The aggregate of one trade."""
+        return cls(t, p, p, p, t, p, s, 1, p * s)
+
+    def add(self, t: int, p: float, s: Size) -> None:
         """Fold one more trade in; open and close follow the timestamps, not arrival order."""
         if t < self.first_t:
             self.first_t, self.o = t, p
@@ -48,7 +57,7 @@ class Aggregate:
         self.n += 1
         self.pv += p * s
 
-    def merge(self, other: Aggregate) -> None:
+    def merge(self, other: Aggregate[Size]) -> None:
         """Fold another aggregate in (a later minute into the day, say)."""
         if other.first_t < self.first_t:
             self.first_t, self.o = other.first_t, other.o
@@ -60,23 +69,23 @@ class Aggregate:
         self.n += other.n
         self.pv += other.pv
 
-    def copy(self) -> Aggregate:
+    def copy(self) -> Aggregate[Size]:
         """An independent copy, so a sent bar never changes afterwards."""
         return Aggregate(self.first_t, self.o, self.h, self.low, self.last_t, self.c, self.v, self.n, self.pv)
 
 
-def aggregate(trades: Iterable[TradeTick]) -> Aggregate | None:
+def aggregate(trades: Iterable[TradeTick]) -> Aggregate[int] | None:
     """The aggregate of some trades, or None when there are none."""
-    agg: Aggregate | None = None
+    agg: Aggregate[int] | None = None
     for t, p, s in trades:
         if agg is None:
-            agg = Aggregate(t, p, p, p, t, p, s, 1, p * s)
+            agg = Aggregate.of_trade(t, p, s)
         else:
             agg.add(t, p, s)
     return agg
 
 
-def bar(kind: str, symbol: str, agg: Aggregate, t: int) -> dict[str, Any]:
+def bar(kind: str, symbol: str, agg: Aggregate[Any], t: int) -> dict[str, Any]:
     """A bar message (``T`` = b, u or d) in Alpaca's field order; ``t`` in ns."""
     return {
         "T": kind,

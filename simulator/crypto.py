@@ -23,14 +23,13 @@ from __future__ import annotations
 import random
 from bisect import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
 from math import floor, log10
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from simulator.bars import MINUTE_NS, NS, minute_start
+from simulator.bars import MINUTE_NS, NS, Aggregate, minute_start
 
 Event = dict[str, Any]
 
@@ -56,40 +55,8 @@ DAY_ZONE = ZoneInfo("America/Chicago")
 _MIN_DEPTH, _MAX_DEPTH = 10, 30
 
 
-@dataclass(slots=True)
-class Candle:
-    """Open, high, low, close, fractional volume, count and price*volume of some period."""
-
-    first_t: int
-    o: float
-    h: float
-    low: float
-    last_t: int
-    c: float
-    v: float
-    n: int
-    pv: float
-
-    @classmethod
-    def of_trade(cls, t: int, p: float, s: float) -> Candle:
-        return cls(t, p, p, p, t, p, s, 1, p * s)
-
-    def add(self, t: int, p: float, s: float) -> None:
-        self.merge(Candle.of_trade(t, p, s))
-
-    def merge(self, other: Candle) -> None:
-        if other.first_t < self.first_t:
-            self.first_t, self.o = other.first_t, other.o
-        if other.last_t >= self.last_t:
-            self.last_t, self.c = other.last_t, other.c
-        self.h = max(self.h, other.h)
-        self.low = min(self.low, other.low)
-        self.v += other.v
-        self.n += other.n
-        self.pv += other.pv
-
-    def copy(self) -> Candle:
-        return Candle(self.first_t, self.o, self.h, self.low, self.last_t, self.c, self.v, self.n, self.pv)
+#: A crypto period's open, high, low, close, fractional volume, count and price*volume.
+Candle = Aggregate[float]
 
 
 def _bar(candle: Candle, kind: str, symbol: str, t: int) -> Event:
