@@ -242,10 +242,9 @@ class Settings(BaseSettings):
         items = _split_list(value)
         if items == ["*"]:
             return items
-        bad = [item for item in items if not PAIR_RE.match(item.strip().upper())]
-        if bad or not items:
+        if not items:
             raise ValueError("expected a comma-separated list of crypto pairs like BTC/USD, or '*' for all")
-        return [validate_pair(item) for item in items]
+        return [validate_pair(item) for item in items]  # as SUBSCRIBED_SYMBOLS: each checked once, by name
 
     @field_validator("subscribed_types", mode="before")
     @classmethod
