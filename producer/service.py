@@ -148,7 +148,7 @@ class ProducerService:
         self.topics = topics
         self.dlq_topic = dlq_topic(settings)
         self.metrics = ProducerMetrics(registry)
-        books = frozenset(code for code, family in feed.family_of.items() if family == "orderbooks")
+        books = frozenset(code for family in feed.families if family.book for code in family.codes)
         self.live = LiveSink(settings.redis_url, queue_size=settings.live_queue_size, words=words, book_codes=books)
         self.spool = spool or Spool(spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
         backend = backend or AiokafkaBackend(

@@ -28,7 +28,7 @@ BARS: Final = Family(
     ),
 )
 #: Level 2 books: a full snapshot (``r`` true) first after each subscription, then changed levels.
-ORDERBOOKS: Final = Family("orderbooks", (EventType("o", "orderbooks", "order book", tick=True),))
+ORDERBOOKS: Final = Family("orderbooks", (EventType("o", "orderbooks", "order book", tick=True),), book=True)
 
 CRYPTO: Final = Feed(
     name="crypto",

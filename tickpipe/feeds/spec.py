@@ -95,6 +95,9 @@ class Family:
     #: Whether the gap backfill fetches this history only when asked (quotes: BACKFILL_QUOTES, as
     #: they are many times the trades), rather than whenever the family is subscribed.
     history_on_request: bool = False
+    #: Whether its messages change a book (a whole one with ``r`` true, then levels): the snapshot hash
+    #: holds each symbol's whole current book, not its last message (crypto order books).
+    book: bool = False
 
     @property
     def codes(self) -> tuple[str, ...]:
