@@ -253,3 +253,23 @@ def rest_client(sim: Simulator, raw_data: bool = False, key: str = "key", secret
 def stream_shape(event: dict[str, Any]) -> dict[str, Any]:
     """A stream message as the REST API shows the same event: without ``T`` and ``S``."""
     return {k: v for k, v in event.items() if k not in ("T", "S")}
+
+
+#: A crypto order book as a client keeps it: side ("b", "a") -> price -> size.
+Book = dict[str, dict[float, float]]
+
+
+def apply_book(books: dict[str, Book], message: dict[str, Any], *, strict: bool = True) -> None:
+    """One order-book message applied as a client does: a reset (``r``) replaces the book, size 0 removes a
+    price. ``strict``: removing a price the book does not hold fails (KeyError), as a wrong update should."""
+    if message.get("r"):
+        books[message["S"]] = {"b": {}, "a": {}}
+    book = books[message["S"]]
+    for side in ("b", "a"):
+        for level in message[side]:
+            if level["s"] != 0:
+                book[side][level["p"]] = level["s"]
+            elif strict:
+                del book[side][level["p"]]
+            else:
+                book[side].pop(level["p"], None)

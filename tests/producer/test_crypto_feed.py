@@ -25,7 +25,7 @@ from simulator import DEFAULT_START_NS, Faults, Simulator, SimulatorConfig
 from simulator.bars import NS
 from simulator.config import CRYPTO_FEEDS
 from tests.helpers.producer import RedisCollector, producer_settings, read_topics, running
-from tests.helpers.simulator import nanos
+from tests.helpers.simulator import Book, apply_book, nanos
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import decode_kafka, format_rfc3339_ns
 from tickpipe.crypto_events import AnyCryptoEvent
@@ -38,8 +38,6 @@ FEED = CRYPTO_FEEDS[0]  # "crypto/us"
 PAIRS = ("BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD")
 FAMILIES = ("trades", "quotes", "bars", "orderbooks")
 _crypto = msgspec.msgpack.Decoder(AnyCryptoEvent)
-
-Book = dict[str, dict[float, float]]
 
 
 def crypto_config(**overrides: Any) -> SimulatorConfig:
@@ -89,19 +87,6 @@ def live_shape(message: dict[str, Any]) -> dict[str, Any]:
     if message["T"] == "o":
         shaped.setdefault("r", False)
     return shaped
-
-
-def apply(books: dict[str, Book], message: dict[str, Any]) -> None:
-    """A book message applied as a client does: a reset replaces the book, size 0 removes a price."""
-    if message.get("r"):
-        books[message["S"]] = {"b": {}, "a": {}}
-    book = books[message["S"]]
-    for side in ("b", "a"):
-        for level in message[side]:
-            if level["s"] == 0:
-                book[side].pop(level["p"], None)
-            else:
-                book[side][level["p"]] = level["s"]
 
 
 async def test_every_crypto_event_is_in_its_topic_once_and_on_its_channel(
@@ -161,7 +146,7 @@ async def test_every_crypto_event_is_in_its_topic_once_and_on_its_channel(
     books: dict[str, Book] = {}
     for m in sent:
         if m["T"] == "o":
-            apply(books, m)
+            apply_book(books, m, strict=False)
     for pair in PAIRS:
         stored = orjson.loads(hashes["orderbooks"][pair.encode()])
         assert stored["r"] is True and stored["t"] == last[("orderbooks", pair)]["t"]

@@ -20,7 +20,7 @@ from simulator.config import CRYPTO_FEEDS, STREAMS
 from simulator.crypto import DEFAULT_PAIRS, CryptoMarket
 from simulator.server import feed_of
 from simulator.subscriptions import CRYPTO_CHANNELS, STOCK_CHANNELS, Subscriptions
-from tests.helpers.simulator import AlpacaThread, StreamClient, nanos
+from tests.helpers.simulator import AlpacaThread, Book, StreamClient, apply_book, nanos
 from tests.helpers.waiting import wait_for
 from tickpipe.crypto_events import CRYPTO_EVENT_TYPES, AnyCryptoEvent, CryptoOrderbook, CryptoTrade
 from tickpipe.feeds import CRYPTO, FEEDS, STOCK
@@ -36,26 +36,11 @@ PAIRS = ["BTC/USD", "ETH/USD"]
 # come soon (a client slower than that gets the next minute's: hence 90 s to wait for them).
 PACED = SimulatorConfig(rate=2000, start_ns=DEFAULT_START_NS + 58 * NS, record=True, feed=FEED)
 
-Book = dict[str, dict[float, float]]
-
 
 async def collect_past(client: StreamClient, at: int) -> None:
     """Collect data until a message stamped after ``at`` (ns) has arrived."""
     while not client.data or nanos(client.data[-1]["t"]) <= at:
         await client.collect(len(client.data) + 1)
-
-
-def apply(books: dict[str, Book], message: dict[str, Any]) -> None:
-    """Apply one orderbook message as a client does: a reset replaces the book, size 0 removes a price."""
-    if message.get("r"):
-        books[message["S"]] = {"b": {}, "a": {}}
-    book = books[message["S"]]
-    for side in ("b", "a"):
-        for level in message[side]:
-            if level["s"] == 0:
-                del book[side][level["p"]]
-            else:
-                book[side][level["p"]] = level["s"]
 
 
 # --- the declaration --------------------------------------------------------------------------------
@@ -115,14 +100,14 @@ def test_the_books_rebuilt_from_the_updates_are_the_markets_and_agree_with_quote
     market = CryptoMarket(start_ns=DEFAULT_START_NS, seed=3)
     books: dict[str, Book] = {}
     for symbol in market.symbols:
-        apply(books, market.snapshot(symbol))
+        apply_book(books, market.snapshot(symbol))
     events = market.advance(20_000, DEFAULT_START_NS + 3 * MINUTE_NS)
     sizes = Counter(type(e["s"]) for e in events if e["T"] == "t")
     assert sizes[float] and not sizes[int], "expected fractional trade sizes"
     for e in events:
         if e["T"] == "o":
             assert "r" not in e and (e["b"] or e["a"]), f"expected an update naming levels, got {e}"
-            apply(books, e)
+            apply_book(books, e)
             bids, asks = books[e["S"]]["b"], books[e["S"]]["a"]
             assert max(bids) < min(asks), f"expected an uncrossed book after {e}"
         elif e["T"] == "q":
@@ -282,20 +267,20 @@ async def test_a_book_rebuilt_from_the_updates_equals_a_later_subscribers_snapsh
         for m in early.data:
             first.setdefault(m["S"], m)
             if nanos(m["t"]) <= at:
-                apply(early_books, m)
+                apply_book(early_books, m)
         assert set(first) == set(DEFAULT_PAIRS) and all(m["r"] for m in first.values())
         late_books: dict[str, Book] = {}
-        apply(late_books, snapshot)
+        apply_book(late_books, snapshot)
         assert late_books["BTC/USD"] == early_books["BTC/USD"]
         # From the snapshot on, both connections apply the same updates in the same order.
         await late.collect(200)
         until = min(nanos(late.data[-1]["t"]), nanos(early.data[-1]["t"]))
         for m in late.data[1:]:
             if nanos(m["t"]) <= until:
-                apply(late_books, m)
+                apply_book(late_books, m)
         for m in early.data:
             if at < nanos(m["t"]) <= until:
-                apply(early_books, m)
+                apply_book(early_books, m)
         assert late_books["BTC/USD"] == early_books["BTC/USD"]
 
 
