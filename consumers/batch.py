@@ -20,7 +20,6 @@ from typing import Any, Final, Protocol
 from aiokafka.structs import TopicPartition
 
 from consumers.tables import NOUNS, TYPES, spec
-from tickpipe.codecs import decode_kafka
 from tickpipe.dlq import DeadLetter
 from tickpipe.errors import DecodeError
 
@@ -86,7 +85,7 @@ class Batch:
             return
         table = spec(self.table)
         to_row = table.stage_row
-        wanted = TYPES[self.table]
+        wanted, nouns, decode = TYPES[self.table], NOUNS[self.table], table.decode
         # One row per key where the upsert updates, or ON CONFLICT DO UPDATE would hit it twice.
         keeps, row_key = table.keeps, table.row_key
         rows, sources, days, latest = self.rows, self.sources, self.day_numbers, self._latest
@@ -98,15 +97,15 @@ class Batch:
                 self.dead_letter(record, "decode", "$", "expected an event, got a record without a value")
                 continue
             try:
-                event = decode_kafka(value)
+                event = decode(value)
             except DecodeError as exc:
                 self.dead_letter(record, "decode", exc.field, str(exc))
                 continue
             code = event.type_code
             if code not in wanted:
-                if code in NOUNS:  # another table's type on this topic: a routing bug upstream
-                    expected = " or ".join(NOUNS[c] for c in sorted(wanted))
-                    reason = f"expected a {expected} on {record.topic}, got a {NOUNS[code]}"
+                if code in nouns:  # another table's type on this topic: a routing bug upstream
+                    expected = " or ".join(nouns[c] for c in sorted(wanted))
+                    reason = f"expected a {expected} on {record.topic}, got a {nouns[code]}"
                     self.dead_letter(record, "misrouted", "T", reason)
                 else:
                     self.skipped[code] += 1

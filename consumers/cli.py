@@ -1,4 +1,4 @@
-"""``tickpipe consume quotes|trades|bars|all [--burst]``: write Kafka topics into PostgreSQL.
+"""``tickpipe consume <table>|all [--burst]``: write Kafka topics into PostgreSQL (all: the tables of ALPACA_FEEDS).
 
 Runs until SIGTERM or SIGINT, then finishes (or, if PostgreSQL is down,
 abandons) the batch in flight, leaves the group and exits 0. With ``--burst``
@@ -80,7 +80,7 @@ def reader(service: ConsumerService) -> Read:
 
 async def serve(settings: Settings, args: argparse.Namespace) -> int:
     service = ConsumerService(
-        settings, tables_for(args.table), burst=args.burst, group=args.group, admin=not args.no_admin,
+        settings, tables_for(args.table, settings.feeds), burst=args.burst, group=args.group, admin=not args.no_admin,
         admin_port=args.admin_port, worker_options={"burst_wait_s": args.burst_wait},
     )  # fmt: skip
     if service.admin is not None:

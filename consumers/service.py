@@ -18,24 +18,24 @@ from aiokafka.errors import KafkaError
 from consumers.dlq import DeadLetterSink
 from consumers.metrics import ConsumerMetrics
 from consumers.progress import WorkerStats
-from consumers.tables import SPECS
+from consumers.tables import SPECS, tables_of
 from consumers.worker import Worker
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.errors import ServiceStartError, SettingsError
+from tickpipe.feeds import Feed
 from tickpipe.kafka import dlq_topic, ensure_topics, make_producer
-from tickpipe.names import topic
 from tickpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The tables a worker can write: the feed's stored families (:data:`consumers.tables.SPECS`).
+#: The tables a worker can write: every feed's stored families (:data:`consumers.tables.SPECS`).
 TABLES = tuple(SPECS)
 
 
-def tables_for(name: str) -> list[str]:
-    """``all`` or one table name to the tables to consume."""
+def tables_for(name: str, feeds: tuple[Feed, ...] | None = None) -> list[str]:
+    """``all`` (the tables of ``feeds``, ALPACA_FEEDS' by default: every feed's when None) or one table name."""
     if name == "all":
-        return list(TABLES)
+        return list(TABLES if feeds is None else tables_of(feeds))
     if name not in TABLES:
         raise SettingsError(f"expected {', '.join(TABLES)} or all, got {name!r}")
     return [name]
@@ -98,7 +98,7 @@ class ConsumerService:
 
     async def run(self) -> dict[str, WorkerStats]:
         """Run every worker until stopped (or caught up in burst mode); a worker's crash stops the others."""
-        topics = [topic(worker.table, self.settings.kafka_topic_prefix) for worker in self.workers]
+        topics = [worker.topic for worker in self.workers]
         try:
             await ensure_topics(self.bootstrap, [*topics, self.sink.topic], self.settings.kafka_partitions)
             await self.producer.start()

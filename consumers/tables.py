@@ -26,16 +26,20 @@ from functools import cached_property
 from operator import itemgetter
 from typing import Any, Final
 
-from tickpipe.feeds import STOCK, Family
+from tickpipe.codecs import kafka_decoder
+from tickpipe.feeds import TABLES, Family, Feed
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
 
 Row = tuple[Any, ...]
 
 #: Which event type codes each table stores.
-TYPES: Final[dict[str, frozenset[str]]] = {family.name: frozenset(family.codes) for family in STOCK.tables}
+TYPES: Final[dict[str, frozenset[str]]] = {table: frozenset(family.codes) for table, (_, family) in TABLES.items()}
 
-#: How messages name a stored event type: ``{"q": "quote", ...}``.
-NOUNS: Final[dict[str, str]] = {kind.code: kind.noun for family in STOCK.tables for kind in family.types}
+#: How messages of a table's feed name each stored event type: ``{"q": "quote", ...}`` (codes are per feed).
+NOUNS: Final[dict[str, dict[str, str]]] = {
+    table: {kind.code: kind.noun for other in feed.tables for kind in other.types}
+    for table, (feed, _) in TABLES.items()
+}
 
 _NS_TO_TS = "timestamptz 'epoch' + ({0} / 1000) * interval '1 microsecond'"
 #: Target columns computed from staging columns; every other target column is copied as it is.
@@ -46,6 +50,10 @@ _COMPUTED: Final = {
     "conditions": "s.conditions::text[]",
     "original_conditions": "s.original_conditions::text[]",
     "corrected_conditions": "s.corrected_conditions::text[]",
+    "bid_prices": "s.bid_prices::float8[]",
+    "bid_sizes": "s.bid_sizes::float8[]",
+    "ask_prices": "s.ask_prices::float8[]",
+    "ask_sizes": "s.ask_sizes::float8[]",
 }
 
 
@@ -87,6 +95,10 @@ class TableSpec:
     key: tuple[str, ...] = ()
     #: With ``DO UPDATE``: whether a stored row stays when ``new`` arrives (the declared ``unless``).
     keeps: Callable[[Row, Row], bool] | None = field(default=None, compare=False)
+    #: Kafka record value -> event, by the table's feed's own registry (its codes are its own).
+    decode: Callable[[bytes], Any] = field(default=kafka_decoder, compare=False)  # type: ignore[assignment]
+    #: The Kafka topic's word: the family's as its feed names it (``quotes``, ``crypto.quotes``).
+    topic_word: str = ""
     stage: tuple[tuple[str, str], ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,15 +106,16 @@ class TableSpec:
         object.__setattr__(self, "stage", pairs)
 
     @classmethod
-    def of(cls, family: Family) -> TableSpec:
-        """The spec of a stored family, from its declaration and its table."""
+    def of(cls, feed: Feed, family: Family) -> TableSpec:
+        """The spec of a stored family of ``feed``, from its declaration and its table."""
         if family.table is None or not family.stage_columns or not family.stage_row:
             raise ValueError(f"expected a stored family with staging columns and function, got {family.name}")
         conflict = family.conflict
         keeps = _keeps(conflict.unless, family.stage_columns) if conflict.replace else None
         return cls(
             family.table, family.stage_columns, resolve(family.stage_row), on_conflict(family),
-            target=columns(family), key=primary_key(family), keeps=keeps,
+            target=columns(family), key=primary_key(family), keeps=keeps, decode=kafka_decoder(feed),
+            topic_word=feed.word(family.name),
         )  # fmt: skip
 
     @property
@@ -146,8 +159,13 @@ class TableSpec:
         return lambda row: (others(row), row[at] // 1000)
 
 
-#: Every table the consumers write, by family name: the feed's stored families.
-SPECS: Final[dict[str, TableSpec]] = {family.name: TableSpec.of(family) for family in STOCK.tables}
+#: Every table the consumers write, by table name: every feed's stored families.
+SPECS: Final[dict[str, TableSpec]] = {table: TableSpec.of(feed, family) for table, (feed, family) in TABLES.items()}
+
+
+def tables_of(feeds: tuple[Feed, ...]) -> tuple[str, ...]:
+    """The tables of the given feeds (``tickpipe consume all`` writes those of ALPACA_FEEDS)."""
+    return tuple(table for table, (feed, _) in TABLES.items() if feed in feeds)
 
 
 def spec(table: str) -> TableSpec:

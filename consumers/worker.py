@@ -109,7 +109,7 @@ class Worker(ConsumerRebalanceListener):
         consumer_options: dict[str, Any] | None = None,
     ) -> None:
         self.table = table
-        self.topic = topic(table, settings.kafka_topic_prefix)
+        self.topic = topic(spec(table).topic_word, settings.kafka_topic_prefix)
         self.group = group or group_id(settings, table)
         self.burst = burst
         self.idle_fetches = idle_fetches

@@ -17,11 +17,12 @@ Every malformed input raises :class:`~tickpipe.errors.DecodeError` naming the fi
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Union
 
 import msgpack
 import msgspec
@@ -29,6 +30,9 @@ import orjson
 
 from tickpipe.errors import DecodeError
 from tickpipe.events import EVENT_TYPES, SCHEMA_VERSION, Event
+
+if TYPE_CHECKING:
+    from tickpipe.feeds import Feed
 
 CONTROL_TYPES: Final = frozenset({"success", "error", "subscription"})
 
@@ -196,6 +200,42 @@ def decode_kafka(value: bytes) -> Event:
     if event.schema_version != SCHEMA_VERSION:
         raise DecodeError("_v", f"expected schema version {SCHEMA_VERSION}, got {event.schema_version}")
     return event
+
+
+def registry(feed: Feed) -> Mapping[str, type[Any]]:
+    """The event structs of a feed by ``T`` code, as its declaration names them (``Feed.events``)."""
+    module, _, name = feed.events.partition(":")
+    types: Mapping[str, type[Any]] = getattr(importlib.import_module(module), name)
+    return types
+
+
+_feed_decoders: dict[str, Callable[[bytes], Any]] = {}
+
+
+def kafka_decoder(feed: Feed) -> Callable[[bytes], Any]:
+    """:func:`decode_kafka` for a feed's own events: its codes may mean other structs in another feed."""
+    found = _feed_decoders.get(feed.name)
+    if found is not None:
+        return found
+    types = tuple(registry(feed).values())
+    if types == tuple(EVENT_TYPES.values()):
+        found = decode_kafka
+    else:
+        decoder = msgspec.msgpack.Decoder(Union[types])  # noqa: UP007 (a runtime tuple of types)
+
+        def found(value: bytes) -> Any:
+            try:
+                event = decoder.decode(value)
+            except msgspec.ValidationError as exc:
+                raise DecodeError(_field_of(exc), str(exc)) from None
+            except msgspec.DecodeError as exc:
+                raise DecodeError("$", f"not a msgpack event: {exc}") from None
+            if event.schema_version != SCHEMA_VERSION:
+                raise DecodeError("_v", f"expected schema version {SCHEMA_VERSION}, got {event.schema_version}")
+            return event
+
+    _feed_decoders[feed.name] = found
+    return found
 
 
 # --- live (Redis) ---------------------------------------------------------------

@@ -10,6 +10,16 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from tickpipe.codecs import event_key, ns_to_datetime
+from tickpipe.crypto_events import (
+    BookLevel,
+    CryptoBar,
+    CryptoDailyBar,
+    CryptoEvent,
+    CryptoOrderbook,
+    CryptoQuote,
+    CryptoTrade,
+    CryptoUpdatedBar,
+)
 from tickpipe.events import (
     Bar,
     DailyBar,
@@ -21,20 +31,46 @@ from tickpipe.events import (
     TradingStatus,
     UpdatedBar,
 )
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import TABLES
 from tickpipe.feeds.tables import columns, primary_key
 
-#: The columns of each table, in :mod:`tickpipe.schema`'s order.
-COLUMNS: Final[dict[str, tuple[str, ...]]] = {family.name: columns(family) for family in STOCK.tables}
+#: The columns of each table (every feed's, by table name), in :mod:`tickpipe.schema`'s order.
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {table: columns(family) for table, (_, family) in TABLES.items()}
 
 #: The primary key of each table: what ON CONFLICT names.
-KEYS: Final[dict[str, tuple[str, ...]]] = {family.name: primary_key(family) for family in STOCK.tables}
+KEYS: Final[dict[str, tuple[str, ...]]] = {table: primary_key(family) for table, (_, family) in TABLES.items()}
 
 
-def to_row(event: Event) -> tuple[Any, ...]:
+def _crypto_row(event: CryptoEvent, when: Any, received: Any) -> tuple[Any, ...]:
+    if isinstance(event, CryptoQuote):
+        return (
+            event.symbol, when, event.timestamp, event_key(event), event.bid_price, event.bid_size,  # type: ignore[arg-type]
+            event.ask_price, event.ask_size, received,
+        )  # fmt: skip
+    if isinstance(event, CryptoTrade):
+        return (
+            event.symbol, when, event.timestamp, event.trade_id, event.price, event.size, event.taker_side, received,
+        )  # fmt: skip
+    if isinstance(event, CryptoBar):
+        return (
+            event.symbol, event.timeframe, when, event.timestamp, event.open, event.high, event.low, event.close,
+            event.volume, event.vwap, event.trade_count, event.type_code, received,
+        )  # fmt: skip
+    if isinstance(event, CryptoOrderbook):
+        return (
+            event.symbol, when, event.timestamp, event_key(event), event.reset,  # type: ignore[arg-type]
+            [level.price for level in event.bids], [level.size for level in event.bids],
+            [level.price for level in event.asks], [level.size for level in event.asks], received,
+        )  # fmt: skip
+    raise ValueError(f"expected a crypto event of a stored family, got {type(event).__name__}")
+
+
+def to_row(event: Event | CryptoEvent) -> tuple[Any, ...]:
     """One event as a tuple for its table; raise ValueError for a type that has no table."""
     received = ns_to_datetime(event.received_at) if event.received_at else None
     when = ns_to_datetime(event.timestamp)
+    if isinstance(event, CryptoEvent):
+        return _crypto_row(event, when, received)
     if isinstance(event, Quote):
         return (
             event.symbol, when, event.timestamp, event_key(event), event.bid_exchange, event.bid_price,
@@ -77,9 +113,41 @@ def _received_ns(row: Mapping[str, Any]) -> int:
     return int(received.timestamp()) * 1_000_000_000 + received.microsecond * 1000
 
 
-def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False) -> Event:
+def _levels(prices: list[float], sizes: list[float]) -> tuple[BookLevel, ...]:
+    return tuple(BookLevel(price, size) for price, size in zip(prices, sizes, strict=True))
+
+
+def _crypto_from_row(table: str, row: Mapping[str, Any], received: int) -> CryptoEvent:
+    if table == "crypto_quotes":
+        return CryptoQuote(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, bid_price=row["bid_price"],
+            bid_size=row["bid_size"], ask_price=row["ask_price"], ask_size=row["ask_size"],
+        )  # fmt: skip
+    if table == "crypto_trades":
+        return CryptoTrade(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, trade_id=row["trade_id"],
+            price=row["price"], size=row["size"], taker_side=row["taker_side"],
+        )  # fmt: skip
+    if table == "crypto_bars":
+        cls = {"b": CryptoBar, "u": CryptoUpdatedBar, "d": CryptoDailyBar}[row["updated"]]
+        return cls(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, open=row["open"],
+            high=row["high"], low=row["low"], close=row["close"], volume=row["volume"], vwap=row["vwap"],
+            trade_count=row["trade_count"],
+        )  # fmt: skip
+    if table == "crypto_orderbooks":
+        return CryptoOrderbook(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, reset=row["reset"],
+            bids=_levels(row["bid_prices"], row["bid_sizes"]), asks=_levels(row["ask_prices"], row["ask_sizes"]),
+        )  # fmt: skip
+    raise ValueError(f"expected a stored table among {', '.join(COLUMNS)}, got {table!r}")
+
+
+def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False) -> Any:
     """A stored row back to the event it came from (``received_at`` only to the microsecond)."""
     received = _received_ns(row) if with_received else 0
+    if table.startswith("crypto_"):
+        return _crypto_from_row(table, row, received)
     if table == "quotes":
         return Quote(
             symbol=row["symbol"], timestamp=row["time_ns"], received_at=received,

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import TABLES
 
 metadata = MetaData()
 #: The views, described as tables (their columns and descriptions), apart from ``metadata``: migrations
@@ -312,5 +312,134 @@ trades_corrected = Table(
     "corrections and cancels count within one day after the trade.",
 )
 
+# The crypto feed's tables (migration 0005): pairs, fractional sizes, no exchanges or tapes.
+_PAIR = "currency pair, as Alpaca writes it (e.g. BTC/USD: the price of one BTC in USD)"
+_CRYPTO_TIME = "event time (UTC, to the microsecond), as Alpaca's crypto venue stamped it; the daily partition key"
+_BOOK_SIDE = "{side} price levels of the message, best first: {what} (quote currency per unit of the base currency)"
+
+crypto_quotes = Table(
+    "crypto_quotes",
+    metadata,
+    Column("symbol", Text, nullable=False, comment=_PAIR),
+    Column("time", DateTime(timezone=True), nullable=False, comment=_CRYPTO_TIME),
+    Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
+    Column(
+        "event_key",
+        BigInteger,
+        nullable=False,
+        comment="deterministic 64-bit hash of the quote's upstream content (every field but received_at): "
+        "it tells apart two quotes of one pair at the same time, and makes a redelivered quote a no-op",
+    ),
+    Column("bid_price", Float(53), nullable=False, comment="best bid price, quote currency per unit, exactly as sent"),
+    Column("bid_size", Float(53), nullable=False, comment="size at the best bid, in units of the base currency"),
+    Column("ask_price", Float(53), nullable=False, comment="best ask price, quote currency per unit, exactly as sent"),
+    Column("ask_size", Float(53), nullable=False, comment="size at the best ask, in units of the base currency"),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "time", "event_key", name="crypto_quotes_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="Crypto quotes (best bid and ask of Alpaca's crypto venue): one row per quote event. "
+    "Daily partitions crypto_quotes_pYYYYMMDD.",
+)
+
+crypto_trades = Table(
+    "crypto_trades",
+    metadata,
+    Column("symbol", Text, nullable=False, comment=_PAIR),
+    Column("time", DateTime(timezone=True), nullable=False, comment=_CRYPTO_TIME),
+    Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
+    Column("trade_id", BigInteger, nullable=False, comment="trade id given by the venue, unique per pair"),
+    Column("price", Float(53), nullable=False, comment="trade price, quote currency per unit, exactly as sent"),
+    Column("size", Float(53), nullable=False, comment="size traded, in units of the base currency (fractional)"),
+    Column(
+        "taker_side",
+        Text,
+        nullable=False,
+        comment="the taker's side: B = a buyer lifted the ask, S = a seller hit the bid",
+    ),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "time", "trade_id", name="crypto_trades_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="Crypto trades: one row per trade event. Daily partitions crypto_trades_pYYYYMMDD.",
+)
+
+crypto_bars = Table(
+    "crypto_bars",
+    metadata,
+    Column("symbol", Text, nullable=False, comment=_PAIR),
+    Column(
+        "timeframe",
+        Text,
+        nullable=False,
+        comment="1Min for minute bars (updated = 'b' or 'u'), 1Day for daily bars (updated = 'd')",
+    ),
+    Column(
+        "time",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="start of the bar (UTC): the minute 09:30 covers 09:30:00 to 09:30:59.999; the partition key",
+    ),
+    Column("time_ns", BigInteger, nullable=False, comment="the same bar start, nanoseconds since 1970-01-01 UTC"),
+    Column("open", Float(53), nullable=False, comment="first trade price of the bar"),
+    Column("high", Float(53), nullable=False, comment="highest trade price of the bar"),
+    Column("low", Float(53), nullable=False, comment="lowest trade price of the bar"),
+    Column("close", Float(53), nullable=False, comment="last trade price of the bar"),
+    Column("volume", Float(53), nullable=False, comment="units of the base currency traded in the bar (fractional)"),
+    Column("vwap", Float(53), nullable=False, comment="volume-weighted average price of the bar's trades"),
+    Column("trade_count", BigInteger, nullable=False, comment="number of trades in the bar"),
+    Column(
+        "updated",
+        Text,
+        nullable=False,
+        comment="which message this row is, by Alpaca's event type: b = minute bar as first sent, "
+        "u = updated minute bar (late trades included; replaces the b row, never the reverse), d = daily bar",
+    ),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "timeframe", "time", name="crypto_bars_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="Crypto OHLCV bars: one row per pair, timeframe and bar start; an updated minute bar replaces the "
+    "minute bar. Daily partitions crypto_bars_pYYYYMMDD.",
+)
+
+crypto_orderbooks = Table(
+    "crypto_orderbooks",
+    metadata,
+    Column("symbol", Text, nullable=False, comment=_PAIR),
+    Column("time", DateTime(timezone=True), nullable=False, comment=_CRYPTO_TIME),
+    Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
+    Column(
+        "event_key",
+        BigInteger,
+        nullable=False,
+        comment="deterministic 64-bit hash of the message's upstream content (every field but received_at): "
+        "makes a redelivered message a no-op",
+    ),
+    Column(
+        "reset",
+        Boolean,
+        nullable=False,
+        comment="true: the message is the whole book (replace it); false: only the levels that changed",
+    ),
+    Column("bid_prices", ARRAY(Float(53)), nullable=False, comment=_BOOK_SIDE.format(side="bid", what="prices")),
+    Column(
+        "bid_sizes",
+        ARRAY(Float(53)),
+        nullable=False,
+        comment="size at each of bid_prices, in units of the base currency; 0 removes the level",
+    ),
+    Column("ask_prices", ARRAY(Float(53)), nullable=False, comment=_BOOK_SIDE.format(side="ask", what="prices")),
+    Column(
+        "ask_sizes",
+        ARRAY(Float(53)),
+        nullable=False,
+        comment="size at each of ask_prices, in units of the base currency; 0 removes the level",
+    ),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "time", "event_key", name="crypto_orderbooks_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="Crypto order book messages (level 2) in arrival order: a whole book (reset) after each "
+    "subscription, then changed levels. A pair's book at a moment is its last reset row with the later rows "
+    "applied in time order. Daily partitions crypto_orderbooks_pYYYYMMDD.",
+)
+
 #: Tables that are partitioned by day, in the order migrations create them: every stored family's.
-PARTITIONED_TABLES: Final = tuple(family.table for family in STOCK.tables if family.table is not None)
+PARTITIONED_TABLES: Final = tuple(TABLES)

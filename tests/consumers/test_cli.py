@@ -12,16 +12,19 @@ from consumers.service import ConsumerService, tables_for
 from consumers.worker import group_id
 from tickpipe.dlq import DeadLetter
 from tickpipe.errors import SettingsError
+from tickpipe.feeds import CRYPTO, STOCK
 from tickpipe.settings import load_settings
 
 
 def test_tables_for_all_and_one() -> None:
-    assert tables_for("all") == ["quotes", "trades", "bars", "statuses", "corrections", "cancels"]
+    stock = ["quotes", "trades", "bars", "statuses", "corrections", "cancels"]
+    crypto = ["crypto_trades", "crypto_quotes", "crypto_bars", "crypto_orderbooks"]
+    assert tables_for("all", (STOCK,)) == stock
+    assert tables_for("all", (STOCK, CRYPTO)) == tables_for("all") == stock + crypto
+    assert tables_for("all", (CRYPTO,)) == crypto
     assert tables_for("bars") == ["bars"]
-    assert tables_for("corrections") == ["corrections"]
-    with pytest.raises(
-        SettingsError, match="expected quotes, trades, bars, statuses, corrections, cancels or all, got 'lulds'"
-    ):
+    assert tables_for("crypto_bars", (STOCK,)) == ["crypto_bars"]  # one table by name: asked for, so written
+    with pytest.raises(SettingsError, match=r"expected quotes, trades, .*, crypto_orderbooks or all, got 'lulds'"):
         tables_for("lulds")
 
 

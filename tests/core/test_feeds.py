@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
+import typing
 from typing import Any
 
 import msgspec
@@ -26,11 +28,15 @@ from consumers import service as consumer_service
 from consumers import tables as consumer_tables
 from simulator import subscriptions
 from simulator.config import FEEDS as SIMULATED_VARIANTS
+from simulator.config import STREAMS as SIMULATED_STREAMS
 from simulator.server import feed_of
 from tests.helpers.api import api_settings
 from tickpipe import names, rows, schema, settings
-from tickpipe.events import EVENT_TYPES, BaseEvent
-from tickpipe.feeds import FEEDS, Conflict, EventType, Family, Feed
+from tickpipe.codecs import kafka_decoder, registry
+from tickpipe.crypto_events import BookLevel
+from tickpipe.events import EVENT_TYPES
+from tickpipe.feeds import FEEDS, STOCK, Conflict, EventType, Family, Feed
+from tickpipe.feeds import TABLES as FEED_TABLES
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
 
 FAMILIES = [(feed, family) for feed in FEEDS for family in feed.families]
@@ -49,13 +55,22 @@ tables = pytest.mark.parametrize(("feed", "family"), TABLES, ids=ids)
 stored = pytest.mark.parametrize(("feed", "family"), STORED, ids=ids)
 types = pytest.mark.parametrize(("feed", "family", "kind"), TYPES, ids=ids)
 
-_SAMPLES: dict[Any, Any] = {str: "X", int: 7, float: 1.5, tuple[str, ...]: ("@",)}
+_SAMPLES: dict[Any, Any] = {
+    str: "X", int: 7, float: 1.5, bool: True, tuple[str, ...]: ("@",), tuple[BookLevel, ...]: (BookLevel(1.5, 2.25),),
+}  # fmt: skip
 
 
-def sample(cls: type[BaseEvent]) -> BaseEvent:
-    """An event of ``cls`` with every field set (ints stay small and positive, as a market sends them)."""
-    values = {f.name: _SAMPLES[f.type] for f in msgspec.structs.fields(cls) if f.name != "schema_version"}
-    values |= {"symbol": "AAPL", "timestamp": 1_709_562_600_123_456_789, "received_at": 0}
+def _sample_value(kind: Any) -> Any:
+    if typing.get_origin(kind) is typing.Literal:
+        return typing.get_args(kind)[0]
+    return _SAMPLES[kind]
+
+
+def sample(feed: Feed, code: str) -> Any:
+    """An event of the feed's ``code`` with every field set (ints small and positive, as a market sends them)."""
+    cls = registry(feed)[code]
+    values = {f.name: _sample_value(f.type) for f in msgspec.structs.fields(cls) if f.name != "schema_version"}
+    values |= {"symbol": feed.example, "timestamp": 1_709_562_600_123_456_789, "received_at": 0}
     return cls(**values)
 
 
@@ -92,8 +107,13 @@ def test_names_are_unique_and_listed(feed: Feed) -> None:
 def test_upstream_path_and_symbols(feed: Feed) -> None:
     assert "{variant}" in feed.path and feed.variants
     assert feed.dialect == "alpaca-v2", f"expected a dialect the producer and simulator speak, got {feed.dialect!r}"
-    assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
-    assert settings.SYMBOL_RE.match("BRK.B")
+    assert re.fullmatch(feed.symbol_pattern, feed.example)
+    assert feed in settings.FEED_NAMES.values(), "expected ALPACA_FEEDS to accept the feed"
+    if feed is STOCK:
+        assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
+        assert settings.SYMBOL_RE.match("BRK.B")
+    else:
+        assert settings.PAIR_RE.pattern == f"^{feed.symbol_pattern}$"
 
 
 # --- event types, topics, channels ----------------------------------------------------------------
@@ -101,22 +121,35 @@ def test_upstream_path_and_symbols(feed: Feed) -> None:
 
 @types
 def test_event_type_has_a_struct_in_its_family(feed: Feed, family: Family, kind: EventType) -> None:
-    cls = EVENT_TYPES.get(kind.code)
-    assert cls is not None, f"expected an event struct with tag {kind.code!r} in tickpipe.events"
-    assert sample(cls).family == family.name
-    assert names.FAMILY_OF[kind.code] == family.name
-    assert kind.channel in settings.STREAM_TYPES, "expected the channel among SUBSCRIBED_TYPES"
+    cls = registry(feed).get(kind.code)
+    assert cls is not None, f"expected an event struct with tag {kind.code!r} in {feed.events}"
+    event = sample(feed, kind.code)
+    assert event.family == family.name
+    assert feed.family_of[kind.code] == family.name
+    assert kind.channel in feed.listed, "expected the channel among the upstream's listed channels"
+    assert kafka_decoder(feed)(msgspec.msgpack.encode(event)) == event, "expected the feed's Kafka decoder to read it"
+    if feed is STOCK:
+        assert EVENT_TYPES[kind.code] is cls and names.FAMILY_OF[kind.code] == family.name
+        assert kind.channel in settings.STREAM_TYPES, "expected the channel among SUBSCRIBED_TYPES"
 
 
 @families
 def test_topic_channel_and_snapshot_hash(feed: Feed, family: Family) -> None:
-    assert family.name in names.FAMILIES
-    assert family.topic() == names.topic(family.name) == f"tickpipe.{family.name}"
-    assert family.topic("x.") == names.topic(family.name, "x.")
-    assert names.channel(family.name, "AAPL") == f"{family.name}:AAPL"
-    assert names.latest_hash(family.name) == f"latest:{family.name}"
+    word = feed.word(family.name)
+    assert word == (f"{feed.qualifier}.{family.name}" if feed.qualifier else family.name)
+    assert names.topic(word) == f"tickpipe.{word}"
+    assert names.channel(word, feed.example) == f"{word}:{feed.example}"
+    assert names.latest_hash(word) == f"latest:{word}"
     assert family.key == "symbol", "the producer keys records and channels by symbol"
-    assert (family.name in names.REQUIRED_FAMILIES) == family.required
+    if feed is STOCK:
+        assert family.name in names.FAMILIES and family.topic() == names.topic(family.name)
+        assert (family.name in names.REQUIRED_FAMILIES) == family.required
+
+
+def test_topics_and_tables_are_unique_across_feeds() -> None:
+    words = [feed.word(family.name) for feed in FEEDS for family in feed.families]
+    assert len(words) == len(set(words))
+    assert len(FEED_TABLES) == sum(len(feed.tables) for feed in FEEDS), "expected every table name once"
 
 
 # --- tables, rows, consumers ----------------------------------------------------------------------
@@ -126,8 +159,8 @@ def test_topic_channel_and_snapshot_hash(feed: Feed, family: Family) -> None:
 def test_table_in_the_schema(feed: Feed, family: Family) -> None:
     assert family.table in schema.metadata.tables, f"expected table {family.table!r} in tickpipe.schema"
     assert family.table in schema.PARTITIONED_TABLES
-    assert rows.COLUMNS[family.name] == columns(family)
-    assert rows.KEYS[family.name] == primary_key(family)
+    assert rows.COLUMNS[family.table] == columns(family)
+    assert rows.KEYS[family.table] == primary_key(family)
     assert primary_key(family)[0] == "symbol" and "time" in primary_key(family)
     for name in (*family.hidden, *(column for column, _ in family.pinned)):
         assert name in columns(family), f"expected column {name!r} in table {family.table}"
@@ -137,17 +170,19 @@ def test_table_in_the_schema(feed: Feed, family: Family) -> None:
 def test_rows_round_trip_every_type(feed: Feed, family: Family) -> None:
     assert family.table is not None
     for code in family.codes:
-        event = sample(EVENT_TYPES[code])
-        row = rows.to_row(event)  # type: ignore[arg-type]
+        event = sample(feed, code)
+        row = rows.to_row(event)
         assert len(row) == len(columns(family))
         assert rows.from_row(family.table, dict(zip(columns(family), row, strict=True))) == event
 
 
 @tables
 def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> None:
-    spec = consumer_tables.spec(family.name)
-    assert consumer_tables.SPECS[family.name] == consumer_tables.TableSpec.of(family), "expected derived specs"
-    assert consumer_tables.TYPES[family.name] == frozenset(family.codes)
+    assert family.table is not None
+    spec = consumer_tables.spec(family.table)
+    assert consumer_tables.SPECS[family.table] == consumer_tables.TableSpec.of(feed, family), "expected derived specs"
+    assert consumer_tables.TYPES[family.table] == frozenset(family.codes)
+    assert spec.topic_word == feed.word(family.name)
     assert (spec.table, spec.columns, spec.on_conflict) == (family.table, family.stage_columns, on_conflict(family))
     assert (spec.target, spec.key) == (columns(family), primary_key(family))
     module, _, function = family.stage_row.partition(":")
@@ -155,8 +190,10 @@ def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> N
     assert spec.optimistic == (not family.conflict.replace)
     assert (spec.keeps is not None) == family.conflict.replace, "a batch folds one key's rows where the upsert updates"
     for kind in family.types:
-        assert consumer_tables.NOUNS[kind.code] == kind.noun
-        assert len(spec.stage_row(sample(EVENT_TYPES[kind.code]))) == len(spec.stage_columns)
+        assert consumer_tables.NOUNS[family.table][kind.code] == kind.noun
+        event = sample(feed, kind.code)
+        assert spec.decode(msgspec.msgpack.encode(event)) == event
+        assert len(spec.stage_row(event)) == len(spec.stage_columns)
     insert = spec.insert_sql()
     assert insert.startswith(f"INSERT INTO {family.table} ({', '.join(columns(family))}) SELECT ")
     assert insert.endswith(f" ON CONFLICT ({', '.join(primary_key(family))}) {on_conflict(family)}")
@@ -166,10 +203,11 @@ def test_consumers_stage_and_upsert_as_declared(feed: Feed, family: Family) -> N
 
 @feeds
 def test_consumers_write_every_stored_family_and_nothing_else(feed: Feed) -> None:
-    stored_names = [family.name for family in feed.tables]
-    assert list(consumer_tables.SPECS) == stored_names
-    assert set(consumer_tables.NOUNS) == {code for family in feed.tables for code in family.codes}
-    assert consumer_service.tables_for("all") == stored_names
+    stored_names = [family.table for family in feed.tables if family.table is not None]
+    assert [table for table in consumer_tables.SPECS if table in stored_names] == stored_names
+    assert list(consumer_tables.tables_of((feed,))) == stored_names
+    assert consumer_service.tables_for("all", (feed,)) == stored_names
+    assert set(consumer_tables.NOUNS[stored_names[0]]) == {code for family in feed.tables for code in family.codes}
     parser = consumer_cli.build_parser()
     assert [parser.parse_args([name]).table for name in (*stored_names, "all")] == [*stored_names, "all"]
     for family in feed.families:
@@ -178,11 +216,16 @@ def test_consumers_write_every_stored_family_and_nothing_else(feed: Feed) -> Non
                 parser.parse_args([family.name])
 
 
+def test_consumers_write_every_feeds_tables() -> None:
+    assert list(consumer_tables.SPECS) == list(FEED_TABLES)
+    assert consumer_service.tables_for("all") == list(FEED_TABLES)
+
+
 def test_an_upsert_condition_on_a_column_not_staged_is_named() -> None:
     bars = FEEDS[0].family("bars")
     family = dataclasses.replace(bars, conflict=Conflict(replace=True, unless=("revised", "y", "n")))
     with pytest.raises(ValueError, match=r"expected the conflict condition's column 'revised' among the staging"):
-        consumer_tables.TableSpec.of(family)
+        consumer_tables.TableSpec.of(FEEDS[0], family)
 
 
 # --- API ------------------------------------------------------------------------------------------
@@ -190,24 +233,27 @@ def test_an_upsert_condition_on_a_column_not_staged_is_named() -> None:
 
 @stored
 def test_history_and_latest_routes(feed: Feed, family: Family, app_paths: dict[str, Any]) -> None:
-    for path in (f"/{family.name}/{{symbol}}", f"/{family.name}/latest"):
+    assert family.table is not None
+    for path in (f"{feed.route(family.name)}/{{symbol}}", f"{feed.route(family.name)}/latest"):
         assert "get" in app_paths.get(path, {}), f"expected GET {path} in the API"
-    assert family.name in queries.SELECT and family.name in queries.CSV_SELECT
-    assert queries.KEY[family.name][0] == "time_ns"
-    assert family.name in shape.SHAPES
+    assert family.table in queries.SELECT and family.table in queries.CSV_SELECT
+    assert queries.KEY[family.table][0] == "time_ns"
+    assert family.table in shape.SHAPES
 
 
 @feeds
 def test_tables_not_served_have_no_routes_of_their_own(feed: Feed, app_paths: dict[str, Any]) -> None:
     """Statuses, corrections and cancels are stored; corrections and cancels reach the API through trades."""
     unserved = [family for family in feed.tables if not family.served]
-    assert {family.name for family in unserved} >= {"statuses", "corrections", "cancels"}
+    if feed is STOCK:
+        assert {family.name for family in unserved} >= {"statuses", "corrections", "cancels"}
     for family in unserved:
-        assert f"/{family.name}/{{symbol}}" not in app_paths and f"/{family.name}/latest" not in app_paths
+        route = feed.route(family.name)
+        assert f"{route}/{{symbol}}" not in app_paths, f"expected no history pages of {family.table}"
     for family in feed.stored:
-        if family.view is not None:
-            assert queries.VIEWS[family.name] == family.view, f"expected the history queries to read {family.view}"
-            assert family.name in shape.MARKED, "expected a shape for pages that mark cancelled rows"
+        if family.view is not None and family.table is not None:
+            assert queries.VIEWS[family.table] == family.view, f"expected the history queries to read {family.view}"
+            assert family.table in shape.MARKED, "expected a shape for pages that mark cancelled rows"
 
 
 @types
@@ -223,23 +269,28 @@ def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: Event
 
 @feeds
 def test_simulator_serves_every_variant(feed: Feed) -> None:
-    assert feed.variants == SIMULATED_VARIANTS
+    served = {name: declared for name, (declared, _) in SIMULATED_STREAMS.items()}
     for variant in feed.variants:
-        assert feed_of(feed.path.format(variant=variant)) == variant
+        name = variant if feed is STOCK else f"{feed.name}/{variant}"
+        assert served.get(name) is feed, f"expected the simulator to serve {feed.name} {variant}"
+        assert feed_of(feed.path.format(variant=variant)) == name
+    if feed is STOCK:
+        assert feed.variants == SIMULATED_VARIANTS
 
 
 @types
 def test_simulator_serves_every_channel(feed: Feed, family: Family, kind: EventType) -> None:
-    subs = subscriptions.Subscriptions()
+    channels = subscriptions.BY_FEED[feed.name]
+    subs = subscriptions.Subscriptions(channels)
     asked = kind.follows or kind.channel
-    subs.change({"action": "subscribe", asked: ["AAPL"]})
-    assert subs.accepts(kind.code, "AAPL"), f"expected the simulator to send {kind.channel} after subscribing"
-    assert subs.listing()[kind.channel] == ["AAPL"]
-    table = subscriptions.DERIVED if kind.follows else subscriptions.CHANNELS
+    subs.change({"action": "subscribe", asked: [feed.example]})
+    assert subs.accepts(kind.code, feed.example), f"expected the simulator to send {kind.channel} after subscribing"
+    assert subs.listing()[kind.channel] == [feed.example]
+    table = channels.derived if kind.follows else channels.channels
     assert table[kind.channel] == kind.code
 
 
 @feeds
 def test_simulator_serves_uncarried_channels(feed: Feed) -> None:
     for channel, code in feed.uncarried:
-        assert subscriptions.CHANNELS[channel] == code
+        assert subscriptions.BY_FEED[feed.name].channels[channel] == code

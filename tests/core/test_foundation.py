@@ -193,6 +193,9 @@ async def test_partitions_are_daily_and_retention_drops_old_ones(clean_db: str) 
         await conn.close()
 
 
+CRYPTO_TABLES = ("crypto_trades", "crypto_quotes", "crypto_bars", "crypto_orderbooks")
+
+
 @pytest.mark.parametrize("cycles", [2])
 async def test_migrations_up_down_up(postgres_server_url: str, cycles: int) -> None:
     with database_of_its_own(postgres_server_url, "tickpipe_mig", migrated=False) as url:
@@ -201,7 +204,7 @@ async def test_migrations_up_down_up(postgres_server_url: str, cycles: int) -> N
             conn = await asyncpg.connect(url)
             tables = {r["relname"] for r in await conn.fetch("SELECT relname FROM pg_class WHERE relkind = 'p'")}
             await conn.close()
-            assert tables == {"quotes", "trades", "bars", "statuses", "corrections", "cancels"}
+            assert tables == {"quotes", "trades", "bars", "statuses", "corrections", "cancels", *CRYPTO_TABLES}
             await asyncio.to_thread(db.downgrade, url)
             conn = await asyncpg.connect(url)
             left = await conn.fetchval(

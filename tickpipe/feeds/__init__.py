@@ -42,11 +42,28 @@ from __future__ import annotations
 
 from typing import Final
 
-from tickpipe.feeds.crypto import CRYPTO  # served by the simulator only so far: not in FEEDS
+from tickpipe.feeds.crypto import CRYPTO
 from tickpipe.feeds.spec import TOPIC_PREFIX, Conflict, EventType, Family, Feed
 from tickpipe.feeds.stock import STOCK
 
 #: Every declared feed.
-FEEDS: Final = (STOCK,)
+FEEDS: Final = (STOCK, CRYPTO)
 
-__all__ = ["CRYPTO", "FEEDS", "STOCK", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed"]
+#: Every stored family of every feed by its table name (table names are unique across feeds:
+#: ``quotes``, ``crypto_quotes``): what the schema, the consumers and the API's history key on.
+TABLES: Final[dict[str, tuple[Feed, Family]]] = {
+    family.table: (feed, family) for feed in FEEDS for family in feed.tables if family.table is not None
+}
+
+
+def feed_of_table(table: str) -> Feed:
+    """The feed a table belongs to; KeyError naming the known tables for another."""
+    try:
+        return TABLES[table][0]
+    except KeyError:
+        raise KeyError(f"expected a table among {', '.join(TABLES)}, got {table!r}") from None
+
+
+__all__ = [
+    "CRYPTO", "FEEDS", "STOCK", "TABLES", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed", "feed_of_table",
+]  # fmt: skip

@@ -1,24 +1,41 @@
 """The crypto feed: Alpaca's crypto stream ``/v1beta3/crypto/us`` (pairs such as ``BTC/USD``).
 
-Served by the simulator only so far: no family has a table yet and the feed
-is not among :data:`tickpipe.feeds.FEEDS`, whose contract would demand the
-topics, tables and routes of the next slices. Its wire names collide with the
-stock feed's (``t``, ``q``, ``b`` ...; ``trades``, ``quotes`` ...), so its
-event structs have their own registry (:mod:`tickpipe.crypto_events`); once
-it is carried (``tickpipe producer --feed crypto``), its names are qualified by
-``qualifier``: topics ``tickpipe.crypto.quotes``, Redis channels
-``crypto.quotes:BTC/USD``, hashes ``latest:crypto.quotes`` (its tables, the next
-slice, are to be ``crypto_quotes``), the stock feed's staying as they are.
+Its wire names collide with the stock feed's (``t``, ``q``, ``b`` ...;
+``trades``, ``quotes`` ...), so its event structs have their own registry
+(:mod:`tickpipe.crypto_events`, named by ``events``), and its names are
+qualified by ``qualifier``: topics ``tickpipe.crypto.quotes``, Redis channels
+``crypto.quotes:BTC/USD``, hashes ``latest:crypto.quotes``, tables
+``crypto_quotes``, routes ``/crypto/quotes/...``; the stock feed's stay as they are.
+
+Order book messages are stored one row per message, in the order each pair's
+Kafka partition holds them (``reset`` true for a whole book): replaying a pair's
+rows in ``time`` order from its last reset rebuilds its book at any moment. The
+current book of each pair is the snapshot hash's (``latest:crypto.orderbooks``).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from tickpipe.feeds.spec import EventType, Family, Feed
+from tickpipe.feeds.spec import Conflict, EventType, Family, Feed
 
-QUOTES: Final = Family("quotes", (EventType("q", "quotes", "quote", tick=True),))
-TRADES: Final = Family("trades", (EventType("t", "trades", "trade", tick=True),))
+QUOTES: Final = Family(
+    "quotes",
+    (EventType("q", "quotes", "quote", tick=True),),
+    table="crypto_quotes",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, event_key bigint, bid_price float8, "
+    "bid_size float8, ask_price float8, ask_size float8",
+    stage_row="consumers.crypto_staging:quote_row",
+    hidden=("event_key",),
+)
+TRADES: Final = Family(
+    "trades",
+    (EventType("t", "trades", "trade", tick=True),),
+    table="crypto_trades",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, trade_id bigint, price float8, size float8, "
+    "taker_side text",
+    stage_row="consumers.crypto_staging:trade_row",
+)
 BARS: Final = Family(
     "bars",
     (
@@ -26,9 +43,28 @@ BARS: Final = Family(
         EventType("u", "updatedBars", "updated bar"),
         EventType("d", "dailyBars", "daily bar"),
     ),
+    table="crypto_bars",
+    # As the stock bars: an updated bar replaces the minute bar, never the other way round.
+    conflict=Conflict(replace=True, unless=("updated", "u", "b")),
+    stage_columns="symbol text, timeframe text, time_ns bigint, received_ns bigint, open float8, high float8, "
+    "low float8, close float8, volume float8, vwap float8, trade_count bigint, updated text",
+    stage_row="consumers.crypto_staging:bar_row",
+    pinned=(("timeframe", "1Min"),),
+    hidden=("updated",),
+    latest_codes=("b", "u"),
 )
 #: Level 2 books: a full snapshot (``r`` true) first after each subscription, then changed levels.
-ORDERBOOKS: Final = Family("orderbooks", (EventType("o", "orderbooks", "order book", tick=True),), book=True)
+#: Stored for analysts (SQL) and served as the current book (``/crypto/orderbooks/latest``), not as pages.
+ORDERBOOKS: Final = Family(
+    "orderbooks",
+    (EventType("o", "orderbooks", "order book", tick=True),),
+    book=True,
+    table="crypto_orderbooks",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, event_key bigint, reset bool, "
+    "bid_prices text, bid_sizes text, ask_prices text, ask_sizes text",
+    stage_row="consumers.crypto_staging:orderbook_row",
+    served=False,
+)
 
 CRYPTO: Final = Feed(
     name="crypto",
@@ -41,4 +77,6 @@ CRYPTO: Final = Feed(
     listed=("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"),
     stream_path="/v1beta3/crypto/us",
     qualifier="crypto",
+    events="tickpipe.crypto_events:CRYPTO_EVENT_TYPES",
+    example="BTC/USD",
 )

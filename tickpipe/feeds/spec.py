@@ -130,6 +130,11 @@ class Feed:
     #: The word that qualifies this feed's names ("crypto": topic ``tickpipe.crypto.quotes``, channel
     #: ``crypto.quotes:BTC/USD``, hash ``latest:crypto.quotes``); "" for the stock feed, whose names stay bare.
     qualifier: str = ""
+    #: The feed's event structs by ``T`` code, as ``module:attribute`` (its codes may collide with
+    #: another feed's: each feed decodes with its own registry, see :func:`tickpipe.codecs.kafka_decoder`).
+    events: str = "tickpipe.events:EVENT_TYPES"
+    #: A symbol of the feed, for examples in docs, help texts and the contract tests.
+    example: str = "AAPL"
 
     def family(self, name: str) -> Family:
         for family in self.families:
@@ -172,6 +177,10 @@ class Feed:
     def tables(self) -> tuple[Family, ...]:
         """Families with a table: what the schema, its partitions and the consumers derive from."""
         return tuple(family for family in self.families if family.table is not None)
+
+    def route(self, family: str) -> str:
+        """A family's history route prefix on the API: ``/quotes``, or ``/crypto/quotes`` when qualified."""
+        return f"/{self.qualifier}/{family}" if self.qualifier else f"/{family}"
 
     @property
     def stored(self) -> tuple[Family, ...]:
