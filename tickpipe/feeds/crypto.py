@@ -41,4 +41,5 @@ CRYPTO: Final = Feed(
     listed=("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"),
     stream_path="/v1beta3/crypto/us",
     qualifier="crypto",
+    symbol_chars=25,
 )

@@ -130,6 +130,8 @@ class Feed:
     #: The word that qualifies this feed's names ("crypto": topic ``tickpipe.crypto.quotes``, channel
     #: ``crypto.quotes:BTC/USD``, hash ``latest:crypto.quotes``); "" for the stock feed, whose names stay bare.
     qualifier: str = ""
+    #: The most characters a symbol of ``symbol_pattern`` has: longer text is refused before it is matched.
+    symbol_chars: int = 16
 
     def family(self, name: str) -> Family:
         for family in self.families:
