@@ -17,7 +17,8 @@ starlette's receive loop always ends in ``on_disconnect``.
 
 Each feed's path has its own endpoint (:func:`endpoint_for`), the same session over that feed's channels
 (:class:`~api.stream.protocol.FeedChannels`). A feed ALPACA_FEEDS does not name is not carried, so its
-path greets, then answers 409 (Alpaca's "insufficient subscription") saying so, and closes.
+path greets, then answers the client's first message (its auth, where alpaca-py reports it) with 409
+(Alpaca's "insufficient subscription") saying why, and closes; so it does at the auth timeout.
 """
 
 from __future__ import annotations
@@ -114,6 +115,11 @@ class StreamSession:
         self._verdict: asyncio.Future[p.Code | None] = asyncio.get_running_loop().create_future()
         self._close_code = POLICY_VIOLATION  # the close code that goes with the verdict
         self._detail = ""  # what the verdict's error message says besides Alpaca's text
+        feed = channels.feed.name
+        #: Why this path serves nothing (its feed is not configured), else None.
+        self._refusal: str | None = None
+        if feed not in {configured.name for configured in api.settings.feeds}:
+            self._refusal = not_configured(feed, api.settings.alpaca_feeds)
         self._auth_timer: asyncio.TimerHandle | None = None
         self._max_frame = api.settings.ws_max_frame_bytes
         self.key: ApiKey | None = None  # the key it authenticated with, while auth is required
@@ -128,21 +134,16 @@ class StreamSession:
         metrics.ws_clients.inc()
         self.state = SessionState.UNAUTHENTICATED
         self._auth_timer = auth_timer = asyncio.get_running_loop().call_later(
-            self.api.settings.ws_auth_timeout_s, self.finish, p.Code.AUTH_TIMEOUT
+            self.api.settings.ws_auth_timeout_s, self._refuse if self._refusal else self.finish, p.Code.AUTH_TIMEOUT
         )
         try:
             await self._send(self._control_frame([p.CONNECTED]))
-            feed = self.channels.feed.name
-            if feed not in {configured.name for configured in self.api.settings.feeds}:
-                self.finish(
-                    p.Code.INSUFFICIENT_SUBSCRIPTION, detail=not_configured(feed, self.api.settings.alpaca_feeds)
-                )
             sender = self._attach_sink()
             if sender is not None:
                 tasks.append(asyncio.create_task(sender))
-            if not self._verdict.done():  # a feed not configured reads nothing
+            if self._refusal is None:  # a feed not configured takes no key
                 await self._header_auth()  # before any message is read: an auth message then finds it done
-                tasks.append(asyncio.create_task(self._receive()))
+            tasks.append(asyncio.create_task(self._receive()))
             waiting: list[asyncio.Future[Any]] = [*tasks, self._verdict]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -231,7 +232,14 @@ class StreamSession:
                 return
             await self._handle(data)
 
+    def _refuse(self, _: object = None) -> None:
+        """409 saying the feed is not configured here, then the close."""
+        self.finish(p.Code.INSUFFICIENT_SUBSCRIPTION, detail=self._refusal or "")
+
     async def _handle(self, raw: str | bytes) -> None:
+        if self._refusal is not None:
+            self._refuse()
+            return
         try:
             action = p.decode_action(raw, self.channels)
         except p.ProtocolError as exc:
