@@ -96,9 +96,10 @@ def main(argv: list[str]) -> int:
     # With SO_REUSEPORT the parent's socket only holds the port (it never listens); each worker binds its own.
     sock = bind(host, settings.api_port if args.port is None else args.port, "API_HOST/API_PORT", reuse_port=reuse_port)
     port = sock.getsockname()[1]
+    streams = ", ".join(feed.stream_path for feed in settings.feeds)
     log.info(
-        "tickpipe api on http://%s:%d (docs at /docs, stream at /v2/stream)%s",
-        host, port, f", {workers} workers" if workers > 1 else "",
+        "tickpipe api on http://%s:%d (docs at /docs, streams at %s)%s",
+        host, port, streams, f", {workers} workers" if workers > 1 else "",
     )  # fmt: skip
 
     def serve() -> int:

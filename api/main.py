@@ -22,13 +22,15 @@ from api.models import AUTH_RESPONSES
 from api.pool import PoolBusy
 from api.routes import history, latest, ops, status, symbols
 from api.state import STATIC_DIR, open_state, required_urls, scrub
-from api.stream.handler import stream_endpoint
+from api.stream.handler import endpoint_for
+from api.stream.protocol import FEED_CHANNELS, STOCK_CHANNELS
 from tickpipe.admin import is_loopback
 from tickpipe.settings import Settings
 
 DESCRIPTION = """History of quotes, trades and bars from PostgreSQL, and the live stream from Redis
-at `WS /v2/stream`, speaking Alpaca's market-data stream v2 protocol (JSON, or msgpack with the
-`Content-Type: application/msgpack` handshake header), so any Alpaca client can point here."""
+at `WS /v2/stream` (stocks) and `WS /v1beta3/crypto/us` (crypto, when ALPACA_FEEDS names it), speaking
+Alpaca's market-data stream protocol (JSON, or msgpack with the `Content-Type: application/msgpack`
+handshake header), so any Alpaca client can point here."""
 
 #: Net new container objects before a young collection: above the objects of the pages in flight.
 YOUNG_GC_THRESHOLD = 20_000
@@ -85,7 +87,10 @@ def create_app(
         app.include_router(router, dependencies=[Depends(api_key)], responses=AUTH_RESPONSES)
     for router in (ops.router, status.router):
         app.include_router(router)
-    app.add_api_websocket_route("/v2/stream", stream_endpoint, name="stream")
+    for channels in FEED_CHANNELS.values():
+        # Every feed's path, configured or not: one ALPACA_FEEDS does not name says so (409) and closes.
+        name = "stream" if channels is STOCK_CHANNELS else f"{channels.feed.name}_stream"
+        app.add_api_websocket_route(channels.feed.stream_path, endpoint_for(channels), name=name)
     if static_dir.is_dir():
         app.mount("/static", StaticFiles(directory=static_dir), name="static")
     return app

@@ -33,6 +33,7 @@ from api.metrics import ApiMetrics
 from api.pool import BoundedPool
 from api.stream.directory import LatestDirectory
 from api.stream.hub import Hub
+from api.stream.protocol import FEED_CHANNELS
 from tickpipe.db import asyncpg_dsn
 from tickpipe.errors import SettingsError
 from tickpipe.health import namespace
@@ -151,7 +152,7 @@ async def open_state(
         metrics,
         flush_interval=settings.ws_flush_interval_ms / 1000,
         flush_writes_per_s=settings.ws_flush_writes_per_s,
-        directory=LatestDirectory(client),
+        directories={name: LatestDirectory(client, channels.feed) for name, channels in FEED_CHANNELS.items()},
         max_channels=settings.ws_max_redis_channels,
     )
     limits = KeyLimits(redis_url, namespace(settings.kafka_topic_prefix))

@@ -49,7 +49,7 @@ from tickpipe.errors import SettingsError
 from tickpipe.feeds import STOCK, Feed
 from tickpipe.kafka import dlq_topic
 from tickpipe.names import topic
-from tickpipe.settings import Settings, redact_url, validate_pair, validate_symbol
+from tickpipe.settings import Settings, redact_url, validator_for
 
 log = logging.getLogger("producer")
 
@@ -165,9 +165,8 @@ class ProducerService:
         )
         self.redis = redis.asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.symbols = SymbolRegistry(
-            self.redis, settings.symbols_for(feed), symbols_key(prefix, feed.qualifier),
-            validate_symbol if feed is STOCK else validate_pair,
-        )  # fmt: skip
+            self.redis, settings.symbols_for(feed), symbols_key(prefix, feed.qualifier), validator_for(feed)
+        )
         self.gaps: GapTracker | None = None
         self.backfiller: Backfiller | None = None
         self.resources = backfill_resources(settings) if feed is STOCK else []

@@ -15,7 +15,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from tickpipe.backoff import EqualJitterBackoff
-from tickpipe.names import SYMBOLS_KEY, TOPIC_PREFIX
+from tickpipe.names import SYMBOLS_KEY, TOPIC_PREFIX, qualified
 from tickpipe.settings import validate_symbol
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 def symbols_key(prefix: str, qualifier: str = "") -> str:
     """The Redis set of run-time symbols: ``tickpipe:symbols``, or ``<prefix>symbols`` for another prefix;
     a qualified feed's (``Feed.qualifier``) has its own, ``tickpipe:symbols:crypto``."""
-    key = SYMBOLS_KEY if prefix == TOPIC_PREFIX else f"{prefix}symbols"
-    return f"{key}:{qualifier}" if qualifier else key
+    return qualified(SYMBOLS_KEY if prefix == TOPIC_PREFIX else f"{prefix}symbols", qualifier)
 
 
 class SymbolRegistry:

@@ -40,6 +40,12 @@ SYMBOLS_KEY: Final = "tickpipe:symbols"
 NAMESPACE: Final = "tickpipe:"
 
 
+def qualified(key: str, qualifier: str) -> str:
+    """A qualified feed's own key beside a stock one (``Feed.qualifier``): ``tickpipe:symbols:crypto``;
+    unqualified (the stock feed), ``key`` itself."""
+    return f"{key}:{qualifier}" if qualifier else key
+
+
 def topic(family: str, prefix: str = TOPIC_PREFIX) -> str:
     """Kafka topic of a family: ``tickpipe.quotes``."""
     return f"{prefix}{family}"

@@ -9,6 +9,7 @@ shown by ``repr`` or in logs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
@@ -81,6 +82,15 @@ def validate_pair(symbol: str) -> str:
     if not PAIR_RE.match(norm):
         raise ValueError(f"expected a crypto pair like BTC/USD, got {symbol!r}")
     return norm
+
+
+#: How each feed's symbols are checked and normalized (by ``Feed.name``): tickers, crypto pairs.
+VALIDATORS: dict[str, Callable[[str], str]] = {STOCK.name: validate_symbol, CRYPTO.name: validate_pair}
+
+
+def validator_for(feed: Feed) -> Callable[[str], str]:
+    """A feed's symbol check: :func:`validate_symbol` for stocks, :func:`validate_pair` for crypto."""
+    return VALIDATORS[feed.name]
 
 
 class Settings(BaseSettings):

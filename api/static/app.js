@@ -1,16 +1,22 @@
-// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status.
+// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, and crypto
+// pairs (latest quote, top of the order book) when the API carries the crypto feed.
 //
 // Page parameters (all optional): ?symbols=AAPL,MSFT (the watchlist), ?chart=AAPL (the chart's
-// symbol), ?key=..&secret=.. (credentials for /v2/stream when the API requires them).
+// symbol), ?crypto=BTC/USD,ETH/USD (the crypto pairs), ?key=..&secret=.. (credentials for the
+// streams when the API requires them).
 // window.__tickpipe exposes counters for tests and for the curious.
 
 import { BarChart } from "./chart.js";
+import { CryptoPanel } from "./crypto.js";
 import { pollStatus } from "./status.js";
 import { LiveStream, streamUrl } from "./stream.js";
 import { Watchlist } from "./watchlist.js";
 
 const DEFAULT_SYMBOLS = ["SPY", "QQQ", "AAPL", "NVDA", "TSLA", "MSFT", "AMZN", "META", "GOOGL", "AMD"];
 const SYMBOL = /^[A-Z][A-Z0-9./-]{0,15}$/; // as tickpipe.settings.SYMBOL_RE
+const DEFAULT_PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD"];
+const PAIR = /^[A-Z0-9]{1,12}\/[A-Z0-9]{1,12}$/; // as tickpipe.settings.PAIR_RE
+const CRYPTO_PATH = "/v1beta3/crypto/us"; // tickpipe.feeds.CRYPTO.stream_path
 const STORE = "tickpipe.dashboard";
 
 const params = new URLSearchParams(location.search);
@@ -18,6 +24,7 @@ const stats = {
   state: "idle", stateDetail: "", chartSymbol: null, barsLoaded: null, chartError: null,
   quotes: 0, trades: 0, liveBars: 0, barsDrawn: 0, lastBarTime: null, status: null, subscribed: null,
   everLive: false, reconnects: 0,
+  crypto: { state: "idle", detail: "", quotes: 0, books: 0, subscribed: null },
 };
 window.__tickpipe = stats;
 
@@ -50,6 +57,46 @@ async function knownSymbols() {
   }
 }
 
+function pairList(text) {
+  return (text ?? "").split(",").map((s) => s.trim().toUpperCase()).filter((s) => PAIR.test(s));
+}
+
+/** The crypto panel: its own stream of quotes and order books; hidden while the API does not carry crypto. */
+function startCrypto(credentials) {
+  const panel = new CryptoPanel(document.querySelector("#crypto-pairs tbody"));
+  const section = document.getElementById("crypto");
+  const badge = document.getElementById("crypto-conn");
+  const pairs = pairList(params.get("crypto"));
+  panel.setPairs(pairs.length > 0 ? pairs : DEFAULT_PAIRS);
+  const stream = new LiveStream(
+    streamUrl(location, CRYPTO_PATH),
+    credentials,
+    {
+      onData: (messages) => {
+        for (const message of messages) {
+          if (panel.take(message)) stats.crypto[message.T === "q" ? "quotes" : "books"] += 1;
+        }
+      },
+      onState: (state, detail) => {
+        stats.crypto.state = state;
+        stats.crypto.detail = detail;
+        badge.dataset.state = state;
+        badge.textContent = state;
+        badge.title = `WebSocket ${CRYPTO_PATH}: ${state}${detail ? ` (${detail})` : ""}`;
+        if (state === "live") section.hidden = false;
+        if (state === "refused") section.hidden = true; // ALPACA_FEEDS does not name crypto
+      },
+      onSubscription: (msg) => {
+        stats.crypto.subscribed = { quotes: msg.quotes ?? [], orderbooks: msg.orderbooks ?? [] };
+      },
+    },
+    ["quotes", "orderbooks"],
+  );
+  stream.want({ quotes: panel.pairs, orderbooks: panel.pairs });
+  stream.start();
+  window.__tickpipeCrypto = panel; // for tests: panel.top(pair) is the book as kept here
+}
+
 function initialSymbols(known) {
   const fromUrl = symbolList(params.get("symbols"));
   if (fromUrl.length > 0) return fromUrl;
@@ -71,9 +118,11 @@ function showConnection(state, detail) {
 
 async function main() {
   const chart = new BarChart(document.getElementById("chart"));
+  const credentials = { key: params.get("key") ?? "dashboard", secret: params.get("secret") ?? "dashboard" };
+  startCrypto(credentials);
   const stream = new LiveStream(
     streamUrl(location),
-    { key: params.get("key") ?? "dashboard", secret: params.get("secret") ?? "dashboard" },
+    credentials,
     {
       onData,
       onState: (state, detail) => {

@@ -1,7 +1,9 @@
-// A client of /v2/stream (Alpaca's market data stream v2 protocol, JSON) that stays connected.
+// A client of /v2/stream (Alpaca's market data stream v2 protocol, JSON) that stays connected; the same
+// for another feed's path (/v1beta3/crypto/us) with that feed's channels.
 //
 // States: connecting -> authenticating -> live; on any drop: waiting (backoff) -> connecting.
 // The wanted subscription is kept here, so a reconnect subscribes to it again by itself.
+// A feed the API does not carry is refused (409, "insufficient subscription"): state "refused", no retry.
 
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 15000;
@@ -13,12 +15,15 @@ export class LiveStream {
    * @param {{key: string, secret: string}} credentials
    * @param {{onData: (msgs: object[]) => void, onState: (state: string, detail: string) => void,
    *          onSubscription?: (msg: object) => void}} handlers
+   * @param {string[]} channels the channels wanted lists are kept for
    */
-  constructor(url, credentials, handlers) {
+  constructor(url, credentials, handlers, channels = CHANNELS) {
     this.url = url;
     this.credentials = credentials;
     this.handlers = handlers;
-    this.wanted = { quotes: new Set(), trades: new Set(), bars: new Set() };
+    this.channels = channels;
+    this.wanted = Object.fromEntries(channels.map((channel) => [channel, new Set()]));
+    this.refused = false;
     this.socket = null;
     this.state = "idle";
     this.attempt = 0;
@@ -34,7 +39,7 @@ export class LiveStream {
   want(next) {
     const add = {};
     const remove = {};
-    for (const channel of CHANNELS) {
+    for (const channel of this.channels) {
       const target = new Set(next[channel] || []);
       add[channel] = [...target].filter((s) => !this.wanted[channel].has(s));
       remove[channel] = [...this.wanted[channel]].filter((s) => !target.has(s));
@@ -47,7 +52,7 @@ export class LiveStream {
   }
 
   sendChange(action, lists) {
-    if (CHANNELS.some((c) => lists[c].length > 0)) {
+    if (this.channels.some((c) => lists[c].length > 0)) {
       this.send({ action, ...lists });
     }
   }
@@ -78,6 +83,7 @@ export class LiveStream {
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      if (this.refused) return; // the API does not carry this feed: asking again changes nothing
       this.retry(this.lastError || event.reason || `closed (${event.code})`);
       this.lastError = "";
     };
@@ -104,7 +110,7 @@ export class LiveStream {
             this.attempt = 0;
             this.setState("live");
             const lists = {};
-            for (const channel of CHANNELS) lists[channel] = [...this.wanted[channel]];
+            for (const channel of this.channels) lists[channel] = [...this.wanted[channel]];
             this.sendChange("subscribe", lists);
           }
           break;
@@ -113,6 +119,9 @@ export class LiveStream {
           // before, it is why the server is about to close (402 auth failed, 406 connection limit ...).
           if (this.state === "live") {
             this.setState("live", `${msg.code ?? ""} ${msg.msg ?? ""}`.trim());
+          } else if (msg.code === 409) {
+            this.refused = true;
+            this.setState("refused", msg.detail ?? msg.msg ?? "");
           } else {
             this.lastError = `${msg.code ?? ""} ${msg.msg ?? ""}`.trim();
             this.setState("error", this.lastError);
@@ -139,8 +148,8 @@ export class LiveStream {
   }
 }
 
-/** The stream URL of the page's own origin: ws(s)://host/v2/stream. */
-export function streamUrl(location) {
+/** A stream URL of the page's own origin: ws(s)://host/v2/stream, or another feed's ``path``. */
+export function streamUrl(location, path = "/v2/stream") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/v2/stream`;
+  return `${scheme}//${location.host}${path}`;
 }

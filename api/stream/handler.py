@@ -1,4 +1,5 @@
-"""``WS /v2/stream``: one client session of Alpaca's stream protocol, with explicit states.
+"""``WS /v2/stream`` (and each other feed's path, ``/v1beta3/crypto/us``): one client session of Alpaca's
+stream protocol, with explicit states.
 
 States (as starlette's ``WebSocketState``, one step further)::
 
@@ -13,6 +14,11 @@ second task. The session ends when a task ends or when it decides to close
 (auth failed or timed out, slow client); whatever happened, it always
 unregisters from the hub and closes, 1011 on an unexpected error, as
 starlette's receive loop always ends in ``on_disconnect``.
+
+Each feed's path has its own endpoint (:func:`endpoint_for`), the same session over that feed's channels
+(:class:`~api.stream.protocol.FeedChannels`). A feed ALPACA_FEEDS does not name is not carried, so its
+path greets, then answers the client's first message (its auth, where alpaca-py reports it) with 409
+(Alpaca's "insufficient subscription") saying why, and closes; so it does at the auth timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,17 +73,35 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
-async def stream_endpoint(websocket: WebSocket) -> None:
-    """Alpaca market-data stream v2 over tickpipe's Redis channels."""
-    await StreamSession(websocket, websocket.app.state.api).run()
+def endpoint_for(channels: p.FeedChannels) -> Callable[[WebSocket], Awaitable[None]]:
+    """The WebSocket endpoint of one feed's path: Alpaca's stream protocol over that feed's Redis channels."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await StreamSession(websocket, websocket.app.state.api, channels).run()
+
+    endpoint.__name__ = f"{channels.feed.name}_stream"
+    return endpoint
+
+
+#: The stock feed's endpoint (``/v2/stream``).
+stream_endpoint = endpoint_for(p.STOCK_CHANNELS)
+
+
+def not_configured(feed_name: str, configured: list[str]) -> str:
+    """Why a feed's path serves nothing: ALPACA_FEEDS does not name it."""
+    return (
+        f"the {feed_name} feed is not configured on this API (ALPACA_FEEDS={','.join(configured)}); "
+        f"add it to ALPACA_FEEDS to stream it here"
+    )
 
 
 class StreamSession:
-    def __init__(self, websocket: WebSocket, api: ApiState) -> None:
+    def __init__(self, websocket: WebSocket, api: ApiState, channels: p.FeedChannels = p.STOCK_CHANNELS) -> None:
         self.ws = websocket
         self.api = api
+        self.channels = channels
         self.state = SessionState.CONNECTING
-        self.subs = p.Subscriptions()
+        self.subs = p.Subscriptions(channels)
         self.msgpack = "msgpack" in websocket.headers.get("content-type", "").lower()
         self._events_frame = msgpack_events if self.msgpack else json_events
         self.outbox = Outbox(
@@ -90,6 +114,12 @@ class StreamSession:
         self._direct: DirectFrames | None = None
         self._verdict: asyncio.Future[p.Code | None] = asyncio.get_running_loop().create_future()
         self._close_code = POLICY_VIOLATION  # the close code that goes with the verdict
+        self._detail = ""  # what the verdict's error message says besides Alpaca's text
+        feed = channels.feed.name
+        #: Why this path serves nothing (its feed is not configured), else None.
+        self._refusal: str | None = None
+        if feed not in {configured.name for configured in api.settings.feeds}:
+            self._refusal = not_configured(feed, api.settings.alpaca_feeds)
         self._auth_timer: asyncio.TimerHandle | None = None
         self._max_frame = api.settings.ws_max_frame_bytes
         self.key: ApiKey | None = None  # the key it authenticated with, while auth is required
@@ -104,14 +134,15 @@ class StreamSession:
         metrics.ws_clients.inc()
         self.state = SessionState.UNAUTHENTICATED
         self._auth_timer = auth_timer = asyncio.get_running_loop().call_later(
-            self.api.settings.ws_auth_timeout_s, self.finish, p.Code.AUTH_TIMEOUT
+            self.api.settings.ws_auth_timeout_s, self._refuse if self._refusal else self.finish, p.Code.AUTH_TIMEOUT
         )
         try:
             await self._send(self._control_frame([p.CONNECTED]))
             sender = self._attach_sink()
             if sender is not None:
                 tasks.append(asyncio.create_task(sender))
-            await self._header_auth()  # before any message is read: an auth message then finds it done
+            if self._refusal is None:  # a feed not configured takes no key
+                await self._header_auth()  # before any message is read: an auth message then finds it done
             tasks.append(asyncio.create_task(self._receive()))
             waiting: list[asyncio.Future[Any]] = [*tasks, self._verdict]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -162,13 +193,14 @@ class StreamSession:
         self.outbox.sink = sink
         return sink.run()
 
-    def finish(self, code: p.Code | None, close_code: int = POLICY_VIOLATION) -> None:
+    def finish(self, code: p.Code | None, close_code: int = POLICY_VIOLATION, *, detail: str = "") -> None:
         """End the session with this error (sent, then the socket closed with ``close_code``); first verdict wins.
 
         ``code`` None: no error message, only the close (a frame too big has no Alpaca code).
         """
         if not self._verdict.done():
             self._close_code = close_code
+            self._detail = detail
             self._verdict.set_result(code)
 
     async def _close(self, verdict: p.Code | None, code: int | None) -> None:
@@ -181,7 +213,7 @@ class StreamSession:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if verdict is not None:
-                    await self._send(self._control_frame([p.error(verdict)]))
+                    await self._send(self._control_frame([p.error(verdict, self._detail)]))
                 await self.ws.close(code, p.MESSAGES[verdict] if verdict else CLOSE_REASONS.get(code))
 
     # --- receiving ------------------------------------------------------------------------------------
@@ -200,9 +232,16 @@ class StreamSession:
                 return
             await self._handle(data)
 
+    def _refuse(self, _: object = None) -> None:
+        """409 saying the feed is not configured here, then the close."""
+        self.finish(p.Code.INSUFFICIENT_SUBSCRIPTION, detail=self._refusal or "")
+
     async def _handle(self, raw: str | bytes) -> None:
+        if self._refusal is not None:
+            self._refuse()
+            return
         try:
-            action = p.decode_action(raw)
+            action = p.decode_action(raw, self.channels)
         except p.ProtocolError as exc:
             self._reply(p.error(exc.code, exc.detail))
             return
@@ -290,9 +329,9 @@ class StreamSession:
         self.api.hub.remove(self.outbox, self._pairs(self.subs.remove(streams)))
         self._reply(self.subs.message())
 
-    @staticmethod
-    def _pairs(pairs: list[tuple[str, str]]) -> list[tuple[p.Stream, str]]:
-        return [(p.STREAMS[name], symbol) for name, symbol in pairs]
+    def _pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[p.Stream, str]]:
+        streams = self.channels.streams
+        return [(streams[name], symbol) for name, symbol in pairs]
 
     # --- sending ------------------------------------------------------------------------------------------
     def _reply(self, message: dict[str, Any]) -> None:

@@ -20,6 +20,8 @@ Symbols the :class:`~api.stream.directory.Directory` does not know (never
 traded or quoted) take no Redis name and no slot: they are *parked*, and a
 watcher moves them to Redis once they appear (checking again only when the
 snapshot hashes grew), so made-up symbols cost a set entry until they trade.
+Each feed has its own directory (``Stream.feed``): a stock ticker and a crypto
+pair are looked up where their own producer writes them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import orjson
@@ -39,6 +41,7 @@ from api.stream.flusher import Flusher
 from api.stream.outbox import Outbox
 from api.stream.protocol import WILDCARD, Stream
 from api.stream.pubsub import RedisSubscriber
+from tickpipe.feeds import STOCK
 from tickpipe.names import channel
 
 log = logging.getLogger(__name__)
@@ -86,22 +89,27 @@ class Hub:
         ping_interval: float = 5.0,
         directory: Directory | None = None,
         max_channels: int = 20_000,
+        directories: Mapping[str, Directory] | None = None,
     ) -> None:
-        """``directory``: which symbols exist (None: every symbol does, nothing is parked)."""
+        """``directories``: which symbols of each feed (by name) exist; a feed without one has every symbol
+        (nothing parked). ``directory``: the stock feed's, when ``directories`` does not name it."""
         self.metrics = metrics
         self.flusher = Flusher(flush_interval, metrics.stream, writes_per_s=flush_writes_per_s)
-        self.directory = directory
+        self.directories: dict[str, Directory] = dict(directories or {})
+        if directory is not None:
+            self.directories.setdefault(STOCK.name, directory)
         self.max_channels = max_channels
         self._subs: dict[bytes, dict[bytes, set[Outbox]]] = {}
-        self._parked: dict[str, dict[Stream, set[Outbox]]] = {}  # unknown symbol -> what waits for it
+        #: (feed, unknown symbol) -> what waits for it
+        self._parked: dict[tuple[str, str], dict[Stream, set[Outbox]]] = {}
         self._wildcards = 0  # registered patterns: plain deliveries check for duplicates only when > 0
         self.subscriber = RedisSubscriber(redis_url, self.deliver, on_state=self._on_state, ping_interval=ping_interval)
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.subscriber.start()
-        if self.directory is not None:
-            self._watcher = asyncio.create_task(self._watch_parked(self.directory), name="parked-symbols")
+        if self.directories:
+            self._watcher = asyncio.create_task(self._watch_parked(), name="parked-symbols")
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -118,14 +126,16 @@ class Hub:
 
     @property
     def parked_symbols(self) -> set[str]:
-        """Symbols some client wants that do not exist yet (no Redis channel taken for them)."""
-        return set(self._parked)
+        """Symbols some client wants that do not exist yet (no Redis channel taken for them), of any feed."""
+        return {symbol for _, symbol in self._parked}
 
     def outboxes_of(self, symbol: str) -> set[Outbox]:
         """Every client outbox registered for ``symbol``, in Redis or parked (a diagnostic: it walks every name)."""
         found: set[Outbox] = set()
-        for members in self._parked.get(symbol, {}).values():
-            found |= members
+        for (_, parked), waiting in self._parked.items():
+            if parked == symbol:
+                for members in waiting.values():
+                    found |= members
         for name, codes in self._subs.items():
             if name.endswith(b":" + symbol.encode()):
                 for members in codes.values():
@@ -142,33 +152,35 @@ class Hub:
         """
         pairs = list(pairs)
         unknown = await self._unknown(pairs)
-        live = [(stream, symbol) for stream, symbol in pairs if symbol not in unknown]
+        live = [(stream, symbol) for stream, symbol in pairs if (stream.feed, symbol) not in unknown]
         over = self._over({redis_name(stream, symbol) for stream, symbol in live})
         if over > 0:
             raise ChannelLimit(self.max_channels, over)
         for stream, symbol in pairs:
-            if symbol in unknown:
-                self._parked.setdefault(symbol, {}).setdefault(stream, set()).add(outbox)
+            if (stream.feed, symbol) in unknown:
+                self._parked.setdefault((stream.feed, symbol), {}).setdefault(stream, set()).add(outbox)
         return await self._confirm(*self._enlist(outbox, live))
 
     def _over(self, names: set[bytes]) -> int:
         """How many Redis names past ``max_channels`` registering ``names`` would take (0 or less: they fit)."""
         return len(self._subs) + len(names - self._subs.keys()) - self.max_channels
 
-    async def _unknown(self, pairs: list[tuple[Stream, str]]) -> set[str]:
-        """Symbols of ``pairs`` that exist nowhere yet; none when there is no directory or it cannot say."""
-        if self.directory is None:
-            return set()
-        asked = {
-            symbol for stream, symbol in pairs if symbol != WILDCARD and redis_name(stream, symbol) not in self._subs
-        }
-        if not asked:
-            return set()
-        try:
-            return asked - await self.directory.known(sorted(asked))
-        except (redis.exceptions.RedisError, OSError) as exc:  # the bound on channels still holds
-            log.warning("cannot tell which of %d symbols exist (%s); subscribing them all", len(asked), exc)
-            return set()
+    async def _unknown(self, pairs: list[tuple[Stream, str]]) -> set[tuple[str, str]]:
+        """(feed, symbol) of ``pairs`` that exist nowhere yet; none of a feed with no directory, or one that cannot
+        say."""
+        asked: dict[str, set[str]] = {}
+        for stream, symbol in pairs:
+            if symbol != WILDCARD and stream.feed in self.directories and redis_name(stream, symbol) not in self._subs:
+                asked.setdefault(stream.feed, set()).add(symbol)
+        unknown: set[tuple[str, str]] = set()
+        for feed, symbols in asked.items():
+            try:
+                missing = symbols - await self.directories[feed].known(sorted(symbols))
+            except (redis.exceptions.RedisError, OSError) as exc:  # the bound on channels still holds
+                log.warning("cannot tell which of %d symbols exist (%s); subscribing them all", len(symbols), exc)
+                continue
+            unknown.update((feed, symbol) for symbol in missing)
+        return unknown
 
     def _enlist(self, outbox: Outbox, pairs: list[tuple[Stream, str]]) -> tuple[list[bytes], list[bytes]]:
         """Register at once (no await, so no removal can come between); the channels and patterns to confirm."""
@@ -200,13 +212,13 @@ class Hub:
         channels: list[bytes] = []
         patterns: list[bytes] = []
         for stream, symbol in pairs:
-            parked = self._parked.get(symbol)
+            parked = self._parked.get((stream.feed, symbol))
             if parked is not None and stream in parked:
                 parked[stream].discard(outbox)
                 if not parked[stream]:
                     del parked[stream]
                 if not parked:
-                    del self._parked[symbol]
+                    del self._parked[(stream.feed, symbol)]
             name = redis_name(stream, symbol)
             codes = self._subs.get(name)
             if codes is None:
@@ -230,26 +242,29 @@ class Hub:
         if patterns:
             self.subscriber.unsubscribe(patterns, pattern=True)
 
-    async def _watch_parked(self, directory: Directory) -> None:
-        """Move parked symbols to Redis once they exist; look only when the producer's set or a hash grew."""
-        seen: tuple[int, ...] | None = None
+    async def _watch_parked(self) -> None:
+        """Move parked symbols to Redis once they exist; look at a feed's only when its producer's set or a
+        hash of it grew."""
+        seen: dict[str, tuple[int, ...]] = {}
         while True:
             await asyncio.sleep(PARK_CHECK_S)  # a poll, not a synchronisation: Redis has no event for this
-            if not self._parked:
-                continue
-            try:
-                version = await directory.version()
-                if version == seen:
+            for feed, directory in self.directories.items():
+                parked = sorted(symbol for of, symbol in self._parked if of == feed)
+                if not parked:
                     continue
-                seen = version
-                found = await directory.known(sorted(self._parked))
-                for symbol in sorted(found):
-                    await self._unpark(symbol, directory)
-            except (redis.exceptions.RedisError, OSError) as exc:
-                log.debug("parked symbols not checked (%s)", exc)
-                seen = None
+                try:
+                    version = await directory.version()
+                    if version == seen.get(feed):
+                        continue
+                    seen[feed] = version
+                    found = await directory.known(parked)
+                    for symbol in sorted(found):
+                        await self._unpark(feed, symbol, directory)
+                except (redis.exceptions.RedisError, OSError) as exc:
+                    log.debug("parked %s symbols not checked (%s)", feed, exc)
+                    seen.pop(feed, None)
 
-    async def _unpark(self, symbol: str, directory: Directory) -> None:
+    async def _unpark(self, feed: str, symbol: str, directory: Directory) -> None:
         """Subscribe a parked symbol that exists now; its waiting clients first get its snapshots.
 
         The snapshots are read before the channels are subscribed, so none of
@@ -257,13 +272,13 @@ class Hub:
         missed, as around any Redis subscribe, but the last state is not.
         """
         snapshots = await directory.snapshots(symbol)
-        waiting = self._parked.get(symbol)  # read again: clients may have left during the await
+        waiting = self._parked.get((feed, symbol))  # read again: clients may have left during the await
         if not waiting:
             return
         if self._over({redis_name(stream, symbol) for stream in waiting}) > 0:
             log.warning("%s exists now, but its channels would pass WS_MAX_REDIS_CHANNELS; it stays parked", symbol)
             return
-        del self._parked[symbol]
+        del self._parked[(feed, symbol)]
         channels: list[bytes] = []
         for stream, outboxes in waiting.items():
             wanted = [payload for payload in snapshots if event_code(payload) == stream.code.encode()]

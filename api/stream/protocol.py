@@ -1,4 +1,4 @@
-"""Alpaca's market-data stream v2 protocol, as far as a server speaks it.
+"""Alpaca's market-data stream protocol (stocks v2, crypto v1beta3), as far as a server speaks it.
 
 Client actions (JSON text, or msgpack binary as alpaca-py sends them)::
 
@@ -12,10 +12,17 @@ channel's list...}``, ``{"T": "error", "code": 4xx, "msg": ...}`` (Alpaca's
 own codes and texts; ``detail`` adds what was expected and what came), and the
 events themselves. As on Alpaca, subscribing to trades also subscribes to the
 corrections and cancel errors of the same symbols.
+
+Every feed speaks it with its own channels (:class:`FeedChannels`, derived from
+its :class:`~tickpipe.feeds.Feed`): the stock feed's at ``/v2/stream``, the
+crypto feed's (``orderbooks`` among them, pairs such as ``BTC/USD``) at
+``/v1beta3/crypto/us``. ``STREAMS``, ``LISTED`` and ``FOLLOWS`` are the stock
+feed's, as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
@@ -23,8 +30,8 @@ from typing import Any, Final
 import msgpack
 import orjson
 
-from tickpipe.feeds import STOCK
-from tickpipe.settings import validate_symbol
+from tickpipe.feeds import STOCK, Feed
+from tickpipe.settings import FEED_NAMES, validator_for
 
 
 class Code(IntEnum):
@@ -63,26 +70,61 @@ AUTHENTICATED: Final = {"T": "success", "msg": "authenticated"}
 class Stream:
     """One subscribable channel of the protocol and where its events come from."""
 
-    family: str  # Redis channel family: quotes:{SYMBOL}
+    family: str  # Redis channel family, the feed's word: quotes:{SYMBOL}, crypto.quotes:{PAIR}
     code: str  # the event type ("T") it carries
+    feed: str = STOCK.name  # whose symbols these are (which directory says a symbol exists)
 
 
-#: The channels we carry, by their protocol names, in the order Alpaca lists them.
-STREAMS: Final[dict[str, Stream]] = {
-    name: Stream(STOCK.family_of[kind.code], kind.code) for name, kind in STOCK.channel_types.items()
-}
-#: Channels Alpaca lists in a subscription message, in its order (lulds: never published here).
-LISTED: Final = STOCK.listed
-#: Channels a subscription brings along, with the channel that brings them (corrections come with trades).
-FOLLOWS: Final[dict[str, str]] = {
-    name: kind.follows for name, kind in STOCK.channel_types.items() if kind.follows is not None
-}
 WILDCARD: Final = "*"
 #: Most characters of a client's own input an error message repeats back (before auth as after): enough
 #: to recognise the mistake, never a way to make the server echo (and hold, and count) a large frame.
 ECHO_CHARS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FeedChannels:
+    """One feed's side of the protocol, derived from its declaration: what a client of its path may ask."""
+
+    feed: Feed
+    #: The channels we carry, by their protocol names, in the order the upstream lists them.
+    streams: dict[str, Stream]
+    #: Channels the upstream lists in a subscription message, in its order (stock lulds: never published here).
+    listed: tuple[str, ...]
+    #: Channels a subscription brings along, with the channel that brings them (corrections come with trades).
+    follows: dict[str, str]
+    #: A symbol's check and normalization (tickers: validate_symbol, crypto pairs: validate_pair).
+    validate: Callable[[str], str]
+    #: A symbol is at most this long; longer text is refused before it is looked at.
+    max_symbol_chars: int
+
+    @classmethod
+    def of(cls, feed: Feed) -> FeedChannels:
+        kinds = feed.channel_types
+        return cls(
+            feed=feed,
+            streams={
+                name: Stream(feed.word(feed.family_of[kind.code]), kind.code, feed.name) for name, kind in kinds.items()
+            },
+            listed=feed.listed,
+            follows={name: kind.follows for name, kind in kinds.items() if kind.follows is not None},
+            validate=validator_for(feed),
+            max_symbol_chars=feed.symbol_chars,
+        )
+
+
+#: Every feed the API can serve, by ``Feed.name`` (those ALPACA_FEEDS may name).
+FEED_CHANNELS: Final[dict[str, FeedChannels]] = {
+    feed.name: FeedChannels.of(feed) for feed in dict.fromkeys(FEED_NAMES.values())
+}
+STOCK_CHANNELS: Final = FEED_CHANNELS[STOCK.name]
+#: The stock feed's channels, by their protocol names, in the order Alpaca lists them.
+STREAMS: Final = STOCK_CHANNELS.streams
+#: The stock channels Alpaca lists in a subscription message, in its order (lulds: never published here).
+LISTED: Final = STOCK_CHANNELS.listed
+#: Stock channels a subscription brings along, with the channel that brings them (corrections come with trades).
+FOLLOWS: Final = STOCK_CHANNELS.follows
 #: A ticker is at most this long (``validate_symbol``); longer text is refused before it is looked at.
-MAX_SYMBOL_CHARS: Final = 16
+MAX_SYMBOL_CHARS: Final = STOCK_CHANNELS.max_symbol_chars
 
 
 def echo(value: object) -> str:
@@ -121,8 +163,8 @@ class Action:
     streams: dict[str, list[str]] = field(default_factory=dict)
 
 
-def decode_action(raw: str | bytes) -> Action:
-    """One client message to an action; ProtocolError(400/410) naming what is wrong."""
+def decode_action(raw: str | bytes, channels: FeedChannels = STOCK_CHANNELS) -> Action:
+    """One client message to an action on ``channels``' feed; ProtocolError(400/410) naming what is wrong."""
     try:
         data = orjson.loads(raw) if isinstance(raw, str) else msgpack.unpackb(raw, raw=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
@@ -139,30 +181,32 @@ def decode_action(raw: str | bytes) -> Action:
     if kind not in ("subscribe", "unsubscribe"):
         raise ProtocolError(Code.INVALID_SYNTAX, f"expected action auth, subscribe or unsubscribe, got {echo(kind)}")
     streams: dict[str, list[str]] = {}
+    carried, most, validate = channels.streams, channels.max_symbol_chars, channels.validate
     for name, symbols in data.items():
         if name == "action":
             continue
-        if name not in STREAMS:
-            code = Code.INVALID_SUBSCRIBE_ACTION if name in LISTED else Code.INVALID_SYNTAX
-            raise ProtocolError(code, f"expected channels among {', '.join(STREAMS)}, got {echo(name)}")
+        if name not in carried:
+            code = Code.INVALID_SUBSCRIBE_ACTION if name in channels.listed else Code.INVALID_SYNTAX
+            raise ProtocolError(code, f"expected channels among {', '.join(carried)}, got {echo(name)}")
         if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
             raise ProtocolError(Code.INVALID_SYNTAX, f"expected a list of symbols for {name!r}, got {echo(symbols)}")
-        too_long = next((s for s in symbols if len(s) > MAX_SYMBOL_CHARS), None)
+        too_long = next((s for s in symbols if len(s) > most), None)
         if too_long is not None:
-            detail = f"{name}: expected symbols of at most {MAX_SYMBOL_CHARS} characters, got {echo(too_long)}"
+            detail = f"{name}: expected symbols of at most {most} characters, got {echo(too_long)}"
             raise ProtocolError(Code.INVALID_SYNTAX, detail)
         try:
-            streams[name] = [s if s == WILDCARD else validate_symbol(s) for s in symbols]
+            streams[name] = [s if s == WILDCARD else validate(s) for s in symbols]
         except ValueError as exc:  # the symbol is short here, so is the message that names it
             raise ProtocolError(Code.INVALID_SYNTAX, f"{name}: {exc}") from None
     return Action(kind, streams=streams)
 
 
 class Subscriptions:
-    """What one connection is subscribed to, per channel; the diffs the hub must apply."""
+    """What one connection is subscribed to, per channel of its feed; the diffs the hub must apply."""
 
-    def __init__(self) -> None:
-        self.by_stream: dict[str, set[str]] = {name: set() for name in STREAMS}
+    def __init__(self, channels: FeedChannels = STOCK_CHANNELS) -> None:
+        self.channels = channels
+        self.by_stream: dict[str, set[str]] = {name: set() for name in channels.streams}
 
     def symbol_count(self) -> int:
         """Distinct symbols over all channels (the wildcard counts as one)."""
@@ -170,7 +214,7 @@ class Subscriptions:
 
     def _expand(self, streams: dict[str, list[str]]) -> dict[str, list[str]]:
         out = {name: list(symbols) for name, symbols in streams.items()}
-        for name, leader in FOLLOWS.items():
+        for name, leader in self.channels.follows.items():
             if leader in streams:
                 out[name] = list(dict.fromkeys([*out.get(name, []), *streams[leader]]))
         return out
@@ -214,6 +258,6 @@ class Subscriptions:
     def message(self) -> dict[str, Any]:
         """The subscription message: every listed channel with its sorted symbols."""
         out: dict[str, Any] = {"T": "subscription"}
-        for name in LISTED:
+        for name in self.channels.listed:
             out[name] = sorted(self.by_stream.get(name, ()))
         return out

@@ -1,7 +1,8 @@
 """What a new subscriber gets first: the latest event of each (type, symbol) it subscribed to.
 
 The producer keeps the last event per symbol in a Redis hash per family
-(``latest:quotes``...). A subscribe reads them once, sends them ahead of the
+(``latest:quotes``, ``latest:crypto.quotes`` ...; an order book's hash holds the
+pair's whole book, ``r`` true, so a new subscriber starts from it). A subscribe reads them once, sends them ahead of the
 live events, and drops live events that arrived while it was subscribing but
 are not newer than the snapshot sent first (a client never sees time go back).
 Kept apart from the connection handler: these are two questions of data, not
@@ -21,15 +22,20 @@ import redis.exceptions
 
 from api.stream import protocol as p
 from api.stream.hub import event_code
-from tickpipe.feeds import STOCK
 from tickpipe.names import latest_hash
 
 log = logging.getLogger(__name__)
 
 #: How long a subscribe waits for the snapshot hashes before it goes on without them.
 SNAPSHOT_TIMEOUT_S: Final = 2.0
-#: Families whose last event is a state worth sending first (a correction or cancel is not).
-SNAPSHOT_FAMILIES: Final = frozenset(family.name for family in STOCK.families if family.snapshot)
+#: Families (each feed's words: quotes, crypto.orderbooks) whose last event is a state worth sending first
+#: (a correction or cancel is not).
+SNAPSHOT_FAMILIES: Final = frozenset(
+    channels.feed.word(family.name)
+    for channels in p.FEED_CHANNELS.values()
+    for family in channels.feed.families
+    if family.snapshot
+)
 
 #: (event code, symbol) -> the latest event's live payload.
 Snapshots = dict[tuple[str, str], bytes]

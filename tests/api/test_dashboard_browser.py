@@ -36,12 +36,14 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.main import create_app
+from tests.helpers.crypto_live import crypto_book, crypto_live, crypto_quote, unique_pair
 from tickpipe import db
 from tickpipe.codecs import encode_live
 from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event, Quote, Trade
+from tickpipe.feeds import CRYPTO
 from tickpipe.health import Publisher, Reading
-from tickpipe.names import channel, latest_hash
+from tickpipe.names import SYMBOLS_KEY, channel, latest_hash, qualified
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
 from tickpipe.settings import load_settings
@@ -413,3 +415,94 @@ async def test_status_strip_shows_every_instance_and_the_lost_one(
         for publisher in [*alive, killed]:
             await publisher.stop()
         await server.stop()
+
+
+@pytest.fixture
+async def crypto_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
+    """The API with the crypto feed configured too (ALPACA_FEEDS=stocks,crypto)."""
+    settings = load_settings(
+        database_url=migrated_db,
+        redis_url=redis_url,
+        kafka_topic_prefix=topic_prefix,
+        alpaca_feeds="stocks,crypto",
+        producer_admin_port=free_port(),
+        consumer_admin_port=free_port(),
+    )
+    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+CRYPTO_CELL = """([pair, column, text]) =>
+    document.querySelector(`#crypto-pairs tr[data-pair="${pair}"] td.${column}`)?.textContent === text"""
+
+
+async def test_dashboard_shows_crypto_quotes_and_the_top_of_each_book(
+    crypto_dashboard: DashboardServer, browser: Any, redis_url: str, tmp_path: Path
+) -> None:
+    btc, eth = unique_pair(), unique_pair()
+    now = time.time_ns()
+    client = redis.asyncio.Redis.from_url(redis_url)
+    listed = qualified(SYMBOLS_KEY, CRYPTO.qualifier)
+    await client.sadd(listed, eth)  # the crypto producer lists it: it exists before its first event
+    async with crypto_live(redis_url) as live:
+        try:
+            # Known before the page opens: the whole book and the last quote come first on subscribe.
+            await live.publish(
+                crypto_book(btc, now, [(60_000.0, 0.5), (59_990.0, 1.25)], [(60_010.0, 0.75)], reset=True),
+                crypto_quote(btc, now + 1, bid=60_000.0),
+            )
+            page, errors = await open_page(browser, f"{crypto_dashboard.url}/?crypto={btc},{eth}")
+            await wait_for(
+                page,
+                """(pairs) => {
+                    const c = window.__tickpipe?.crypto;
+                    return c && c.state === "live" && c.subscribed
+                        && pairs.every((p) => c.subscribed.orderbooks.includes(p) && c.subscribed.quotes.includes(p));
+                }""",
+                arg=[btc, eth],
+            )
+            assert await page.locator("#crypto").is_visible()
+            for column, text in (
+                ("bid", "60000.00 ×0.5"),
+                ("ask", "60000.25 ×0.75"),
+                ("book-bid", "60000.00 ×0.5"),
+                ("book-ask", "60010.00 ×0.75"),
+                ("depth", "2 / 1"),
+            ):
+                await wait_for(page, CRYPTO_CELL, arg=[btc, column, text])
+            # Live: a new pair's whole book, then updates that move the top of both books.
+            await live.publish(
+                crypto_book(eth, now + 2, [(3_500.0, 2.0)], [(3_501.0, 3.0), (3_502.0, 4.0)], reset=True),
+                crypto_book(btc, now + 3, [(60_005.0, 0.1), (60_000.0, 0.0)], []),
+                crypto_book(eth, now + 4, [], [(3_501.0, 0.0)]),
+                crypto_quote(eth, now + 5, bid=3_500.0),
+            )
+            for pair, column, text in (
+                (btc, "book-bid", "60005.00 ×0.1"),
+                (btc, "depth", "2 / 1"),
+                (eth, "book-ask", "3502.00 ×4"),
+                (eth, "depth", "1 / 1"),
+                (eth, "bid", "3500.00 ×0.5"),
+            ):
+                await wait_for(page, CRYPTO_CELL, arg=[pair, column, text])
+            stats = await page.evaluate("window.__tickpipe.crypto")
+            assert (stats["books"], stats["quotes"]) == (4, 2), stats  # each sent once, nothing else
+            await page.screenshot(path=str(tmp_path / "crypto.png"))
+            assert errors == []
+        finally:
+            await client.srem(listed, eth)
+            for family in ("quotes", "orderbooks"):
+                await client.hdel(latest_hash(CRYPTO.word(family)), btc, eth)
+            await client.aclose()
+
+
+async def test_dashboard_hides_crypto_when_the_api_does_not_carry_it(api: DashboardServer, browser: Any) -> None:
+    page, errors = await open_page(browser, f"{api.url}/")
+    await wait_for(page, "() => window.__tickpipe?.crypto.state === 'refused'")
+    assert "crypto feed is not configured" in await page.evaluate("window.__tickpipe.crypto.detail")
+    assert not await page.locator("#crypto").is_visible()
+    assert errors == []

@@ -79,4 +79,5 @@ CRYPTO: Final = Feed(
     qualifier="crypto",
     events="tickpipe.crypto_events:CRYPTO_EVENT_TYPES",
     example="BTC/USD",
+    symbol_chars=25,
 )

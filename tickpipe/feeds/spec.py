@@ -135,6 +135,8 @@ class Feed:
     events: str = "tickpipe.events:EVENT_TYPES"
     #: A symbol of the feed, for examples in docs, help texts and the contract tests.
     example: str = "AAPL"
+    #: The most characters a symbol of ``symbol_pattern`` has: longer text is refused before it is matched.
+    symbol_chars: int = 16
 
     def family(self, name: str) -> Family:
         for family in self.families:

@@ -77,7 +77,7 @@ async def test_hub_parks_unknown_symbols_and_bounds_its_channels() -> None:
     hub.remove(one, [(quotes, "*"), (quotes, "NOPE")])
     assert hub.redis_names == {b"quotes:AAPL"} and hub.parked_symbols == {"ALSO"}
     directory.symbols.add("ALSO")  # it trades: the watcher's next look subscribes it, its snapshot first
-    watcher = asyncio.create_task(hub._watch_parked(directory))
+    watcher = asyncio.create_task(hub._watch_parked())
     await wait_for(lambda: b"quotes:ALSO" in hub.redis_names, what="the parked symbol to be subscribed")
     watcher.cancel()
     assert hub.parked_symbols == set() and two.pending == [quote("ALSO")]

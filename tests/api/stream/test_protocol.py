@@ -47,3 +47,23 @@ def test_subscriptions_bring_corrections_with_trades_and_count_symbols() -> None
     ]
     message = subs.message()
     assert list(message) == ["T", *p.LISTED] and message["quotes"] == ["A", "B"] and message["trades"] == []
+
+
+def test_crypto_channels_are_the_crypto_feeds() -> None:
+    crypto = p.FEED_CHANNELS["crypto"]
+    assert list(crypto.streams) == ["trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"]
+    assert crypto.streams["orderbooks"] == p.Stream("crypto.orderbooks", "o", "crypto")
+    action = p.decode_action('{"action":"subscribe","orderbooks":["btc/usd"],"quotes":["*"]}', crypto)
+    assert action.streams == {"orderbooks": ["BTC/USD"], "quotes": ["*"]}
+    for bad, detail in (
+        ('{"action":"subscribe","corrections":["BTC/USD"]}', "expected channels among trades, quotes, orderbooks"),
+        ('{"action":"subscribe","trades":["AAPL"]}', "expected a crypto pair like BTC/USD"),
+    ):
+        with pytest.raises(p.ProtocolError) as error:
+            p.decode_action(bad, crypto)
+        assert error.value.code == 400 and detail in error.value.detail
+    subs = p.Subscriptions(crypto)
+    assert subs.add({"trades": ["BTC/USD"]}) == [("trades", "BTC/USD")]  # nothing follows crypto trades
+    assert list(subs.message()) == ["T", *crypto.listed]
+    with pytest.raises(p.ProtocolError, match="expected channels among"):  # no order books on the stock path
+        p.decode_action('{"action":"subscribe","orderbooks":["BTC/USD"]}')
