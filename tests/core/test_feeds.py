@@ -259,9 +259,10 @@ def test_tables_not_served_have_no_routes_of_their_own(feed: Feed, app_paths: di
 @types
 def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: EventType, app: FastAPI) -> None:
     assert feed.stream_path in {getattr(route, "path", None) for route in app.routes}
-    assert protocol.STREAMS[kind.channel] == protocol.Stream(family.name, kind.code)
-    action = protocol.decode_action(f'{{"action": "subscribe", "{kind.channel}": ["AAPL"]}}')
-    assert action.streams == {kind.channel: ["AAPL"]}
+    channels = protocol.FEED_CHANNELS[feed.name]
+    assert channels.streams[kind.channel] == protocol.Stream(feed.word(family.name), kind.code, feed.name)
+    action = protocol.decode_action(f'{{"action": "subscribe", "{kind.channel}": ["{feed.example}"]}}', channels)
+    assert action.streams == {kind.channel: [feed.example]}
 
 
 # --- simulator ------------------------------------------------------------------------------------
