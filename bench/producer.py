@@ -1,6 +1,6 @@
 """How fast the producer fans the upstream out to Redis and Kafka, next to the naive way, and its live latency.
 
-Three measurements in one run, against a real Redis and a real
+Four measurements in one run, against a real Redis and a real
 Kafka-protocol broker (``REDIS_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` if set,
 else embedded ones), on each broker in turn:
 
@@ -11,7 +11,11 @@ else embedded ones), on each broker in turn:
 2. **naive baseline**, same simulator, same services: one
    ``await redis.publish`` and one ``await producer.send_and_wait`` per event
    in the read loop, the pattern in the seed projects.
-3. **live latency** at 5,000 events/s: the simulator (this process) stamps
+3. **beside the other feeds**: the same burst, with a crypto producer running
+   as its own process (as ``tickpipe up`` runs one per feed) on the same
+   simulator, Kafka and Redis; the stock figure next to the one of step 1 says
+   whether carrying more feeds slows the stock path (issue #16). ``--no-feeds`` skips it.
+4. **live latency** at 5,000 events/s: the simulator (this process) stamps
    each frame as it hands it to the socket; the producer runs as its own
    process (``python -m producer.cli``); a raw Redis subscriber, in a third
    process, stamps each message as it arrives. p50/p99 of the difference.
@@ -35,6 +39,7 @@ import asyncio
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,6 +142,50 @@ async def producer_throughput(settings: Settings, events: int) -> tuple[float, d
         "reconnects": service.upstream.reconnects.total(),
     }
     return events / (done - first), stats
+
+
+@contextmanager
+def feed_producer(broker: Broker, settings: Settings, feed: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``tickpipe producer --feed <feed>`` in its own process, on the same Kafka and Redis as ``settings``.
+
+    Yields once its first events are in Redis (its snapshot hash filled), so the stock measurement runs
+    beside a producer that is streaming, not starting.
+    """
+    assert settings.kafka_bootstrap_servers and settings.redis_url
+    # A simulator of its own, paced as a live crypto market: the burst simulator counts every event it
+    # sends towards --count, whichever feed it went to.
+    sim, upstream = start_simulator()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "REDIS_URL": settings.redis_url,
+           "KAFKA_ENABLE_IDEMPOTENCE": str(broker.idempotence).lower(), "ALPACA_STREAM_URL": upstream,
+           "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix, "SPOOL_DIR": str(settings.spool_path),
+           f"{feed.upper()}_PRODUCER_ADMIN_PORT": "0", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "tickpipe.cli", "producer", "--feed", feed], cwd=ROOT, env=env)
+    redis_url = settings.redis_url
+
+    async def streaming() -> None:
+        client = redis.asyncio.from_url(redis_url)
+        try:
+            deadline = time.monotonic() + 60
+            while not await client.hlen(f"latest:{feed}.quotes"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"expected the {feed} producer to stream within 60 s (exit {proc.poll()})")
+                await asyncio.sleep(0.1)
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(streaming())
+        yield proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"the {feed} producer stopped during the measurement (exit {proc.returncode})")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sim.terminate()
+        sim.wait(10)
 
 
 # --- 2. the naive way ------------------------------------------------------------------------------
@@ -290,6 +339,8 @@ class Figures:
     rate: float
     stats: dict[str, Any]
     naive: float
+    #: The burst's rate with a crypto producer streaming beside it (None: not measured).
+    beside: float | None
     p50: float
     p99: float
     samples: int
@@ -306,6 +357,16 @@ def measure(broker: Broker, tmp: Path, args: argparse.Namespace) -> Figures:
         settings = settings_for(broker, kafka, redis_url, url, folder / "spool", live_queue_size=args.events)
         rate, stats = asyncio.run(producer_throughput(settings, args.events))
 
+    beside = None
+    if args.feeds:
+        with ExitStack() as stack:
+            folder = tmp / "beside"
+            kafka, redis_url = services(stack, folder, broker)
+            url = stack.enter_context(burst("--count", str(args.events)))
+            settings = settings_for(broker, kafka, redis_url, url, folder / "spool", live_queue_size=args.events)
+            stack.enter_context(feed_producer(broker, settings, "crypto"))
+            beside, _ = asyncio.run(producer_throughput(settings, args.events))
+
     with ExitStack() as stack:
         folder = tmp / "naive"
         kafka, redis_url = services(stack, folder, broker)
@@ -319,7 +380,7 @@ def measure(broker: Broker, tmp: Path, args: argparse.Namespace) -> Figures:
         p50, p99, samples = asyncio.run(
             live_latency(broker, kafka, redis_url, folder, args.latency_seconds, args.latency_rate)
         )
-    return Figures(broker, rate, stats, naive, p50, p99, samples)
+    return Figures(broker, rate, stats, naive, beside, p50, p99, samples)
 
 
 def report(f: Figures, args: argparse.Namespace) -> None:
@@ -329,7 +390,13 @@ def report(f: Figures, args: argparse.Namespace) -> None:
         f"  producer, simulator burst -> Redis + Kafka: {f.rate:,.0f} events/s over {args.events:,} events "
         f"(baseline, one awaited publish + send_and_wait per event: {f.naive:,.0f} events/s; "
         f"{f.rate / f.naive:,.1f}x); Redis drops {f.stats['redis_dropped']}, spooled {f.stats['spooled']}\n"
-        f"  live latency at {args.latency_rate:,} events/s, simulator send -> Redis subscriber: "
+        + (
+            f"  the same burst with a crypto producer streaming beside it: {f.beside:,.0f} events/s "
+            f"({f.beside / f.rate:.2f} of the stock producer alone)\n"
+            if f.beside
+            else ""
+        )
+        + f"  live latency at {args.latency_rate:,} events/s, simulator send -> Redis subscriber: "
         f"p50 {f.p50:.2f} ms, p99 {f.p99:.2f} ms over {f.samples:,} updates",
         flush=True,
     )
@@ -337,10 +404,11 @@ def report(f: Figures, args: argparse.Namespace) -> None:
 
 def summary(results: list[Figures], args: argparse.Namespace) -> None:
     """The final table, a broker per row, and the targets."""
-    header = ["broker", "idempotence", "burst -> Redis + Kafka", "naive baseline", "burst/naive",
+    header = ["broker", "idempotence", "burst -> Redis + Kafka", "with crypto beside", "naive baseline", "burst/naive",
               "Redis drops", "spooled", "live p50", "live p99", "updates"]  # fmt: skip
     rows = [
-        [f.broker.label, "on" if f.broker.idempotence else "off", f"{f.rate:,.0f} events/s", f"{f.naive:,.0f} events/s",
+        [f.broker.label, "on" if f.broker.idempotence else "off", f"{f.rate:,.0f} events/s",
+         f"{f.beside:,.0f} events/s" if f.beside else "-", f"{f.naive:,.0f} events/s",
          f"{f.rate / f.naive:,.1f}x", f"{f.stats['redis_dropped']:,}", f"{f.stats['spooled']:,}",
          f"{f.p50:.2f} ms", f"{f.p99:.2f} ms", f"{f.samples:,}"]
         for f in results
@@ -356,6 +424,11 @@ def summary(results: list[Figures], args: argparse.Namespace) -> None:
             f"{'met' if f.rate >= TARGET_RATE else 'NOT met'}; "
             f">= 20x naive -> {'met' if f.rate >= 20 * f.naive else 'NOT met'}; "
             f"p99 < 5 ms -> {'met' if f.p99 < 5 else 'NOT met'}"
+            + (
+                f"; >= {TARGET_RATE:,} events/s with crypto beside -> {'met' if f.beside >= TARGET_RATE else 'NOT met'}"
+                if f.beside
+                else ""
+            )
         )
     idempotent = [f for f in results if f.broker.idempotence]
     verdict = ", ".join(f"{f.broker.label} {'met' if f.rate >= TARGET_RATE else 'NOT met'} ({f.rate:,.0f} events/s)"
@@ -369,6 +442,12 @@ def main() -> None:
     parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--latency-rate", type=int, default=5_000)
+    parser.add_argument(
+        "--no-feeds",
+        dest="feeds",
+        action="store_false",
+        help="skip the burst with a crypto producer streaming beside the stock one",
+    )
     add_brokers_option(parser)
     parser.add_argument("--subscriber", nargs=2, metavar=("REDIS_URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
