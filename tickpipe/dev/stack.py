@@ -233,7 +233,8 @@ def banner(settings: Settings, urls: ServiceUrls, with_simulator: bool, data_dir
             "tickpipe is running. Ctrl-C stops everything.",
             f"  dashboard   {api}/",
             f"  API docs    {api}/docs",
-            f"  live stream ws://{settings.api_host}:{settings.api_port}/v2/stream",
+            "  live stream "
+            + ", ".join(f"ws://{settings.api_host}:{settings.api_port}{feed.stream_path}" for feed in settings.feeds),
             f"  upstream    {source}",
             f"  PostgreSQL  {psql_command(urls)}",
             f"  Redis       redis-cli -u {redact_url(urls.redis_url)}",
