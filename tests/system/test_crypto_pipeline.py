@@ -38,7 +38,7 @@ async def test_every_crypto_message_sent_is_one_row(
     async with Simulator(crypto_config(max_events=events)) as sim:
         settings = crypto_settings(
             kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim, database_url=clean_db,
-            alpaca_feeds="stocks,crypto", crypto_producer_admin_port=0,
+            alpaca_feeds="stocks,crypto",
         )  # fmt: skip
         producer = ProducerService(settings, feed=CRYPTO)
         async with running(producer):
