@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 
 from fastapi import Header, Path, Query
 from fastapi.exceptions import RequestValidationError
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from tickpipe.codecs import parse_rfc3339_ns
 from tickpipe.feeds import CRYPTO
@@ -234,13 +235,23 @@ PairsQuery = Annotated[
 ]
 
 
+class AnyPathConvertor(PathConvertor):
+    """Starlette's ``path`` (slashes included), newlines too: every string reaches the symbol's check and is
+    refused with a 422 naming it, never a 404 (``path``'s ``.*`` stops at a newline, ``%0A``)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", AnyPathConvertor())
+
+
 @dataclass(frozen=True, slots=True)
 class Symbols:
     """How one feed's routes take its symbols: the path and query parameters, and their check."""
 
     #: What one is called in summaries: "symbol", "pair".
     noun: str
-    #: The history route's path parameter: ``{symbol}``, or ``{symbol:path}`` for symbols with a slash
+    #: The history route's path parameter: ``{symbol}``, or ``{symbol:anypath}`` for symbols with a slash
     #: (``/crypto/quotes/BTC/USD``; the OpenAPI path still reads ``{symbol}``).
     path: str
     #: The check of one (``text, name, where`` -> the normalized symbol, or a 422 naming the parameter).
@@ -257,5 +268,5 @@ class Symbols:
 #: Each feed's symbols, by feed name.
 SYMBOLS: Final = {
     "stock": Symbols("symbol", "{symbol}", symbol_param, SymbolPath, SymbolsQuery, "AAPL,MSFT"),
-    "crypto": Symbols("pair", "{symbol:path}", pair_param, PairPath, PairsQuery, "BTC/USD,ETH/USD"),
+    "crypto": Symbols("pair", "{symbol:anypath}", pair_param, PairPath, PairsQuery, "BTC/USD,ETH/USD"),
 }

@@ -188,6 +188,8 @@ async def test_csv_of_a_pair(api: ApiServer, http: httpx.AsyncClient, unique_pai
         ("/crypto/quotes/BTC/USD/EUR", {}, "symbol"),
         ("/crypto/bars/BTC-USD", {}, "symbol"),
         ("/crypto/quotes/BTC%2F", {}, "symbol"),
+        ("/crypto/quotes/BTC/USD%0A", {}, "symbol"),  # a newline: refused by the check, not unrouted (404)
+        ("/crypto/trades/%0A", {}, "symbol"),
         ("/crypto/quotes/latest", {"symbols": "BTC/USD,ETH"}, "symbols"),
         ("/crypto/orderbooks/latest", {"symbols": "BTC/USD/X"}, "symbols"),
     ],
