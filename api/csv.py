@@ -108,7 +108,9 @@ async def csv_response(pool: BoundedPool, slots: Slots, max_rows: int, request: 
         if failure:
             raise failure[0]
 
-    headers = {"Content-Disposition": f'attachment; filename="{request.symbol}-{request.scope}.csv"'.replace(":", "-")}
+    # A file name has no ':' and no '/': AAPL-bars-5Min.csv, BTC-USD-crypto_trades.csv.
+    name = f"{request.symbol}-{request.scope}".replace(":", "-").replace("/", "-")
+    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
     if next_token is not None:
         headers["Next-Page-Token"] = next_token
     return CsvResponse(body(), give_back, media_type="text/csv; charset=utf-8", headers=headers)

@@ -17,6 +17,7 @@ from api.auth import KEY_HEADER, SECRET_HEADER, ApiKey
 from api.pages import PageRequest
 from api.params import (
     DEFAULT_LIMIT,
+    SYMBOLS,
     AcceptHeader,
     EndQuery,
     LimitQuery,
@@ -27,9 +28,9 @@ from api.params import (
     symbol_param,
     wants_csv,
 )
+from api.queries import SERVED
 from api.state import ApiState
 from api.tokens import MAX_LENGTH, PATTERNS, decode_token
-from tickpipe.feeds import STOCK
 
 
 async def get_state(request: Request) -> ApiState:
@@ -80,11 +81,15 @@ async def history_params(
     sort: SortQuery = "asc",
     page_token: str | None = None,
     accept: AcceptHeader = None,
+    *,
+    check: Callable[[str, str, str], str] = symbol_param,
 ) -> HistoryParams:
+    """The checked parameters (``check``: how the feed's symbols are checked, tickers by default)."""
     start_ns = parse_time(start, "start", end=False) if start is not None else 0
     end_ns = parse_time(end, "end", end=True) if end is not None else 2**63 - 1
     # A start after the end is an empty range, not an error: an empty page, as the document says.
-    return HistoryParams(symbol_param(symbol), start_ns, end_ns, limit, sort, page_token, wants_csv(accept))
+    symbol = check(symbol, "symbol", "path")
+    return HistoryParams(symbol, start_ns, end_ns, limit, sort, page_token, wants_csv(accept))
 
 
 def _page_token_query(table: str) -> Any:
@@ -99,24 +104,28 @@ def _page_token_query(table: str) -> Any:
 
 
 def _history_params_of(table: str) -> Callable[..., Awaitable[HistoryParams]]:
-    """:func:`history_params` documented with the pattern of ``table``'s page tokens (one per route).
+    """:func:`history_params` documented with the pattern of ``table``'s page tokens (one per route) and
+    its feed's symbols (tickers, or crypto pairs).
 
     The same function under another signature: FastAPI reads a dependency's parameters from
-    ``__signature__``, and a token of one table is no token of another.
+    ``__signature__``, a token of one table is no token of another, and a pair is no ticker.
     """
+    symbols = SYMBOLS[SERVED[table][0].name]
 
     async def of_table(**params: Any) -> HistoryParams:
-        return await history_params(**params)
+        return await history_params(**params, check=symbols.check)
 
     signature = inspect.signature(history_params, eval_str=True)
+    annotations = {"page_token": _page_token_query(table), "symbol": symbols.path_type}
     of_table.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[
-            p.replace(annotation=_page_token_query(table)) if p.name == "page_token" else p
+            p.replace(annotation=annotations.get(p.name, p.annotation))
             for p in signature.parameters.values()
+            if p.name != "check"
         ]
     )
     return of_table
 
 
-#: The checked history parameters of each served table's routes.
-HISTORY: dict[str, Any] = {family.name: Depends(_history_params_of(family.name)) for family in STOCK.stored}
+#: The checked history parameters of each served table's routes (every feed's, by table name).
+HISTORY: dict[str, Any] = {table: Depends(_history_params_of(table)) for table in SERVED}

@@ -223,7 +223,9 @@ class RequestTimer:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            # The template as the OpenAPI document writes it: /crypto/quotes/{symbol}, not {symbol:anypath}.
+            matched = scope.get("route")
+            route = getattr(matched, "path_format", None) or getattr(matched, "path", None) or "unmatched"
             self.metrics.request_seconds.labels(scope["method"], route, str(status)).observe(
                 time.perf_counter() - began
             )

@@ -53,6 +53,46 @@ class BarOut(BaseModel):
     vw: float = Field(description="Volume-weighted average price")
 
 
+class CryptoQuoteOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    t: str = Field(description=T_DOC)
+    bp: float = Field(description="Bid price (quote currency per unit of the base currency)")
+    bs: float = Field(description="Bid size (units of the base currency)")
+    ap: float = Field(description="Ask price")
+    as_: float = Field(alias="as", description="Ask size")
+
+
+class CryptoTradeOut(BaseModel):
+    t: str = Field(description=T_DOC)
+    p: float = Field(description="Price (quote currency per unit of the base currency)")
+    s: float = Field(description="Size (units of the base currency)")
+    tks: str = Field(description="Taker side: B a buyer lifted the ask, S a seller hit the bid")
+    i: int = Field(description="Trade id")
+
+
+class CryptoBarOut(BaseModel):
+    t: str = Field(description="Bar start, " + T_DOC)
+    o: float = Field(description="Open")
+    h: float = Field(description="High")
+    l: float = Field(description="Low")  # noqa: E741 - Alpaca's name
+    c: float = Field(description="Close")
+    v: float = Field(description="Volume (units of the base currency)")
+    n: int = Field(description="Trade count")
+    vw: float = Field(description="Volume-weighted average price")
+
+
+class BookLevelOut(BaseModel):
+    p: float = Field(description="Price")
+    s: float = Field(description="Size at the price (units of the base currency)")
+
+
+class OrderbookOut(BaseModel):
+    t: str = Field(description="Time of the book's last change, " + T_DOC)
+    b: list[BookLevelOut] = Field(description="Bids, best (highest) first")
+    a: list[BookLevelOut] = Field(description="Asks, best (lowest) first")
+
+
 QUOTE_EXAMPLE: dict[str, Any] = {
     "t": "2024-03-04T14:30:00.123456789Z",
     "ax": "V",
@@ -82,6 +122,35 @@ BAR_EXAMPLE: dict[str, Any] = {
     "v": 120345,
     "n": 1432,
     "vw": 187.47,
+}
+CRYPTO_QUOTE_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.123456789Z",
+    "bp": 65012.5,
+    "bs": 0.41,
+    "ap": 65013.1,
+    "as": 0.2755,
+}
+CRYPTO_TRADE_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.223456789Z",
+    "p": 65013.1,
+    "s": 0.0125,
+    "tks": "B",
+    "i": 2415133,
+}
+CRYPTO_BAR_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.000000000Z",
+    "o": 65001.2,
+    "h": 65020.0,
+    "l": 64990.4,
+    "c": 65013.1,
+    "v": 3.1875,
+    "n": 52,
+    "vw": 65008.72,
+}
+ORDERBOOK_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.323456789Z",
+    "b": [{"p": 65012.5, "s": 0.41}, {"p": 65011.0, "s": 1.2}],
+    "a": [{"p": 65013.1, "s": 0.2755}, {"p": 65015.0, "s": 0.8}],
 }
 TOKEN_EXAMPLE = "WzEsInF1b3RlcyIsImFzYyIsMTcwOTU2MjYwMDEyMzQ1Njc4OSw0Ml0"
 
@@ -124,6 +193,49 @@ class LatestTrades(BaseModel):
 class LatestBars(BaseModel):
     model_config = _example({"bars": {"AAPL": BAR_EXAMPLE}})
     bars: dict[str, BarOut] = Field(description="Latest minute bar by symbol; symbols without any are left out")
+
+
+class CryptoQuotesPage(BaseModel):
+    model_config = _example({"quotes": [CRYPTO_QUOTE_EXAMPLE], "symbol": "BTC/USD", "next_page_token": None})
+    quotes: list[CryptoQuoteOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class CryptoTradesPage(BaseModel):
+    model_config = _example({"trades": [CRYPTO_TRADE_EXAMPLE], "symbol": "BTC/USD", "next_page_token": None})
+    trades: list[CryptoTradeOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class CryptoBarsPage(BaseModel):
+    model_config = _example({"bars": [CRYPTO_BAR_EXAMPLE], "symbol": "BTC/USD", "next_page_token": None})
+    bars: list[CryptoBarOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class LatestCryptoQuotes(BaseModel):
+    model_config = _example({"quotes": {"BTC/USD": CRYPTO_QUOTE_EXAMPLE}})
+    quotes: dict[str, CryptoQuoteOut] = Field(description="Latest quote by pair; pairs without any are left out")
+
+
+class LatestCryptoTrades(BaseModel):
+    model_config = _example({"trades": {"BTC/USD": CRYPTO_TRADE_EXAMPLE}})
+    trades: dict[str, CryptoTradeOut] = Field(description="Latest trade by pair; pairs without any are left out")
+
+
+class LatestCryptoBars(BaseModel):
+    model_config = _example({"bars": {"BTC/USD": CRYPTO_BAR_EXAMPLE}})
+    bars: dict[str, CryptoBarOut] = Field(description="Latest minute bar by pair; pairs without any are left out")
+
+
+class LatestOrderbooks(BaseModel):
+    model_config = _example({"orderbooks": {"BTC/USD": ORDERBOOK_EXAMPLE}})
+    orderbooks: dict[str, OrderbookOut] = Field(
+        description="Current whole book by pair; pairs without a live book are left out"
+    )
 
 
 class SymbolsOut(BaseModel):
@@ -171,6 +283,12 @@ CSV_EXAMPLES = {
     'AAPL,2024-03-04T14:30:00.223456789Z,V,52983525029461,187.245,100,"[""@""]",C\n',
     "bars": "symbol,time,open,high,low,close,volume,vwap,trade_count\n"
     "AAPL,2024-03-04T14:30:00.000000000Z,187.2,187.9,187.1,187.6,120345,187.47,1432\n",
+    "crypto_quotes": "symbol,time,bid_price,bid_size,ask_price,ask_size\n"
+    "BTC/USD,2024-03-04T14:30:00.123456789Z,65012.5,0.41,65013.1,0.2755\n",
+    "crypto_trades": "symbol,time,trade_id,price,size,taker_side\n"
+    "BTC/USD,2024-03-04T14:30:00.223456789Z,2415133,65013.1,0.0125,B\n",
+    "crypto_bars": "symbol,time,open,high,low,close,volume,vwap,trade_count\n"
+    "BTC/USD,2024-03-04T14:30:00.000000000Z,65001.2,65020,64990.4,65013.1,3.1875,65008.72,52\n",
 }
 
 

@@ -22,6 +22,8 @@ from api.shape import MARKED, SHAPES, Item, encode_json
 from api.tokens import Key, encode_token
 
 NEW_YORK: Final = ZoneInfo("America/New_York")
+#: The zone of each aggregated table's days (``bars``: New York, ``crypto_bars``: US Central).
+DAY_ZONES: Final = {table: ZoneInfo(zone) for table, zone in queries.AGGREGATED.items()}
 STEP_NS: Final = {"5Min": 300 * 10**9, "15Min": 900 * 10**9, "1Hour": 3600 * 10**9}
 #: The origin of those buckets (``date_bin``'s in :data:`api.queries.BUCKETS`): 2000-01-01 UTC.
 BUCKET_ORIGIN_NS: Final = 946_684_800 * 10**9
@@ -39,7 +41,7 @@ class Fetcher(Protocol):
 class PageRequest:
     """A checked history request; nothing in it is raw client text."""
 
-    table: str  # quotes | trades | bars
+    table: str  # a table of api.queries.SERVED: quotes | trades | bars | crypto_quotes ...
     symbol: str
     start_ns: int = MIN_NS
     end_ns: int = MAX_NS
@@ -54,11 +56,11 @@ class PageRequest:
     @property
     def scope(self) -> str:
         """What a token of this request is valid for: ``quotes``, ``bars:5Min`` ..."""
-        return self.table if self.table != "bars" else f"bars:{self.timeframe}"
+        return f"{self.table}:{self.timeframe}" if self.table in queries.AGGREGATED else self.table
 
     @property
     def aggregated(self) -> bool:
-        return self.table == "bars" and self.timeframe != "1Min"
+        return self.table in queries.AGGREGATED and self.timeframe != "1Min"
 
     def bounds(self) -> tuple[int, int]:
         """The inclusive ns range still to read, the token folded in; both ends within ``MIN_NS..MAX_NS``.
@@ -71,9 +73,10 @@ class PageRequest:
         if self.token is not None:
             at = int(self.token[0])
             if self.aggregated:  # a bucket is the whole key: continue at the next one, never inside one
-                start = bucket_start(self.timeframe, at)  # the token's own bucket, or the one its row falls in
+                # the token's own bucket, or the one its row falls in
+                start = bucket_start(self.timeframe, at, DAY_ZONES[self.table])
                 if self.sort == "asc":
-                    lo = max(lo, next_bucket(self.timeframe, start))
+                    lo = max(lo, next_bucket(self.timeframe, start, DAY_ZONES[self.table]))
                 else:
                     hi = min(hi, start - 1)
             elif self.sort == "asc":
@@ -87,7 +90,7 @@ class PageRequest:
         lo, hi = self.bounds()
         args: list[Any] = [self.symbol, ns_to_utc(lo), ns_to_utc(hi), lo, hi, self.limit]
         if self.aggregated:
-            return queries.bars_sql(self.timeframe, self.sort, csv), args
+            return queries.bars_sql(self.timeframe, self.sort, csv, self.table), args
         with_token = self.token is not None
         if with_token:
             assert self.token is not None
@@ -95,21 +98,22 @@ class PageRequest:
         return queries.page_sql(self.table, self.sort, with_token, csv, self.amend), args
 
 
-def bucket_start(timeframe: str, ns: int) -> int:
-    """Start of the bucket ``ns`` falls in, as :data:`api.queries.BUCKETS` cuts them (a start is its own)."""
+def bucket_start(timeframe: str, ns: int, zone: ZoneInfo = NEW_YORK) -> int:
+    """Start of the bucket ``ns`` falls in, as :data:`api.queries.BUCKETS` cuts them (a start is its own);
+    ``zone``: whose calendar days ``1Day`` buckets are."""
     if timeframe in STEP_NS:
         return ns - (ns - BUCKET_ORIGIN_NS) % STEP_NS[timeframe]
-    local = ns_to_utc(ns).astimezone(NEW_YORK)
+    local = ns_to_utc(ns).astimezone(zone)
     return datetime_to_ns(local.replace(hour=0, minute=0, second=0, microsecond=0))
 
 
-def next_bucket(timeframe: str, bucket_ns: int) -> int:
+def next_bucket(timeframe: str, bucket_ns: int, zone: ZoneInfo = NEW_YORK) -> int:
     """Start of the bucket after the one starting at ``bucket_ns`` (past ``MAX_NS`` for the last one)."""
     if timeframe in STEP_NS:
         return bucket_ns + STEP_NS[timeframe]
-    if bucket_ns >= MAX_NS - 2 * 86_400 * 10**9:  # no New York day starts after it within int64
+    if bucket_ns >= MAX_NS - 2 * 86_400 * 10**9:  # no day of the zone starts after it within int64
         return MAX_NS + 1
-    local = ns_to_utc(bucket_ns).astimezone(NEW_YORK)
+    local = ns_to_utc(bucket_ns).astimezone(zone)
     following = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return datetime_to_ns(following)
 
@@ -167,5 +171,7 @@ def _token_after_row(request: PageRequest, last: Sequence[Any]) -> str:
 
 
 def page_json(request: PageRequest, page: Page) -> bytes:
-    """``{"quotes": [...], "symbol": "AAPL", "next_page_token": ...}``, as Alpaca's REST API answers."""
-    return encode_json({request.table: page.items, "symbol": request.symbol, "next_page_token": page.next_token})
+    """``{"quotes": [...], "symbol": "AAPL", "next_page_token": ...}``, as Alpaca's REST API answers (the
+    family's name, ``quotes``, for the crypto tables too: ``{"quotes": [...], "symbol": "BTC/USD", ...}``)."""
+    items = queries.SERVED[request.table][1].name
+    return encode_json({items: page.items, "symbol": request.symbol, "next_page_token": page.next_token})

@@ -9,13 +9,18 @@ parameter and what is allowed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, NoReturn
 
 from fastapi import Header, Path, Query
 from fastapi.exceptions import RequestValidationError
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from tickpipe.codecs import parse_rfc3339_ns
+from tickpipe.feeds import CRYPTO
+from tickpipe.settings import validate_pair
 
 NS: Final = 1_000_000_000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,6 +55,12 @@ _CLOCK = (
 )
 TIME_PATTERN: Final = f"^{_DAY}(?:{_CLOCK})?$"
 _SYMBOL = re.compile(_TICKER, re.ASCII)
+#: A crypto pair as the crypto feed declares it (BTC/USD), in either case as tickers are.
+_PAIR = CRYPTO.symbol_pattern.replace("A-Z", "A-Za-z")
+PAIR_PATTERN: Final = f"^{_PAIR}$"
+PAIRS_PATTERN: Final = f"^ *{_PAIR} *(, *{_PAIR} *)*$"
+_PAIR_RE = re.compile(_PAIR, re.ASCII)
+_PAIR_HELP = "base and quote currency, 1 to 12 letters or digits each, slash-separated"
 _TIME = re.compile(TIME_PATTERN[1:-1], re.ASCII)
 
 
@@ -68,6 +79,18 @@ def symbol_param(text: str, name: str = "symbol", where: str = "path") -> str:
             text,
         )
     return text.upper()
+
+
+def pair_param(text: str, name: str = "symbol", where: str = "path") -> str:
+    """A crypto pair, upper-cased by :func:`tickpipe.settings.validate_pair`; exactly what ``PAIR_PATTERN``
+    documents (no stray spaces)."""
+    try:
+        pair = validate_pair(text)
+    except ValueError as exc:
+        invalid(where, name, f"{exc} ({_PAIR_HELP})", text)
+    if not _PAIR_RE.fullmatch(text):  # what validate_pair forgives: spaces around it, non-ASCII case folding
+        invalid(where, name, f"expected a crypto pair like BTC/USD ({_PAIR_HELP}), got {text!r}", text)
+    return pair
 
 
 def parse_time(text: str, name: str, *, end: bool) -> int:
@@ -107,14 +130,17 @@ def datetime_to_ns(value: datetime) -> int:
     return (value - EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def parse_symbols(text: str, name: str = "symbols") -> list[str]:
-    """A comma-separated list of symbols, each checked, duplicates dropped, order kept."""
+def parse_symbols(
+    text: str, name: str = "symbols", check: Callable[[str, str, str], str] = symbol_param, example: str = "AAPL,MSFT"
+) -> list[str]:
+    """A comma-separated list of symbols, each checked (``check``: a ticker, or :func:`pair_param`),
+    duplicates dropped, order kept."""
     items = [item.strip(" ") for item in text.split(",")]
     if not all(items):
-        invalid("query", name, "expected a comma-separated list of symbols, like AAPL,MSFT", text)
+        invalid("query", name, f"expected a comma-separated list of symbols, like {example}", text)
     if len(items) > MAX_LATEST_SYMBOLS:
         invalid("query", name, f"expected at most {MAX_LATEST_SYMBOLS} symbols, got {len(items)}", text)
-    return list(dict.fromkeys(symbol_param(item, name, "query") for item in items))
+    return list(dict.fromkeys(check(item, name, "query") for item in items))
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -191,3 +217,56 @@ SymbolsQuery = Annotated[
         json_schema_extra={"pattern": SYMBOLS_PATTERN},
     ),
 ]
+PairPath = Annotated[
+    str,
+    Path(
+        description="Crypto pair, e.g. BTC/USD, as is or URL-encoded (BTC%2FUSD); case-insensitive",
+        examples=["BTC/USD"],
+        json_schema_extra={"pattern": PAIR_PATTERN},
+    ),
+]
+PairsQuery = Annotated[
+    str,
+    Query(
+        description=f"Comma-separated crypto pairs, e.g. BTC/USD,ETH/USD (at most {MAX_LATEST_SYMBOLS})",
+        examples=["BTC/USD,ETH/USD"],
+        json_schema_extra={"pattern": PAIRS_PATTERN},
+    ),
+]
+
+
+class AnyPathConvertor(PathConvertor):
+    """Starlette's ``path`` (slashes included), newlines too: every string reaches the symbol's check and is
+    refused with a 422 naming it, never a 404 (``path``'s ``.*`` stops at a newline, ``%0A``)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anypath", AnyPathConvertor())
+
+
+@dataclass(frozen=True, slots=True)
+class Symbols:
+    """How one feed's routes take its symbols: the path and query parameters, and their check."""
+
+    #: What one is called in summaries: "symbol", "pair".
+    noun: str
+    #: The history route's path parameter: ``{symbol}``, or ``{symbol:anypath}`` for symbols with a slash
+    #: (``/crypto/quotes/BTC/USD``; the OpenAPI path still reads ``{symbol}``).
+    path: str
+    #: The check of one (``text, name, where`` -> the normalized symbol, or a 422 naming the parameter).
+    check: Callable[[str, str, str], str]
+    path_type: Any
+    list_type: Any
+    #: A list as the latest routes take it, for messages.
+    example: str
+
+    def parse(self, text: str, name: str = "symbols") -> list[str]:
+        return parse_symbols(text, name, self.check, self.example)
+
+
+#: Each feed's symbols, by feed name.
+SYMBOLS: Final = {
+    "stock": Symbols("symbol", "{symbol}", symbol_param, SymbolPath, SymbolsQuery, "AAPL,MSFT"),
+    "crypto": Symbols("pair", "{symbol:anypath}", pair_param, PairPath, PairsQuery, "BTC/USD,ETH/USD"),
+}

@@ -15,7 +15,8 @@ Why these shapes, on tables whose primary key starts ``(symbol, time, ...)``:
   ``time``, an incremental sort the nanoseconds within one microsecond, so the
   order is exact and the keyset condition ``(time_ns, ...) > (token)`` matches it;
 - aggregated bars are computed from stored minute bars (``date_bin`` on UTC,
-  days on New York calendar days, as Alpaca's daily bars are);
+  days on the feed's calendar days, as Alpaca's daily bars are: New York's for
+  stocks, US Central's for crypto, see :data:`DAY_ZONES`);
 - a family declared with a ``view`` (trades: ``trades_corrected``, migration
   0002) is read through it unless the rows as they arrived are asked for: the
   view has the table's columns, key and order with corrections applied, and
@@ -27,8 +28,18 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Final
 
-from tickpipe.feeds import STOCK, Family
-from tickpipe.feeds.tables import array_columns, columns, primary_key
+from tickpipe.feeds import TABLES, Family, Feed
+from tickpipe.feeds.tables import array_columns, columns, primary_key, table_of
+
+#: Every table the API serves as history and latest routes of its own, by table name, across feeds
+#: (``quotes`` ... of the stock feed, ``crypto_quotes`` ... of the crypto feed): what every mapping below keys on.
+SERVED: Final[dict[str, tuple[Feed, Family]]] = {
+    table: (feed, family) for table, (feed, family) in TABLES.items() if family.served
+}
+#: The time zone whose midnights start a feed's daily bars, as Alpaca stamps them: New York's for stocks,
+#: US Central's for crypto (Alpaca's v1beta3 crypto API counts its days, e.g. its default ``start``, in
+#: Central Time, and so does the simulator's crypto market, ``simulator.crypto.DAY_ZONE``).
+DAY_ZONES: Final[dict[str, str]] = {"stock": "America/New_York", "crypto": "America/Chicago"}
 
 #: Columns every table has that a page never shows as such: the symbol is the path's, ``t`` is made from
 #: ``time_ns``, the receive time is ours.
@@ -58,33 +69,43 @@ def _csv_columns(family: Family) -> str:
 
 
 #: The primary key a page is ordered and continued by, per table.
-KEY: Final[dict[str, tuple[str, ...]]] = {family.name: _key(family) for family in STOCK.stored}
+KEY: Final[dict[str, tuple[str, ...]]] = {table: _key(family) for table, (_, family) in SERVED.items()}
 #: Columns a page reads, per table: the key first, then what the response shows.
 SELECT: Final[dict[str, str]] = {
-    family.name: ", ".join(dict.fromkeys([*KEY[family.name], *_shown(family)])) for family in STOCK.stored
+    table: ", ".join(dict.fromkeys([*KEY[table], *_shown(family)])) for table, (_, family) in SERVED.items()
 }
 #: Columns of the CSV export, per table (long names, as the tables and analysts use them).
-CSV_SELECT: Final[dict[str, str]] = {family.name: _csv_columns(family) for family in STOCK.stored}
+CSV_SELECT: Final[dict[str, str]] = {table: _csv_columns(family) for table, (_, family) in SERVED.items()}
 #: The condition every query of a table adds for its pinned columns (bars: minute bars only).
 PINNED: Final[dict[str, str]] = {
-    family.name: "".join(f" AND {name} = '{value}'" for name, value in family.pinned) for family in STOCK.stored
+    table: "".join(f" AND {name} = '{value}'" for name, value in family.pinned) for table, (_, family) in SERVED.items()
 }
-_BAR_FILTER = PINNED["bars"]
+#: Tables whose rows are bars of a pinned ``timeframe`` (minute bars), aggregated to the coarser ones on
+#: request, with the zone of their feed's calendar days (``bars``, ``crypto_bars``).
+AGGREGATED: Final[dict[str, str]] = {
+    table: DAY_ZONES[feed.name] for table, (feed, family) in SERVED.items() if "timeframe" in dict(family.pinned)
+}
 
 #: The view each family's history reads with corrections and cancels applied (trades: ``trades_corrected``).
-VIEWS: Final[dict[str, str]] = {family.name: family.view for family in STOCK.stored if family.view is not None}
+VIEWS: Final[dict[str, str]] = {table: family.view for table, (_, family) in SERVED.items() if family.view is not None}
 #: How a history page treats a view's amendments: ``""`` the table as stored (no view), ``"exclude"``
 #: the view without cancelled rows, ``"mark"`` the view with them, marked by their ``cancel_action``.
 AMEND: Final = ("", "exclude", "mark")
 
-#: Aggregated timeframes: the bucket each minute bar falls in.
+#: Aggregated timeframes: the bucket each minute bar falls in (``{zone}``: the table's, see :data:`AGGREGATED`).
 BUCKETS: Final[dict[str, str]] = {
     "5Min": "date_bin('5 minutes', time, timestamptz '2000-01-01 00:00:00+00')",
     "15Min": "date_bin('15 minutes', time, timestamptz '2000-01-01 00:00:00+00')",
     "1Hour": "date_bin('1 hour', time, timestamptz '2000-01-01 00:00:00+00')",
-    "1Day": "date_trunc('day', time, 'America/New_York')",
+    "1Day": "date_trunc('day', time, '{zone}')",
 }
 TIMEFRAMES: Final = ("1Min", *BUCKETS)
+
+
+def _volume_sum(table: str) -> str:
+    """The sum of a bucket's volumes, as the column's type: whole shares (bigint), or fractional coins."""
+    volume = table_of(SERVED[table][1]).columns["volume"].type
+    return "sum(volume)::bigint" if volume.python_type is int else "sum(volume)"
 
 
 @lru_cache(maxsize=64)
@@ -116,22 +137,26 @@ def page_sql(table: str, sort: str, with_token: bool, csv: bool = False, amend: 
     return f"SELECT {columns} FROM {source} WHERE {where} ORDER BY {order} LIMIT $6"
 
 
-@lru_cache(maxsize=32)
-def bars_sql(timeframe: str, sort: str, csv: bool = False) -> str:
-    """Bars of a coarser timeframe, aggregated from minute bars.
+@lru_cache(maxsize=64)
+def bars_sql(timeframe: str, sort: str, csv: bool = False, table: str = "bars") -> str:
+    """Bars of a coarser timeframe, aggregated from the minute bars of ``table`` (one of :data:`AGGREGATED`).
 
     Parameters as :func:`page_sql` without a token: paging narrows the bounds
     instead, since a bucket start is the whole key.
     """
-    if timeframe not in BUCKETS or sort not in ("asc", "desc"):
-        raise ValueError(f"expected a timeframe among {list(BUCKETS)} and sort asc|desc, got {timeframe!r}")
+    if timeframe not in BUCKETS or sort not in ("asc", "desc") or table not in AGGREGATED:
+        raise ValueError(
+            f"expected a timeframe among {list(BUCKETS)}, sort asc|desc and a table among {list(AGGREGATED)}, "
+            f"got {timeframe!r}, {sort!r}, {table!r}"
+        )
+    bucket = BUCKETS[timeframe].replace("{zone}", AGGREGATED[table])
     inner = (
-        f"SELECT {BUCKETS[timeframe]} AS bucket, (array_agg(open ORDER BY time))[1] AS open, max(high) AS high, "
-        "min(low) AS low, (array_agg(close ORDER BY time DESC))[1] AS close, sum(volume)::bigint AS volume, "
+        f"SELECT {bucket} AS bucket, (array_agg(open ORDER BY time))[1] AS open, max(high) AS high, "
+        f"min(low) AS low, (array_agg(close ORDER BY time DESC))[1] AS close, {_volume_sum(table)} AS volume, "
         "coalesce(sum(vwap * volume) / nullif(sum(volume), 0), avg(vwap)) AS vwap, "
         "sum(trade_count)::bigint AS trade_count "
-        "FROM bars WHERE symbol = $1 AND time >= $2 AND time <= $3 AND time_ns >= $4 AND time_ns <= $5"
-        f"{_BAR_FILTER} GROUP BY 1"
+        f"FROM {table} WHERE symbol = $1 AND time >= $2 AND time <= $3 AND time_ns >= $4 AND time_ns <= $5"
+        f"{PINNED[table]} GROUP BY 1"
     )
     if csv:
         columns = (
@@ -144,7 +169,7 @@ def bars_sql(timeframe: str, sort: str, csv: bool = False) -> str:
     return f"SELECT {columns} FROM ({inner}) b ORDER BY bucket{direction} LIMIT $6"
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def latest_sql(table: str) -> str:
     """The newest row of each symbol in ``$1`` (a text array), one index probe per symbol."""
     if table not in SELECT:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import TABLES
 
 _EPOCH_DAY: Final = date(1970, 1, 1)
 _NS: Final = 1_000_000_000
@@ -92,6 +92,35 @@ class BarItem(msgspec.Struct, gc=False):
     vw: float
 
 
+class CryptoQuoteItem(msgspec.Struct, gc=False):
+    t: str
+    bp: float
+    bs: float
+    ap: float
+    as_: float = msgspec.field(name="as")
+
+
+class CryptoTradeItem(msgspec.Struct, gc=False):
+    t: str
+    p: float
+    s: float
+    tks: str
+    i: int
+
+
+class CryptoBarItem(msgspec.Struct, gc=False):
+    """A crypto bar: as :class:`BarItem`, its volume fractional."""
+
+    t: str
+    o: float
+    h: float
+    l: float  # noqa: E741 - Alpaca's name
+    c: float
+    v: float
+    n: int
+    vw: float
+
+
 # Each takes rows of queries.SELECT[table] (key columns first, time_ns as int) and gives Alpaca's objects.
 # The timestamp is inlined (not a call to rfc3339_ns): a call per row is a fifth of the cost.
 
@@ -137,21 +166,60 @@ def bars(rows: Sequence[Row]) -> list[BarItem]:
     return out
 
 
-Item = QuoteItem | TradeItem | MarkedTradeItem | BarItem
+def crypto_quotes(rows: Sequence[Row]) -> list[CryptoQuoteItem]:
+    """Rows ``time_ns, event_key, bid_price, bid_size, ask_price, ask_size``."""
+    get, out = _SECONDS.get, list[CryptoQuoteItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(CryptoQuoteItem(stamp, r[2], r[3], r[4], r[5]))
+    return out
+
+
+def crypto_trades(rows: Sequence[Row]) -> list[CryptoTradeItem]:
+    """Rows ``time_ns, trade_id, price, size, taker_side``."""
+    get, out = _SECONDS.get, list[CryptoTradeItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(CryptoTradeItem(stamp, r[2], r[3], r[4], r[1]))
+    return out
+
+
+def crypto_bars(rows: Sequence[Row]) -> list[CryptoBarItem]:
+    """Rows as :func:`bars`' (``time_ns, open, high, low, close, volume, vwap, trade_count``)."""
+    get, out = _SECONDS.get, list[CryptoBarItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(CryptoBarItem(stamp, r[1], r[2], r[3], r[4], r[5], r[7], r[6]))
+    return out
+
+
+Item = QuoteItem | TradeItem | MarkedTradeItem | BarItem | CryptoQuoteItem | CryptoTradeItem | CryptoBarItem
+#: The shape of each served table's rows (by table name, every feed's).
 SHAPES: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {
     "quotes": quotes,
     "trades": trades,
     "bars": bars,
+    "crypto_quotes": crypto_quotes,
+    "crypto_trades": crypto_trades,
+    "crypto_bars": crypto_bars,
 }
 #: The shape of a page that shows cancelled rows marked, for each family with a view.
 MARKED: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {"trades": marked_trades}
 
 encode_json: Final = msgspec.json.Encoder().encode
-#: The event codes a family's ``/latest`` route serves, where not all of them (bars: minute bars).
-LATEST_CODES: Final = {f.name: frozenset(f.latest_codes) for f in STOCK.families if f.latest_codes is not None}
+#: The event codes a table's ``/latest`` route serves, where not all of them (bars: minute bars).
+LATEST_CODES: Final = {
+    table: frozenset(f.latest_codes) for table, (_, f) in TABLES.items() if f.latest_codes is not None
+}
 
 
-def latest_object(payload: bytes | str, family: str) -> dict[str, Any] | None:
+def latest_object(payload: bytes | str, table: str) -> dict[str, Any] | None:
     """A Redis snapshot (an encode_live JSON) as the REST latest shape: without ``T`` and ``S``.
 
     None when the snapshot is not the kind the route serves (``latest:bars``
@@ -162,7 +230,17 @@ def latest_object(payload: bytes | str, family: str) -> dict[str, Any] | None:
         return None
     kind = data.pop("T", None)
     data.pop("S", None)
-    served = LATEST_CODES.get(family)
+    served = LATEST_CODES.get(table)
     if served is not None and kind not in served:
         return None
     return data
+
+
+def book_object(payload: bytes | str) -> dict[str, Any] | None:
+    """A whole book of a snapshot hash (``latest:crypto.orderbooks``, as the producer's ``Books.full`` writes
+    it: ``{"T": "o", "S", "t", "b": [{"p", "s"}...], "a": [...], "r": true}``, each side best first) as
+    Alpaca's latest order book: ``{"t", "b", "a"}``. None for anything else."""
+    data = orjson.loads(payload)
+    if not isinstance(data, dict) or data.get("T") != "o" or not isinstance(data.get("t"), str):
+        return None
+    return {"t": data["t"], "b": data.get("b") or [], "a": data.get("a") or []}

@@ -25,14 +25,13 @@ import re
 from typing import Final
 
 from api.params import invalid
-from api.queries import KEY
-from tickpipe.feeds import STOCK
+from api.queries import KEY, SERVED
 from tickpipe.feeds.tables import table_of
 
-#: The key layout of each table's rows: int or str, in order (the Python types of the key's columns).
+#: The key layout of each served table's rows: int or str, in order (the Python types of the key's columns).
 KEY_SHAPES: Final[dict[str, tuple[type, ...]]] = {
-    family.name: tuple(table_of(family).columns[column].type.python_type for column in KEY[family.name])
-    for family in STOCK.stored
+    table: tuple(table_of(family).columns[column].type.python_type for column in KEY[table])
+    for table, (_, family) in SERVED.items()
 }
 
 Key = tuple[int | str, ...]

@@ -1,15 +1,16 @@
 """``GET /quotes/{symbol}``, ``/trades/{symbol}``, ``/bars/{symbol}``: history pages from PostgreSQL.
 
-One route per stored family of the feed declaration (:mod:`tickpipe.feeds`),
-all served by :func:`respond`; ``DOCS`` holds what the OpenAPI document says
-of each.
+One route per served table of every feed of the declaration (:mod:`tickpipe.feeds`):
+the stock feed's ``/quotes/{symbol}`` ..., the crypto feed's ``/crypto/quotes/{symbol}``
+... (a pair has a slash: ``/crypto/quotes/BTC/USD`` or ``BTC%2FUSD``), all served by
+:func:`respond`; ``DOCS`` holds what the OpenAPI document says of each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
@@ -17,9 +18,19 @@ from pydantic import BaseModel
 
 from api.csv import csv_response
 from api.deps import HISTORY, HistoryParams, State
-from api.models import BarsPage, QuotesPage, TradesPage, history_responses
+from api.models import (
+    BarsPage,
+    CryptoBarsPage,
+    CryptoQuotesPage,
+    CryptoTradesPage,
+    QuotesPage,
+    TradesPage,
+    history_responses,
+)
 from api.pages import PageRequest, fetch_page, page_json
-from tickpipe.feeds import STOCK, Family
+from api.params import SYMBOLS
+from api.queries import SERVED
+from tickpipe.feeds import Family
 
 router = APIRouter(tags=["history"])
 
@@ -32,13 +43,23 @@ PAGING = (
     "(API_CSV_MAX_ROWS), the `Next-Page-Token` header continuing it. A 503 with `Retry-After` means the "
     "instance is at a bound (connections, concurrent exports): retry."
 )
+Timeframes = Literal["1Min", "5Min", "15Min", "1Hour", "1Day"]
 Timeframe = Annotated[
-    Literal["1Min", "5Min", "15Min", "1Hour", "1Day"],
+    Timeframes,
     Query(
         description="1Min as stored; 5Min, 15Min, 1Hour (UTC-aligned) and 1Day (New York calendar days) "
         "are aggregated from minute bars"
     ),
 ]
+#: Crypto trades around the clock; its days are US Central's, as Alpaca's crypto daily bars are.
+CryptoTimeframe = Annotated[
+    Timeframes,
+    Query(
+        description="1Min as stored; 5Min, 15Min, 1Hour (UTC-aligned) and 1Day (US Central calendar days, "
+        "from midnight America/Chicago, as Alpaca's crypto daily bars) are aggregated from minute bars"
+    ),
+]
+TIMEFRAMES: Final = {"stock": Timeframe, "crypto": CryptoTimeframe}
 
 IncludeCancelled = Annotated[
     bool,
@@ -61,11 +82,14 @@ AMENDS = (
 )
 
 
-#: What the docs say of each stored family's history: its page model and what a stored row is.
+#: What the docs say of each served table's history: its page model and what a stored row is.
 DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "quotes": (QuotesPage, "Stored quotes (NBBO updates) of `symbol`."),
     "trades": (TradesPage, f"Stored trades of `symbol`. {AMENDS}"),
     "bars": (BarsPage, "Bars of `symbol` in the chosen `timeframe`."),
+    "crypto_quotes": (CryptoQuotesPage, "Stored quotes (best bid and ask) of the crypto pair `symbol`."),
+    "crypto_trades": (CryptoTradesPage, "Stored trades of the crypto pair `symbol`, with the taker's side."),
+    "crypto_bars": (CryptoBarsPage, "Bars of the crypto pair `symbol` in the chosen `timeframe`."),
 }
 
 
@@ -76,15 +100,16 @@ async def respond(state: State, request: PageRequest, csv: bool) -> Response:
     return Response(page_json(request, page), media_type="application/json")
 
 
-def endpoint(family: Family) -> Callable[..., Awaitable[Response]]:
-    """The handler of one family's history; with a ``timeframe`` parameter where the table pins one."""
-    name = family.name
-    history = HISTORY[name]  # the parameters, with this table's page-token pattern
+def endpoint(table: str, family: Family, timeframe_type: Any = Timeframe) -> Callable[..., Awaitable[Response]]:
+    """The handler of one table's history; with a ``timeframe`` parameter where the table pins one."""
+    name = table
+    history = HISTORY[name]  # the parameters, with this table's page-token pattern and the feed's symbols
     if "timeframe" in dict(family.pinned):
 
         async def timeframed(state: State, params: HistoryParams = history, timeframe: Timeframe = "1Min") -> Response:
             return await respond(state, params.request(name, timeframe), params.csv)
 
+        timeframed.__annotations__["timeframe"] = timeframe_type
         return timeframed
 
     if family.view is not None:
@@ -106,15 +131,16 @@ def endpoint(family: Family) -> Callable[..., Awaitable[Response]]:
     return plain
 
 
-for _family in STOCK.stored:
-    _model, _what = DOCS[_family.name]
+for _table, (_feed, _family) in SERVED.items():
+    _model, _what = DOCS[_table]
+    _symbols = SYMBOLS[_feed.name]
     router.add_api_route(
-        f"/{_family.name}/{{symbol}}",
-        endpoint(_family),
+        f"{_feed.route(_family.name)}/{_symbols.path}",
+        endpoint(_table, _family, TIMEFRAMES[_feed.name]),
         methods=["GET"],
-        name=_family.name,
+        name=_table,
         response_model=_model,
-        summary=f"{_family.name.capitalize()} of one symbol",
+        summary=f"{_family.name.capitalize()} of one {_symbols.noun}",
         description=f"{_what} {PAGING}",
-        responses=history_responses(_family.name),
+        responses=history_responses(_table),
     )

@@ -63,10 +63,12 @@ def test_each_history_route_documents_the_pattern_of_its_own_tokens() -> None:
     exactly the tokens the route decodes), and ``0`` matches none."""
     import re
 
+    from api.queries import SERVED
     from api.tokens import PATTERNS
 
     for table, pattern in PATTERNS.items():
-        parameters = DOCUMENT["paths"][f"/{table}/{{symbol}}"]["get"]["parameters"]
+        feed, family = SERVED[table]
+        parameters = DOCUMENT["paths"][f"{feed.route(family.name)}/{{symbol}}"]["get"]["parameters"]
         (page_token,) = [p for p in parameters if p["name"] == "page_token"]
         assert page_token["schema"]["pattern"] == pattern
         assert not re.fullmatch(pattern, "0")

@@ -18,6 +18,9 @@ KEYS = {
     "quotes": st.tuples(TIME, INT64),
     "trades": st.tuples(TIME, EXCHANGE, INT64),
     "bars": st.tuples(TIME),
+    "crypto_quotes": st.tuples(TIME, INT64),
+    "crypto_trades": st.tuples(TIME, INT64),
+    "crypto_bars": st.tuples(TIME),
 }
 
 

@@ -38,7 +38,9 @@ from api.stream.outbox import Outbox
 from tests.helpers.waiting import wait_for
 from tickpipe import db
 from tickpipe.codecs import encode_live
+from tickpipe.crypto_events import CryptoEvent
 from tickpipe.events import Event
+from tickpipe.feeds import CRYPTO, STOCK
 from tickpipe.names import channel, latest_hash
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
@@ -248,11 +250,18 @@ async def all_items(http: httpx.AsyncClient, path: str, key: str, **params: Any)
     return [item for page in await all_pages(http, path, key, **params) for item in page]
 
 
-async def insert_events(database_url: str, events: Iterable[Event]) -> None:
-    """Rows as the consumers write them: partitions first, then COPY."""
+def table_of_event(event: Event | CryptoEvent) -> str:
+    """The table an event is stored in: its family's in its feed (``quotes``, ``crypto_quotes``)."""
+    table = (CRYPTO if isinstance(event, CryptoEvent) else STOCK).family(event.family).table
+    assert table is not None, f"{type(event).__name__} is not stored"
+    return table
+
+
+async def insert_events(database_url: str, events: Iterable[Event | CryptoEvent]) -> None:
+    """Rows as the consumers write them (every feed's, each in its table): partitions first, then COPY."""
     by_table: dict[str, list[tuple[Any, ...]]] = {}
     for event in events:
-        by_table.setdefault(event.family, []).append(to_row(event))
+        by_table.setdefault(table_of_event(event), []).append(to_row(event))
     conn = await asyncpg.connect(db.asyncpg_dsn(database_url))
     try:
         for table, rows in by_table.items():
