@@ -163,8 +163,9 @@ def test_days_are_the_utc_days_of_the_rows() -> None:
 
 def test_unknown_table_is_a_clear_error() -> None:
     with pytest.raises(
-        ValueError, match="expected a table among quotes, trades, bars, statuses, corrections, cancels, crypto_trades, "
-        "crypto_quotes, crypto_bars, crypto_orderbooks, got 'lulds'"
+        ValueError,
+        match="expected a table among quotes, trades, bars, statuses, corrections, cancels, crypto_trades, "
+        "crypto_quotes, crypto_bars, crypto_orderbooks, got 'lulds'",
     ):
         build_batch("lulds", {})
 
