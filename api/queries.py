@@ -16,7 +16,7 @@ Why these shapes, on tables whose primary key starts ``(symbol, time, ...)``:
   order is exact and the keyset condition ``(time_ns, ...) > (token)`` matches it;
 - aggregated bars are computed from stored minute bars (``date_bin`` on UTC,
   days on the feed's calendar days, as Alpaca's daily bars are: New York's for
-  stocks, US Central's for crypto, see :data:`DAY_ZONES`);
+  stocks, US Central's for crypto, the feed's declared ``day_zone``);
 - a family declared with a ``view`` (trades: ``trades_corrected``, migration
   0002) is read through it unless the rows as they arrived are asked for: the
   view has the table's columns, key and order with corrections applied, and
@@ -36,10 +36,6 @@ from tickpipe.feeds.tables import array_columns, columns, primary_key, table_of
 SERVED: Final[dict[str, tuple[Feed, Family]]] = {
     table: (feed, family) for table, (feed, family) in TABLES.items() if family.served
 }
-#: The time zone whose midnights start a feed's daily bars, as Alpaca stamps them: New York's for stocks,
-#: US Central's for crypto (Alpaca's v1beta3 crypto API counts its days, e.g. its default ``start``, in
-#: Central Time, and so does the simulator's crypto market, ``simulator.crypto.DAY_ZONE``).
-DAY_ZONES: Final[dict[str, str]] = {"stock": "America/New_York", "crypto": "America/Chicago"}
 
 #: Columns every table has that a page never shows as such: the symbol is the path's, ``t`` is made from
 #: ``time_ns``, the receive time is ours.
@@ -83,7 +79,7 @@ PINNED: Final[dict[str, str]] = {
 #: Tables whose rows are bars of a pinned ``timeframe`` (minute bars), aggregated to the coarser ones on
 #: request, with the zone of their feed's calendar days (``bars``, ``crypto_bars``).
 AGGREGATED: Final[dict[str, str]] = {
-    table: DAY_ZONES[feed.name] for table, (feed, family) in SERVED.items() if "timeframe" in dict(family.pinned)
+    table: feed.day_zone for table, (feed, family) in SERVED.items() if "timeframe" in dict(family.pinned)
 }
 
 #: The view each family's history reads with corrections and cancels applied (trades: ``trades_corrected``).

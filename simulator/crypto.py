@@ -30,6 +30,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from simulator.bars import MINUTE_NS, NS, Aggregate, minute_start
+from tickpipe.feeds import CRYPTO
 
 Event = dict[str, Any]
 
@@ -51,7 +52,7 @@ _PAIRS: Final[tuple[tuple[str, float, float], ...]] = (
 DEFAULT_PAIRS: Final[tuple[str, ...]] = tuple(p for p, _, _ in _PAIRS)
 _KNOWN: Final = {p: (price, weight) for p, price, weight in _PAIRS}
 #: Crypto days are stamped at midnight US Central.
-DAY_ZONE = ZoneInfo("America/Chicago")
+DAY_ZONE = ZoneInfo(CRYPTO.day_zone)
 _MIN_DEPTH, _MAX_DEPTH = 10, 30
 
 

@@ -24,7 +24,7 @@ from tests.producer.test_crypto_feed import PAIRS, crypto_config, crypto_setting
 from tickpipe.crypto_events import AnyCryptoEvent
 from tickpipe.feeds import CRYPTO
 
-TABLE_OF = {family.name: family.table for family in CRYPTO.tables}
+TABLE_OF = {family.name: family.table for family in CRYPTO.tables if family.table is not None}
 
 
 def _stored_key(event: Any) -> bytes:

@@ -79,5 +79,6 @@ CRYPTO: Final = Feed(
     qualifier="crypto",
     events="tickpipe.crypto_events:CRYPTO_EVENT_TYPES",
     example="BTC/USD",
+    day_zone="America/Chicago",
     symbol_chars=25,
 )

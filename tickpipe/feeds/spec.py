@@ -135,6 +135,10 @@ class Feed:
     events: str = "tickpipe.events:EVENT_TYPES"
     #: A symbol of the feed, for examples in docs, help texts and the contract tests.
     example: str = "AAPL"
+    #: The time zone whose midnight starts the feed's days (daily bars, ``timeframe=1Day``): New York's
+    #: trading days for stocks, US Central for crypto, as Alpaca counts them (its v1beta3 crypto API's
+    #: default ``start`` is the day's start in Central Time; the simulator's crypto market does the same).
+    day_zone: str = "America/New_York"
     #: The most characters a symbol of ``symbol_pattern`` has: longer text is refused before it is matched.
     symbol_chars: int = 16
 
