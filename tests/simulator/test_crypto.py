@@ -61,8 +61,10 @@ def test_the_crypto_feed_declares_alpacas_channels_codes_and_pairs() -> None:
     pair = re.compile(CRYPTO.symbol_pattern)
     assert all(pair.fullmatch(s) for s in ("BTC/USD", "ETH/USDT", "ETH/BTC", "1INCH/USD", *DEFAULT_PAIRS))
     assert not any(pair.fullmatch(s) for s in ("AAPL", "BRK.B", "btc/usd", "BTC/", "BTC-USD", "*"))
-    # Storage is the next slice: no tables, and not yet among the feeds whose contract demands them.
-    assert CRYPTO not in FEEDS and CRYPTO.tables == ()
+    # Carried end to end: among the feeds whose contract (tests/core/test_feeds.py) holds it to its tables.
+    assert CRYPTO in FEEDS
+    assert [family.table for family in CRYPTO.tables] == ["crypto_trades", "crypto_quotes", "crypto_bars",
+                                                          "crypto_orderbooks"]  # fmt: skip
 
 
 def test_the_simulator_derives_the_crypto_channels_from_the_declaration() -> None:
