@@ -38,4 +38,6 @@ OPTIONS: Final = Feed(
     qualifier="options",
     events="tickpipe.option_events:OPTION_EVENT_TYPES",
     example="AAPL240621C00190000",
+    encodings=("msgpack",),
+    starless=("quotes",),
 )

@@ -135,6 +135,10 @@ class Feed:
     events: str = "tickpipe.events:EVENT_TYPES"
     #: A symbol of the feed, for examples in docs, help texts and the contract tests.
     example: str = "AAPL"
+    #: The encodings the upstream speaks; a client of another is refused (the option stream: msgpack only).
+    encodings: tuple[str, ...] = ("json", "msgpack")
+    #: Channels on which the upstream refuses a ``*`` subscription (option quotes: error 413).
+    starless: tuple[str, ...] = ()
 
     def family(self, name: str) -> Family:
         for family in self.families:
