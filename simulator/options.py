@@ -211,18 +211,14 @@ class OptionMarket:
         if not contracts:
             raise ValueError("expected at least one contract, got none")
         self._rng = random.Random(f"options:{seed}")
+        self._seed = seed
         self._underlyings: dict[str, Underlying] = {}
         self._contracts: list[Contract] = []
-        for symbol in dict.fromkeys(contracts):
-            root = parse_occ(symbol)[0]
-            underlying = self._underlyings.get(root)
-            if underlying is None:
-                underlying = self._underlyings[root] = Underlying(root, seed)
-            self._contracts.append(Contract(symbol, underlying, start_ns))
-        self._cumulative = list(accumulate(c.weight for c in self._contracts))
+        self._cumulative: list[float] = []
+        self.clock_ns = start_ns
+        self.add(contracts)
         self._venues = list(accumulate(w for _, w in VENUES))
         self._conditions = list(accumulate(w for _, w in TRADE_CONDITIONS))
-        self.clock_ns = start_ns
         self._mean_gap = mean_gap_ns
         self._trade_ratio = trade_ratio
 
@@ -230,6 +226,21 @@ class OptionMarket:
     def symbols(self) -> list[str]:
         """The contracts of this market, chain by chain."""
         return [c.symbol for c in self._contracts]
+
+    def add(self, symbols: Sequence[str]) -> list[str]:
+        """List more contracts (any OCC symbol, as a client may subscribe to any listed contract; an
+        unknown root gets a made-up price from the seed); the ones new to the market."""
+        known = {c.symbol for c in self._contracts}
+        new = [s for s in dict.fromkeys(symbols) if s not in known]
+        for symbol in new:
+            root = parse_occ(symbol)[0]
+            underlying = self._underlyings.get(root)
+            if underlying is None:
+                underlying = self._underlyings[root] = Underlying(root, self._seed)
+            self._contracts.append(Contract(symbol, underlying, self.clock_ns))
+        if new:
+            self._cumulative = list(accumulate(c.weight for c in self._contracts))
+        return new
 
     def spot(self, root: str) -> float:
         """An underlying's price now."""

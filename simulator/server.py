@@ -45,7 +45,7 @@ from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, 
 from simulator.crypto import CryptoMarket
 from simulator.history import CRYPTO_LAYOUTS, STOCK_LAYOUTS, History
 from simulator.market import Event
-from simulator.options import chain
+from simulator.options import OptionMarket, chain
 from simulator.paced import AnyMarket, make_market, run_ticker
 from simulator.session import Session
 from simulator.subscriptions import Key
@@ -244,6 +244,10 @@ class Simulator:
         """A session's subscriptions changed: start its feed's ticker in paced mode."""
         if self.paced(session.feed):
             self._start_ticker(session.feed)
+        market = self.markets.get(session.feed)
+        if isinstance(market, OptionMarket):  # any contract a client names is listed, as on Alpaca
+            named = {s for c in session.subscriptions.channels.channels for s in session.subscriptions.symbols(c)}
+            market.add(sorted(named - {"*"}))
         self.notify()
 
     def _start_ticker(self, feed: str) -> None:

@@ -238,3 +238,15 @@ def test_option_trades_and_quotes_parse_as_alpaca_py_models() -> None:
     assert Quote(quote["S"], {**quote, "t": stamp}).bid_size == quote["bs"]
     assert isinstance(msgspec.convert(trade, OptionTrade), OptionTrade)
     assert isinstance(msgspec.convert(quote, OptionQuote), OptionQuote)
+
+
+async def test_a_contract_outside_the_chain_is_listed_when_a_client_names_it() -> None:
+    extra = "AAPL240621C00190000"
+    assert extra not in SMALL
+    async with Simulator(PACED) as sim, StreamClient.connect(sim.url_for(OPRA), "msgpack") as client:
+        await client.login()
+        await client.subscribe(quotes=[extra])
+        await client.collect(20)
+        assert {m["S"] for m in client.data} == {extra}
+        market = sim.markets[OPRA]
+        assert isinstance(market, OptionMarket) and extra in market.symbols and SMALL[0] in market.symbols
