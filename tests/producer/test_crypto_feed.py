@@ -54,7 +54,8 @@ def crypto_config(**overrides: Any) -> SimulatorConfig:
 
 def crypto_settings(kafka: str, redis_url: str, prefix: str, spool: Path, sim: Simulator, **overrides: Any) -> Settings:
     # ALPACA_STREAM_URL is the simulator's stock URL: the crypto URL is derived from its host.
-    return producer_settings(kafka, redis_url, prefix, spool, sim.url, **overrides)
+    # Its admin port any free one, as the stock one's (8083 may be another run's).
+    return producer_settings(kafka, redis_url, prefix, spool, sim.url, **{"crypto_producer_admin_port": 0, **overrides})
 
 
 def crypto_topics(prefix: str) -> list[str]:
