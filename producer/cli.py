@@ -1,7 +1,7 @@
 """``tickpipe producer``: hold the one upstream connection and fan it out to Redis and Kafka.
 
-One process per feed: ``--feed stocks`` (the default) or ``--feed crypto``; ``tickpipe up`` runs one
-for each of ALPACA_FEEDS.
+One process per feed: ``--feed stocks`` (the default), ``--feed crypto`` or ``--feed options``;
+``tickpipe up`` runs one for each of ALPACA_FEEDS.
 
 Configuration comes from the environment (see ``.env.example``); the options
 here only override a few of it. SIGTERM or SIGINT stops reading, flushes both
@@ -24,7 +24,7 @@ from tickpipe.feeds import STOCK, Feed
 from tickpipe.health import Read, Reading, instance_id, publishers, total
 from tickpipe.logs import setup_logging
 from tickpipe.service import run
-from tickpipe.settings import FEED_NAMES, Settings, get_settings, load_settings
+from tickpipe.settings import FEED_NAMES, FEED_SETTINGS, Settings, get_settings, load_settings
 
 log = logging.getLogger("producer")
 
@@ -32,16 +32,17 @@ log = logging.getLogger("producer")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe producer", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--feed", default="stocks", metavar="FEED", help="the feed this process carries: stocks (default) or crypto"
+        "--feed", default="stocks", metavar="FEED", help="the feed it carries: stocks (default), crypto or options"
     )
     parser.add_argument(
         "--upstream-url",
-        help="stream URL, overriding ALPACA_STREAM_URL / ALPACA_FEED (with --feed crypto: ALPACA_CRYPTO_STREAM_URL)",
+        help="stream URL, overriding ALPACA_STREAM_URL / ALPACA_FEED (with --feed crypto: ALPACA_CRYPTO_STREAM_URL,"
+        " options: ALPACA_OPTIONS_STREAM_URL)",
     )
     parser.add_argument(
         "--admin-port",
         type=int,
-        help="port of /healthz /readyz /health /metrics /symbols (PRODUCER_ADMIN_PORT, CRYPTO_PRODUCER_ADMIN_PORT)",
+        help="port of /healthz /readyz /health /metrics /symbols (PRODUCER_ADMIN_PORT, CRYPTO_/OPTIONS_PRODUCER_...)",
     )
     parser.add_argument("--spool-dir", type=Path, help="disk spool folder (SPOOL_DIR)")
     parser.add_argument(
@@ -51,16 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def feed_of(name: str) -> Feed | None:
-    """``--feed``'s feed (``stocks``, ``stock``, ``crypto``), None for another name."""
+    """``--feed``'s feed (``stocks``, ``stock``, ``crypto``, ``options``), None for another name."""
     return FEED_NAMES.get(name.strip().lower())
 
 
 def settings_from(args: argparse.Namespace, feed: Feed = STOCK) -> Settings:
     """The process settings, with the command line's overrides validated like the environment."""
-    stock = feed is STOCK
+    own = FEED_SETTINGS[feed.name]
     changes = {
-        "alpaca_stream_url" if stock else "alpaca_crypto_stream_url": args.upstream_url,
-        "producer_admin_port" if stock else "crypto_producer_admin_port": args.admin_port,
+        own.stream_url: args.upstream_url,
+        own.admin_port: args.admin_port,
         "spool_dir": args.spool_dir,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     feed = feed_of(args.feed)
     if feed is None:
-        print(f"tickpipe producer: --feed: expected stocks or crypto, got {args.feed!r}", file=sys.stderr)
+        print(f"tickpipe producer: --feed: expected stocks, crypto or options, got {args.feed!r}", file=sys.stderr)
         return 2
     try:
         settings = settings_from(args, feed)

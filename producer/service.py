@@ -1,6 +1,6 @@
 """The producer, wired: one upstream connection, two sinks, the symbol list and the admin endpoints.
 
-One producer process per feed (``tickpipe producer --feed stocks|crypto``): the :class:`Feed` given
+One producer process per feed (``tickpipe producer --feed stocks|crypto|options``): the :class:`Feed` given
 names its upstream URL, channels, transcoder, topics, Redis channels and hashes, symbols key and spool
 (the stock feed's names and paths are those of before). Gap backfill is the stock feed's only.
 
@@ -49,7 +49,7 @@ from tickpipe.errors import SettingsError
 from tickpipe.feeds import STOCK, Feed
 from tickpipe.kafka import dlq_topic
 from tickpipe.names import topic
-from tickpipe.settings import Settings, redact_url, validator_for
+from tickpipe.settings import FEED_SETTINGS, Settings, redact_url, validator_for
 
 log = logging.getLogger("producer")
 
@@ -244,7 +244,7 @@ class ProducerService:
                 add_symbol_routes(app, self.symbols, self.upstream)
                 admin = AdminServer(
                     app, settings.producer_admin_host, settings.admin_port_for(self.feed),
-                    setting="PRODUCER_ADMIN_PORT" if self.feed is STOCK else "CRYPTO_PRODUCER_ADMIN_PORT",
+                    setting=FEED_SETTINGS[self.feed.name].admin_port.upper(),
                     token=settings.tickpipe_admin_token,
                 )  # fmt: skip
                 await admin.start()

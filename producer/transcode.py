@@ -6,8 +6,9 @@ mirror structs whose ``t`` stays raw msgpack, then encoding those, costs ~2 µs 
 bytes. Any frame the fast path cannot take whole (JSON, a control message, one bad message) goes the
 exact way, through :mod:`tickpipe.codecs`.
 
-Each feed's paths are one :class:`FeedTranscoder` built from its own event registry (crypto's codes
-collide with the stock ones); :func:`transcode_frame` is the stock feed's, :func:`transcoder_for` picks a feed's.
+Each feed's paths are one :class:`FeedTranscoder` built from its own event registry (crypto's and
+options' codes collide with the stock ones); :func:`transcode_frame` is the stock feed's,
+:func:`transcoder_for` picks a feed's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tickpipe.codecs import (
     encode_live,
     encode_raw,
     format_rfc3339_ns,
+    registry,
     to_alpaca_dict,
 )
 from tickpipe.errors import DecodeError
@@ -138,7 +140,7 @@ def transcode_event(event: Event) -> Transcoded:
 Transcode = Callable[[bytes | str, int], TranscodedFrame]
 
 
-def _crypto_exact(event: Any) -> Transcoded:
+def _struct_exact(event: Any) -> Transcoded:
     """The exact path of a struct without codecs of its own: msgpack as is, live JSON with ``t`` in RFC 3339."""
     data: dict[str, Any] = msgspec.to_builtins(event)
     data["t"] = format_rfc3339_ns(event.timestamp)
@@ -147,7 +149,7 @@ def _crypto_exact(event: Any) -> Transcoded:
     return Transcoded(event.type_code, event.symbol, event.timestamp, _msgpack_encoder.encode(event), live)
 
 
-def _crypto_message(event: Any) -> dict[str, Any]:
+def _struct_message(event: Any) -> dict[str, Any]:
     message: dict[str, Any] = msgspec.to_builtins(event)
     message["t"] = event.timestamp
     del message["_r"], message["_v"]
@@ -221,14 +223,10 @@ _transcoders: dict[str, Transcode] = {}
 
 
 def transcoder_for(feed: Feed) -> Transcode:
-    """The feed's transcoder: the stock one, or one built from the feed's event registry."""
+    """The feed's transcoder: the stock one, or one built from the feed's event registry (``Feed.events``)."""
     if feed is STOCK:
         return transcode_frame
     found = _transcoders.get(feed.name)
     if found is None:
-        from tickpipe.crypto_events import CRYPTO_EVENT_TYPES  # the only other feed carried so far
-
-        if feed.name != "crypto":
-            raise ValueError(f"expected a carried feed (stock, crypto), got {feed.name!r}")
-        found = _transcoders[feed.name] = FeedTranscoder(CRYPTO_EVENT_TYPES, _crypto_exact, _crypto_message)
+        found = _transcoders[feed.name] = FeedTranscoder(registry(feed), _struct_exact, _struct_message)
     return found

@@ -6,16 +6,21 @@ from dataclasses import dataclass, field
 
 from simulator.crypto import DEFAULT_PAIRS
 from simulator.symbols import DEFAULT_SYMBOLS
-from tickpipe.feeds import CRYPTO, STOCK
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
 from tickpipe.feeds.spec import Feed
 
 #: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets (the stock feed's variants).
 FEEDS = STOCK.variants
 #: Crypto feeds, named ``crypto/{variant}`` and served on ``/v1beta3/crypto/{variant}``: ``crypto/us``.
 CRYPTO_FEEDS = tuple(f"{CRYPTO.name}/{variant}" for variant in CRYPTO.variants)
+#: Option feeds, named ``options/{variant}`` and served on ``/v1beta1/{variant}``: ``options/opra``,
+#: ``options/indicative`` (msgpack only).
+OPTION_FEEDS = tuple(f"{OPTIONS.name}/{variant}" for variant in OPTIONS.variants)
 #: Every feed served, by name: its declaration and its stream path.
 STREAMS: dict[str, tuple[Feed, str]] = {variant: (STOCK, STOCK.path.format(variant=variant)) for variant in FEEDS} | {
-    f"{CRYPTO.name}/{variant}": (CRYPTO, CRYPTO.path.format(variant=variant)) for variant in CRYPTO.variants
+    f"{feed.name}/{variant}": (feed, feed.path.format(variant=variant))
+    for feed in (CRYPTO, OPTIONS)
+    for variant in feed.variants
 }
 #: Crypto market events a second when the simulator runs in burst mode (``rate`` None), which replays
 #: the stock market only: the crypto market always follows the wall clock.
@@ -25,6 +30,16 @@ CRYPTO_BURST_RATE = 1000.0
 def is_crypto(feed: str) -> bool:
     """Whether a served feed (``crypto/us``) is a crypto one."""
     return feed in CRYPTO_FEEDS
+
+
+def is_options(feed: str) -> bool:
+    """Whether a served feed (``options/opra``) is an option one."""
+    return feed in OPTION_FEEDS
+
+
+def always_paced(feed: str) -> bool:
+    """Whether a served feed's market follows the wall clock even in burst mode (every feed but the stock one's)."""
+    return STREAMS[feed][0] is not STOCK if feed in STREAMS else False
 
 
 def market_kind(feed: str) -> str:
@@ -70,6 +85,9 @@ class SimulatorConfig:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     crypto_symbols: tuple[str, ...] = DEFAULT_PAIRS
     """The pairs of the crypto market (``BTC/USD`` ...)."""
+    option_symbols: tuple[str, ...] | None = None
+    """The contracts of the option market (OCC symbols); None: the default chain from the start date
+    (:func:`simulator.options.chain`, 2,560 contracts), read back from ``Simulator.option_symbols``."""
     rate: float | None = None
     """Quotes and trades per second (bars and statuses come on top); None is burst mode.
 
@@ -80,8 +98,8 @@ class SimulatorConfig:
     secret: str | None = None
     """Credentials to require; with key None any auth message is accepted."""
     feed: str = "iex"
-    """The feed ``Simulator.url`` points at; all of STREAMS are served (FEEDS and CRYPTO_FEEDS)."""
-    entitled_feeds: tuple[str, ...] = FEEDS + CRYPTO_FEEDS
+    """The feed ``Simulator.url`` points at; all of STREAMS are served (FEEDS, CRYPTO_FEEDS, OPTION_FEEDS)."""
+    entitled_feeds: tuple[str, ...] = FEEDS + CRYPTO_FEEDS + OPTION_FEEDS
     """Feeds the credentials may use; authenticating on another answers 409."""
     batch_size: int = 1000
     """Most data messages per frame (Alpaca batches data, never control messages)."""
@@ -114,8 +132,8 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
-        if not self.symbols or not self.crypto_symbols:
-            raise ValueError("expected at least one symbol and one pair, got none")
+        if not self.symbols or not self.crypto_symbols or self.option_symbols == ():
+            raise ValueError("expected at least one symbol, one pair and one contract, got none")
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"expected a positive rate or None for burst, got {self.rate}")
         if self.batch_size < 1:

@@ -19,10 +19,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, market_kind
+from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, is_options, market_kind
 from simulator.crypto import CryptoMarket
 from simulator.history import History
 from simulator.market import Market
+from simulator.options import OptionMarket
 from simulator.session import Session
 
 
@@ -38,16 +39,22 @@ class Host(Protocol):
     def market_now_ns(self) -> int: ...
 
 
-def make_market(config: SimulatorConfig, feed: str, start_ns: int) -> Market | CryptoMarket:
-    """The market a feed shows: the crypto market's pairs on a crypto feed, else the stock market."""
+AnyMarket = Market | CryptoMarket | OptionMarket
+
+
+def make_market(config: SimulatorConfig, feed: str, start_ns: int, contracts: Sequence[str] | None = None) -> AnyMarket:
+    """The market a feed shows: the crypto market's pairs on a crypto feed, the option market's
+    ``contracts`` (else config.option_symbols) on an option feed, else the stock market."""
+    if is_options(feed):
+        return OptionMarket(contracts or config.option_symbols, config.seed, start_ns=start_ns)
     if is_crypto(feed):
         return CryptoMarket(config.crypto_symbols, config.seed, start_ns=start_ns)
     return Market(config.symbols, config.seed, feed=market_kind(feed), start_ns=start_ns)
 
 
-async def run_ticker(sim: Host, feed: str, history: History | None, market: Market | CryptoMarket) -> None:
+async def run_ticker(sim: Host, feed: str, history: History | None, market: AnyMarket) -> None:
     """Move the feed's market with the wall clock, record (``history``: None, not recorded) and fan its
-    events out, until cancelled. The crypto market runs at CRYPTO_BURST_RATE when the simulator is burst."""
+    events out, until cancelled. The crypto and option markets run at CRYPTO_BURST_RATE when the simulator is burst."""
     config = sim.config
     rate = config.rate if config.rate is not None else CRYPTO_BURST_RATE
     interval = min(0.05, max(0.005, config.batch_size / rate))

@@ -1,5 +1,6 @@
 """The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``, its crypto
-stream on ``/v1beta3/crypto/us`` (:mod:`simulator.crypto`), and Alpaca's historical REST API
+stream on ``/v1beta3/crypto/us`` (:mod:`simulator.crypto`), its option stream on ``/v1beta1/opra`` and
+``/v1beta1/indicative`` (:mod:`simulator.options`, msgpack only), and Alpaca's historical REST API
 (``/v2/stocks/...``, ``/v1beta3/crypto/us/...``, :mod:`simulator.rest`) on the same port.
 
 Usage, in a test or a tool::
@@ -17,8 +18,9 @@ keep up is dropped with 407, as Alpaca does). In burst mode each connection
 draws from the feed's market as fast as its socket takes frames, and the
 REST API rebuilds what was drawn from the replayed window
 (:mod:`simulator.burst_history`); a burst market moves only while read.
-The crypto market is always paced (at ``CRYPTO_BURST_RATE`` in burst mode),
-and a connection's first orderbook message of a pair is the pair's whole book.
+The crypto and option markets are always paced (at ``CRYPTO_BURST_RATE`` in burst mode),
+and a connection's first orderbook message of a pair is the pair's whole book. The option market
+has no REST history here (its stream only).
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from simulator import rest
 from simulator.bars import NS
 from simulator.burst import BurstFeed
 from simulator.burst_history import BurstHistory
-from simulator.config import STREAMS, SimulatorConfig, is_crypto, market_kind
+from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, is_options, market_kind
 from simulator.crypto import CryptoMarket
 from simulator.history import CRYPTO_LAYOUTS, STOCK_LAYOUTS, History
-from simulator.market import Event, Market
-from simulator.paced import make_market, run_ticker
+from simulator.market import Event
+from simulator.options import OptionMarket, chain
+from simulator.paced import AnyMarket, make_market, run_ticker
 from simulator.session import Session
 from simulator.subscriptions import Key
 from simulator.wire import Encoding
@@ -77,7 +80,8 @@ class Simulator:
         self._limits = rest.RateLimit(self.config.rest_rate_limit)
         self._burst: dict[str, BurstFeed] = {}
         self._tickers: dict[str, asyncio.Task[None]] = {}
-        self.markets: dict[str, Market | CryptoMarket] = {}  # paced: each running feed's market
+        self.markets: dict[str, AnyMarket] = {}  # paced: each running feed's market
+        self._option_symbols: list[str] | None = None
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._refusals_left = self.config.faults.refuse_connections
         self._progress: asyncio.Future[None] | None = None
@@ -142,7 +146,7 @@ class Simulator:
 
     def paced(self, feed: str) -> bool:
         """Whether the feed's market follows the wall clock (else connections draw a burst replay)."""
-        return self.config.rate is not None or is_crypto(feed)
+        return self.config.rate is not None or always_paced(feed)
 
     def book_snapshots(self, feed: str, symbols: Collection[str] | None = None) -> list[Event]:
         """The whole books (``r``: true) of a crypto feed's pairs, of every pair if ``symbols`` is None."""
@@ -150,6 +154,16 @@ class Simulator:
         if not isinstance(market, CryptoMarket):
             return []
         return [market.snapshot(s) for s in market.symbols if symbols is None or s in symbols]
+
+    @property
+    def option_symbols(self) -> list[str]:
+        """The option market's contracts: SimulatorConfig.option_symbols, else the default chain of the
+        simulator's start date (the same on every option feed)."""
+        if self._option_symbols is None:
+            configured = self.config.option_symbols
+            start = self.start_ns or self.market_now_ns()
+            self._option_symbols = list(configured or chain(start_ns=start, seed=self.config.seed))
+        return self._option_symbols
 
     def market_now_ns(self) -> int:
         """The market clock now (ns): the wall clock shifted to ``start_ns`` at start-up."""
@@ -162,7 +176,7 @@ class Simulator:
             burst = self._burst.get(feed)
             return BurstHistory(burst) if burst is not None else None
         self._start_ticker(feed)
-        return self.histories[feed]
+        return self.histories.get(feed)  # None for an option feed
 
     # -- what was sent ---------------------------------------------------------------
 
@@ -230,13 +244,21 @@ class Simulator:
         """A session's subscriptions changed: start its feed's ticker in paced mode."""
         if self.paced(session.feed):
             self._start_ticker(session.feed)
+        market = self.markets.get(session.feed)
+        if isinstance(market, OptionMarket):  # any contract a client names is listed, as on Alpaca
+            named = {s for c in session.subscriptions.channels.channels for s in session.subscriptions.symbols(c)}
+            market.add(sorted(named - {"*"}))
         self.notify()
 
     def _start_ticker(self, feed: str) -> None:
         if feed in self._tickers:
             return
         config = self.config
-        market = self.markets[feed] = make_market(config, feed, self.market_now_ns())
+        contracts = self.option_symbols if is_options(feed) else None
+        market = self.markets[feed] = make_market(config, feed, self.market_now_ns(), contracts)
+        if is_options(feed):  # no REST history for options (yet)
+            self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, None, market))
+            return
         history = self.histories[feed] = History(
             config.history_seconds * NS,
             config.history_max_events,
@@ -285,7 +307,8 @@ class Simulator:
         if feed_of(request.path) is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                f"expected /v2/iex, /v2/sip, /v2/test or /v1beta3/crypto/us, or the REST API's /v2/stocks/... or"
+                f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra or /v1beta1/indicative,"
+                f" or the REST API's /v2/stocks/... or"
                 f" /v1beta3/crypto/us/...,"
                 f" got {request.path}\n",
             )

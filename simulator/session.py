@@ -110,9 +110,14 @@ class Session:
         """Serve the connection until either side closes it."""
         writer = asyncio.create_task(self._write_loop())
         timer = asyncio.create_task(self._auth_timer())
-        self._push(wire.success("connected", self.encoding))
+        refused = self.encoding not in STREAMS[self.feed][0].encodings
+        if refused:  # the option stream speaks msgpack only: 412, closed
+            self._error(412)
+            self.close(1003, "msgpack only")
+        else:
+            self._push(wire.success("connected", self.encoding))
         headers = self._ws.request.headers if self._ws.request else {}
-        if "APCA-API-KEY-ID" in headers and "APCA-API-SECRET-KEY" in headers:
+        if not refused and "APCA-API-KEY-ID" in headers and "APCA-API-SECRET-KEY" in headers:
             self._authenticate(headers["APCA-API-KEY-ID"], headers["APCA-API-SECRET-KEY"])
         try:
             async for data in self._ws:

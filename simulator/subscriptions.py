@@ -6,7 +6,8 @@ trade corrections and cancel/errors of the same symbols. ``*`` means every
 symbol. A request that would exceed the symbol limit changes nothing. The
 channels are a feed's (:mod:`tickpipe.feeds`) as :class:`Channels` derives
 them: the stock feed's (lulds included) by default, the crypto feed's
-(orderbooks included) on its path.
+(orderbooks included) on its path, the option feed's (trades and quotes) on
+its paths, where ``*`` on quotes is refused with 413 as Alpaca refuses it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tickpipe.feeds import CRYPTO, STOCK
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
 from tickpipe.feeds.spec import Feed
 
 
@@ -33,6 +34,8 @@ class Channels:
     derived: dict[str, str]
     #: A symbol a subscription may name, or ``*``.
     symbol: re.Pattern[str]
+    #: Channels on which ``*`` is refused (option quotes: 413).
+    starless: tuple[str, ...] = ()
     #: Message type -> the channel whose subscription brings it.
     channel_of: dict[str, str] = field(init=False)
 
@@ -52,6 +55,7 @@ class Channels:
             {name: codes[name] for name in feed.listed if name not in follows},
             {name: codes[name] for name in follows},
             re.compile(rf"\*|{symbol or feed.symbol_pattern}"),
+            feed.starless,
         )
 
 
@@ -61,8 +65,11 @@ STOCK_CHANNELS: Final = Channels.of(STOCK, r"[A-Z][A-Z0-9./-]{0,20}")
 #: The crypto stream's channels (orderbooks among them); its symbols are pairs, ``BTC/USD``.
 CRYPTO_CHANNELS: Final = Channels.of(CRYPTO)
 
+#: The option stream's channels (trades and quotes); its symbols are OCC contracts, ``AAPL240621C00190000``.
+OPTION_CHANNELS: Final = Channels.of(OPTIONS)
+
 #: Each served feed's channels, by the feed's name.
-BY_FEED: Final[dict[str, Channels]] = {c.feed.name: c for c in (STOCK_CHANNELS, CRYPTO_CHANNELS)}
+BY_FEED: Final[dict[str, Channels]] = {c.feed.name: c for c in (STOCK_CHANNELS, CRYPTO_CHANNELS, OPTION_CHANNELS)}
 
 #: The stock stream's channels that follow another, with the one they follow.
 FOLLOWS: Final[dict[str, str]] = STOCK_CHANNELS.follows
@@ -161,5 +168,7 @@ def parse_request(request: dict[str, Any], channels: Channels = STOCK_CHANNELS) 
             if symbols:
                 raise SubscriptionError(410, f"expected one of {sorted(channels.channels)}, got {channel!r}")
             continue
+        if channel in channels.starless and "*" in symbols:
+            raise SubscriptionError(413, f"expected symbols, not '*', in {channel!r}")
         wanted[channel] = symbols
     return wanted

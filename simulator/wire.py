@@ -31,6 +31,8 @@ ERRORS: Final[dict[int, str]] = {
     407: "slow client",
     409: "insufficient subscription",
     410: "invalid subscribe action for this feed",
+    412: "option messages are only available in MsgPack format",
+    413: "star subscription is not allowed for option quotes",
     500: "internal error",
 }
 

@@ -12,14 +12,14 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, NamedTuple, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.errors import SettingsError
-from tickpipe.feeds import CRYPTO, STOCK, Feed
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, Feed
 
 #: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
 SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
@@ -39,10 +39,32 @@ ALPACA_DATA_URL = "https://data.alpaca.markets"
 #: Alpaca's stream host: an ALPACA_STREAM_URL elsewhere (a proxy, the simulator) serves every feed's path.
 ALPACA_STREAM_HOST = "stream.data.alpaca.markets"
 
-#: ALPACA_FEEDS names -> the feed each runs (one producer process per feed): "stocks" (or "stock"), "crypto".
-FEED_NAMES: dict[str, Feed] = {"stocks": STOCK, "stock": STOCK, "crypto": CRYPTO}
+#: ALPACA_FEEDS names -> the feed each runs (one producer process per feed): "stocks" (or "stock"), "crypto",
+#: "options".
+FEED_NAMES: dict[str, Feed] = {"stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS}
 #: A crypto pair as Alpaca writes it (BTC/USD).
 PAIR_RE = re.compile(f"^{CRYPTO.symbol_pattern}$")
+#: An OCC option contract as Alpaca writes it (AAPL240621C00190000).
+CONTRACT_RE = re.compile(f"^{OPTIONS.symbol_pattern}$")
+
+
+class FeedSettings(NamedTuple):
+    """The settings (field names) of one feed's producer."""
+
+    symbols: str  # what it subscribes to
+    stream_url: str  # its stream URL override
+    admin_port: str  # its admin port
+    variant: str | None  # which of the feed's variants (None: its first)
+
+
+#: Each feed's own settings, by feed name: what the per-feed helpers of :class:`Settings` read.
+FEED_SETTINGS: dict[str, FeedSettings] = {
+    STOCK.name: FeedSettings("subscribed_symbols", "alpaca_stream_url", "producer_admin_port", "alpaca_feed"),
+    CRYPTO.name: FeedSettings("crypto_symbols", "alpaca_crypto_stream_url", "crypto_producer_admin_port", None),
+    OPTIONS.name: FeedSettings(
+        "option_symbols", "alpaca_options_stream_url", "options_producer_admin_port", "alpaca_options_feed"
+    ),
+}
 
 
 @overload
@@ -84,12 +106,25 @@ def validate_pair(symbol: str) -> str:
     return norm
 
 
-#: How each feed's symbols are checked and normalized (by ``Feed.name``): tickers, crypto pairs.
-VALIDATORS: dict[str, Callable[[str], str]] = {STOCK.name: validate_symbol, CRYPTO.name: validate_pair}
+def validate_contract(symbol: str) -> str:
+    """Normalize one option contract (upper case) and refuse anything that is not an OCC symbol."""
+    norm = symbol.strip().upper()
+    if not CONTRACT_RE.match(norm):
+        raise ValueError(
+            f"expected an OCC option contract like {OPTIONS.example} (root, YYMMDD, C or P, strike x 1000 in"
+            f" 8 digits), got {symbol!r}"
+        )
+    return norm
+
+
+#: Each feed's symbol check and normalization, by feed name: a ticker, a crypto pair, an OCC contract.
+VALIDATORS: dict[str, Callable[[str], str]] = {
+    STOCK.name: validate_symbol, CRYPTO.name: validate_pair, OPTIONS.name: validate_contract,
+}  # fmt: skip
 
 
 def validator_for(feed: Feed) -> Callable[[str], str]:
-    """A feed's symbol check: :func:`validate_symbol` for stocks, :func:`validate_pair` for crypto."""
+    """A feed's symbol check: :func:`validate_symbol`, :func:`validate_pair` or :func:`validate_contract`."""
     return VALIDATORS[feed.name]
 
 
@@ -115,6 +150,13 @@ class Settings(BaseSettings):
     crypto_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     #: Overrides the crypto stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
     alpaca_crypto_stream_url: str | None = None
+    #: Option contracts (OCC symbols) the options producer subscribes to, trades and quotes; never ``*``
+    #: (Alpaca refuses it for option quotes). Empty: none until added at run time (POST /symbols).
+    option_symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Which option feed: ``indicative`` (free) or ``opra`` (needs Alpaca's OPRA subscription).
+    alpaca_options_feed: Literal["opra", "indicative"] = "indicative"
+    #: Overrides the options stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
+    alpaca_options_stream_url: str | None = None
 
     # --- services ---------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
@@ -152,6 +194,8 @@ class Settings(BaseSettings):
     producer_admin_port: int = Field(default=8081, ge=0, le=65535)
     #: The crypto producer's admin port (``tickpipe producer --feed crypto``).
     crypto_producer_admin_port: int = Field(default=8083, ge=0, le=65535)
+    #: The options producer's admin port (``tickpipe producer --feed options``).
+    options_producer_admin_port: int = Field(default=8084, ge=0, le=65535)
 
     # --- backfill (gaps in the stream, and ``tickpipe backfill``) ---------------
     #: Base URL of the historical REST API; unset: Alpaca's with keys, else the simulator's (see ``data_url``).
@@ -242,7 +286,7 @@ class Settings(BaseSettings):
         items = [item.lower() for item in _split_list(value)]
         unknown = [item for item in items if item not in FEED_NAMES]
         if unknown or not items:
-            raise ValueError("expected a comma-separated list of feeds among stocks (or stock), crypto")
+            raise ValueError("expected a comma-separated list of feeds among stocks (or stock), crypto, options")
         # "stock" is "stocks"; each feed once, in the order given
         return list(dict.fromkeys("stocks" if item == "stock" else item for item in items))
 
@@ -255,6 +299,16 @@ class Settings(BaseSettings):
         if not items:
             raise ValueError("expected a comma-separated list of crypto pairs like BTC/USD, or '*' for all")
         return [validate_pair(item) for item in items]  # as SUBSCRIBED_SYMBOLS: each checked once, by name
+
+    @field_validator("option_symbols", mode="before")
+    @classmethod
+    def _contracts(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if "*" in items:
+            raise ValueError(
+                f"expected OCC option contracts like {OPTIONS.example}, not '*' (Alpaca refuses it for quotes)"
+            )
+        return [validate_contract(item) for item in items]  # each checked once, by name
 
     @field_validator("subscribed_types", mode="before")
     @classmethod
@@ -333,14 +387,17 @@ class Settings(BaseSettings):
         return tuple(FEED_NAMES[name] for name in self.alpaca_feeds)
 
     def upstream_url_for(self, feed: Feed) -> str:
-        """The stream URL of a feed: the stock one is :attr:`upstream_url`; another feed's is
-        ALPACA_CRYPTO_STREAM_URL, else its path on ALPACA_STREAM_URL's host when that is not Alpaca's
-        (a proxy, the simulator), else Alpaca's with keys, else the simulator's."""
+        """The stream URL of a feed: the stock one is :attr:`upstream_url`; another feed's is its own
+        override (ALPACA_CRYPTO_STREAM_URL, ALPACA_OPTIONS_STREAM_URL), else its path (of its variant:
+        ALPACA_OPTIONS_FEED) on ALPACA_STREAM_URL's host when that is not Alpaca's (a proxy, the
+        simulator), else Alpaca's with keys, else the simulator's."""
         if feed is STOCK:
             return self.upstream_url
-        path = feed.stream_path
-        if feed is CRYPTO and self.alpaca_crypto_stream_url:
-            return self.alpaca_crypto_stream_url
+        own = FEED_SETTINGS[feed.name]
+        override: str | None = getattr(self, own.stream_url)
+        if override:
+            return override
+        path = feed.path.format(variant=getattr(self, own.variant) if own.variant else feed.variants[0])
         stream = self.alpaca_stream_url
         if stream and urlsplit(stream).hostname != ALPACA_STREAM_HOST:
             parts = urlsplit(stream)
@@ -350,16 +407,18 @@ class Settings(BaseSettings):
         return f"ws://{self.simulator_host}:{self.simulator_port}{path}"
 
     def symbols_for(self, feed: Feed) -> list[str]:
-        """What a feed's producer subscribes to: SUBSCRIBED_SYMBOLS for stocks, CRYPTO_SYMBOLS for crypto."""
-        return self.subscribed_symbols if feed is STOCK else self.crypto_symbols
+        """What a feed's producer subscribes to: SUBSCRIBED_SYMBOLS, CRYPTO_SYMBOLS, OPTION_SYMBOLS."""
+        symbols: list[str] = getattr(self, FEED_SETTINGS[feed.name].symbols)
+        return symbols
 
     def spool_path_for(self, feed: Feed) -> Path:
         """A feed's own spool: the stock one is :attr:`spool_path` (unchanged), another's beneath it (``crypto``)."""
         return self.spool_path if feed is STOCK else self.spool_path / feed.name
 
     def admin_port_for(self, feed: Feed) -> int:
-        """A feed's producer admin port: PRODUCER_ADMIN_PORT, CRYPTO_PRODUCER_ADMIN_PORT."""
-        return self.producer_admin_port if feed is STOCK else self.crypto_producer_admin_port
+        """A feed's producer admin port: PRODUCER_ADMIN_PORT, CRYPTO_PRODUCER_ADMIN_PORT, OPTIONS_..."""
+        port: int = getattr(self, FEED_SETTINGS[feed.name].admin_port)
+        return port
 
     @property
     def data_url(self) -> str:

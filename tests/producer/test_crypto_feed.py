@@ -54,7 +54,8 @@ def crypto_config(**overrides: Any) -> SimulatorConfig:
 
 def crypto_settings(kafka: str, redis_url: str, prefix: str, spool: Path, sim: Simulator, **overrides: Any) -> Settings:
     # ALPACA_STREAM_URL is the simulator's stock URL: the crypto URL is derived from its host.
-    return producer_settings(kafka, redis_url, prefix, spool, sim.url, **overrides)
+    # Its admin port any free one, as the stock one's (8083 may be another run's).
+    return producer_settings(kafka, redis_url, prefix, spool, sim.url, **{"crypto_producer_admin_port": 0, **overrides})
 
 
 def crypto_topics(prefix: str) -> list[str]:
@@ -220,7 +221,7 @@ def test_alpaca_feeds_names_the_feeds_to_run() -> None:
     assert load_settings().alpaca_feeds == ["stocks"] and load_settings().feeds == (STOCK,)
     assert load_settings(alpaca_feeds="stock, Crypto,stocks").feeds == (STOCK, CRYPTO)
     assert load_settings(alpaca_feeds="crypto").alpaca_feeds == ["crypto"]
-    for bad in ("stocks,options", "", "news"):
+    for bad in ("stocks,news", "", "news"):
         with pytest.raises(SettingsError) as refused:
             load_settings(alpaca_feeds=bad or ",")
         message = str(refused.value)
@@ -264,4 +265,4 @@ def test_an_unknown_feed_is_a_one_line_error() -> None:
         [sys.executable, "-m", "tickpipe.cli", "producer", "--feed", "nope"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == "tickpipe producer: --feed: expected stocks or crypto, got 'nope'"
+    assert done.stderr.strip() == "tickpipe producer: --feed: expected stocks, crypto or options, got 'nope'"

@@ -6,7 +6,7 @@ the topics created, and each part runs as its own ``tickpipe <part>`` process
 (so the machine's cores are all used and a crash in one part is visible as
 that part's exit). Any part exiting, Ctrl-C or SIGTERM stops all the others,
 newest first, and leaves nothing running. There is one producer process per feed
-of ALPACA_FEEDS (``tickpipe producer --feed crypto``), each on its own admin port.
+of ALPACA_FEEDS (``tickpipe producer --feed crypto``, ``--feed options``), each on its own admin port.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from tickpipe import db
 from tickpipe.dev.processes import parent_death_signal
 from tickpipe.dev.services import ServiceUrls, start_services
 from tickpipe.errors import ServiceStartError, TickpipeError
-from tickpipe.feeds import STOCK, Feed
+from tickpipe.feeds import OPTIONS, STOCK, Feed
 from tickpipe.kafka import dlq_topic, ensure_topics, pipeline_topics
 from tickpipe.logs import setup_logging
 from tickpipe.names import topic
 from tickpipe.service import BindError, bind
-from tickpipe.settings import Settings, get_settings, redact_url
+from tickpipe.settings import FEED_SETTINGS, Settings, get_settings, redact_url
 
 log = logging.getLogger("tickpipe.up")
 
@@ -113,13 +113,14 @@ def plan(settings: Settings, with_simulator: bool) -> list[Part]:
 
 
 def producer_part(settings: Settings, feed: Feed) -> Part:
-    """A feed's producer: ``producer`` for stocks (as before), ``producer-crypto`` with ``--feed crypto``."""
+    """A feed's producer: ``producer`` for stocks (as before), ``producer-crypto`` with ``--feed crypto``,
+    ``producer-options`` with ``--feed options``, each on its feed's admin port setting."""
+    setting = FEED_SETTINGS[feed.name].admin_port.upper()
     if feed is STOCK:
-        return Part("producer", ["producer"], settings.producer_admin_port, "PRODUCER_ADMIN_PORT")
-    return Part(
-        f"producer-{feed.name}", ["producer", "--feed", feed.name], settings.admin_port_for(feed),
-        f"{feed.name.upper()}_PRODUCER_ADMIN_PORT",
-    )  # fmt: skip
+        return Part("producer", ["producer"], settings.admin_port_for(feed), setting)
+    if feed is OPTIONS and not settings.option_symbols:
+        log.warning("OPTION_SYMBOLS is empty: the options producer subscribes to none until POST /symbols adds some")
+    return Part(f"producer-{feed.name}", ["producer", "--feed", feed.name], settings.admin_port_for(feed), setting)
 
 
 def feed_topics(settings: Settings) -> list[str]:

@@ -43,6 +43,7 @@ from __future__ import annotations
 from typing import Final
 
 from tickpipe.feeds.crypto import CRYPTO
+from tickpipe.feeds.options import OPTIONS
 from tickpipe.feeds.spec import TOPIC_PREFIX, Conflict, EventType, Family, Feed
 from tickpipe.feeds.stock import STOCK
 
@@ -65,5 +66,6 @@ def feed_of_table(table: str) -> Feed:
 
 
 __all__ = [
-    "CRYPTO", "FEEDS", "STOCK", "TABLES", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed", "feed_of_table",
+    "CRYPTO", "FEEDS", "OPTIONS", "STOCK", "TABLES", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed",
+    "feed_of_table",
 ]  # fmt: skip

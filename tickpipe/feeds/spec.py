@@ -141,6 +141,10 @@ class Feed:
     day_zone: str = "America/New_York"
     #: The most characters a symbol of ``symbol_pattern`` has: longer text is refused before it is matched.
     symbol_chars: int = 16
+    #: The encodings the upstream speaks; a client of another is refused (the option stream: msgpack only).
+    encodings: tuple[str, ...] = ("json", "msgpack")
+    #: Channels on which the upstream refuses a ``*`` subscription (option quotes: error 413).
+    starless: tuple[str, ...] = ()
 
     def family(self, name: str) -> Family:
         for family in self.families:
