@@ -33,6 +33,7 @@ from tickpipe.events import (
 )
 from tickpipe.feeds import TABLES
 from tickpipe.feeds.tables import columns, primary_key
+from tickpipe.option_events import OptionEvent, OptionQuote, OptionTrade
 
 #: The columns of each table (every feed's, by table name), in :mod:`tickpipe.schema`'s order.
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {table: columns(family) for table, (_, family) in TABLES.items()}
@@ -65,12 +66,29 @@ def _crypto_row(event: CryptoEvent, when: Any, received: Any) -> tuple[Any, ...]
     raise ValueError(f"expected a crypto event of a stored family, got {type(event).__name__}")
 
 
-def to_row(event: Event | CryptoEvent) -> tuple[Any, ...]:
+def _option_row(event: OptionEvent, when: Any, received: Any) -> tuple[Any, ...]:
+    if isinstance(event, OptionTrade):
+        return (
+            event.symbol, when, event.timestamp, event_key(event), event.exchange, event.price,  # type: ignore[arg-type]
+            event.size, event.condition, received,
+        )  # fmt: skip
+    if isinstance(event, OptionQuote):
+        return (
+            event.symbol, when, event.timestamp, event_key(event), event.bid_exchange,  # type: ignore[arg-type]
+            event.bid_price, event.bid_size, event.ask_exchange, event.ask_price, event.ask_size, event.condition,
+            received,
+        )  # fmt: skip
+    raise ValueError(f"expected an option event of a stored family, got {type(event).__name__}")
+
+
+def to_row(event: Event | CryptoEvent | OptionEvent) -> tuple[Any, ...]:
     """One event as a tuple for its table; raise ValueError for a type that has no table."""
     received = ns_to_datetime(event.received_at) if event.received_at else None
     when = ns_to_datetime(event.timestamp)
     if isinstance(event, CryptoEvent):
         return _crypto_row(event, when, received)
+    if isinstance(event, OptionEvent):
+        return _option_row(event, when, received)
     if isinstance(event, Quote):
         return (
             event.symbol, when, event.timestamp, event_key(event), event.bid_exchange, event.bid_price,
@@ -148,6 +166,17 @@ def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False)
     received = _received_ns(row) if with_received else 0
     if table.startswith("crypto_"):
         return _crypto_from_row(table, row, received)
+    if table == "options_trades":
+        return OptionTrade(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, exchange=row["exchange"],
+            price=row["price"], size=row["size"], condition=row["condition"],
+        )  # fmt: skip
+    if table == "options_quotes":
+        return OptionQuote(
+            symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, bid_exchange=row["bid_exchange"],
+            bid_price=row["bid_price"], bid_size=row["bid_size"], ask_exchange=row["ask_exchange"],
+            ask_price=row["ask_price"], ask_size=row["ask_size"], condition=row["condition"],
+        )  # fmt: skip
     if table == "quotes":
         return Quote(
             symbol=row["symbol"], timestamp=row["time_ns"], received_at=received,

@@ -441,5 +441,52 @@ crypto_orderbooks = Table(
     "applied in time order. Daily partitions crypto_orderbooks_pYYYYMMDD.",
 )
 
+# The options feed's tables (migration 0006): OCC contracts, whole-contract sizes, one condition code.
+_CONTRACT = "OCC option contract symbol: root, expiry YYMMDD, C or P, strike x 1000 in 8 digits (AAPL240621C00190000)"
+_OPTION_TIME = "event time (UTC, to the microsecond), as OPRA stamped it; the daily partition key"
+_OPTION_KEY = (
+    "deterministic 64-bit hash of the message's upstream content (every field but received_at): OPRA gives "
+    "no id, so it tells apart two messages of one contract at the same time and makes a redelivery a no-op"
+)
+
+options_trades = Table(
+    "options_trades",
+    metadata,
+    Column("symbol", Text, nullable=False, comment=_CONTRACT),
+    Column("time", DateTime(timezone=True), nullable=False, comment=_OPTION_TIME),
+    Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
+    Column("event_key", BigInteger, nullable=False, comment=_OPTION_KEY),
+    Column("exchange", Text, nullable=False, comment="OPRA exchange code of the venue that printed the trade"),
+    Column("price", Float(53), nullable=False, comment="premium per share of the underlying, USD, exactly as sent"),
+    Column("size", BigInteger, nullable=False, comment="contracts traded"),
+    Column("condition", Text, nullable=False, comment="OPRA trade condition code, as sent"),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "time", "event_key", name="options_trades_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="Option trades (OPRA, or Alpaca's indicative feed): one row per trade event. "
+    "Daily partitions options_trades_pYYYYMMDD.",
+)
+
+options_quotes = Table(
+    "options_quotes",
+    metadata,
+    Column("symbol", Text, nullable=False, comment=_CONTRACT),
+    Column("time", DateTime(timezone=True), nullable=False, comment=_OPTION_TIME),
+    Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
+    Column("event_key", BigInteger, nullable=False, comment=_OPTION_KEY),
+    Column("bid_exchange", Text, nullable=False, comment="OPRA exchange code of the best bid"),
+    Column("bid_price", Float(53), nullable=False, comment="best bid premium, USD, exactly as sent"),
+    Column("bid_size", BigInteger, nullable=False, comment="contracts at the best bid"),
+    Column("ask_exchange", Text, nullable=False, comment="OPRA exchange code of the best ask"),
+    Column("ask_price", Float(53), nullable=False, comment="best ask premium, USD, exactly as sent"),
+    Column("ask_size", BigInteger, nullable=False, comment="contracts at the best ask"),
+    Column("condition", Text, nullable=False, comment="OPRA quote condition code, as sent"),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "time", "event_key", name="options_quotes_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="Option quotes (best bid and offer of a contract): one row per quote event. "
+    "Daily partitions options_quotes_pYYYYMMDD.",
+)
+
 #: Tables that are partitioned by day, in the order migrations create them: every stored family's.
 PARTITIONED_TABLES: Final = tuple(TABLES)

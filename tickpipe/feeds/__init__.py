@@ -48,7 +48,7 @@ from tickpipe.feeds.spec import TOPIC_PREFIX, Conflict, EventType, Family, Feed
 from tickpipe.feeds.stock import STOCK
 
 #: Every declared feed.
-FEEDS: Final = (STOCK, CRYPTO)
+FEEDS: Final = (STOCK, CRYPTO, OPTIONS)
 
 #: Every stored family of every feed by its table name (table names are unique across feeds:
 #: ``quotes``, ``crypto_quotes``): what the schema, the consumers and the API's history key on.

@@ -9,8 +9,8 @@ for quotes (error 413, "star subscription is not allowed for option quotes"). It
 ``tickpipe.options.trades``, Redis channels ``options.quotes:AAPL240621C00190000``, hashes
 ``latest:options.quotes``.
 
-Not in :data:`tickpipe.feeds.FEEDS` yet: its families declare no tables (storage comes next), and
-``stream_path`` names the API's stream for later.
+Stored in ``options_trades`` and ``options_quotes`` (migration 0006), served under ``/options/...``
+and streamed by the API at ``stream_path`` (``/v1beta1/opra``, where alpaca-py's ``OptionDataStream`` connects).
 """
 
 from __future__ import annotations
@@ -19,8 +19,25 @@ from typing import Final
 
 from tickpipe.feeds.spec import EventType, Family, Feed
 
-QUOTES: Final = Family("quotes", (EventType("q", "quotes", "quote", tick=True),))
-TRADES: Final = Family("trades", (EventType("t", "trades", "trade", tick=True),))
+# Option trades carry no trade id: a trade's key is its content's hash (``event_key``), as a quote's is.
+QUOTES: Final = Family(
+    "quotes",
+    (EventType("q", "quotes", "quote", tick=True),),
+    table="options_quotes",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, event_key bigint, bid_exchange text, "
+    "bid_price float8, bid_size bigint, ask_exchange text, ask_price float8, ask_size bigint, condition text",
+    stage_row="consumers.option_staging:quote_row",
+    hidden=("event_key",),
+)
+TRADES: Final = Family(
+    "trades",
+    (EventType("t", "trades", "trade", tick=True),),
+    table="options_trades",
+    stage_columns="symbol text, time_ns bigint, received_ns bigint, event_key bigint, exchange text, price float8, "
+    "size bigint, condition text",
+    stage_row="consumers.option_staging:trade_row",
+    hidden=("event_key",),
+)
 
 #: An OCC contract symbol: the root (1 to 6 letters or digits, e.g. ``SPXW``, ``BRK2``), expiry
 #: ``YYMMDD``, ``C`` or ``P``, and the strike times 1000 in 8 digits (``00190000`` is 190).
