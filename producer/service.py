@@ -38,7 +38,7 @@ from producer.history_client import HistoryClient
 from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
-from producer.source import Connector, UpstreamOptions, channel_of, default_channels, websocket_connector
+from producer.source import Connector, UpstreamOptions, channel_of, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
 from producer.transcode import transcoder_for
@@ -98,12 +98,10 @@ NO_BACKFILL = "gaps in the {feed} feed are not filled yet (its REST backfill is 
 
 
 def feed_channels(settings: Settings, feed: Feed) -> tuple[str, ...]:
-    """The upstream channels a feed's connection subscribes to: SUBSCRIBED_TYPES for stocks; every
-    channel another feed carries (crypto: trades, quotes, order books, bars, updated and daily bars)."""
-    if feed is STOCK:
-        of = channel_of(STOCK)
-        return tuple(dict.fromkeys(of[name] for name in settings.subscribed_types))
-    return default_channels(feed)
+    """The upstream channels a feed's connection subscribes to: SUBSCRIBED_TYPES for stocks,
+    CRYPTO_SUBSCRIBED_TYPES for crypto (default: trades, quotes, order books, bars, updated and daily bars)."""
+    of = channel_of(feed)
+    return tuple(dict.fromkeys(of[name] for name in settings.subscribed_types_for(feed)))
 
 
 def upstream_options(settings: Settings, feed: Feed = STOCK) -> UpstreamOptions:
