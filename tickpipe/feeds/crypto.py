@@ -9,6 +9,12 @@ it is carried (``tickpipe producer --feed crypto``), its names are qualified by
 ``qualifier``: topics ``tickpipe.crypto.quotes``, Redis channels
 ``crypto.quotes:BTC/USD``, hashes ``latest:crypto.quotes`` (its tables, the next
 slice, are to be ``crypto_quotes``), the stock feed's staying as they are.
+
+Gaps in its stream are filled as the stock feed's are (:mod:`producer.gaps`): trades, minute bars
+(and quotes with BACKFILL_QUOTES) from Alpaca's crypto history, ``/v1beta3/crypto/us/{trades,quotes,bars}``.
+Order books have no REST history of a past window (Alpaca serves only the latest books), so a gap
+leaves none to fetch: the subscription of the new connection starts with each pair's whole book
+(``r`` true), which replaces whatever the gap left stale.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ from typing import Final
 
 from tickpipe.feeds.spec import EventType, Family, Feed
 
-QUOTES: Final = Family("quotes", (EventType("q", "quotes", "quote", tick=True),))
-TRADES: Final = Family("trades", (EventType("t", "trades", "trade", tick=True),))
+#: Quotes are filled only with BACKFILL_QUOTES, as the stock feed's: many times the trades.
+QUOTES: Final = Family(
+    "quotes", (EventType("q", "quotes", "quote", tick=True),), history="quotes", history_on_request=True
+)
+TRADES: Final = Family("trades", (EventType("t", "trades", "trade", tick=True),), history="trades")
 BARS: Final = Family(
     "bars",
     (
@@ -26,8 +35,13 @@ BARS: Final = Family(
         EventType("u", "updatedBars", "updated bar"),
         EventType("d", "dailyBars", "daily bar"),
     ),
+    # REST minute bars stand for minute and updated bars; a daily bar is re-sent after every minute.
+    history="bars",
+    history_codes=("b", "u"),
 )
 #: Level 2 books: a full snapshot (``r`` true) first after each subscription, then changed levels.
+#: No ``history``: Alpaca has the latest books only, not those of a past window; after a gap the new
+#: connection's snapshot (``r`` true) restores each book whole.
 ORDERBOOKS: Final = Family("orderbooks", (EventType("o", "orderbooks", "order book", tick=True),), book=True)
 
 CRYPTO: Final = Feed(
@@ -41,4 +55,5 @@ CRYPTO: Final = Feed(
     listed=("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"),
     stream_path="/v1beta3/crypto/us",
     qualifier="crypto",
+    history_path="/v1beta3/crypto/us/{history}",
 )
