@@ -4,7 +4,8 @@ A REST item becomes exactly the event the stream would have carried (same
 fields, same nanoseconds, same float64), so the consumers key it as they key
 the streamed one: trades by (symbol, time, exchange, id), minute bars by
 (symbol, 1Min, minute), quotes by a hash of their content. The Kafka value is
-the usual msgpack map plus ``_b: 1``; readers that do not know ``_b`` ignore
+the usual msgpack map plus ``_b: 1`` (a crypto item becomes its crypto event, of the crypto
+feed's registry, in its ``tickpipe.crypto.*`` topic); readers that do not know ``_b`` ignore
 it (msgspec skips unknown fields), so the wire format stays compatible.
 
 Backfilled records go to Kafka only, never to the live Redis channels: a
@@ -28,10 +29,12 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from producer.gaps import DONE, Gap, chunks
-from producer.history_client import KINDS, HistoryClient, Page
+from producer.history_client import HistoryClient, Page, kinds
 from producer.spool import Record
+from producer.transcode import feed_transcoder
 from tickpipe.codecs import decode_message, encode_kafka, parse_rfc3339_ns
 from tickpipe.errors import DecodeError
+from tickpipe.feeds import STOCK, Feed
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +67,16 @@ def is_backfilled(kafka_value: bytes) -> bool:
 
 
 def to_records(
-    resource: str, items: Mapping[str, list[dict[str, Any]]], topics: Mapping[str, str], received_at: int
+    resource: str,
+    items: Mapping[str, list[dict[str, Any]]],
+    topics: Mapping[str, str],
+    received_at: int,
+    feed: Feed = STOCK,
 ) -> tuple[list[Record], int]:
-    """A page's items as Kafka records (key = symbol), and how many items could not be read."""
-    code = KINDS[resource]
+    """A page's items as Kafka records (key = symbol), and how many items could not be read; each item
+    the event of ``feed``'s registry its resource stands for (a crypto trade: ``CryptoTrade``)."""
+    code = kinds(feed)[resource]
+    types = feed_transcoder(feed).types
     topic = topics[code]
     records: list[Record] = []
     bad = 0
@@ -75,7 +84,7 @@ def to_records(
         key = symbol.encode()
         for row in rows:
             try:
-                event = decode_message({**row, "T": code, "S": symbol}, received_at)
+                event = decode_message({**row, "T": code, "S": symbol}, received_at, types)
             except DecodeError as exc:
                 bad += 1
                 log.warning("backfill: %s item of %s not readable (%s): %r", resource, symbol, exc, row)
@@ -95,8 +104,10 @@ class Backfiller:
         resources: Sequence[str],
         *,
         bar_lead_ns: int = 0,
+        feed: Feed = STOCK,
     ) -> None:
         self.client = client
+        self.feed = feed
         self.sink = sink
         self.topics = dict(topics)
         self.resources = tuple(resources)
@@ -126,7 +137,7 @@ class Backfiller:
                     continue
                 pages = self.client.pages(resource, symbols, start, end, token=state)
                 async for page in pages:
-                    records, bad = to_records(resource, page.items, self.topics, time.time_ns())
+                    records, bad = to_records(resource, page.items, self.topics, time.time_ns(), self.feed)
                     await self.sink.put(records)
                     self.unreadable += bad
                     self.events[resource] += len(records)

@@ -52,9 +52,9 @@ def _tracked(feed: Feed) -> dict[str, str]:
     }
 
 
-_TRACKED: Final = _tracked(STOCK)
-#: Ticks move the watermark; a bar's time is the start of its minute, not when it was seen.
-_TICKS: Final = frozenset(kind.code for _, kind in STOCK.event_types() if kind.tick)
+def _ticks(feed: Feed) -> frozenset[str]:
+    """Ticks move the watermark; a bar's time is the start of its minute, not when it was seen."""
+    return frozenset(kind.code for _, kind in feed.event_types() if kind.tick)
 
 
 @dataclass
@@ -112,7 +112,12 @@ def chunks(symbols: Sequence[str]) -> list[list[str]]:
 
 
 class GapTracker:
-    """Last event times per type and symbol, the watermark, and the gaps still to fill."""
+    """Last event times per type and symbol, the watermark, and the gaps still to fill, of one feed.
+
+    Only the families with REST history (``Family.history``) are tracked and move the watermark: the
+    crypto feed's order books have none (Alpaca serves the latest books only), and after a gap the new
+    connection's subscription brings each pair's whole book (``r`` true), which needs no filling.
+    """
 
     def __init__(
         self,
@@ -122,13 +127,16 @@ class GapTracker:
         subscribed: Callable[[], Sequence[str]],
         max_symbols: int = 20_000,
         max_gaps: int = 64,
+        feed: Feed = STOCK,
     ) -> None:
+        self._tracked = _tracked(feed)
+        self._ticks = _ticks(feed)
         self.margin_ns = margin_ns
         self.max_window_ns = max_window_ns
         self.subscribed = subscribed
         self.max_symbols = max_symbols
         self.max_gaps = max_gaps
-        self.last: dict[str, dict[str, int]] = {code: {} for code in dict.fromkeys(_TRACKED.values())}
+        self.last: dict[str, dict[str, int]] = {code: {} for code in dict.fromkeys(self._tracked.values())}
         self.watermark = 0  # newest quote or trade time read (ns)
         self.gaps: list[Gap] = []
         self.gaps_seen = 0
@@ -144,7 +152,7 @@ class GapTracker:
 
     def note(self, events: Sequence[Transcoded]) -> None:
         """Remember the newest time per type and symbol (called per frame, before anything else)."""
-        tracked, ticks, last = _TRACKED, _TICKS, self.last
+        tracked, ticks, last = self._tracked, self._ticks, self.last
         newest = 0
         for event in events:
             code = tracked.get(event.type_code)

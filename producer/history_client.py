@@ -1,11 +1,13 @@
-"""A thin async client of Alpaca's historical REST API (``/v2/stocks/...``), spending a request budget.
+"""A thin async client of Alpaca's historical REST APIs (``/v2/stocks/...``, ``/v1beta3/crypto/us/...``),
+spending a request budget.
 
 Ours rather than alpaca-py's ``StockHistoricalDataClient``, which is
 synchronous (it would block the producer's loop), parses every item into a
 pydantic model (several µs each, for rows we only re-encode) and retries a
 429 on a fixed schedule without reading the rate-limit headers. Here:
 
-- one multi-symbol request per page (``/v2/stocks/{trades|quotes|bars}?symbols=``),
+- one multi-symbol request per page (the feed's ``Feed.history_path``: ``/v2/stocks/{trades|quotes|bars}?symbols=``,
+  ``/v1beta3/crypto/us/{trades|quotes|bars}?symbols=BTC/USD,...``),
   ``limit=10000``, following ``next_page_token``;
 - a request budget of our own (``per_minute``, a sliding minute), so a backfill
   leaves the rest of the account's limit to whoever else uses the key;
@@ -29,17 +31,23 @@ import httpx
 
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import format_rfc3339_ns
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import STOCK, Feed
 
 log = logging.getLogger(__name__)
 
-#: REST resource -> the stream type code its items become (the family's first), as the feed declares them,
-#: in the order the upstream lists its channels (trades, quotes, bars).
-KINDS: Final = {
-    family.history: family.types[0].code
-    for family in sorted(STOCK.families, key=lambda family: STOCK.listed.index(family.types[0].channel))
-    if family.history is not None
-}
+
+def kinds(feed: Feed) -> dict[str, str]:
+    """REST resource -> the stream type code its items become (the family's first), as the feed declares
+    them, in the order the upstream lists its channels (trades, quotes, bars)."""
+    return {
+        family.history: family.types[0].code
+        for family in sorted(feed.families, key=lambda family: feed.listed.index(family.types[0].channel))
+        if family.history is not None
+    }
+
+
+#: The stock feed's :func:`kinds`.
+KINDS: Final = kinds(STOCK)
 PAGE_LIMIT: Final = 10_000
 
 
@@ -69,15 +77,20 @@ class ClientStats:
 
 
 class HistoryClient:
-    """Pages of a REST resource over a time window, within a request budget."""
+    """Pages of a REST resource over a time window, within a request budget.
+
+    ``path``: the feed's ``Feed.history_path`` (the stock one unless given); ``feed``: the value of the
+    ``feed`` parameter (``iex``), or None for an API that takes none (crypto).
+    """
 
     def __init__(
         self,
         base_url: str,
         key: str,
         secret: str,
-        feed: str,
+        feed: str | None,
         *,
+        path: str = STOCK.history_path or "",
         per_minute: int = 120,
         page_limit: int = PAGE_LIMIT,
         give_up_after: int = 6,
@@ -88,6 +101,7 @@ class HistoryClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.feed = feed
+        self.path = path
         self.per_minute = per_minute
         self.page_limit = page_limit
         self.give_up_after = give_up_after  # failures in a row (429s excepted) before raising HistoryError
@@ -112,15 +126,16 @@ class HistoryClient:
             "start": format_rfc3339_ns(start_ns),
             "end": format_rfc3339_ns(end_ns),
             "limit": str(self.page_limit),
-            "feed": self.feed,
             "sort": "asc",
         }
+        if self.feed is not None:
+            params["feed"] = self.feed
         if resource == "bars":
             params["timeframe"] = "1Min"
         while True:
             if token:
                 params["page_token"] = token
-            body = await self.get(f"/v2/stocks/{resource}", params)
+            body = await self.get(self.path.format(history=resource), params)
             items = body.get(resource) or {}
             token = body.get("next_page_token")
             yield Page(items, token)

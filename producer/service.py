@@ -1,8 +1,9 @@
 """The producer, wired: one upstream connection, two sinks, the symbol list and the admin endpoints.
 
 One producer process per feed (``tickpipe producer --feed stocks|crypto|options``): the :class:`Feed` given
-names its upstream URL, channels, transcoder, topics, Redis channels and hashes, symbols key and spool
-(the stock feed's names and paths are those of before). Gap backfill is the stock feed's only.
+names its upstream URL, channels, transcoder, topics, Redis channels and hashes, symbols key, spool and
+the REST history its gaps are filled from (``Feed.history_path``; the stock feed's names and paths are
+those of before; the options feed has none).
 
 ::
 
@@ -38,7 +39,7 @@ from producer.history_client import HistoryClient
 from producer.kafka_backend import AiokafkaBackend, KafkaBackend
 from producer.live_sink import LiveSink
 from producer.metrics import ProducerMetrics
-from producer.source import Connector, UpstreamOptions, channel_of, default_channels, websocket_connector
+from producer.source import Connector, UpstreamOptions, channel_of, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
 from producer.transcode import transcoder_for
@@ -57,12 +58,13 @@ log = logging.getLogger("producer")
 CHECKPOINT_INTERVAL_S = 0.5
 
 
-def backfill_resources(settings: Settings) -> list[str]:
+def backfill_resources(settings: Settings, feed: Feed = STOCK) -> list[str]:
     """REST resources filled after a gap: each subscribed family's history, then those fetched only when
     asked for (quotes: BACKFILL_QUOTES)."""
-    wanted = [f for f in STOCK.families if f.history and not f.history_on_request
-              and f.types[0].channel in settings.subscribed_types]  # fmt: skip
-    asked = [f for f in STOCK.families if f.history and f.history_on_request and settings.backfill_quotes]
+    subscribed = settings.subscribed_types_for(feed)
+    wanted = [f for f in feed.families if f.history and not f.history_on_request
+              and f.types[0].channel in subscribed]  # fmt: skip
+    asked = [f for f in feed.families if f.history and f.history_on_request and settings.backfill_quotes]
     return [f.history for f in (*wanted, *asked) if f.history]
 
 
@@ -73,11 +75,20 @@ def alpaca_keys(settings: Settings) -> tuple[str, str]:
     return key, secret
 
 
-def history_client(settings: Settings) -> HistoryClient:
-    """The REST client for this account."""
+#: The stream variants whose REST history exists (``feed=``): Alpaca's ``test`` stream has none.
+HISTORY_VARIANTS = ("iex", "sip")
+
+
+def history_client(settings: Settings, feed: Feed = STOCK) -> HistoryClient:
+    """The REST client for this account and the feed's history (``Feed.history_path``)."""
     key, secret = alpaca_keys(settings)
-    feed = settings.alpaca_feed if settings.alpaca_feed in ("iex", "sip") else "iex"
-    return HistoryClient(settings.data_url, key, secret, feed, per_minute=settings.backfill_requests_per_minute)
+    variant = None
+    if feed.history_feed:
+        variant = settings.alpaca_feed if settings.alpaca_feed in HISTORY_VARIANTS else "iex"
+    return HistoryClient(
+        settings.data_url, key, secret, variant, path=feed.history_path or "",
+        per_minute=settings.backfill_requests_per_minute,
+    )  # fmt: skip
 
 
 class DurablePut:
@@ -94,16 +105,14 @@ class DurablePut:
 
 
 #: Logged and shown in /health by a producer of a feed whose gaps are not filled.
-NO_BACKFILL = "gaps in the {feed} feed are not filled yet (its REST backfill is the next slice)"
+NO_BACKFILL = "gaps in the {feed} feed are not filled: it declares no REST history"
 
 
 def feed_channels(settings: Settings, feed: Feed) -> tuple[str, ...]:
-    """The upstream channels a feed's connection subscribes to: SUBSCRIBED_TYPES for stocks; every
-    channel another feed carries (crypto: trades, quotes, order books, bars, updated and daily bars)."""
-    if feed is STOCK:
-        of = channel_of(STOCK)
-        return tuple(dict.fromkeys(of[name] for name in settings.subscribed_types))
-    return default_channels(feed)
+    """The upstream channels a feed's connection subscribes to: SUBSCRIBED_TYPES for stocks,
+    CRYPTO_SUBSCRIBED_TYPES for crypto (default: trades, quotes, order books, bars, updated and daily bars)."""
+    of = channel_of(feed)
+    return tuple(dict.fromkeys(of[name] for name in settings.subscribed_types_for(feed)))
 
 
 def upstream_options(settings: Settings, feed: Feed = STOCK) -> UpstreamOptions:
@@ -169,21 +178,22 @@ class ProducerService:
         )
         self.gaps: GapTracker | None = None
         self.backfiller: Backfiller | None = None
-        self.resources = backfill_resources(settings) if feed is STOCK else []
-        #: Why gaps are not filled, for a feed whose REST backfill does not exist yet (shown in /health).
+        self.resources = backfill_resources(settings, feed) if feed.history_path else []
+        #: Why gaps are not filled, for a feed that declares no REST history (shown in /health).
         self.no_backfill: str | None = None
-        if feed is not STOCK:
+        if not feed.history_path:
             self.no_backfill = NO_BACKFILL.format(feed=feed.name)
             log.warning("gaps: %s", self.no_backfill)
-        elif settings.backfill_enabled and settings.alpaca_feed in ("iex", "sip"):
+        elif settings.backfill_enabled and (not feed.history_feed or settings.alpaca_feed in HISTORY_VARIANTS):
             self.gaps = GapTracker(
                 margin_ns=int(settings.backfill_margin_s * 1e9),
                 max_window_ns=int(settings.backfill_max_window_s * 1e9),
                 subscribed=self.symbols.current,
+                feed=feed,
             )
             put = DurablePut(self.durable, max(1, settings.durable_queue_size // 2))
             self.backfiller = Backfiller(
-                history_client(settings), put, topics, self.resources, bar_lead_ns=60 * 1_000_000_000
+                history_client(settings, feed), put, topics, self.resources, bar_lead_ns=60 * 1_000_000_000, feed=feed
             )
         elif settings.backfill_enabled:
             log.warning("gaps: the %s feed has no REST history; gaps in it are not filled", settings.alpaca_feed)

@@ -219,14 +219,20 @@ def transcode_frame(frame: bytes | str, received_at: int) -> TranscodedFrame:
     return _STOCK(frame, received_at)
 
 
-_transcoders: dict[str, Transcode] = {}
+_transcoders: dict[str, FeedTranscoder] = {}
 
 
-def transcoder_for(feed: Feed) -> Transcode:
-    """The feed's transcoder: the stock one, or one built from the feed's event registry (``Feed.events``)."""
+def feed_transcoder(feed: Feed) -> FeedTranscoder:
+    """The feed's :class:`FeedTranscoder` (its event registry is ``.types``): the stock one, or one built
+    from the feed's event registry."""
     if feed is STOCK:
-        return transcode_frame
+        return _STOCK
     found = _transcoders.get(feed.name)
     if found is None:
         found = _transcoders[feed.name] = FeedTranscoder(registry(feed), _struct_exact, _struct_message)
     return found
+
+
+def transcoder_for(feed: Feed) -> Transcode:
+    """The feed's transcoder: the stock one (:func:`transcode_frame`), or :func:`feed_transcoder`'s."""
+    return transcode_frame if feed is STOCK else feed_transcoder(feed)

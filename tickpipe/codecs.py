@@ -177,9 +177,12 @@ def encode_raw(message: Any) -> bytes:
     return bytes(msgpack.packb(message, datetime=False, default=str))
 
 
-def decode_message(message: dict[str, Any], received_at: int = 0) -> Event:
-    """Decode one upstream-shaped dict (as msgpack or JSON would give it)."""
-    return _to_event(dict(message), received_at)
+def decode_message(
+    message: dict[str, Any], received_at: int = 0, types: Mapping[str, type[Any]] = EVENT_TYPES
+) -> Event:
+    """Decode one upstream-shaped dict (as msgpack or JSON would give it), of the stock feed's event
+    types unless another feed's registry is given."""
+    return _to_event(dict(message), received_at, types)
 
 
 # --- kafka --------------------------------------------------------------------

@@ -27,6 +27,9 @@ SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
 #: Alpaca's subscription channel names, by the names used in SUBSCRIBED_TYPES.
 STREAM_TYPES = tuple(kind.channel for _, kind in STOCK.event_types())
 
+#: The crypto stream's channels, by the names used in CRYPTO_SUBSCRIBED_TYPES, in the order Alpaca lists them.
+CRYPTO_STREAM_TYPES = tuple(CRYPTO.channel_types)
+
 ALPACA_STREAM_URLS = {
     "iex": "wss://stream.data.alpaca.markets/v2/iex",
     "sip": "wss://stream.data.alpaca.markets/v2/sip",
@@ -148,6 +151,8 @@ class Settings(BaseSettings):
     alpaca_feeds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["stocks"])
     #: Crypto pairs the crypto producer subscribes to (every carried channel), or ``*``.
     crypto_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    #: Crypto channels the crypto producer subscribes to (default every one it carries).
+    crypto_subscribed_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(CRYPTO_STREAM_TYPES))
     #: Overrides the crypto stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
     alpaca_crypto_stream_url: str | None = None
     #: Option contracts (OCC symbols) the options producer subscribes to, trades and quotes; never ``*``
@@ -321,6 +326,18 @@ class Settings(BaseSettings):
             items = ["quotes", *items]
         return items
 
+    @field_validator("crypto_subscribed_types", mode="before")
+    @classmethod
+    def _crypto_types(cls, value: Any) -> Any:
+        items = _split_list(value)
+        expected = f"a comma-separated subset of {', '.join(CRYPTO_STREAM_TYPES)}"
+        unknown = [item for item in items if item not in CRYPTO_STREAM_TYPES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a crypto channel; expected {expected}")
+        if not items:
+            raise ValueError(f"expected {expected}")
+        return list(dict.fromkeys(items))
+
     @field_validator("tickpipe_api_keys", mode="before")
     @classmethod
     def _api_keys(cls, value: Any) -> Any:
@@ -410,6 +427,11 @@ class Settings(BaseSettings):
         """What a feed's producer subscribes to: SUBSCRIBED_SYMBOLS, CRYPTO_SYMBOLS, OPTION_SYMBOLS."""
         symbols: list[str] = getattr(self, FEED_SETTINGS[feed.name].symbols)
         return symbols
+
+    def subscribed_types_for(self, feed: Feed) -> list[str]:
+        """The channels a feed's producer subscribes to: SUBSCRIBED_TYPES for stocks, CRYPTO_SUBSCRIBED_TYPES
+        for crypto."""
+        return self.subscribed_types if feed is STOCK else self.crypto_subscribed_types
 
     def spool_path_for(self, feed: Feed) -> Path:
         """A feed's own spool: the stock one is :attr:`spool_path` (unchanged), another's beneath it (``crypto``)."""

@@ -104,3 +104,26 @@ def test_env_example_documents_every_setting_and_loads_as_is(tmp_path: Path) -> 
     assert not settings.uses_alpaca
     assert settings.database_url is None
     assert settings.spool_path == Path(".tickpipe") / "spool"
+
+
+def test_crypto_subscribed_types_default_to_every_crypto_channel_and_name_a_bad_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from producer.service import feed_channels
+    from tickpipe.feeds import CRYPTO, STOCK
+
+    every = ["trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars"]
+    assert load_settings().crypto_subscribed_types == every
+    assert feed_channels(load_settings(), CRYPTO) == tuple(every)
+    monkeypatch.setenv("CRYPTO_SUBSCRIBED_TYPES", " trades, orderbooks,trades")
+    chosen = load_settings()
+    assert chosen.crypto_subscribed_types == ["trades", "orderbooks"]
+    assert feed_channels(chosen, CRYPTO) == ("trades", "orderbooks")
+    assert feed_channels(chosen, STOCK) == ("quotes", "trades", "bars"), "SUBSCRIBED_TYPES stays the stock one"
+    for bad, named in (("trades,lulds", "'lulds'"), ("statuses", "'statuses'"), (",", "")):
+        monkeypatch.setenv("CRYPTO_SUBSCRIBED_TYPES", bad)
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        message = str(caught.value)
+        assert "CRYPTO_SUBSCRIBED_TYPES:" in message and named in message and "orderbooks" in message
+        assert "\n" not in message

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from producer.service import backfill_resources
+from producer.service import backfill_resources, history_client
+from tickpipe.feeds import CRYPTO, STOCK
 from tickpipe.settings import load_settings
 
 
@@ -22,3 +23,15 @@ def test_trades_and_bars_always_quotes_when_asked() -> None:
     assert backfill_resources(load_settings()) == ["trades", "bars"]
     assert backfill_resources(load_settings(backfill_quotes=True)) == ["trades", "bars", "quotes"]
     assert backfill_resources(load_settings(subscribed_types="quotes,trades")) == ["trades"]
+
+
+def test_crypto_gaps_fill_trades_and_bars_quotes_when_asked_never_books() -> None:
+    assert CRYPTO.history_path == "/v1beta3/crypto/us/{history}" and STOCK.history_path == "/v2/stocks/{history}"
+    assert backfill_resources(load_settings(), CRYPTO) == ["trades", "bars"]
+    assert backfill_resources(load_settings(backfill_quotes=True), CRYPTO) == ["trades", "bars", "quotes"]
+    assert backfill_resources(load_settings(crypto_subscribed_types="quotes,orderbooks"), CRYPTO) == []
+    assert backfill_resources(load_settings(subscribed_types="quotes"), CRYPTO) == ["trades", "bars"]
+    crypto = history_client(load_settings(alpaca_feed="sip"), CRYPTO)
+    stock = history_client(load_settings(alpaca_feed="sip"))
+    assert (crypto.path, crypto.feed) == ("/v1beta3/crypto/us/{history}", None)  # crypto takes no feed=
+    assert (stock.path, stock.feed) == ("/v2/stocks/{history}", "sip")

@@ -9,6 +9,7 @@ record decodes nor the key its row gets.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,7 +19,9 @@ from producer.backfill import is_backfilled, mark_backfilled, to_records
 from producer.gaps import DONE, Checkpoints, Gap, GapTracker, StateFile
 from producer.transcode import Transcoded
 from tickpipe.codecs import decode_kafka, encode_kafka, event_key, format_rfc3339_ns
+from tickpipe.crypto_events import CryptoBar, CryptoTrade
 from tickpipe.events import Quote, Trade
+from tickpipe.feeds import CRYPTO
 
 S = 1_000_000_000
 
@@ -27,7 +30,7 @@ def tick(symbol: str, t: int, code: str = "t") -> Transcoded:
     return Transcoded(code, symbol, t, b"", b"")
 
 
-def tracker(symbols: list[str] | None = None, **kw: int) -> GapTracker:
+def tracker(symbols: list[str] | None = None, **kw: Any) -> GapTracker:
     return GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: symbols or ["*"], **kw)
 
 
@@ -146,3 +149,36 @@ def test_a_rest_item_becomes_the_event_the_stream_carried() -> None:
     event = decode_kafka(records[0][2])
     assert msgspec.structs.replace(event, received_at=0) == streamed and event.received_at == 99
     assert event_key(event) == event_key(streamed)
+
+
+def test_a_crypto_gap_is_opened_by_trades_and_quotes_never_by_order_books() -> None:
+    """Books have no REST history: they neither move the watermark nor open a gap (the new connection's
+    ``r``: true snapshot restores them); minute and updated bars are kept as one."""
+    gaps = GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: ["*"], feed=CRYPTO)
+    assert set(gaps.last) == {"t", "q", "b"}
+    gaps.note([tick("BTC/USD", 100 * S), tick("ETH/USD", 60 * S, "u"), tick("ETH/USD", 120 * S, "o")])
+    assert gaps.watermark == 100 * S and gaps.last["b"] == {"ETH/USD": 60 * S}
+    gaps.session_started("reconnect")
+    gaps.note([tick("BTC/USD", 140 * S, "o")])  # the snapshot of the new subscription comes first
+    assert not gaps.gaps and gaps.watermark == 100 * S
+    gaps.note([tick("ETH/USD", 141 * S, "q")])
+    assert [(g.start_ns, g.end_ns, g.symbols) for g in gaps.gaps] == [(98 * S, 143 * S, ["BTC/USD", "ETH/USD"])]
+
+
+def test_a_crypto_rest_item_becomes_the_crypto_event_the_stream_carried() -> None:
+    trade = CryptoTrade(symbol="BTC/USD", timestamp=1_700_000_000_123_456_789, price=65_000.5, size=0.0012,
+                        trade_id=7, taker_side="S")  # fmt: skip
+    bar = CryptoBar(symbol="BTC/USD", timestamp=1_700_000_040_000_000_000, open=1.5, high=2.0, low=1.0, close=1.75,
+                    volume=0.25, trade_count=3, vwap=1.6)  # fmt: skip
+    stamp = format_rfc3339_ns(trade.timestamp)
+    items = {"BTC/USD": [{"t": stamp, "p": 65_000.5, "s": 0.0012, "i": 7, "tks": "S"}]}
+    records, bad = to_records("trades", items, {"t": "tickpipe.crypto.trades"}, received_at=99, feed=CRYPTO)
+    assert bad == 0 and records[0][:2] == ("tickpipe.crypto.trades", b"BTC/USD") and is_backfilled(records[0][2])
+    decoded = msgspec.msgpack.decode(records[0][2], type=CryptoTrade)
+    assert msgspec.structs.replace(decoded, received_at=0) == trade and decoded.received_at == 99
+    item = {"t": format_rfc3339_ns(bar.timestamp), "o": 1.5, "h": 2.0, "l": 1.0, "c": 1.75, "v": 0.25, "n": 3,
+            "vw": 1.6}  # fmt: skip
+    records, bad = to_records("bars", {"BTC/USD": [item]}, {"b": "tickpipe.crypto.bars"}, 0, feed=CRYPTO)
+    assert bad == 0 and msgspec.msgpack.decode(records[0][2], type=CryptoBar) == bar
+    records, bad = to_records("trades", {"BTC/USD": [{"t": stamp, "p": 1.0}]}, {"t": "x"}, 0, feed=CRYPTO)
+    assert (records, bad) == ([], 1)

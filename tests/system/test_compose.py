@@ -39,6 +39,7 @@ from tests.helpers.compose import (
 from tickpipe import names
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.cli import SERVICES
+from tickpipe.feeds import CRYPTO
 from tickpipe.settings import Settings, load_settings
 
 SETTINGS = {name.upper() for name in Settings.model_fields}
@@ -55,7 +56,12 @@ IMAGE_VARIABLES: dict[str, tuple[set[str], tuple[str, ...]]] = {
     "grafana/grafana": (set(), ("GF_",)),
 }
 #: Container port of each tickpipe service's health endpoint, and the setting that chooses it.
-ADMIN_PORTS = {"producer": "PRODUCER_ADMIN_PORT", "consumer-quotes": "CONSUMER_ADMIN_PORT", "api": "API_PORT"}
+ADMIN_PORTS = {
+    "producer": "PRODUCER_ADMIN_PORT",
+    "producer-crypto": "CRYPTO_PRODUCER_ADMIN_PORT",
+    "consumer-quotes": "CONSUMER_ADMIN_PORT",
+    "api": "API_PORT",
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +103,7 @@ def test_the_stack_has_every_part(services: dict[str, dict[str, Any]]) -> None:
     core |= {f"consumer-{family}" for family in CONSUMED}
     assert core <= {name for name, svc in services.items() if not svc.get("profiles")}
     assert services["simulator"]["profiles"] == ["simulator"]
+    assert services["producer-crypto"]["profiles"] == ["crypto"]
     assert services["kafka-ui"]["profiles"] == ["kafka-ui"]
     assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["observability"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
@@ -115,7 +122,7 @@ def test_every_tickpipe_command_is_a_cli_subcommand(services: dict[str, dict[str
     assert consumed == set(CONSUMED), "one consumer service per table"
 
 
-@pytest.mark.parametrize("service", ["migrate", "producer", "consumer-quotes", "api", "simulator"])
+@pytest.mark.parametrize("service", ["migrate", "producer", "producer-crypto", "consumer-quotes", "api", "simulator"])
 def test_tickpipe_command_arguments_parse(services: dict[str, dict[str, Any]], service: str) -> None:
     command = services[service]["command"]
     module_name = SERVICES[command[0]][0]
@@ -207,6 +214,23 @@ def test_the_settings_a_container_reads(services: dict[str, dict[str, Any]], mon
     assert settings.upstream_url == "ws://simulator:8765/v2/iex"
 
 
+def test_the_crypto_producer_carries_the_crypto_feed_with_its_own_port_and_spool(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producer.cli import build_parser, feed_of
+
+    crypto = services["producer-crypto"]
+    assert feed_of(build_parser().parse_args(crypto["command"][1:]).feed) is CRYPTO
+    settings = _settings_of(crypto, monkeypatch)
+    assert settings.upstream_url_for(CRYPTO) == "ws://simulator:8765/v1beta3/crypto/us"  # no keys: the simulator
+    assert settings.data_url == "http://simulator:8765"  # where its gaps are filled from
+    assert crypto["ports"] == [f"127.0.0.1:8083:{settings.admin_port_for(CRYPTO)}"]
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in crypto["volumes"]}
+    assert mounts[str(settings.spool_path_for(CRYPTO))] == "producer-crypto-spool"
+    assert crypto["depends_on"] == services["producer"]["depends_on"]
+    assert crypto["stop_grace_period"] == services["producer"]["stop_grace_period"]
+
+
 def test_alpaca_keys_switch_the_source_to_alpaca(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {**MINIMAL_ENV, "ALPACA_API_KEY": "key", "ALPACA_API_SECRET": "secret", "ALPACA_FEED": "sip"}
     settings = _settings_of(load_compose(env)["services"]["producer"], monkeypatch)
@@ -260,7 +284,7 @@ def test_consumers_scale_and_no_host_port_is_published_twice(services: dict[str,
 def test_every_port_is_published_on_this_host_only_unless_told(services: dict[str, dict[str, Any]]) -> None:
     """Every published port, of every profile, binds 127.0.0.1 by default; TICKPIPE_BIND moves them all."""
     published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
-    assert {"api", "producer", "kafka-ui", "prometheus", "grafana"} <= set(published)
+    assert {"api", "producer", "producer-crypto", "kafka-ui", "prometheus", "grafana"} <= set(published)
     for name, ports in published.items():
         for port in ports:
             assert isinstance(port, str) and port.count(":") == 2, f"{name}: {port!r} names no host address"
@@ -275,7 +299,7 @@ def test_every_port_is_published_on_this_host_only_unless_told(services: dict[st
 
 def test_state_lives_in_named_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     declared = set(compose["volumes"])
-    for name in ("kafka", "redis", "postgres", "producer"):
+    for name in ("kafka", "redis", "postgres", "producer", "producer-crypto"):
         sources = {volume.split(":")[0] for volume in services[name]["volumes"]}
         assert sources & declared, f"{name} keeps its state outside a named volume"
     for svc in services.values():
@@ -309,14 +333,17 @@ def test_kafka_init_creates_the_topics_partitioned(services: dict[str, dict[str,
     assert services["kafka-init"]["image"] == services["kafka"]["image"]
     partitions = str(Settings.model_fields["kafka_partitions"].default)
     created = _created_topics(MINIMAL_ENV, tmp_path)
+    crypto = [names.topic(word) for word in CRYPTO.words]  # tickpipe.crypto.trades ...
     assert sorted(_option(call, "--topic") for call in created) == sorted(
-        [names.topic(family) for family in CONSUMED] + [names.DLQ_TOPIC]
+        [names.topic(family) for family in CONSUMED] + [names.DLQ_TOPIC] + crypto
     )
     assert {_option(call, "--partitions") for call in created} == {partitions}
     assert all("--if-not-exists" in call and _option(call, "--bootstrap-server") == "kafka:9092" for call in created)
     assert environment(services["kafka"])["KAFKA_NUM_PARTITIONS"] == partitions
     custom = _created_topics({**MINIMAL_ENV, "KAFKA_PARTITIONS": "12", "KAFKA_TOPIC_PREFIX": "md."}, tmp_path / "x")
-    assert sorted(_option(call, "--topic") for call in custom) == sorted([f"md.{f}" for f in CONSUMED] + ["md.dlq"])
+    assert sorted(_option(call, "--topic") for call in custom) == sorted(
+        [f"md.{f}" for f in CONSUMED] + ["md.dlq"] + [f"md.{word}" for word in CRYPTO.words]
+    )
     assert {_option(call, "--partitions") for call in custom} == {"12"}
 
 
@@ -442,11 +469,12 @@ def test_prometheus_scrapes_every_tickpipe_service(services: dict[str, dict[str,
     for job in config["scrape_configs"]:
         for sd in job.get("dns_sd_configs", []):
             scraped |= {name: sd["port"] for name in sd["names"]}
-    expected = {"producer": 8081, "api": 8000} | {f"consumer-{f}": 8082 for f in CONSUMED}
+    expected = {"producer": 8081, "producer-crypto": 8083, "api": 8000} | {f"consumer-{f}": 8082 for f in CONSUMED}
     assert scraped == expected
     for name, port in scraped.items():
         env = environment(services[name])
-        assert str(port) in (env["PRODUCER_ADMIN_PORT"], env["CONSUMER_ADMIN_PORT"], env["API_PORT"])
+        setting = ADMIN_PORTS.get(name, "CONSUMER_ADMIN_PORT")
+        assert env[setting] == str(port), f"{name} is scraped on {port}, its admin port is {setting}={env[setting]}"
     mounts = services["prometheus"]["volumes"]
     assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
 

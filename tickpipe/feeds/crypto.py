@@ -11,6 +11,12 @@ Order book messages are stored one row per message, in the order each pair's
 Kafka partition holds them (``reset`` true for a whole book): replaying a pair's
 rows in ``time`` order from its last reset rebuilds its book at any moment. The
 current book of each pair is the snapshot hash's (``latest:crypto.orderbooks``).
+
+Gaps in its stream are filled as the stock feed's are (:mod:`producer.gaps`): trades, minute bars
+(and quotes with BACKFILL_QUOTES) from Alpaca's crypto history, ``/v1beta3/crypto/us/{trades,quotes,bars}``.
+Order books have no REST history of a past window (Alpaca serves only the latest books), so a gap
+leaves none to fetch: the subscription of the new connection starts with each pair's whole book
+(``r`` true), which replaces whatever the gap left stale.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ QUOTES: Final = Family(
     "bid_size float8, ask_price float8, ask_size float8",
     stage_row="consumers.crypto_staging:quote_row",
     hidden=("event_key",),
+    # Filled only with BACKFILL_QUOTES, as the stock feed's: many times the trades.
+    history="quotes",
+    history_on_request=True,
 )
 TRADES: Final = Family(
     "trades",
@@ -35,6 +44,7 @@ TRADES: Final = Family(
     stage_columns="symbol text, time_ns bigint, received_ns bigint, trade_id bigint, price float8, size float8, "
     "taker_side text",
     stage_row="consumers.crypto_staging:trade_row",
+    history="trades",
 )
 BARS: Final = Family(
     "bars",
@@ -52,9 +62,14 @@ BARS: Final = Family(
     pinned=(("timeframe", "1Min"),),
     hidden=("updated",),
     latest_codes=("b", "u"),
+    # REST minute bars stand for minute and updated bars; a daily bar is re-sent after every minute.
+    history="bars",
+    history_codes=("b", "u"),
 )
 #: Level 2 books: a full snapshot (``r`` true) first after each subscription, then changed levels.
 #: Stored for analysts (SQL) and served as the current book (``/crypto/orderbooks/latest``), not as pages.
+#: No ``history``: Alpaca has the latest books only, not those of a past window; after a gap the new
+#: connection's snapshot (``r`` true) restores each book whole.
 ORDERBOOKS: Final = Family(
     "orderbooks",
     (EventType("o", "orderbooks", "order book", tick=True),),
@@ -81,4 +96,5 @@ CRYPTO: Final = Feed(
     example="BTC/USD",
     day_zone="America/Chicago",
     symbol_chars=25,
+    history_path="/v1beta3/crypto/us/{history}",
 )

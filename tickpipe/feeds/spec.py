@@ -145,6 +145,13 @@ class Feed:
     encodings: tuple[str, ...] = ("json", "msgpack")
     #: Channels on which the upstream refuses a ``*`` subscription (option quotes: error 413).
     starless: tuple[str, ...] = ()
+    #: Alpaca's historical REST path of the feed's families, ``{history}`` replaced by a family's
+    #: ``history`` (``/v2/stocks/{history}``): what the producer's gap backfill fetches. None: the feed
+    #: has no REST history and its gaps are not filled.
+    history_path: str | None = None
+    #: Whether that REST API takes the stream's variant as its ``feed`` parameter (stocks: ``feed=iex``;
+    #: only ``iex`` and ``sip`` have a history). False: the path names all it needs (crypto's location ``us``).
+    history_feed: bool = False
 
     def family(self, name: str) -> Family:
         for family in self.families:

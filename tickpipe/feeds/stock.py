@@ -95,4 +95,6 @@ STOCK: Final = Feed(
     families=(QUOTES, TRADES, BARS, STATUSES, CORRECTIONS, CANCELS),
     listed=("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds", "corrections", "cancelErrors"),
     uncarried=(("lulds", "l"),),
+    history_path="/v2/stocks/{history}",
+    history_feed=True,
 )
