@@ -11,6 +11,10 @@ run's checkpoint says so, and running it again starts over (``--fresh``
 forces that for an unfinished one too).
 
 Progress: a bar on a terminal; otherwise one plain line every few seconds.
+
+``--feed crypto`` loads the crypto feed's history (``/v1beta3/crypto/us/...``, pairs
+such as ``BTC/USD``) into its own topics (``tickpipe.crypto.*``); a feed without
+REST history (options, so far) is refused with one line.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import TextIO
 from producer.backfill import Backfiller
 from producer.errors import describe
 from producer.gaps import DONE, Gap, StateFile
-from producer.history_client import KINDS, PAGE_LIMIT, Page
+from producer.history_client import PAGE_LIMIT, Page, kinds
 from producer.kafka_backend import AiokafkaBackend, Round
 from producer.rounds import Partitioner
 from producer.service import history_client
@@ -38,18 +42,23 @@ from producer.spool import Record
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import format_rfc3339_ns, parse_rfc3339_ns
 from tickpipe.errors import TickpipeError
+from tickpipe.feeds import STOCK, Feed
 from tickpipe.logs import setup_logging
-from tickpipe.names import FAMILY_OF, topic
-from tickpipe.settings import Settings, get_settings, validate_symbol
+from tickpipe.names import topic
+from tickpipe.settings import FEED_NAMES, Settings, get_settings, validator_for
 
 log = logging.getLogger("backfill")
 
-RESOURCES = tuple(KINDS)
+#: The stock feed's REST resources (``--types``' choices without ``--feed``).
+RESOURCES = tuple(kinds(STOCK))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe backfill", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--symbols", required=True, help="comma list of symbols, e.g. AAPL,MSFT")
+    parser.add_argument(
+        "--feed", default="stocks", help="whose history: stocks (default) or crypto (pairs such as BTC/USD)"
+    )
+    parser.add_argument("--symbols", required=True, help="comma list of symbols, e.g. AAPL,MSFT (crypto: BTC/USD)")
     parser.add_argument("--start", required=True, help="RFC 3339 time (2024-06-03T13:30:00Z) or a date (UTC)")
     parser.add_argument("--end", required=True, help="RFC 3339 time or a date (UTC, inclusive)")
     parser.add_argument(
@@ -82,29 +91,46 @@ class Job:
     start_ns: int
     end_ns: int
     resources: list[str]
+    feed: Feed = STOCK
 
     @property
     def name(self) -> str:
-        """The same arguments name the same checkpoint."""
+        """The same arguments name the same checkpoint (the stock feed's names as before ``--feed``)."""
         text = f"{','.join(self.symbols)}|{self.start_ns}|{self.end_ns}|{','.join(self.resources)}"
+        if self.feed is not STOCK:
+            text = f"{self.feed.name}|{text}"
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+def feed_from(name: str) -> Feed:
+    """``--feed``'s feed, if it has REST history; a one-line error otherwise."""
+    feed = FEED_NAMES.get(name.strip().lower())
+    if feed is None:
+        names = ", ".join(sorted({n for n, f in FEED_NAMES.items() if f.history_path}))
+        raise TickpipeError(f"--feed: expected one of {names}, got {name!r}")
+    if not feed.history_path:
+        raise TickpipeError(f"--feed: the {feed.name} feed has no REST history to load (yet)")
+    return feed
+
+
 def job_from(args: argparse.Namespace) -> Job:
+    feed = feed_from(args.feed)
+    validate = validator_for(feed)
     try:
-        symbols = sorted({validate_symbol(s) for s in args.symbols.split(",") if s.strip()})
+        symbols = sorted({validate(s) for s in args.symbols.split(",") if s.strip()})
     except ValueError as exc:
         raise TickpipeError(f"--symbols: {exc}") from None
     if not symbols:
         raise TickpipeError("--symbols: expected at least one symbol")
+    offered = tuple(kinds(feed))
     resources = [r.strip() for r in args.types.split(",") if r.strip()]
-    unknown = [r for r in resources if r not in RESOURCES]
+    unknown = [r for r in resources if r not in offered]
     if unknown or not resources:
-        raise TickpipeError(f"--types: expected a comma subset of {', '.join(RESOURCES)}, got {args.types!r}")
+        raise TickpipeError(f"--types: expected a comma subset of {', '.join(offered)}, got {args.types!r}")
     start, end = parse_time(args.start, "start"), parse_time(args.end, "end")
     if end < start:
         raise TickpipeError("--end: expected a time after --start")
-    return Job(symbols, start, end, [r for r in RESOURCES if r in resources])
+    return Job(symbols, start, end, [r for r in offered if r in resources], feed)
 
 
 class KafkaPut:
@@ -232,20 +258,22 @@ async def run(
         raise TickpipeError("tickpipe backfill needs KAFKA_BOOTSTRAP_SERVERS")
     bootstrap = settings.kafka_bootstrap_servers
     prefix = settings.kafka_topic_prefix
-    topics = {code: topic(family, prefix) for code, family in FAMILY_OF.items()}
+    feed = job.feed
+    topics = {code: topic(word, prefix) for code, word in feed.word_of.items()}
+    resource_codes = kinds(feed)
     state = StateFile(checkpoint)
     saved = None if fresh else state.read()
     gap = Gap(job.start_ns, job.end_ns, job.symbols, "backfill")
     if saved is not None and saved.get("job") == job.name and not saved.get("finished"):
         gap = Gap.from_json(saved["gap"])
         log.info("backfill: resuming from %s", checkpoint)
-    wanted = sorted({topics[KINDS[r]] for r in job.resources})
+    wanted = sorted({topics[resource_codes[r]] for r in job.resources})
     backend = AiokafkaBackend(settings, bootstrap, wanted)  # creates missing topics as it starts
     await backend.start()
-    client = history_client(settings)
+    client = history_client(settings, feed)
     client.page_limit = page_limit
     sink = KafkaPut(backend)
-    filler = Backfiller(client, sink, topics, job.resources)
+    filler = Backfiller(client, sink, topics, job.resources, feed=feed)
     bar = Progress(progress, job, out)
     pages = 0
 
