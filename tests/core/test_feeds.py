@@ -109,11 +109,13 @@ def test_upstream_path_and_symbols(feed: Feed) -> None:
     assert feed.dialect == "alpaca-v2", f"expected a dialect the producer and simulator speak, got {feed.dialect!r}"
     assert re.fullmatch(feed.symbol_pattern, feed.example)
     assert feed in settings.FEED_NAMES.values(), "expected ALPACA_FEEDS to accept the feed"
+    assert settings.validator_for(feed)(feed.example.lower()) == feed.example, "expected the feed's symbol check"
     if feed is STOCK:
         assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
         assert settings.SYMBOL_RE.match("BRK.B")
     else:
-        assert settings.PAIR_RE.pattern == f"^{feed.symbol_pattern}$"
+        checks = {settings.PAIR_RE.pattern, settings.CONTRACT_RE.pattern}
+        assert f"^{feed.symbol_pattern}$" in checks, "expected the settings to check the feed's symbols"
 
 
 # --- event types, topics, channels ----------------------------------------------------------------
