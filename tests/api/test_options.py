@@ -26,7 +26,7 @@ NEXT = date(2024, 3, 5)
 
 
 @pytest.fixture
-def contract() -> Callable[[], str]:
+def contract() -> Callable[..., str]:
     """Contracts no other test uses: ``ABCDEF281231C00190000``-like."""
     return unique_contract
 
@@ -75,7 +75,9 @@ def some_quotes(contract: str) -> list[OptionQuote]:
     ]  # fmt: skip
 
 
-async def test_trades_every_page_in_order(api: ApiServer, http: httpx.AsyncClient, contract: Callable[[], str]) -> None:
+async def test_trades_every_page_in_order(
+    api: ApiServer, http: httpx.AsyncClient, contract: Callable[..., str]
+) -> None:
     symbol = contract()
     trades = some_trades(symbol)
     await insert_events(api.app.state.api.settings.database_url, trades)
@@ -99,7 +101,9 @@ async def test_trades_every_page_in_order(api: ApiServer, http: httpx.AsyncClien
     assert 'route="/options/trades/{symbol}",status="200"' in metrics
 
 
-async def test_quotes_every_page_in_order(api: ApiServer, http: httpx.AsyncClient, contract: Callable[[], str]) -> None:
+async def test_quotes_every_page_in_order(
+    api: ApiServer, http: httpx.AsyncClient, contract: Callable[..., str]
+) -> None:
     symbol = contract()
     quotes = some_quotes(symbol)
     await insert_events(api.app.state.api.settings.database_url, quotes)
@@ -112,7 +116,7 @@ async def test_quotes_every_page_in_order(api: ApiServer, http: httpx.AsyncClien
     assert other.json() == {"quotes": [], "symbol": other.json()["symbol"], "next_page_token": None}
 
 
-async def test_csv_of_a_contract(api: ApiServer, http: httpx.AsyncClient, contract: Callable[[], str]) -> None:
+async def test_csv_of_a_contract(api: ApiServer, http: httpx.AsyncClient, contract: Callable[..., str]) -> None:
     symbol = contract()
     trades, quotes = some_trades(symbol), some_quotes(symbol)
     await insert_events(api.app.state.api.settings.database_url, [*trades, *quotes])
@@ -179,7 +183,7 @@ async def test_the_document_says_what_a_contract_is(http: httpx.AsyncClient) -> 
 
 
 async def test_latest_from_redis_then_postgres(
-    api: ApiServer, http: httpx.AsyncClient, redis_client: redis.asyncio.Redis, contract: Callable[[], str]
+    api: ApiServer, http: httpx.AsyncClient, redis_client: redis.asyncio.Redis, contract: Callable[..., str]
 ) -> None:
     live, stored, unknown = contract(), contract("P"), contract()
     database_url = api.app.state.api.settings.database_url
@@ -209,7 +213,7 @@ async def test_latest_from_redis_then_postgres(
 
 
 async def test_stock_routes_take_no_contract_and_option_routes_no_ticker(
-    http: httpx.AsyncClient, contract: Callable[[], str]
+    http: httpx.AsyncClient, contract: Callable[..., str]
 ) -> None:
     assert (await http.get("/options/trades/AAPL")).status_code == 422
     # A contract is a valid ticker shape too long for one (at most 16 characters): the stock route refuses it.
