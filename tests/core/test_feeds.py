@@ -267,6 +267,25 @@ def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: Event
     assert action.streams == {kind.channel: [feed.example]}
 
 
+@feeds
+def test_websocket_keeps_the_upstreams_rules(feed: Feed, app: FastAPI) -> None:
+    """The API's stream refuses what the upstream refuses (an encoding it does not speak: 412; ``*`` on a
+    starless channel: 413), serves every path it does, and takes the feed's longest symbols."""
+    channels = protocol.FEED_CHANNELS[feed.name]
+    assert channels.encodings == feed.encodings and channels.starless == frozenset(feed.starless)
+    routes = {getattr(route, "path", None) for route in app.routes}
+    assert set(channels.paths) <= routes and channels.paths[0] == feed.stream_path
+    assert channels.max_symbol_chars >= protocol.widest(feed.symbol_pattern) >= len(feed.example)
+    for name in channels.streams:
+        message = f'{{"action": "subscribe", "{name}": ["*"]}}'
+        if name in feed.starless:
+            with pytest.raises(protocol.ProtocolError) as refused:
+                protocol.decode_action(message, channels)
+            assert refused.value.code == protocol.Code.STAR_NOT_ALLOWED
+        else:
+            assert protocol.decode_action(message, channels).streams == {name: ["*"]}
+
+
 # --- simulator ------------------------------------------------------------------------------------
 
 
