@@ -28,7 +28,8 @@ from tickpipe.admin import is_loopback
 from tickpipe.settings import Settings
 
 DESCRIPTION = """History of quotes, trades and bars from PostgreSQL, and the live stream from Redis
-at `WS /v2/stream` (stocks) and `WS /v1beta3/crypto/us` (crypto, when ALPACA_FEEDS names it), speaking
+at `WS /v2/stream` (stocks), `WS /v1beta3/crypto/us` (crypto) and `WS /v1beta1/opra` or
+`/v1beta1/indicative` (options, msgpack only), each other feed when ALPACA_FEEDS names it, speaking
 Alpaca's market-data stream protocol (JSON, or msgpack with the `Content-Type: application/msgpack`
 handshake header), so any Alpaca client can point here."""
 
@@ -88,9 +89,10 @@ def create_app(
     for router in (ops.router, status.router):
         app.include_router(router)
     for channels in FEED_CHANNELS.values():
-        # Every feed's path, configured or not: one ALPACA_FEEDS does not name says so (409) and closes.
+        # Every feed's paths, configured or not: one ALPACA_FEEDS does not name says so (409) and closes.
         name = "stream" if channels is STOCK_CHANNELS else f"{channels.feed.name}_stream"
-        app.add_api_websocket_route(channels.feed.stream_path, endpoint_for(channels), name=name)
+        for n, path in enumerate(channels.paths):  # options: /v1beta1/opra, then /v1beta1/indicative
+            app.add_api_websocket_route(path, endpoint_for(channels), name=name if n == 0 else f"{name}_{n}")
     if static_dir.is_dir():
         app.mount("/static", StaticFiles(directory=static_dir), name="static")
     return app

@@ -82,6 +82,27 @@ class CryptoBarOut(BaseModel):
     vw: float = Field(description="Volume-weighted average price")
 
 
+class OptionQuoteOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    t: str = Field(description=T_DOC)
+    bx: str = Field(description="Bid exchange (OPRA venue code)")
+    bp: float = Field(description="Bid price (premium per share of the underlying, USD)")
+    bs: int = Field(description="Bid size (contracts)")
+    ax: str = Field(description="Ask exchange (OPRA venue code)")
+    ap: float = Field(description="Ask price")
+    as_: int = Field(alias="as", description="Ask size (contracts)")
+    c: str = Field(description="Quote condition (one OPRA code)")
+
+
+class OptionTradeOut(BaseModel):
+    t: str = Field(description=T_DOC)
+    x: str = Field(description="Exchange (OPRA venue code)")
+    p: float = Field(description="Price (premium per share of the underlying, USD)")
+    s: int = Field(description="Size (contracts)")
+    c: str = Field(description="Trade condition (one OPRA code)")
+
+
 class BookLevelOut(BaseModel):
     p: float = Field(description="Price")
     s: float = Field(description="Size at the price (units of the base currency)")
@@ -151,6 +172,24 @@ ORDERBOOK_EXAMPLE: dict[str, Any] = {
     "t": "2024-03-04T14:30:00.323456789Z",
     "b": [{"p": 65012.5, "s": 0.41}, {"p": 65011.0, "s": 1.2}],
     "a": [{"p": 65013.1, "s": 0.2755}, {"p": 65015.0, "s": 0.8}],
+}
+OPTION_CONTRACT = "AAPL240621C00190000"
+OPTION_QUOTE_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.123456789Z",
+    "bx": "C",
+    "bp": 4.15,
+    "bs": 12,
+    "ax": "N",
+    "ap": 4.25,
+    "as": 30,
+    "c": "A",
+}
+OPTION_TRADE_EXAMPLE: dict[str, Any] = {
+    "t": "2024-03-04T14:30:00.223456789Z",
+    "x": "C",
+    "p": 4.2,
+    "s": 3,
+    "c": "I",
 }
 TOKEN_EXAMPLE = "WzEsInF1b3RlcyIsImFzYyIsMTcwOTU2MjYwMDEyMzQ1Njc4OSw0Ml0"
 
@@ -231,6 +270,34 @@ class LatestCryptoBars(BaseModel):
     bars: dict[str, CryptoBarOut] = Field(description="Latest minute bar by pair; pairs without any are left out")
 
 
+class OptionQuotesPage(BaseModel):
+    model_config = _example({"quotes": [OPTION_QUOTE_EXAMPLE], "symbol": OPTION_CONTRACT, "next_page_token": None})
+    quotes: list[OptionQuoteOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class OptionTradesPage(BaseModel):
+    model_config = _example({"trades": [OPTION_TRADE_EXAMPLE], "symbol": OPTION_CONTRACT, "next_page_token": None})
+    trades: list[OptionTradeOut]
+    symbol: str
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last")
+
+
+class LatestOptionQuotes(BaseModel):
+    model_config = _example({"quotes": {OPTION_CONTRACT: OPTION_QUOTE_EXAMPLE}})
+    quotes: dict[str, OptionQuoteOut] = Field(
+        description="Latest quote by contract; contracts without any are left out"
+    )
+
+
+class LatestOptionTrades(BaseModel):
+    model_config = _example({"trades": {OPTION_CONTRACT: OPTION_TRADE_EXAMPLE}})
+    trades: dict[str, OptionTradeOut] = Field(
+        description="Latest trade by contract; contracts without any are left out"
+    )
+
+
 class LatestOrderbooks(BaseModel):
     model_config = _example({"orderbooks": {"BTC/USD": ORDERBOOK_EXAMPLE}})
     orderbooks: dict[str, OrderbookOut] = Field(
@@ -289,6 +356,10 @@ CSV_EXAMPLES = {
     "BTC/USD,2024-03-04T14:30:00.223456789Z,2415133,65013.1,0.0125,B\n",
     "crypto_bars": "symbol,time,open,high,low,close,volume,vwap,trade_count\n"
     "BTC/USD,2024-03-04T14:30:00.000000000Z,65001.2,65020,64990.4,65013.1,3.1875,65008.72,52\n",
+    "options_quotes": "symbol,time,bid_exchange,bid_price,bid_size,ask_exchange,ask_price,ask_size,condition\n"
+    f"{OPTION_CONTRACT},2024-03-04T14:30:00.123456789Z,C,4.15,12,N,4.25,30,A\n",
+    "options_trades": "symbol,time,exchange,price,size,condition\n"
+    f"{OPTION_CONTRACT},2024-03-04T14:30:00.223456789Z,C,4.2,3,I\n",
 }
 
 

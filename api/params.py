@@ -19,8 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from tickpipe.codecs import parse_rfc3339_ns
-from tickpipe.feeds import CRYPTO
-from tickpipe.settings import validate_pair
+from tickpipe.feeds import CRYPTO, OPTIONS
+from tickpipe.settings import validate_contract, validate_pair
 
 NS: Final = 1_000_000_000
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,6 +61,12 @@ PAIR_PATTERN: Final = f"^{_PAIR}$"
 PAIRS_PATTERN: Final = f"^ *{_PAIR} *(, *{_PAIR} *)*$"
 _PAIR_RE = re.compile(_PAIR, re.ASCII)
 _PAIR_HELP = "base and quote currency, 1 to 12 letters or digits each, slash-separated"
+#: An OCC option contract as the options feed declares it (AAPL240621C00190000), in either case as tickers are.
+_CONTRACT = OPTIONS.symbol_pattern.replace("A-Z", "A-Za-z").replace("[CP]", "[CPcp]")
+CONTRACT_PATTERN: Final = f"^{_CONTRACT}$"
+CONTRACTS_PATTERN: Final = f"^ *{_CONTRACT} *(, *{_CONTRACT} *)*$"
+_CONTRACT_RE = re.compile(_CONTRACT, re.ASCII)
+_CONTRACT_HELP = "root of 1 to 6 letters or digits, expiry YYMMDD, C or P, strike x 1000 in 8 digits"
 _TIME = re.compile(TIME_PATTERN[1:-1], re.ASCII)
 
 
@@ -91,6 +97,23 @@ def pair_param(text: str, name: str = "symbol", where: str = "path") -> str:
     if not _PAIR_RE.fullmatch(text):  # what validate_pair forgives: spaces around it, non-ASCII case folding
         invalid(where, name, f"expected a crypto pair like BTC/USD ({_PAIR_HELP}), got {text!r}", text)
     return pair
+
+
+def contract_param(text: str, name: str = "symbol", where: str = "path") -> str:
+    """An OCC option contract, upper-cased by :func:`tickpipe.settings.validate_contract`; exactly what
+    ``CONTRACT_PATTERN`` documents (no stray spaces)."""
+    try:
+        contract = validate_contract(text)
+    except ValueError as exc:
+        invalid(where, name, str(exc), text)
+    if not _CONTRACT_RE.fullmatch(text):  # what validate_contract forgives: spaces around it, non-ASCII case folding
+        invalid(
+            where,
+            name,
+            f"expected an OCC option contract like {OPTIONS.example} ({_CONTRACT_HELP}), got {text!r}",
+            text,
+        )
+    return contract
 
 
 def parse_time(text: str, name: str, *, end: bool) -> int:
@@ -133,7 +156,8 @@ def datetime_to_ns(value: datetime) -> int:
 def parse_symbols(
     text: str, name: str = "symbols", check: Callable[[str, str, str], str] = symbol_param, example: str = "AAPL,MSFT"
 ) -> list[str]:
-    """A comma-separated list of symbols, each checked (``check``: a ticker, or :func:`pair_param`),
+    """A comma-separated list of symbols, each checked (``check``: a ticker, :func:`pair_param` or
+    :func:`contract_param`),
     duplicates dropped, order kept."""
     items = [item.strip(" ") for item in text.split(",")]
     if not all(items):
@@ -233,6 +257,23 @@ PairsQuery = Annotated[
         json_schema_extra={"pattern": PAIRS_PATTERN},
     ),
 ]
+ContractPath = Annotated[
+    str,
+    Path(
+        description=f"OCC option contract, e.g. {OPTIONS.example} ({_CONTRACT_HELP}); case-insensitive",
+        examples=[OPTIONS.example],
+        json_schema_extra={"pattern": CONTRACT_PATTERN},
+    ),
+]
+ContractsQuery = Annotated[
+    str,
+    Query(
+        description=f"Comma-separated OCC option contracts, e.g. {OPTIONS.example},AAPL240621P00190000 "
+        f"(at most {MAX_LATEST_SYMBOLS})",
+        examples=[f"{OPTIONS.example},AAPL240621P00190000"],
+        json_schema_extra={"pattern": CONTRACTS_PATTERN},
+    ),
+]
 
 
 class AnyPathConvertor(PathConvertor):
@@ -269,4 +310,7 @@ class Symbols:
 SYMBOLS: Final = {
     "stock": Symbols("symbol", "{symbol}", symbol_param, SymbolPath, SymbolsQuery, "AAPL,MSFT"),
     "crypto": Symbols("pair", "{symbol:anypath}", pair_param, PairPath, PairsQuery, "BTC/USD,ETH/USD"),
+    "options": Symbols(
+        "contract", "{symbol}", contract_param, ContractPath, ContractsQuery, f"{OPTIONS.example},AAPL240621P00190000"
+    ),
 }

@@ -121,6 +121,29 @@ class CryptoBarItem(msgspec.Struct, gc=False):
     vw: float
 
 
+class OptionQuoteItem(msgspec.Struct, gc=False):
+    """An option quote as Alpaca's option API shows it: ``c`` one condition code, not a list."""
+
+    t: str
+    bx: str
+    bp: float
+    bs: int
+    ax: str
+    ap: float
+    as_: int = msgspec.field(name="as")
+    c: str
+
+
+class OptionTradeItem(msgspec.Struct, gc=False):
+    """An option trade as Alpaca's option API shows it: no trade id (OPRA gives none), ``c`` one code."""
+
+    t: str
+    x: str
+    p: float
+    s: int
+    c: str
+
+
 # Each takes rows of queries.SELECT[table] (key columns first, time_ns as int) and gives Alpaca's objects.
 # The timestamp is inlined (not a call to rfc3339_ns): a call per row is a fifth of the cost.
 
@@ -199,7 +222,32 @@ def crypto_bars(rows: Sequence[Row]) -> list[CryptoBarItem]:
     return out
 
 
-Item = QuoteItem | TradeItem | MarkedTradeItem | BarItem | CryptoQuoteItem | CryptoTradeItem | CryptoBarItem
+def option_quotes(rows: Sequence[Row]) -> list[OptionQuoteItem]:
+    """Rows ``time_ns, event_key, bid_exchange, bid_price, bid_size, ask_exchange, ask_price, ask_size, condition``."""
+    get, out = _SECONDS.get, list[OptionQuoteItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(OptionQuoteItem(stamp, r[2], r[3], r[4], r[5], r[6], r[7], r[8]))
+    return out
+
+
+def option_trades(rows: Sequence[Row]) -> list[OptionTradeItem]:
+    """Rows ``time_ns, event_key, exchange, price, size, condition``."""
+    get, out = _SECONDS.get, list[OptionTradeItem]()
+    append = out.append
+    for r in rows:
+        seconds, nanos = divmod(r[0], _NS)
+        stamp = "%s%09dZ" % (get(seconds) or _second(seconds), nanos)  # noqa: UP031
+        append(OptionTradeItem(stamp, r[2], r[3], r[4], r[5]))
+    return out
+
+
+Item = (
+    QuoteItem | TradeItem | MarkedTradeItem | BarItem | CryptoQuoteItem | CryptoTradeItem | CryptoBarItem
+    | OptionQuoteItem | OptionTradeItem
+)  # fmt: skip
 #: The shape of each served table's rows (by table name, every feed's).
 SHAPES: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {
     "quotes": quotes,
@@ -208,6 +256,8 @@ SHAPES: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {
     "crypto_quotes": crypto_quotes,
     "crypto_trades": crypto_trades,
     "crypto_bars": crypto_bars,
+    "options_quotes": option_quotes,
+    "options_trades": option_trades,
 }
 #: The shape of a page that shows cancelled rows marked, for each family with a view.
 MARKED: Final[dict[str, Callable[[Sequence[Row]], Sequence[Item]]]] = {"trades": marked_trades}

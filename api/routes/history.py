@@ -2,7 +2,8 @@
 
 One route per served table of every feed of the declaration (:mod:`tickpipe.feeds`):
 the stock feed's ``/quotes/{symbol}`` ..., the crypto feed's ``/crypto/quotes/{symbol}``
-... (a pair has a slash: ``/crypto/quotes/BTC/USD`` or ``BTC%2FUSD``), all served by
+... (a pair has a slash: ``/crypto/quotes/BTC/USD`` or ``BTC%2FUSD``), the options feed's
+``/options/trades/{symbol}`` and ``/options/quotes/{symbol}`` (OCC contracts), all served by
 :func:`respond`; ``DOCS`` holds what the OpenAPI document says of each.
 """
 
@@ -23,6 +24,8 @@ from api.models import (
     CryptoBarsPage,
     CryptoQuotesPage,
     CryptoTradesPage,
+    OptionQuotesPage,
+    OptionTradesPage,
     QuotesPage,
     TradesPage,
     history_responses,
@@ -90,6 +93,8 @@ DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "crypto_quotes": (CryptoQuotesPage, "Stored quotes (best bid and ask) of the crypto pair `symbol`."),
     "crypto_trades": (CryptoTradesPage, "Stored trades of the crypto pair `symbol`, with the taker's side."),
     "crypto_bars": (CryptoBarsPage, "Bars of the crypto pair `symbol` in the chosen `timeframe`."),
+    "options_quotes": (OptionQuotesPage, "Stored quotes (best bid and ask) of the option contract `symbol`."),
+    "options_trades": (OptionTradesPage, "Stored trades of the option contract `symbol`."),
 }
 
 
@@ -134,9 +139,11 @@ def endpoint(table: str, family: Family, timeframe_type: Any = Timeframe) -> Cal
 for _table, (_feed, _family) in SERVED.items():
     _model, _what = DOCS[_table]
     _symbols = SYMBOLS[_feed.name]
+    # A feed's timeframes are described only where it has bars (the options feed has none).
+    _timeframe = TIMEFRAMES[_feed.name] if "timeframe" in dict(_family.pinned) else Timeframe
     router.add_api_route(
         f"{_feed.route(_family.name)}/{_symbols.path}",
-        endpoint(_table, _family, TIMEFRAMES[_feed.name]),
+        endpoint(_table, _family, _timeframe),
         methods=["GET"],
         name=_table,
         response_model=_model,

@@ -26,6 +26,8 @@ from api.models import (
     LatestCryptoBars,
     LatestCryptoQuotes,
     LatestCryptoTrades,
+    LatestOptionQuotes,
+    LatestOptionTrades,
     LatestOrderbooks,
     LatestQuotes,
     LatestTrades,
@@ -101,6 +103,8 @@ DOCS: Final[dict[str, tuple[type[BaseModel], str]]] = {
     "crypto_quotes": (LatestCryptoQuotes, "quote"),
     "crypto_trades": (LatestCryptoTrades, "trade"),
     "crypto_bars": (LatestCryptoBars, "minute bar"),
+    "options_quotes": (LatestOptionQuotes, "quote"),
+    "options_trades": (LatestOptionTrades, "trade"),
 }
 #: The model of each book family's latest route, by table.
 BOOK_DOCS: Final[dict[str, type[BaseModel]]] = {"crypto_orderbooks": LatestOrderbooks}

@@ -19,6 +19,10 @@ Each feed's path has its own endpoint (:func:`endpoint_for`), the same session o
 (:class:`~api.stream.protocol.FeedChannels`). A feed ALPACA_FEEDS does not name is not carried, so its
 path greets, then answers the client's first message (its auth, where alpaca-py reports it) with 409
 (Alpaca's "insufficient subscription") saying why, and closes; so it does at the auth timeout.
+
+A feed whose upstream speaks only some encodings (``Feed.encodings``: the option stream, msgpack only)
+refuses a client of another as Alpaca does: error 412 instead of the greeting, then the close (1003,
+"unsupported data"), before anything else is looked at.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 #: How long a closing session waits for a (slow) client to take its last error message and close frame.
 CLOSE_TIMEOUT_S: Final = 10.0
 POLICY_VIOLATION: Final = 1008
+#: RFC 6455's "unsupported data": a client of an encoding the feed does not speak (412).
+UNSUPPORTED_DATA: Final = 1003
 #: RFC 6455's "message too big": a client frame above WS_MAX_FRAME_BYTES.
 MESSAGE_TOO_BIG: Final = 1009
 INTERNAL_ERROR: Final = 1011
@@ -103,6 +109,8 @@ class StreamSession:
         self.state = SessionState.CONNECTING
         self.subs = p.Subscriptions(channels)
         self.msgpack = "msgpack" in websocket.headers.get("content-type", "").lower()
+        #: Whether the client speaks an encoding the feed does not (a JSON client of the option stream).
+        self._wrong_encoding = ("msgpack" if self.msgpack else "json") not in channels.encodings
         self._events_frame = msgpack_events if self.msgpack else json_events
         self.outbox = Outbox(
             api.settings.ws_client_queue_size,
@@ -137,13 +145,16 @@ class StreamSession:
             self.api.settings.ws_auth_timeout_s, self._refuse if self._refusal else self.finish, p.Code.AUTH_TIMEOUT
         )
         try:
-            await self._send(self._control_frame([p.CONNECTED]))
-            sender = self._attach_sink()
-            if sender is not None:
-                tasks.append(asyncio.create_task(sender))
-            if self._refusal is None:  # a feed not configured takes no key
-                await self._header_auth()  # before any message is read: an auth message then finds it done
-            tasks.append(asyncio.create_task(self._receive()))
+            if self._wrong_encoding:  # no greeting: the error, then the close, as Alpaca does
+                self.finish(p.Code.WRONG_ENCODING, UNSUPPORTED_DATA, detail=self._encoding_detail())
+            else:
+                await self._send(self._control_frame([p.CONNECTED]))
+                sender = self._attach_sink()
+                if sender is not None:
+                    tasks.append(asyncio.create_task(sender))
+                if self._refusal is None:  # a feed not configured takes no key
+                    await self._header_auth()  # before any message is read: an auth message then finds it done
+                tasks.append(asyncio.create_task(self._receive()))
             waiting: list[asyncio.Future[Any]] = [*tasks, self._verdict]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
@@ -174,6 +185,15 @@ class StreamSession:
             metrics.ws_clients.dec()
             await self._close(verdict if close_code is not None else None, close_code)
             self.state = SessionState.CLOSED
+
+    def _encoding_detail(self) -> str:
+        spoken = " or ".join(self.channels.encodings)
+        return (
+            f"the {self.channels.feed.name} stream speaks {spoken} only: connect with the handshake header "
+            "Content-Type: application/msgpack"
+            if self.channels.encodings == ("msgpack",)
+            else f"the {self.channels.feed.name} stream speaks {spoken} only"
+        )
 
     def _attach_sink(self) -> Coroutine[Any, Any, None] | None:
         """Write to the socket directly when uvicorn offers it (and frames are not compressed), else via ASGI.

@@ -1,4 +1,4 @@
-"""Alpaca's market-data stream protocol (stocks v2, crypto v1beta3), as far as a server speaks it.
+"""Alpaca's market-data stream protocol (stocks v2, crypto v1beta3, options v1beta1), as far as a server speaks it.
 
 Client actions (JSON text, or msgpack binary as alpaca-py sends them)::
 
@@ -16,12 +16,16 @@ corrections and cancel errors of the same symbols.
 Every feed speaks it with its own channels (:class:`FeedChannels`, derived from
 its :class:`~tickpipe.feeds.Feed`): the stock feed's at ``/v2/stream``, the
 crypto feed's (``orderbooks`` among them, pairs such as ``BTC/USD``) at
-``/v1beta3/crypto/us``. ``STREAMS``, ``LISTED`` and ``FOLLOWS`` are the stock
-feed's, as before.
+``/v1beta3/crypto/us``, the options feed's (OCC contracts) at ``/v1beta1/opra`` and
+``/v1beta1/indicative``. A feed's own rules come from its declaration: the options
+feed speaks msgpack only (a JSON client gets 412, ``Feed.encodings``) and refuses
+``*`` on quotes (413, ``Feed.starless``), as Alpaca's option stream does.
+``STREAMS``, ``LISTED`` and ``FOLLOWS`` are the stock feed's, as before.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -45,6 +49,10 @@ class Code(IntEnum):
     SLOW_CLIENT = 407
     INSUFFICIENT_SUBSCRIPTION = 409
     INVALID_SUBSCRIBE_ACTION = 410
+    #: A client of an encoding the feed's upstream does not speak (the option stream: msgpack only).
+    WRONG_ENCODING = 412
+    #: ``*`` on a channel the feed's upstream refuses it on (option quotes).
+    STAR_NOT_ALLOWED = 413
     INTERNAL_ERROR = 500
 
 
@@ -59,6 +67,9 @@ MESSAGES: Final[dict[Code, str]] = {
     Code.SLOW_CLIENT: "slow client",
     Code.INSUFFICIENT_SUBSCRIPTION: "insufficient subscription",
     Code.INVALID_SUBSCRIBE_ACTION: "invalid subscribe action for this feed",
+    # Alpaca's texts: only its option stream has these rules, so its messages name options.
+    Code.WRONG_ENCODING: "option messages are only available in MsgPack format",
+    Code.STAR_NOT_ALLOWED: "star subscription is not allowed for option quotes",
     Code.INTERNAL_ERROR: "internal error",
 }
 
@@ -96,6 +107,10 @@ class FeedChannels:
     validate: Callable[[str], str]
     #: A symbol is at most this long; longer text is refused before it is looked at.
     max_symbol_chars: int
+    #: Channels on which ``*`` is refused with 413, as the upstream refuses it (option quotes).
+    starless: frozenset[str] = frozenset()
+    #: The encodings a client may speak ("json", "msgpack"); another is refused with 412 (options: msgpack).
+    encodings: tuple[str, ...] = ("json", "msgpack")
 
     @classmethod
     def of(cls, feed: Feed) -> FeedChannels:
@@ -108,8 +123,26 @@ class FeedChannels:
             listed=feed.listed,
             follows={name: kind.follows for name, kind in kinds.items() if kind.follows is not None},
             validate=validator_for(feed),
-            max_symbol_chars=feed.symbol_chars,
+            max_symbol_chars=max(feed.symbol_chars, widest(feed.symbol_pattern)),
+            starless=frozenset(feed.starless),
+            encodings=feed.encodings,
         )
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Where the API serves the feed: ``stream_path``, and the upstream's other variants' paths when it is
+        one of them (``/v1beta1/opra`` and ``/v1beta1/indicative``: alpaca-py's ``OptionDataStream`` picks one
+        by its ``feed``); the stock feed's ``/v2/stream`` is no upstream path, so it is the only one."""
+        upstream = tuple(self.feed.path.format(variant=variant) for variant in self.feed.variants)
+        if self.feed.stream_path not in upstream:
+            return (self.feed.stream_path,)
+        return tuple(dict.fromkeys((self.feed.stream_path, *upstream)))
+
+
+def widest(pattern: str) -> int:
+    """The most characters a match of ``pattern`` has: a symbol the feed's pattern admits is never refused as
+    too long, whatever ``Feed.symbol_chars`` says (an OCC contract has up to 21)."""
+    return int(re._parser.parse(pattern).getwidth()[1])
 
 
 #: Every feed the API can serve, by ``Feed.name`` (those ALPACA_FEEDS may name).
@@ -198,6 +231,9 @@ def decode_action(raw: str | bytes, channels: FeedChannels = STOCK_CHANNELS) -> 
             streams[name] = [s if s == WILDCARD else validate(s) for s in symbols]
         except ValueError as exc:  # the symbol is short here, so is the message that names it
             raise ProtocolError(Code.INVALID_SYNTAX, f"{name}: {exc}") from None
+        if WILDCARD in symbols and name in channels.starless and kind == "subscribe":
+            detail = f"{name}: expected {channels.feed.name} symbols, not '*' (the upstream refuses it on {name})"
+            raise ProtocolError(Code.STAR_NOT_ALLOWED, detail)
     return Action(kind, streams=streams)
 
 

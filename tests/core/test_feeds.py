@@ -109,11 +109,13 @@ def test_upstream_path_and_symbols(feed: Feed) -> None:
     assert feed.dialect == "alpaca-v2", f"expected a dialect the producer and simulator speak, got {feed.dialect!r}"
     assert re.fullmatch(feed.symbol_pattern, feed.example)
     assert feed in settings.FEED_NAMES.values(), "expected ALPACA_FEEDS to accept the feed"
+    assert settings.validator_for(feed)(feed.example.lower()) == feed.example, "expected the feed's symbol check"
     if feed is STOCK:
         assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
         assert settings.SYMBOL_RE.match("BRK.B")
     else:
-        assert settings.PAIR_RE.pattern == f"^{feed.symbol_pattern}$"
+        checks = {settings.PAIR_RE.pattern, settings.CONTRACT_RE.pattern}
+        assert f"^{feed.symbol_pattern}$" in checks, "expected the settings to check the feed's symbols"
 
 
 # --- event types, topics, channels ----------------------------------------------------------------
@@ -263,6 +265,25 @@ def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: Event
     assert channels.streams[kind.channel] == protocol.Stream(feed.word(family.name), kind.code, feed.name)
     action = protocol.decode_action(f'{{"action": "subscribe", "{kind.channel}": ["{feed.example}"]}}', channels)
     assert action.streams == {kind.channel: [feed.example]}
+
+
+@feeds
+def test_websocket_keeps_the_upstreams_rules(feed: Feed, app: FastAPI) -> None:
+    """The API's stream refuses what the upstream refuses (an encoding it does not speak: 412; ``*`` on a
+    starless channel: 413), serves every path it does, and takes the feed's longest symbols."""
+    channels = protocol.FEED_CHANNELS[feed.name]
+    assert channels.encodings == feed.encodings and channels.starless == frozenset(feed.starless)
+    routes = {getattr(route, "path", None) for route in app.routes}
+    assert set(channels.paths) <= routes and channels.paths[0] == feed.stream_path
+    assert channels.max_symbol_chars >= protocol.widest(feed.symbol_pattern) >= len(feed.example)
+    for name in channels.streams:
+        message = f'{{"action": "subscribe", "{name}": ["*"]}}'
+        if name in feed.starless:
+            with pytest.raises(protocol.ProtocolError) as refused:
+                protocol.decode_action(message, channels)
+            assert refused.value.code == protocol.Code.STAR_NOT_ALLOWED
+        else:
+            assert protocol.decode_action(message, channels).streams == {name: ["*"]}
 
 
 # --- simulator ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from producer.live_sink import LiveSink
 from producer.transcode import transcoder_for
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import encode_wire_msgpack, format_rfc3339_ns
-from tickpipe.feeds import CRYPTO
+from tickpipe.feeds import CRYPTO, Feed
 
 
 def unique_pair() -> str:
@@ -28,11 +28,12 @@ def unique_pair() -> str:
 
 
 class CryptoLive:
-    """The crypto producer's live path on a Redis: :meth:`publish` Alpaca-shaped messages (``t`` in ns)."""
+    """The crypto producer's live path on a Redis (or another feed's: ``feed``): :meth:`publish` Alpaca-shaped
+    messages (``t`` in ns)."""
 
-    def __init__(self, sink: LiveSink) -> None:
+    def __init__(self, sink: LiveSink, feed: Feed = CRYPTO) -> None:
         self.sink = sink
-        self.transcode = transcoder_for(CRYPTO)
+        self.transcode = transcoder_for(feed)
         self.offered = 0
 
     async def publish(self, *messages: dict[str, Any]) -> None:
@@ -47,13 +48,13 @@ class CryptoLive:
 
 
 @contextlib.asynccontextmanager
-async def crypto_live(redis_url: str) -> AsyncIterator[CryptoLive]:
-    """The crypto feed's live sink on ``redis_url``, as the producer's service builds it."""
-    books = frozenset(code for family in CRYPTO.families if family.book for code in family.codes)
-    sink = LiveSink(redis_url, words=CRYPTO.word_of, book_codes=books)
+async def crypto_live(redis_url: str, feed: Feed = CRYPTO) -> AsyncIterator[CryptoLive]:
+    """The crypto feed's (or ``feed``'s) live sink on ``redis_url``, as the producer's service builds it."""
+    books = frozenset(code for family in feed.families if family.book for code in family.codes)
+    sink = LiveSink(redis_url, words=feed.word_of, book_codes=books)
     task = asyncio.create_task(sink.run())
     try:
-        yield CryptoLive(sink)
+        yield CryptoLive(sink, feed)
     finally:
         sink.stop()
         await task
