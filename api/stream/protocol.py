@@ -25,7 +25,6 @@ feed speaks msgpack only (a JSON client gets 412, ``Feed.encodings``) and refuse
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -123,7 +122,7 @@ class FeedChannels:
             listed=feed.listed,
             follows={name: kind.follows for name, kind in kinds.items() if kind.follows is not None},
             validate=validator_for(feed),
-            max_symbol_chars=max(feed.symbol_chars, widest(feed.symbol_pattern)),
+            max_symbol_chars=feed.symbol_chars,
             starless=frozenset(feed.starless),
             encodings=feed.encodings,
         )
@@ -137,12 +136,6 @@ class FeedChannels:
         if self.feed.stream_path not in upstream:
             return (self.feed.stream_path,)
         return tuple(dict.fromkeys((self.feed.stream_path, *upstream)))
-
-
-def widest(pattern: str) -> int:
-    """The most characters a match of ``pattern`` has: a symbol the feed's pattern admits is never refused as
-    too long, whatever ``Feed.symbol_chars`` says (an OCC contract has up to 21)."""
-    return int(re._parser.parse(pattern).getwidth()[1])
 
 
 #: Every feed the API can serve, by ``Feed.name`` (those ALPACA_FEEDS may name).

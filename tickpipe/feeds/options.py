@@ -55,6 +55,7 @@ OPTIONS: Final = Feed(
     qualifier="options",
     events="tickpipe.option_events:OPTION_EVENT_TYPES",
     example="AAPL240621C00190000",
+    symbol_chars=21,
     encodings=("msgpack",),
     starless=("quotes",),
 )
