@@ -58,12 +58,18 @@ class FeedSettings(NamedTuple):
     stream_url: str  # its stream URL override
     admin_port: str  # its admin port
     variant: str | None  # which of the feed's variants (None: its first)
+    #: The channels it subscribes to (None: every channel the feed carries, as options' trades and quotes).
+    types: str | None = None
 
 
 #: Each feed's own settings, by feed name: what the per-feed helpers of :class:`Settings` read.
 FEED_SETTINGS: dict[str, FeedSettings] = {
-    STOCK.name: FeedSettings("subscribed_symbols", "alpaca_stream_url", "producer_admin_port", "alpaca_feed"),
-    CRYPTO.name: FeedSettings("crypto_symbols", "alpaca_crypto_stream_url", "crypto_producer_admin_port", None),
+    STOCK.name: FeedSettings(
+        "subscribed_symbols", "alpaca_stream_url", "producer_admin_port", "alpaca_feed", "subscribed_types"
+    ),
+    CRYPTO.name: FeedSettings(
+        "crypto_symbols", "alpaca_crypto_stream_url", "crypto_producer_admin_port", None, "crypto_subscribed_types"
+    ),
     OPTIONS.name: FeedSettings(
         "option_symbols", "alpaca_options_stream_url", "options_producer_admin_port", "alpaca_options_feed"
     ),
@@ -430,8 +436,12 @@ class Settings(BaseSettings):
 
     def subscribed_types_for(self, feed: Feed) -> list[str]:
         """The channels a feed's producer subscribes to: SUBSCRIBED_TYPES for stocks, CRYPTO_SUBSCRIBED_TYPES
-        for crypto."""
-        return self.subscribed_types if feed is STOCK else self.crypto_subscribed_types
+        for crypto, every channel the feed carries for one without such a setting (options)."""
+        name = FEED_SETTINGS[feed.name].types
+        if name is None:
+            return list(feed.channel_types)
+        types: list[str] = getattr(self, name)
+        return types
 
     def spool_path_for(self, feed: Feed) -> Path:
         """A feed's own spool: the stock one is :attr:`spool_path` (unchanged), another's beneath it (``crypto``)."""

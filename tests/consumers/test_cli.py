@@ -20,11 +20,14 @@ def test_tables_for_all_and_one() -> None:
     stock = ["quotes", "trades", "bars", "statuses", "corrections", "cancels"]
     crypto = ["crypto_trades", "crypto_quotes", "crypto_bars", "crypto_orderbooks"]
     assert tables_for("all", (STOCK,)) == stock
-    assert tables_for("all", (STOCK, CRYPTO)) == tables_for("all") == stock + crypto
+    assert tables_for("all", (STOCK, CRYPTO)) == stock + crypto
+    assert tables_for("all") == stock + crypto + ["options_trades", "options_quotes"]
     assert tables_for("all", (CRYPTO,)) == crypto
     assert tables_for("bars") == ["bars"]
     assert tables_for("crypto_bars", (STOCK,)) == ["crypto_bars"]  # one table by name: asked for, so written
-    with pytest.raises(SettingsError, match=r"expected quotes, trades, .*, crypto_orderbooks or all, got 'lulds'"):
+    with pytest.raises(
+        SettingsError, match=r"expected quotes, trades, .*, crypto_orderbooks, .*options_quotes or all, got 'lulds'"
+    ):
         tables_for("lulds")
 
 

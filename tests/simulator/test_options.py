@@ -59,8 +59,8 @@ def test_the_options_feed_declares_alpacas_paths_channels_codes_and_contracts() 
     assert all(occ.fullmatch(s) for s in (*good, OPTIONS.example))
     bad = ("AAPL", "AAPL240621X00190000", "AAPL24062C00190000", "aapl240621C00190000", "TOOLONG240621C00190000", "*")
     assert not any(occ.fullmatch(s) for s in bad)
-    # Storage is the next slice: no tables, and not yet among the feeds whose contract demands them.
-    assert OPTIONS not in FEEDS and OPTIONS.tables == ()
+    # Carried end to end: among the feeds whose contract (tests/core/test_feeds.py) holds it to its tables.
+    assert OPTIONS in FEEDS and [family.table for family in OPTIONS.tables] == ["options_trades", "options_quotes"]
 
 
 def test_occ_symbols_round_trip() -> None:

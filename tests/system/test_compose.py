@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from consumers.service import TABLES as CONSUMED  # every table a consumer writes, from the feed declaration
+from consumers.tables import tables_of
 from tests.helpers.compose import (
     COMPOSE_FILE,
     ENV_EXAMPLE,
@@ -39,7 +40,7 @@ from tests.helpers.compose import (
 from tickpipe import names
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.cli import SERVICES
-from tickpipe.feeds import CRYPTO
+from tickpipe.feeds import CRYPTO, FEEDS, STOCK
 from tickpipe.settings import Settings, load_settings
 
 SETTINGS = {name.upper() for name in Settings.model_fields}
@@ -59,6 +60,7 @@ IMAGE_VARIABLES: dict[str, tuple[set[str], tuple[str, ...]]] = {
 ADMIN_PORTS = {
     "producer": "PRODUCER_ADMIN_PORT",
     "producer-crypto": "CRYPTO_PRODUCER_ADMIN_PORT",
+    "producer-options": "OPTIONS_PRODUCER_ADMIN_PORT",
     "consumer-quotes": "CONSUMER_ADMIN_PORT",
     "api": "API_PORT",
 }
@@ -100,10 +102,13 @@ def test_compose_refuses_to_start_without_the_postgres_password() -> None:
 # --- services and the CLI ----------------------------------------------------------------------
 def test_the_stack_has_every_part(services: dict[str, dict[str, Any]]) -> None:
     core = {"kafka", "kafka-init", "redis", "postgres", "migrate", "producer", "api"}
-    core |= {f"consumer-{family}" for family in CONSUMED}
+    core |= {f"consumer-{table}" for table in tables_of((STOCK,))}
     assert core <= {name for name, svc in services.items() if not svc.get("profiles")}
     assert services["simulator"]["profiles"] == ["simulator"]
-    assert services["producer-crypto"]["profiles"] == ["crypto"]
+    for feed in FEEDS:  # every other feed: its producer and the writers of its tables in a profile of its name
+        if feed is not STOCK:
+            for name in (f"producer-{feed.name}", *(f"consumer-{table}" for table in tables_of((feed,)))):
+                assert services[name]["profiles"] == [feed.name], f"expected {name} in the profile {feed.name}"
     assert services["kafka-ui"]["profiles"] == ["kafka-ui"]
     assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["observability"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
@@ -333,17 +338,16 @@ def test_kafka_init_creates_the_topics_partitioned(services: dict[str, dict[str,
     assert services["kafka-init"]["image"] == services["kafka"]["image"]
     partitions = str(Settings.model_fields["kafka_partitions"].default)
     created = _created_topics(MINIMAL_ENV, tmp_path)
-    crypto = [names.topic(word) for word in CRYPTO.words]  # tickpipe.crypto.trades ...
+    # Every feed's topics, by its words: tickpipe.quotes ..., tickpipe.crypto.trades ..., tickpipe.options.quotes
+    words = [word for feed in FEEDS for word in feed.words]
     assert sorted(_option(call, "--topic") for call in created) == sorted(
-        [names.topic(family) for family in CONSUMED] + [names.DLQ_TOPIC] + crypto
+        [names.topic(word) for word in words] + [names.DLQ_TOPIC]
     )
     assert {_option(call, "--partitions") for call in created} == {partitions}
     assert all("--if-not-exists" in call and _option(call, "--bootstrap-server") == "kafka:9092" for call in created)
     assert environment(services["kafka"])["KAFKA_NUM_PARTITIONS"] == partitions
     custom = _created_topics({**MINIMAL_ENV, "KAFKA_PARTITIONS": "12", "KAFKA_TOPIC_PREFIX": "md."}, tmp_path / "x")
-    assert sorted(_option(call, "--topic") for call in custom) == sorted(
-        [f"md.{f}" for f in CONSUMED] + ["md.dlq"] + [f"md.{word}" for word in CRYPTO.words]
-    )
+    assert sorted(_option(call, "--topic") for call in custom) == sorted([f"md.{word}" for word in words] + ["md.dlq"])
     assert {_option(call, "--partitions") for call in custom} == {"12"}
 
 
@@ -469,7 +473,9 @@ def test_prometheus_scrapes_every_tickpipe_service(services: dict[str, dict[str,
     for job in config["scrape_configs"]:
         for sd in job.get("dns_sd_configs", []):
             scraped |= {name: sd["port"] for name in sd["names"]}
-    expected = {"producer": 8081, "producer-crypto": 8083, "api": 8000} | {f"consumer-{f}": 8082 for f in CONSUMED}
+    expected = {"producer": 8081, "producer-crypto": 8083, "producer-options": 8084, "api": 8000} | {
+        f"consumer-{f}": 8082 for f in CONSUMED
+    }
     assert scraped == expected
     for name, port in scraped.items():
         env = environment(services[name])

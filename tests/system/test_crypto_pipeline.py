@@ -34,7 +34,7 @@ def _stored_key(event: Any) -> bytes:
 async def test_every_crypto_message_sent_is_one_row(
     kafka_bootstrap: str, redis_url: str, clean_db: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    events = 6_000
+    events = 10_000  # 5 s of the market from 2 s before a minute mark: minute and daily bars among them
     async with Simulator(crypto_config(max_events=events)) as sim:
         settings = crypto_settings(
             kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim, database_url=clean_db,
@@ -55,6 +55,7 @@ async def test_every_crypto_message_sent_is_one_row(
     by_family: dict[str, list[Any]] = {}
     for message in sent:
         by_family.setdefault(CRYPTO.family_of[message["T"]], []).append(msgspec.convert(message, AnyCryptoEvent))
+    assert set(by_family) == set(TABLE_OF), f"expected every family sent, got {Counter(m['T'] for m in sent)}"
     bars: dict[tuple[str, str, int], Any] = {}
     for bar in by_family["bars"]:
         key = (bar.symbol, bar.timeframe, bar.timestamp)

@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio
 import websockets
 
+from tests.helpers.waiting import wait_for
 from tickpipe.dev.processes import free_port
 from tickpipe.settings import Settings
 
@@ -237,7 +238,7 @@ async def test_up_runs_one_producer_per_feed(two_feed_stack: Stack) -> None:
         crypto = (await http.get(f"http://127.0.0.1:{port}/health")).json()
     assert stocks["feed"] == "stock" and crypto["feed"] == "crypto"
     assert "tickpipe.crypto.quotes" in crypto["topics"] and "tickpipe.quotes" in stocks["topics"]
-    assert "not filled" in crypto["backfill"]["note"]
+    assert crypto["backfill"]["enabled"] and crypto["backfill"]["resources"] == ["trades", "bars"]
 
     # Crypto quotes on their own channels, stock ones on theirs.
     client = redis.asyncio.from_url(redis_url)
@@ -258,6 +259,19 @@ async def test_up_runs_one_producer_per_feed(two_feed_stack: Stack) -> None:
     assert {q["S"] for q in seen["quotes"]} <= {"AAPL", "MSFT", "NVDA", "TSLA"}
     names = [name.decode() if isinstance(name, bytes) else str(name) for name in instances]
     assert len([name for name in names if name.startswith("producer:crypto-")]) == 1, names
+
+    # `consume all` writes the crypto tables too (ALPACA_FEEDS names crypto).
+    psql = re.fullmatch(r"PGPASSFILE=(\S+) psql '(\S+)'", stack.banner_value("PostgreSQL"))
+    assert psql, stack.banner_value("PostgreSQL")
+    conn = await asyncpg.connect(psql.group(2), passfile=psql.group(1))
+    try:
+
+        async def crypto_rows() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM crypto_quotes WHERE symbol = 'BTC/USD'"))
+
+        await wait_for(crypto_rows, 60, "crypto quotes stored by `tickpipe consume all`")
+    finally:
+        await conn.close()
 
     stack.process.send_signal(signal.SIGTERM)
     assert stack.process.wait(timeout=60) == 0, stack.output()[-3000:]
