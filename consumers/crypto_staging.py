@@ -11,37 +11,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from consumers.staging import MAX_BIGINT, MAX_TIMESTAMP_NS, key_of
-from tickpipe.crypto_events import BookLevel, CryptoBar, CryptoEvent, CryptoOrderbook, CryptoQuote, CryptoTrade
-from tickpipe.errors import DecodeError
+from consumers.staging import check_event, key_of, out_of_range
+from tickpipe.crypto_events import BookLevel, CryptoBar, CryptoOrderbook, CryptoQuote, CryptoTrade
 
 _INF: Final = float("inf")
-
-
-def _out_of_range(field_name: str, expected: str, value: object) -> DecodeError:
-    return DecodeError(field_name, f"value out of range: expected {expected}, got {value!r}")
-
-
-def check_values(
-    event: CryptoEvent, amounts: tuple[tuple[str, float], ...], counts: tuple[tuple[str, int], ...] = ()
-) -> None:
-    """Raise DecodeError naming the first value PostgreSQL cannot hold or no venue would send."""
-    if not 0 <= event.timestamp < MAX_TIMESTAMP_NS:
-        raise _out_of_range("t", "nanoseconds between 1970 and 2200", event.timestamp)
-    if not 0 <= event.received_at < MAX_TIMESTAMP_NS:
-        raise _out_of_range("_r", "nanoseconds between 1970 and 2200 (or 0)", event.received_at)
-    if not event.symbol:
-        raise DecodeError("S", "expected a pair, got an empty string")
-    for name, amount in amounts:
-        if not 0.0 <= amount < _INF:  # False for NaN too
-            raise _out_of_range(name, "a finite number >= 0", amount)
-    for name, count in counts:
-        if not 0 <= count <= MAX_BIGINT:
-            raise _out_of_range(name, f"an integer from 0 to {MAX_BIGINT}", count)
+_PAIR: Final = "pair"
+_AMOUNT: Final = "a finite number >= 0"  # prices and fractional sizes alike
 
 
 def quote_row(ev: CryptoQuote) -> tuple[Any, ...]:
-    check_values(ev, (("bp", ev.bid_price), ("bs", ev.bid_size), ("ap", ev.ask_price), ("as", ev.ask_size)))
+    amounts = (("bp", ev.bid_price), ("bs", ev.bid_size), ("ap", ev.ask_price), ("as", ev.ask_size))
+    check_event(ev, amounts, noun=_PAIR, price=_AMOUNT)
     return (
         ev.symbol, ev.timestamp, ev.received_at, key_of(ev), ev.bid_price, ev.bid_size,  # type: ignore[arg-type]
         ev.ask_price, ev.ask_size,
@@ -49,16 +29,13 @@ def quote_row(ev: CryptoQuote) -> tuple[Any, ...]:
 
 
 def trade_row(ev: CryptoTrade) -> tuple[Any, ...]:
-    check_values(ev, (("p", ev.price), ("s", ev.size)), (("i", ev.trade_id),))
+    check_event(ev, (("p", ev.price), ("s", ev.size)), (("i", ev.trade_id),), noun=_PAIR, price=_AMOUNT)
     return ev.symbol, ev.timestamp, ev.received_at, ev.trade_id, ev.price, ev.size, ev.taker_side
 
 
 def bar_row(ev: CryptoBar) -> tuple[Any, ...]:
-    check_values(
-        ev,
-        (("o", ev.open), ("h", ev.high), ("l", ev.low), ("c", ev.close), ("v", ev.volume), ("vw", ev.vwap)),
-        (("n", ev.trade_count),),
-    )
+    amounts = (("o", ev.open), ("h", ev.high), ("l", ev.low), ("c", ev.close), ("v", ev.volume), ("vw", ev.vwap))
+    check_event(ev, amounts, (("n", ev.trade_count),), noun=_PAIR, price=_AMOUNT)
     return (
         ev.symbol, ev.timeframe, ev.timestamp, ev.received_at, ev.open, ev.high, ev.low, ev.close, ev.volume,
         ev.vwap, ev.trade_count, ev.type_code,
@@ -73,12 +50,12 @@ def _floats(values: list[float]) -> str:
 def _side(levels: tuple[BookLevel, ...], name: str) -> tuple[str, str]:
     for at, level in enumerate(levels):
         if not (0.0 <= level.price < _INF and 0.0 <= level.size < _INF):
-            raise _out_of_range(f"{name}[{at}]", "a finite price and size >= 0", (level.price, level.size))
+            raise out_of_range(f"{name}[{at}]", "a finite price and size >= 0", (level.price, level.size))
     return _floats([level.price for level in levels]), _floats([level.size for level in levels])
 
 
 def orderbook_row(ev: CryptoOrderbook) -> tuple[Any, ...]:
-    check_values(ev, ())
+    check_event(ev, noun=_PAIR)
     bid_prices, bid_sizes = _side(ev.bids, "b")
     ask_prices, ask_sizes = _side(ev.asks, "a")
     return (

@@ -53,18 +53,37 @@ def key_of(event: Event) -> int:
     return _from_bytes(_blake2b(_encode(data), digest_size=8).digest(), "big", signed=True)
 
 
-def _out_of_range(field_name: str, expected: str, value: object) -> DecodeError:
+def out_of_range(field_name: str, expected: str, value: object) -> DecodeError:
     return DecodeError(field_name, f"value out of range: expected {expected}, got {value!r}")
 
 
-def check_values(event: Event) -> None:
-    """Raise DecodeError naming the first value PostgreSQL cannot hold or no market would send."""
+def check_event(
+    event: Any,
+    prices: tuple[tuple[str, float], ...] = (),
+    counts: tuple[tuple[str, int], ...] = (),
+    *,
+    noun: str = "symbol",
+    price: str = "a finite price >= 0",
+) -> None:
+    """Raise DecodeError naming the first value PostgreSQL cannot hold or no market would send: the times
+    and symbol every feed's event has, then ``prices`` (finite, >= 0) and ``counts`` (0 to ``bigint``'s max).
+    Every feed's staging functions check through this (``noun``: what the feed calls its symbol)."""
     if not 0 <= event.timestamp < MAX_TIMESTAMP_NS:
-        raise _out_of_range("t", "nanoseconds between 1970 and 2200", event.timestamp)
+        raise out_of_range("t", "nanoseconds between 1970 and 2200", event.timestamp)
     if not 0 <= event.received_at < MAX_TIMESTAMP_NS:
-        raise _out_of_range("_r", "nanoseconds between 1970 and 2200 (or 0)", event.received_at)
+        raise out_of_range("_r", "nanoseconds between 1970 and 2200 (or 0)", event.received_at)
     if not event.symbol:
-        raise DecodeError("S", "expected a symbol, got an empty string")
+        raise DecodeError("S", f"expected a {noun}, got an empty string")
+    for name, value in prices:
+        if not 0.0 <= value < _INF:  # False for NaN too
+            raise out_of_range(name, price, value)
+    for name, count in counts:
+        if not 0 <= count <= MAX_BIGINT:
+            raise out_of_range(name, f"an integer from 0 to {MAX_BIGINT}", count)
+
+
+def check_values(event: Event) -> None:
+    """:func:`check_event` with the prices and counts of each stock event type."""
     prices: tuple[tuple[str, float], ...] = ()
     counts: tuple[tuple[str, int], ...] = ()
     if isinstance(event, Quote):
@@ -79,12 +98,7 @@ def check_values(event: Event) -> None:
         prices = (("op", event.original_price), ("cp", event.corrected_price))
         counts = (("os", event.original_size), ("oi", event.original_id), ("cs", event.corrected_size),
                   ("ci", event.corrected_id))  # fmt: skip
-    for name, price in prices:
-        if not 0.0 <= price < _INF:  # False for NaN too
-            raise _out_of_range(name, "a finite price >= 0", price)
-    for name, count in counts:
-        if not 0 <= count <= MAX_BIGINT:
-            raise _out_of_range(name, f"an integer from 0 to {MAX_BIGINT}", count)
+    check_event(event, prices, counts)
 
 
 # The row builders check every value inline (one expression, the common case) and leave the
