@@ -11,32 +11,21 @@ Field names and types follow Alpaca's crypto stream as alpaca-py parses it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Final, Literal
 
 import msgspec
 
-from tickpipe.events import SCHEMA_VERSION
+from tickpipe.events import FeedEvent
 from tickpipe.feeds.crypto import CRYPTO
 
 _FAMILY_OF: Final = CRYPTO.family_of
 
 
-class CryptoEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="T"):
+class CryptoEvent(FeedEvent, frozen=True, kw_only=True):
     """Fields every crypto event has: the pair, the event time and our receive time."""
 
-    type_code: ClassVar[str]
-
-    symbol: str = msgspec.field(name="S")
-    #: Event time at the source (a bar's: the start of its period), in nanoseconds since the Unix epoch.
-    timestamp: int = msgspec.field(name="t")
-    #: When the producer read it from the upstream socket (ns since epoch); 0 if unknown.
-    received_at: int = msgspec.field(name="_r", default=0)
-    schema_version: int = msgspec.field(name="_v", default=SCHEMA_VERSION)
-
-    @property
-    def family(self) -> str:
-        """The crypto feed's family (``trades``, ``quotes``, ``bars``, ``orderbooks``)."""
-        return _FAMILY_OF[self.type_code]
+    family_of: ClassVar[Mapping[str, str]] = _FAMILY_OF
 
 
 class CryptoTrade(CryptoEvent, frozen=True, kw_only=True, tag="t"):

@@ -10,6 +10,7 @@ Codecs live in :mod:`tickpipe.codecs`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Final
 
 import msgspec
@@ -20,13 +21,19 @@ from tickpipe.names import FAMILY_OF
 SCHEMA_VERSION: Final = 1
 
 
-class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="T"):
-    """Fields every event has: the symbol, the exchange timestamp and our receive time."""
+class FeedEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="T"):
+    """Fields every event of every feed has: the symbol, the event time and our receive time.
+
+    Each feed's events derive from it with their feed's ``family_of`` (its ``T`` codes are its own:
+    crypto's ``t`` is another struct than the stock feed's).
+    """
 
     type_code: ClassVar[str]
+    #: ``T`` code -> family, as the event's feed declares it (``Feed.family_of``).
+    family_of: ClassVar[Mapping[str, str]]
 
     symbol: str = msgspec.field(name="S")
-    #: Event time at the source, in nanoseconds since the Unix epoch.
+    #: Event time at the source (a bar's: the start of its period), in nanoseconds since the Unix epoch.
     timestamp: int = msgspec.field(name="t")
     #: When the producer read it from the upstream socket (ns since epoch); 0 if unknown.
     received_at: int = msgspec.field(name="_r", default=0)
@@ -35,7 +42,13 @@ class BaseEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="T"):
     @property
     def family(self) -> str:
         """The topic/channel/table family (``quotes``, ``trades``, ``bars`` ...)."""
-        return FAMILY_OF[self.type_code]
+        return self.family_of[self.type_code]
+
+
+class BaseEvent(FeedEvent, frozen=True, kw_only=True):
+    """The stock feed's events."""
+
+    family_of: ClassVar[Mapping[str, str]] = FAMILY_OF
 
 
 class Quote(BaseEvent, frozen=True, kw_only=True, tag="q"):

@@ -13,32 +13,21 @@ alpaca-py, which parses these messages as its ``Trade`` and ``Quote``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Final
 
 import msgspec
 
-from tickpipe.events import SCHEMA_VERSION
+from tickpipe.events import FeedEvent
 from tickpipe.feeds.options import OPTIONS
 
 _FAMILY_OF: Final = OPTIONS.family_of
 
 
-class OptionEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="T"):
+class OptionEvent(FeedEvent, frozen=True, kw_only=True):
     """Fields every option event has: the contract, the event time and our receive time."""
 
-    type_code: ClassVar[str]
-
-    symbol: str = msgspec.field(name="S")
-    #: Event time at the source, in nanoseconds since the Unix epoch.
-    timestamp: int = msgspec.field(name="t")
-    #: When the producer read it from the upstream socket (ns since epoch); 0 if unknown.
-    received_at: int = msgspec.field(name="_r", default=0)
-    schema_version: int = msgspec.field(name="_v", default=SCHEMA_VERSION)
-
-    @property
-    def family(self) -> str:
-        """The options feed's family (``trades``, ``quotes``)."""
-        return _FAMILY_OF[self.type_code]
+    family_of: ClassVar[Mapping[str, str]] = _FAMILY_OF
 
 
 class OptionTrade(OptionEvent, frozen=True, kw_only=True, tag="t"):
