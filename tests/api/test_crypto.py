@@ -279,9 +279,9 @@ async def test_orderbooks_latest_is_the_whole_book_of_the_snapshot(
         await redis_client.hdel(hash_of("orderbooks"), pair, other)
 
 
-async def test_orderbooks_latest_without_redis_is_a_503_saying_so(migrated_db: str) -> None:
+async def test_orderbooks_latest_without_redis_is_a_503_saying_so(clean_db: str) -> None:
     async with (
-        running_api(api_settings(migrated_db, f"redis://127.0.0.1:{closed_port()}/0")) as server,
+        running_api(api_settings(clean_db, f"redis://127.0.0.1:{closed_port()}/0")) as server,
         httpx.AsyncClient(base_url=server.url) as client,
     ):
         response = await client.get("/crypto/orderbooks/latest", params={"symbols": "BTC/USD"})

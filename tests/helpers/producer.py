@@ -42,6 +42,8 @@ from tickpipe.codecs import decode_kafka, decode_message
 from tickpipe.dev.embedded_kafka import EmbeddedKafka
 from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event
+from tickpipe.feeds import Feed
+from tickpipe.names import latest_hash
 from tickpipe.rows import from_row
 from tickpipe.settings import Settings, load_settings
 
@@ -424,6 +426,16 @@ async def running(service: ProducerService, max_events: int | None = None) -> As
     finally:
         service.stop()
         await asyncio.wait_for(asyncio.shield(task), 30)
+
+
+async def forget_snapshots(redis_url: str, feed: Feed) -> None:
+    """Delete the feed's snapshot hashes (``latest:crypto.quotes`` ...): the session's Redis is shared, and a
+    later test subscribing to ``*`` would get this test's last events first."""
+    client = redis.asyncio.from_url(redis_url)
+    try:
+        await client.delete(*(latest_hash(word) for word in feed.words))
+    finally:
+        await client.aclose()
 
 
 async def ready(service: ProducerService, timeout: float = 30.0) -> None:

@@ -18,7 +18,7 @@ from consumers.service import ConsumerService, tables_for
 from producer.service import ProducerService
 from simulator import Simulator
 from tests.helpers.consumers import fetch_events
-from tests.helpers.producer import running
+from tests.helpers.producer import forget_snapshots, running
 from tests.helpers.waiting import wait_for
 from tests.producer.test_crypto_feed import PAIRS, crypto_config, crypto_settings, sent_on
 from tickpipe.crypto_events import AnyCryptoEvent
@@ -44,6 +44,7 @@ async def test_every_crypto_message_sent_is_one_row(
         async with running(producer):
             total = events + len(PAIRS)  # each pair's book snapshot first
             await wait_for(lambda: producer.durable.stats.acked == total, 90, "Kafka acknowledged every crypto event")
+    await forget_snapshots(redis_url, CRYPTO)
     sent = sent_on(sim)
     assert len(sent) == total
 

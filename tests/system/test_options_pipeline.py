@@ -18,7 +18,7 @@ from consumers.service import ConsumerService, tables_for
 from producer.service import ProducerService
 from simulator import Simulator
 from tests.helpers.consumers import BASE_NS, consumer_settings, count_rows, fetch_events, produce
-from tests.helpers.producer import read_topics, running
+from tests.helpers.producer import forget_snapshots, read_topics, running
 from tests.helpers.waiting import wait_for
 from tests.producer.test_options_feed import option_config, option_settings, sent_on
 from tickpipe.dlq import decode_dead_letter
@@ -45,6 +45,7 @@ async def test_every_option_message_sent_is_one_row_and_a_replay_adds_none(
         producer = ProducerService(settings, feed=OPTIONS)
         async with running(producer):
             await wait_for(lambda: producer.durable.stats.acked == events, 90, "Kafka acknowledged every option event")
+    await forget_snapshots(redis_url, OPTIONS)
     sent = sent_on(sim)
     assert len(sent) == events
 
