@@ -6,7 +6,7 @@ events, so the mapping lives here once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from tickpipe.codecs import event_key, ns_to_datetime
@@ -161,11 +161,7 @@ def _crypto_from_row(table: str, row: Mapping[str, Any], received: int) -> Crypt
     raise ValueError(f"expected a stored table among {', '.join(COLUMNS)}, got {table!r}")
 
 
-def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False) -> Any:
-    """A stored row back to the event it came from (``received_at`` only to the microsecond)."""
-    received = _received_ns(row) if with_received else 0
-    if table.startswith("crypto_"):
-        return _crypto_from_row(table, row, received)
+def _option_from_row(table: str, row: Mapping[str, Any], received: int) -> OptionEvent:
     if table == "options_trades":
         return OptionTrade(
             symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, exchange=row["exchange"],
@@ -177,6 +173,21 @@ def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False)
             bid_price=row["bid_price"], bid_size=row["bid_size"], ask_exchange=row["ask_exchange"],
             ask_price=row["ask_price"], ask_size=row["ask_size"], condition=row["condition"],
         )  # fmt: skip
+    raise ValueError(f"expected a stored table among {', '.join(COLUMNS)}, got {table!r}")
+
+
+#: The row readers of the feeds other than stocks, by feed name (a table's feed is ``TABLES[table][0]``).
+_FEED_FROM_ROW: Final[dict[str, Callable[[str, Mapping[str, Any], int], Any]]] = {
+    "crypto": _crypto_from_row, "options": _option_from_row,
+}  # fmt: skip
+
+
+def from_row(table: str, row: Mapping[str, Any], *, with_received: bool = False) -> Any:
+    """A stored row back to the event it came from (``received_at`` only to the microsecond)."""
+    received = _received_ns(row) if with_received else 0
+    feed_reader = _FEED_FROM_ROW.get(TABLES[table][0].name) if table in TABLES else None
+    if feed_reader is not None:
+        return feed_reader(table, row, received)
     if table == "quotes":
         return Quote(
             symbol=row["symbol"], timestamp=row["time_ns"], received_at=received,
