@@ -306,8 +306,14 @@ class LatestOrderbooks(BaseModel):
 
 
 class SymbolsOut(BaseModel):
-    model_config = _example({"symbols": ["AAPL", "MSFT", "TSLA"]})
-    symbols: list[str] = Field(description="Every symbol with live data in Redis or history in PostgreSQL")
+    model_config = _example({"symbols": ["AAPL", "MSFT", "TSLA"], "options": [OPTION_CONTRACT]})
+    symbols: list[str] = Field(description="Every stock symbol with live data in Redis or history in PostgreSQL")
+    crypto: list[str] | None = Field(
+        None, description="Every crypto pair known the same way; present when ALPACA_FEEDS names crypto"
+    )
+    options: list[str] | None = Field(
+        None, description="Every OCC option contract known the same way; present when ALPACA_FEEDS names options"
+    )
 
 
 class Alive(BaseModel):

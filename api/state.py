@@ -55,8 +55,8 @@ class ApiState:
     metrics: ApiMetrics
     keys: Keys
     static_dir: Path = STATIC_DIR
-    #: A short-lived cache of /symbols: (monotonic time, symbols).
-    symbols_cache: tuple[float, list[str]] = field(default=(0.0, []))
+    #: A short-lived cache of /symbols: (monotonic time, symbols by feed key).
+    symbols_cache: tuple[float, dict[str, list[str]]] = field(default=(0.0, {}))
 
     def scrub(self, text: str) -> str:
         """``text`` without the PostgreSQL or Redis password: for anything a client is shown."""
@@ -67,7 +67,7 @@ class ApiState:
         """CSV exports streaming now (each holds a pooled connection); at most API_CSV_EXPORTS_MAX."""
         return Slots(self.settings.api_csv_exports_max)
 
-    def cached_symbols(self, ttl: float) -> list[str] | None:
+    def cached_symbols(self, ttl: float) -> dict[str, list[str]] | None:
         at, symbols = self.symbols_cache
         return symbols if at and time.monotonic() - at < ttl else None
 

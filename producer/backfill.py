@@ -3,9 +3,10 @@
 A REST item becomes exactly the event the stream would have carried (same
 fields, same nanoseconds, same float64), so the consumers key it as they key
 the streamed one: trades by (symbol, time, exchange, id), minute bars by
-(symbol, 1Min, minute), quotes by a hash of their content. The Kafka value is
-the usual msgpack map plus ``_b: 1`` (a crypto item becomes its crypto event, of the crypto
-feed's registry, in its ``tickpipe.crypto.*`` topic); readers that do not know ``_b`` ignore
+(symbol, 1Min, minute), quotes (and option trades) by a hash of their content. The Kafka value is
+the usual msgpack map plus ``_b: 1`` (an item of another feed becomes that feed's event, of its
+registry, in its topic: a crypto trade in ``tickpipe.crypto.trades``, an option trade in
+``tickpipe.options.trades``); readers that do not know ``_b`` ignore
 it (msgspec skips unknown fields), so the wire format stays compatible.
 
 Backfilled records go to Kafka only, never to the live Redis channels: a
@@ -74,7 +75,8 @@ def to_records(
     feed: Feed = STOCK,
 ) -> tuple[list[Record], int]:
     """A page's items as Kafka records (key = symbol), and how many items could not be read; each item
-    the event of ``feed``'s registry its resource stands for (a crypto trade: ``CryptoTrade``)."""
+    the event of ``feed``'s registry its resource stands for (a crypto trade: ``CryptoTrade``, an option
+    trade: ``OptionTrade``)."""
     code = kinds(feed)[resource]
     types = feed_transcoder(feed).types
     topic = topics[code]

@@ -13,8 +13,9 @@ forces that for an unfinished one too).
 Progress: a bar on a terminal; otherwise one plain line every few seconds.
 
 ``--feed crypto`` loads the crypto feed's history (``/v1beta3/crypto/us/...``, pairs
-such as ``BTC/USD``) into its own topics (``tickpipe.crypto.*``); a feed without
-REST history (options, so far) is refused with one line.
+such as ``BTC/USD``) into its own topics (``tickpipe.crypto.*``); ``--feed options`` the option
+trades (``/v1beta1/options/trades``, OCC contracts, 100 a request) into ``tickpipe.options.trades``.
+A feed without REST history is refused with one line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -56,14 +57,19 @@ RESOURCES = tuple(kinds(STOCK))
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--feed", default="stocks", help="whose history: stocks (default) or crypto (pairs such as BTC/USD)"
-    )
-    parser.add_argument("--symbols", required=True, help="comma list of symbols, e.g. AAPL,MSFT (crypto: BTC/USD)")
+        "--feed", default="stocks",
+        help="whose history: stocks (default), crypto (pairs such as BTC/USD) or options (OCC contracts)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--symbols", required=True,
+        help="comma list of symbols, e.g. AAPL,MSFT (crypto: BTC/USD; options: AAPL240621C00190000)",
+    )  # fmt: skip
     parser.add_argument("--start", required=True, help="RFC 3339 time (2024-06-03T13:30:00Z) or a date (UTC)")
     parser.add_argument("--end", required=True, help="RFC 3339 time or a date (UTC, inclusive)")
     parser.add_argument(
-        "--types", default="trades,bars", help=f"comma subset of {', '.join(RESOURCES)} (default trades,bars)"
-    )
+        "--types", help=f"comma subset of {', '.join(RESOURCES)} (default: all but quotes, i.e. trades,bars; "
+        "options: trades, their only history)",
+    )  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default DATA_DIR/backfill/<run>.json)")
     parser.add_argument("--fresh", action="store_true", help="ignore an unfinished checkpoint and start over")
     parser.add_argument(
@@ -102,11 +108,11 @@ class Job:
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def feed_from(name: str) -> Feed:
-    """``--feed``'s feed, if it has REST history; a one-line error otherwise."""
-    feed = FEED_NAMES.get(name.strip().lower())
+def feed_from(name: str, feeds: Mapping[str, Feed] = FEED_NAMES) -> Feed:
+    """``--feed``'s feed among ``feeds`` (ALPACA_FEEDS' names), if it has REST history; a one-line error otherwise."""
+    feed = feeds.get(name.strip().lower())
     if feed is None:
-        names = ", ".join(sorted({n for n, f in FEED_NAMES.items() if f.history_path}))
+        names = ", ".join(sorted({n for n, f in feeds.items() if f.history_path}))
         raise TickpipeError(f"--feed: expected one of {names}, got {name!r}")
     if not feed.history_path:
         raise TickpipeError(f"--feed: the {feed.name} feed has no REST history to load (yet)")
@@ -123,6 +129,8 @@ def job_from(args: argparse.Namespace) -> Job:
     if not symbols:
         raise TickpipeError("--symbols: expected at least one symbol")
     offered = tuple(kinds(feed))
+    if args.types is None:  # every history the feed has but those fetched only when asked for (quotes)
+        args.types = ",".join(f.history for f in feed.families if f.history and not f.history_on_request)
     resources = [r.strip() for r in args.types.split(",") if r.strip()]
     unknown = [r for r in resources if r not in offered]
     if unknown or not resources:

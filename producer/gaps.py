@@ -102,11 +102,14 @@ class Gap:
         )  # fmt: skip
 
 
+#: Symbols per REST request: Alpaca's bound on its option routes (``symbols``: "a limit of 100"), which
+#: also keeps a stock or crypto request's URL short. An option chain of 2,560 contracts is 26 requests
+#: a page round, each spending the client's request budget.
 CHUNK_SYMBOLS: Final = 100
 
 
 def chunks(symbols: Sequence[str]) -> list[list[str]]:
-    """Symbols in groups small enough for one request's URL (Alpaca's multi-symbol routes)."""
+    """Symbols in groups of at most :data:`CHUNK_SYMBOLS`, one multi-symbol request each."""
     ordered = sorted(set(symbols))
     return [ordered[i : i + CHUNK_SYMBOLS] for i in range(0, len(ordered), CHUNK_SYMBOLS)] or [[]]
 
@@ -186,9 +189,11 @@ class GapTracker:
             log.info("gaps: no earlier stream position known; nothing to fill before %d", first_ns)
             return
         start = max(self.watermark - self.margin_ns, first_ns - self.max_window_ns)
-        seen = set().union(*self.last.values())
         wanted = self.subscribed()
-        symbols = sorted(seen if "*" in wanted else seen & set(wanted))
+        # A '*' subscription: the symbols seen so far (the only ones known). A list: every symbol on it,
+        # seen or not: a thin symbol's first trade may fall in the gap (most contracts of an option chain
+        # trade a few times an hour).
+        symbols = sorted(set().union(*self.last.values()) if "*" in wanted else set(wanted))
         if not symbols:
             return
         gap = Gap(start, first_ns + self.margin_ns, symbols, self._cause, resume_ns=first_ns)

@@ -1,5 +1,5 @@
-"""A thin async client of Alpaca's historical REST APIs (``/v2/stocks/...``, ``/v1beta3/crypto/us/...``),
-spending a request budget.
+"""A thin async client of Alpaca's historical REST APIs (``/v2/stocks/...``, ``/v1beta3/crypto/us/...``,
+``/v1beta1/options/trades``), spending a request budget.
 
 Ours rather than alpaca-py's ``StockHistoricalDataClient``, which is
 synchronous (it would block the producer's loop), parses every item into a
@@ -7,8 +7,8 @@ pydantic model (several µs each, for rows we only re-encode) and retries a
 429 on a fixed schedule without reading the rate-limit headers. Here:
 
 - one multi-symbol request per page (the feed's ``Feed.history_path``: ``/v2/stocks/{trades|quotes|bars}?symbols=``,
-  ``/v1beta3/crypto/us/{trades|quotes|bars}?symbols=BTC/USD,...``),
-  ``limit=10000``, following ``next_page_token``;
+  ``/v1beta3/crypto/us/{trades|quotes|bars}?symbols=BTC/USD,...``, ``/v1beta1/options/trades?symbols=``
+  of at most 100 contracts, as the gap code batches them), ``limit=10000``, following ``next_page_token``;
 - a request budget of our own (``per_minute``, a sliding minute), so a backfill
   leaves the rest of the account's limit to whoever else uses the key;
 - the server's ``X-RateLimit-Remaining``/``-Reset`` are obeyed: at 0 left, wait
@@ -80,7 +80,7 @@ class HistoryClient:
     """Pages of a REST resource over a time window, within a request budget.
 
     ``path``: the feed's ``Feed.history_path`` (the stock one unless given); ``feed``: the value of the
-    ``feed`` parameter (``iex``), or None for an API that takes none (crypto).
+    ``feed`` parameter (``iex``), or None for an API that takes none (crypto, options).
     """
 
     def __init__(

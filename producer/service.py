@@ -3,7 +3,7 @@
 One producer process per feed (``tickpipe producer --feed stocks|crypto|options``): the :class:`Feed` given
 names its upstream URL, channels, transcoder, topics, Redis channels and hashes, symbols key, spool and
 the REST history its gaps are filled from (``Feed.history_path``; the stock feed's names and paths are
-those of before; the options feed has none).
+those of before; the options feed's is its trades', ``/v1beta1/options/trades``).
 
 ::
 

@@ -37,6 +37,14 @@ def is_options(feed: str) -> bool:
     return feed in OPTION_FEEDS
 
 
+def market_of(feed: str) -> str:
+    """The market a served feed shows, by the name of the feed that owns it: every option feed shows
+    ``options/opra``'s. Alpaca's ``indicative`` feed is derived from OPRA (the free plan's view of the same
+    trades and quotes), so the simulator serves one option market on both paths: one ticker, one
+    history, the same events to a client of either. Every other feed has a market of its own."""
+    return OPTION_FEEDS[0] if is_options(feed) else feed
+
+
 def always_paced(feed: str) -> bool:
     """Whether a served feed's market follows the wall clock even in burst mode (every feed but the stock one's)."""
     return STREAMS[feed][0] is not STOCK if feed in STREAMS else False

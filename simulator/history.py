@@ -8,7 +8,8 @@ when the ticker woke), so the ticker records every event it makes here.
 Memory is bounded by design. Quotes and trades sit in typed arrays
 (``array``), one set of columns per symbol and type, sorted by timestamp: a
 quote costs 37 bytes, a trade 32 (single-character venues and tapes as one
-byte, condition lists interned as two); a crypto quote 40, a crypto trade 33. Bars are dicts, one per symbol and
+byte, condition lists interned as two); a crypto quote 40, a crypto trade 33, an option trade 22
+(option quotes are not kept: Alpaca has no history of them). Bars are dicts, one per symbol and
 minute and one per symbol and day. What is older than ``retention_ns`` of
 market time, or beyond ``max_events`` quotes and trades, is dropped; the drop
 runs once an eighth more has piled up (a memmove of every column), so the
@@ -59,9 +60,13 @@ QUOTE = Layout(
 CRYPTO_TRADE = Layout((("p", _FLOAT), ("s", _FLOAT), ("i", _INT), ("tks", _CHAR)))
 #: Alpaca's historical crypto quote: ``{"t","bp","bs","ap","as"}`` (fractional sizes).
 CRYPTO_QUOTE = Layout((("bp", _FLOAT), ("bs", _FLOAT), ("ap", _FLOAT), ("as", _FLOAT)))
-#: The layouts of a feed's quotes (``q``) and trades (``t``): the stock feed's, the crypto feed's.
+#: Alpaca's historical option trade: ``{"t","x","p","s","c"}`` (whole contracts, one condition code).
+OPTION_TRADE = Layout((("x", _CHAR), ("p", _FLOAT), ("s", _SIZE), ("c", _CHAR)))
+#: The layouts of a feed's quotes (``q``) and trades (``t``): the stock feed's, the crypto feed's, the
+#: option feed's (trades only: Alpaca has no history of option quotes, so none are kept).
 STOCK_LAYOUTS: Mapping[str, Layout] = {"q": QUOTE, "t": TRADE}
 CRYPTO_LAYOUTS: Mapping[str, Layout] = {"q": CRYPTO_QUOTE, "t": CRYPTO_TRADE}
+OPTION_LAYOUTS: Mapping[str, Layout] = {"t": OPTION_TRADE}
 #: Alpaca's bar, a stock's or a pair's: ``{"t","o","h","l","c","v","n","vw"}``.
 BAR_FIELDS = ("t", "o", "h", "l", "c", "v", "n", "vw")
 
@@ -159,7 +164,8 @@ class History:
     """Everything one feed's market made lately: quotes, trades, minute and daily bars.
 
     ``layouts`` says how quotes and trades are kept: the stock feed's (:data:`STOCK_LAYOUTS`,
-    the default) or the crypto feed's (:data:`CRYPTO_LAYOUTS`); bars are the same for both.
+    the default), the crypto feed's (:data:`CRYPTO_LAYOUTS`) or the option feed's (:data:`OPTION_LAYOUTS`,
+    trades only); a type without a layout is not kept. Bars are the same for every feed.
 
     Minute bars keep the last version sent (an updated bar replaces its
     minute bar, as Alpaca's history holds the corrected minute); daily bars
@@ -188,7 +194,7 @@ class History:
 
     def record(self, events: Iterable[dict[str, Any]], clock_ns: int) -> None:
         """Keep what the stream sends, made up to market time ``clock_ns``; statuses,
-        corrections and cancels have no REST history."""
+        corrections and cancels have no REST history, nor has a type without a layout (option quotes)."""
         count = 0
         newest = self.newest_ns
         for e in events:
@@ -197,7 +203,10 @@ class History:
                 key = (kind, e["S"])
                 series = self._series.get(key)
                 if series is None:
-                    series = self._series[key] = Series(self._layouts[kind], self._conditions)
+                    layout = self._layouts.get(kind)
+                    if layout is None:
+                        continue
+                    series = self._series[key] = Series(layout, self._conditions)
                 series.add(e)
                 count += 1
                 newest = max(newest, e["t"])

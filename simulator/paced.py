@@ -1,8 +1,9 @@
 """Paced mode: a feed's market moves with the wall clock, like a live one.
 
-One ticker per feed draws ``rate`` quotes and trades per second (plus
-whatever bars fall due), records them in the feed's history for the REST API
-and hands each batch to every subscribed connection on that feed, which
+One ticker per market (a feed's own; both option feeds share one) draws ``rate``
+quotes and trades per second (plus whatever bars fall due), records them in the
+market's history for the REST API and hands each batch to every subscribed
+connection on a feed showing it, which
 queues what it wants. A connection that falls ``send_buffer`` messages behind
 is dropped with 407 slow client, as Alpaca drops it; the market does not wait.
 
@@ -19,7 +20,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, is_options, market_kind
+from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, is_options, market_kind, market_of
 from simulator.crypto import CryptoMarket
 from simulator.history import History
 from simulator.market import Market
@@ -53,8 +54,9 @@ def make_market(config: SimulatorConfig, feed: str, start_ns: int, contracts: Se
 
 
 async def run_ticker(sim: Host, feed: str, history: History | None, market: AnyMarket) -> None:
-    """Move the feed's market with the wall clock, record (``history``: None, not recorded) and fan its
-    events out, until cancelled. The crypto and option markets run at CRYPTO_BURST_RATE when the simulator is burst."""
+    """Move the market of ``feed`` (the name :func:`~simulator.config.market_of` gives it) with the wall
+    clock, record (``history``: None, not recorded) and fan its events out, until cancelled. The crypto
+    and option markets run at CRYPTO_BURST_RATE when the simulator is burst."""
     config = sim.config
     rate = config.rate if config.rate is not None else CRYPTO_BURST_RATE
     interval = min(0.05, max(0.005, config.batch_size / rate))
@@ -63,7 +65,8 @@ async def run_ticker(sim: Host, feed: str, history: History | None, market: AnyM
     began, made = loop.time(), 0
     while True:
         await asyncio.sleep(interval)
-        listeners = [s for s in sim.sessions if s.feed == feed and s.authenticated and s.subscriptions]
+        # Every session whose feed shows this market (both option feeds show one).
+        listeners = [s for s in sim.sessions if market_of(s.feed) == feed and s.authenticated and s.subscriptions]
         until = sim.market_now_ns()
         if finite and not listeners:  # a finite market waits for its reader: keep the clock, skip the work
             market.advance(0, until)

@@ -1,8 +1,9 @@
-"""Alpaca's historical market-data REST APIs (v2 stocks, v1beta3 crypto) for the simulator's own markets.
+"""Alpaca's historical market-data REST APIs (v2 stocks, v1beta3 crypto, v1beta1 options) for the simulator's
+own markets.
 
 Served on the simulator's port next to the streams, so ``http://HOST:PORT`` is
-the base URL a client (alpaca-py's ``StockHistoricalDataClient(url_override=...)``
-or ``CryptoHistoricalDataClient(url_override=...)``) is given; the producer
+the base URL a client (alpaca-py's ``StockHistoricalDataClient(url_override=...)``,
+``CryptoHistoricalDataClient`` or ``OptionHistoricalDataClient``) is given; the producer
 fills the gaps in its stream from it as it would from Alpaca. Routes, each
 answered from the feed's history (kept as the paced market made it,
 :mod:`simulator.history`; rebuilt from the replay in burst mode,
@@ -14,6 +15,8 @@ answered from the feed's history (kept as the paced market made it,
                                                  {"trades": {"BTC/USD": [...]}, "next_page_token": ...}
     GET /v1beta3/crypto/us/latest/trades|quotes|bars|orderbooks?symbols=
                                                  {"trades": {"BTC/USD": {...}}}
+    GET /v1beta1/options/trades?symbols=AAPL240621C00190000,...
+                                                 {"trades": {"AAPL240621C00190000": [...]}, "next_page_token": ...}
 
 Parameters as Alpaca's: ``start``/``end`` (RFC 3339 or a date, both inclusive;
 default the day so far: New York's for stocks, US Central's for crypto, whose
@@ -23,7 +26,10 @@ daily bars start there), ``limit`` (1 to 10,000, default 1,000), ``sort``
 ``adjustment``, accepted and without effect. The crypto routes take pairs
 (``BTC/USD``) and no feed (the location, ``us``, is in the path); their items
 carry the crypto stream's fields (trades ``t,p,s,i,tks``, quotes
-``t,bp,bs,ap,as``, bars ``t,o,h,l,c,v,n,vw``; books ``t,b,a``). Errors are
+``t,bp,bs,ap,as``, bars ``t,o,h,l,c,v,n,vw``; books ``t,b,a``). The option route takes OCC contracts,
+at most 100 a request as on Alpaca (more: 400), and no feed (``/v1beta1/opra`` and ``/v1beta1/indicative``
+show one market here); its items are the option stream's trades (``t,x,p,s,c``, one condition code).
+Alpaca has no history of option quotes, so there is no such route. Errors are
 Alpaca's ``{"message": ...}``: 400 for a value that cannot be read or an
 unknown parameter, 422 for one out of range, 401 without both key headers
 (crypto: with only one of them; the crypto API, like Alpaca's, needs no key),
@@ -56,10 +62,11 @@ from websockets.http11 import Request, Response
 
 from simulator import crypto
 from simulator.bars import NS, day_start
-from simulator.config import CRYPTO_FEEDS, STREAMS, SimulatorConfig
+from simulator.config import CRYPTO_FEEDS, OPTION_FEEDS, STREAMS, SimulatorConfig
 from simulator.pages import NEW_YORK, PageError, Past, Timeframe, View, bar_view, page, series_view
 from simulator.wire import rfc3339
 from tickpipe.codecs import parse_rfc3339_ns
+from tickpipe.feeds import OPTIONS
 
 #: Feeds the stock historical API serves (Alpaca's others, otc, boats and overnight, are not simulated).
 REST_FEEDS = ("iex", "sip")
@@ -67,7 +74,8 @@ MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 _KINDS = {"trades": "t", "quotes": "q", "bars": "b"}
 _COMMON = frozenset({"start", "end", "limit", "page_token", "sort", "feed", "asof", "currency"})
-_CRYPTO_COMMON = frozenset({"start", "end", "limit", "page_token", "sort"})
+#: The window parameters of an API that takes no feed (crypto: the location is in the path; options).
+_FEEDLESS = frozenset({"start", "end", "limit", "page_token", "sort"})
 _ADJUSTMENTS = ("raw", "split", "dividend", "spin-off", "all")
 _SYMBOL = re.compile(r"[A-Z][A-Z0-9./-]{0,20}")
 
@@ -93,6 +101,8 @@ class Api:
     keys_required: bool
     single: bool
     """Whether ``{prefix}/{symbol}/{resource}`` routes exist (stocks) besides ``{prefix}/{resource}?symbols=``."""
+    max_symbols: int | None = None
+    """The most symbols one request may name (options: 100); None: no bound but the URL's."""
 
 
 STOCKS = Api(
@@ -111,7 +121,7 @@ STOCKS = Api(
 CRYPTO_APIS = tuple(
     Api(
         prefix=STREAMS[feed][1],
-        params={"trades": _CRYPTO_COMMON, "quotes": _CRYPTO_COMMON, "bars": _CRYPTO_COMMON | {"timeframe"}},
+        params={"trades": _FEEDLESS, "quotes": _FEEDLESS, "bars": _FEEDLESS | {"timeframe"}},
         latest={kind: frozenset() for kind in ("trades", "quotes", "bars", "orderbooks")},
         symbol=re.compile(STREAMS[feed][0].symbol_pattern),
         symbol_hint=", expected a pair such as BTC/USD",
@@ -123,7 +133,22 @@ CRYPTO_APIS = tuple(
     )
     for feed in CRYPTO_FEEDS
 )
-APIS = (STOCKS, *CRYPTO_APIS)
+#: The option historical API: trades only (Alpaca keeps no option quotes; bars, which the stream does
+#: not carry, are not simulated), of the one option market both option feeds show.
+OPTIONS_API = Api(
+    prefix="/v1beta1/options",
+    params={"trades": _FEEDLESS},
+    latest={},
+    symbol=re.compile(OPTIONS.symbol_pattern),
+    symbol_hint=", expected an OCC contract such as AAPL240621C00190000",
+    day_start=day_start,
+    zone=NEW_YORK,
+    feed=OPTION_FEEDS[0],
+    keys_required=True,
+    single=False,
+    max_symbols=100,
+)
+APIS = (STOCKS, *CRYPTO_APIS, OPTIONS_API)
 
 
 class Host(Protocol):
@@ -173,8 +198,9 @@ class RateLimit:
 
 def api_of(path: str) -> Api | None:
     """The API a request path (query left out) belongs to, or None for a stream path or another."""
-    if path == STOCKS.prefix or path.startswith(STOCKS.prefix + "/"):
-        return STOCKS
+    for api in (STOCKS, OPTIONS_API):
+        if path == api.prefix or path.startswith(api.prefix + "/"):
+            return api
     for api in CRYPTO_APIS:  # beneath the crypto stream's own path, which is not the REST API's
         if path.startswith(api.prefix + "/") and path.strip("/") != api.prefix.strip("/"):
             return api
@@ -254,6 +280,8 @@ def parse(config: SimulatorConfig, url: Any, api: Api = STOCKS) -> Query:
     unexpected = sorted(set(params) - (api.latest if latest else api.params)[resource])
     if unexpected:
         raise RestError(400, f"unexpected query parameter(s): {', '.join(unexpected)}")
+    if api.max_symbols is not None and len(symbols) > api.max_symbols:
+        raise RestError(400, f"too many symbols: {len(symbols)}, expected at most {api.max_symbols}")
     bad = [s for s in symbols if not api.symbol.fullmatch(s)]
     if bad:
         raise RestError(400, f"invalid symbol: {bad[0]}{api.symbol_hint}")

@@ -1,7 +1,8 @@
 """The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``, its crypto
 stream on ``/v1beta3/crypto/us`` (:mod:`simulator.crypto`), its option stream on ``/v1beta1/opra`` and
 ``/v1beta1/indicative`` (:mod:`simulator.options`, msgpack only), and Alpaca's historical REST API
-(``/v2/stocks/...``, ``/v1beta3/crypto/us/...``, :mod:`simulator.rest`) on the same port.
+(``/v2/stocks/...``, ``/v1beta3/crypto/us/...``, ``/v1beta1/options/trades``, :mod:`simulator.rest`) on the
+same port.
 
 Usage, in a test or a tool::
 
@@ -19,8 +20,10 @@ draws from the feed's market as fast as its socket takes frames, and the
 REST API rebuilds what was drawn from the replayed window
 (:mod:`simulator.burst_history`); a burst market moves only while read.
 The crypto and option markets are always paced (at ``CRYPTO_BURST_RATE`` in burst mode),
-and a connection's first orderbook message of a pair is the pair's whole book. The option market
-has no REST history here (its stream only).
+and a connection's first orderbook message of a pair is the pair's whole book. ``/v1beta1/opra`` and
+``/v1beta1/indicative`` show one option market (:func:`simulator.config.market_of`): a client of either
+gets the same events, and the REST history of option trades (``/v1beta1/options/trades``) is that
+market's; option quotes are not kept, as Alpaca has no history of them.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ from simulator import rest
 from simulator.bars import NS
 from simulator.burst import BurstFeed
 from simulator.burst_history import BurstHistory
-from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, is_options, market_kind
+from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, is_options, market_kind, market_of
 from simulator.crypto import CryptoMarket
-from simulator.history import CRYPTO_LAYOUTS, STOCK_LAYOUTS, History
+from simulator.history import CRYPTO_LAYOUTS, OPTION_LAYOUTS, STOCK_LAYOUTS, History
 from simulator.market import Event
 from simulator.options import OptionMarket, chain
 from simulator.paced import AnyMarket, make_market, run_ticker
@@ -150,7 +153,7 @@ class Simulator:
 
     def book_snapshots(self, feed: str, symbols: Collection[str] | None = None) -> list[Event]:
         """The whole books (``r``: true) of a crypto feed's pairs, of every pair if ``symbols`` is None."""
-        market = self.markets.get(feed)
+        market = self.markets.get(market_of(feed))
         if not isinstance(market, CryptoMarket):
             return []
         return [market.snapshot(s) for s in market.symbols if symbols is None or s in symbols]
@@ -170,13 +173,14 @@ class Simulator:
         return time.time_ns() + self.lag_ns
 
     def history(self, feed: str) -> History | BurstHistory | None:
-        """The feed's REST history: paced, what its ticker recorded (the market started if it was
-        not running); burst, what its replay has sent so far (None before any connection drew)."""
+        """The feed's REST history: paced, what its market's ticker recorded (the market started if it was
+        not running; both option feeds have the one market's); burst, what its replay has sent so far
+        (None before any connection drew)."""
         if not self.paced(feed):
             burst = self._burst.get(feed)
             return BurstHistory(burst) if burst is not None else None
         self._start_ticker(feed)
-        return self.histories.get(feed)  # None for an option feed
+        return self.histories.get(market_of(feed))
 
     # -- what was sent ---------------------------------------------------------------
 
@@ -244,26 +248,23 @@ class Simulator:
         """A session's subscriptions changed: start its feed's ticker in paced mode."""
         if self.paced(session.feed):
             self._start_ticker(session.feed)
-        market = self.markets.get(session.feed)
+        market = self.markets.get(market_of(session.feed))
         if isinstance(market, OptionMarket):  # any contract a client names is listed, as on Alpaca
             named = {s for c in session.subscriptions.channels.channels for s in session.subscriptions.symbols(c)}
             market.add(sorted(named - {"*"}))
         self.notify()
 
     def _start_ticker(self, feed: str) -> None:
+        """Start the market the feed shows (keyed by :func:`market_of`), its history and its ticker."""
+        feed = market_of(feed)
         if feed in self._tickers:
             return
         config = self.config
         contracts = self.option_symbols if is_options(feed) else None
         market = self.markets[feed] = make_market(config, feed, self.market_now_ns(), contracts)
-        if is_options(feed):  # no REST history for options (yet)
-            self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, None, market))
-            return
+        layouts = CRYPTO_LAYOUTS if is_crypto(feed) else OPTION_LAYOUTS if is_options(feed) else STOCK_LAYOUTS
         history = self.histories[feed] = History(
-            config.history_seconds * NS,
-            config.history_max_events,
-            self.market_now_ns(),
-            layouts=CRYPTO_LAYOUTS if is_crypto(feed) else STOCK_LAYOUTS,
+            config.history_seconds * NS, config.history_max_events, self.market_now_ns(), layouts=layouts
         )
         self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, history, market))
 
@@ -308,8 +309,7 @@ class Simulator:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
                 f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra or /v1beta1/indicative,"
-                f" or the REST API's /v2/stocks/... or"
-                f" /v1beta3/crypto/us/...,"
+                f" or the REST API's /v2/stocks/..., /v1beta3/crypto/us/... or /v1beta1/options/...,"
                 f" got {request.path}\n",
             )
         return None

@@ -1,13 +1,16 @@
-// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, and crypto
-// pairs (latest quote, top of the order book) when the API carries the crypto feed.
+// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, crypto
+// pairs (latest quote, top of the order book) when the API carries the crypto feed, and option
+// contracts (latest quote and trade) when it carries the options feed.
 //
 // Page parameters (all optional): ?symbols=AAPL,MSFT (the watchlist), ?chart=AAPL (the chart's
-// symbol), ?crypto=BTC/USD,ETH/USD (the crypto pairs), ?key=..&secret=.. (credentials for the
-// streams when the API requires them).
+// symbol), ?crypto=BTC/USD,ETH/USD (the crypto pairs), ?options=SPY240621C00530000,... (the option
+// contracts; default: the first known ones), ?key=..&secret=.. (credentials for the streams when the
+// API requires them).
 // window.__tickpipe exposes counters for tests and for the curious.
 
 import { BarChart } from "./chart.js";
 import { CryptoPanel } from "./crypto.js";
+import { OCC, OptionsPanel, pollOptions } from "./options.js";
 import { pollStatus } from "./status.js";
 import { LiveStream, streamUrl } from "./stream.js";
 import { Watchlist } from "./watchlist.js";
@@ -17,6 +20,7 @@ const SYMBOL = /^[A-Z][A-Z0-9./-]{0,15}$/; // as tickpipe.settings.SYMBOL_RE
 const DEFAULT_PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD"];
 const PAIR = /^[A-Z0-9]{1,12}\/[A-Z0-9]{1,12}$/; // as tickpipe.settings.PAIR_RE
 const CRYPTO_PATH = "/v1beta3/crypto/us"; // tickpipe.feeds.CRYPTO.stream_path
+const OPTION_CONTRACTS = 8; // contracts shown when ?options= names none
 const STORE = "tickpipe.dashboard";
 
 const params = new URLSearchParams(location.search);
@@ -25,6 +29,7 @@ const stats = {
   quotes: 0, trades: 0, liveBars: 0, barsDrawn: 0, lastBarTime: null, status: null, subscribed: null,
   everLive: false, reconnects: 0,
   crypto: { state: "idle", detail: "", quotes: 0, books: 0, subscribed: null },
+  options: { state: "idle", detail: "", contracts: [], polls: 0, quotes: 0, trades: 0 },
 };
 window.__tickpipe = stats;
 
@@ -44,16 +49,21 @@ function save(watch, chart) {
   if (!params.has("symbols")) localStorage.setItem(STORE, JSON.stringify({ symbols: watch, chart }));
 }
 
-/** Every symbol the API knows, as GET /symbols lists them (a list, or {"symbols": [...]}). */
+function names(items) {
+  return (items ?? []).map((item) => (typeof item === "string" ? item : item.symbol ?? item.S)).filter(Boolean);
+}
+
+/** What GET /symbols lists: the stock symbols ({"symbols": [...]}, or a bare list), and the option
+ *  contracts when the API carries options ("options": [...]; null when it does not). */
 async function knownSymbols() {
   try {
     const response = await fetch("/symbols");
-    if (!response.ok) return [];
+    if (!response.ok) return { stocks: [], options: null };
     const body = await response.json();
-    const items = Array.isArray(body) ? body : body.symbols ?? [];
-    return items.map((item) => (typeof item === "string" ? item : item.symbol ?? item.S)).filter(Boolean);
+    if (Array.isArray(body)) return { stocks: names(body), options: null };
+    return { stocks: names(body.symbols), options: Array.isArray(body.options) ? names(body.options) : null };
   } catch {
-    return [];
+    return { stocks: [], options: null };
   }
 }
 
@@ -95,6 +105,42 @@ function startCrypto(credentials) {
   stream.want({ quotes: panel.pairs, orderbooks: panel.pairs });
   stream.start();
   window.__tickpipeCrypto = panel; // for tests: panel.top(pair) is the book as kept here
+}
+
+function contractList(text) {
+  return (text ?? "").split(",").map((s) => s.trim().toUpperCase()).filter((s) => OCC.test(s));
+}
+
+/** The options panel: the latest quote and trade of some contracts, polled; hidden while the API does
+ *  not carry options (``known`` null: /symbols has no "options"). */
+function startOptions(known) {
+  const section = document.getElementById("options");
+  const note = document.getElementById("options-note");
+  if (known === null) {
+    stats.options.state = "absent";
+    return;
+  }
+  const panel = new OptionsPanel(document.querySelector("#option-contracts tbody"));
+  const asked = contractList(params.get("options"));
+  const contracts = asked.length > 0 ? asked : known.filter((c) => OCC.test(c)).slice(0, OPTION_CONTRACTS);
+  panel.setContracts(contracts);
+  stats.options.contracts = contracts;
+  stats.options.state = "polling";
+  section.hidden = false;
+  note.textContent = contracts.length > 0 ? "" : "no option contracts known yet";
+  pollOptions(panel, (outcome) => {
+    stats.options.polls += 1;
+    if (outcome.error) {
+      stats.options.detail = outcome.error;
+      note.textContent = outcome.error;
+      return;
+    }
+    stats.options.detail = "";
+    note.textContent = "";
+    stats.options.quotes += outcome.quotes;
+    stats.options.trades += outcome.trades;
+  });
+  window.__tickpipeOptions = panel;
 }
 
 function initialSymbols(known) {
@@ -219,7 +265,9 @@ async function main() {
     stats.status = status;
   });
 
-  const known = await knownSymbols();
+  const listed = await knownSymbols();
+  startOptions(listed.options);
+  const known = listed.stocks;
   document.getElementById("all-symbols").replaceChildren(
     ...known.map((symbol) => Object.assign(document.createElement("option"), { value: symbol })),
   );

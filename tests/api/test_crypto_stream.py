@@ -8,35 +8,26 @@ producer's. Counts are exact: N published, N received, nothing else before the m
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import date
 from typing import Any
 
-import msgpack
 import orjson
 import pytest
 import redis.asyncio
 
 from api.stream.protocol import FEED_CHANNELS, STREAMS
 from tests.helpers.api import ApiServer, WsClient, api_settings, publish, running_api
-from tests.helpers.crypto_live import (
-    CryptoLive,
-    crypto_bar,
-    crypto_book,
-    crypto_live,
-    crypto_quote,
-    crypto_trade,
-    unique_pair,
-)
+from tests.helpers.crypto_live import CryptoLive, crypto_bar, crypto_book, crypto_quote, crypto_trade, unique_pair
 from tests.helpers.events import day_ns, quote
+from tests.helpers.feed_streams import alpaca_stream, stamp, stream_url
 from tests.helpers.simulator import Book, apply_book
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
-from tickpipe.feeds import CRYPTO
-from tickpipe.names import SYMBOLS_KEY, latest_hash, qualified
+from tickpipe.feeds import CRYPTO, Feed
+from tickpipe.names import SYMBOLS_KEY, latest_hash
 
 with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecated since websockets 14
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -45,70 +36,23 @@ with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecat
 
 DAY = date(2024, 3, 4)
 CRYPTO_STREAMS = FEED_CHANNELS[CRYPTO.name].streams
-#: Where the crypto producer lists its run-time pairs: a pair there exists for the API's directory.
-CRYPTO_SYMBOLS_KEY = qualified(SYMBOLS_KEY, CRYPTO.qualifier)
+
+
+@pytest.fixture
+def feed() -> Feed:
+    """The feed of this module's ``feed_api``, ``live`` and ``listed`` (tests/api/conftest.py)."""
+    return CRYPTO
 
 
 def crypto_url(server: ApiServer) -> str:
-    return f"ws://127.0.0.1:{server.port}{CRYPTO.stream_path}"
+    return stream_url(server, CRYPTO.stream_path)
 
 
-@pytest.fixture
-async def crypto_api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
-    """The API with both feeds configured (ALPACA_FEEDS=stocks,crypto)."""
-    settings = api_settings(migrated_db, redis_url, alpaca_feeds="stocks,crypto", ws_max_symbols=50)
-    async with running_api(settings) as server:
-        yield server
-
-
-@pytest.fixture
-async def live(redis_url: str) -> AsyncIterator[CryptoLive]:
-    async with crypto_live(redis_url) as sink:
-        yield sink
-
-
-@pytest.fixture
-def listed_pair(redis_url: str) -> Iterator[Callable[[], str]]:
-    """Unique pairs the crypto producer lists, so the stream subscribes them in Redis at once."""
-    client = redis.Redis.from_url(redis_url)
-    made: list[str] = []
-
-    def make() -> str:
-        pair = unique_pair()
-        client.sadd(CRYPTO_SYMBOLS_KEY, pair)
-        made.append(pair)
-        return pair
-
-    yield make
-    if made:
-        client.srem(CRYPTO_SYMBOLS_KEY, *made)
-        for family in CRYPTO.families:
-            client.hdel(latest_hash(CRYPTO.word(family.name)), *made)
-    client.close()
-
-
-@contextlib.asynccontextmanager
-async def alpaca_crypto(url: str, subscribe: Callable[[CryptoDataStream, Any], None]) -> AsyncIterator[list[Any]]:
-    """alpaca-py's own run loop (``_run_forever``, what ``run()`` drives) in this event loop."""
-    received: list[Any] = []
-
-    async def handler(message: Any) -> None:
-        received.append(message)
-
-    stream = CryptoDataStream("any-key", "any-secret", url_override=url)
-    subscribe(stream, handler)
-    task = asyncio.create_task(stream._run_forever())
-    try:
-        yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await stream.close()
-
-
-def stamp(ns: int) -> Any:
-    return msgpack.Timestamp.from_unix_nano(ns).to_datetime()
+def alpaca_crypto(
+    url: str, subscribe: Callable[[CryptoDataStream, Any], None]
+) -> AbstractAsyncContextManager[list[Any]]:
+    """alpaca-py's CryptoDataStream in this event loop (:func:`tests.helpers.feed_streams.alpaca_stream`)."""
+    return alpaca_stream(CryptoDataStream, url, subscribe)
 
 
 def same(model: Any, message: dict[str, Any]) -> bool:
@@ -134,9 +78,9 @@ def same(model: Any, message: dict[str, Any]) -> bool:
 
 
 async def test_alpaca_crypto_clients_get_exactly_their_quotes_trades_and_bars(
-    crypto_api: ApiServer, live: CryptoLive, listed_pair: Callable[[], str]
+    feed_api: ApiServer, live: CryptoLive, listed: Callable[[], str]
 ) -> None:
-    a, b, c, nobody = (listed_pair() for _ in range(4))
+    a, b, c, nobody = (listed() for _ in range(4))
 
     def first_wants(stream: CryptoDataStream, handler: Any) -> None:
         stream.subscribe_quotes(handler, a, b)
@@ -148,8 +92,8 @@ async def test_alpaca_crypto_clients_get_exactly_their_quotes_trades_and_bars(
         stream.subscribe_trades(handler, c)
         stream.subscribe_daily_bars(handler, c)
 
-    hub = crypto_api.app.state.api.hub
-    url = crypto_url(crypto_api)
+    hub = feed_api.app.state.api.hub
+    url = crypto_url(feed_api)
     async with alpaca_crypto(url, first_wants) as first, alpaca_crypto(url, second_wants) as second:
         wanted = (("quotes", a), ("trades", a), ("updatedBars", b), ("trades", c), ("dailyBars", c))
         await wait_for(
@@ -185,7 +129,7 @@ async def test_alpaca_crypto_clients_get_exactly_their_quotes_trades_and_bars(
 
 
 async def test_alpaca_orderbook_subscriber_gets_the_whole_book_first_then_every_update(
-    crypto_api: ApiServer, live: CryptoLive
+    feed_api: ApiServer, live: CryptoLive
 ) -> None:
     pair = unique_pair()
     ns = day_ns(DAY, 16)
@@ -204,7 +148,7 @@ async def test_alpaca_orderbook_subscriber_gets_the_whole_book_first_then_every_
         def wants(stream: CryptoDataStream, handler: Any) -> None:
             stream.subscribe_orderbooks(handler, pair)
 
-        async with alpaca_crypto(crypto_url(crypto_api), wants) as received:
+        async with alpaca_crypto(crypto_url(feed_api), wants) as received:
             await wait_for(lambda: received, what="the whole book first")
             whole = received[0]
             assert isinstance(whole, Orderbook) and whole.reset and whole.timestamp == stamp(ns + 2_000)
@@ -229,10 +173,10 @@ async def test_alpaca_orderbook_subscriber_gets_the_whole_book_first_then_every_
         # What the client built from them is the book the producer keeps.
         for message in [*updates, marker]:
             apply_book(expected, message)
-        kept = orjson.loads(await live_book(crypto_api, pair))
+        kept = orjson.loads(await live_book(feed_api, pair))
         assert {"b": {q["p"]: q["s"] for q in kept["b"]}, "a": {q["p"]: q["s"] for q in kept["a"]}} == expected[pair]
     finally:
-        client = crypto_api.app.state.api.redis
+        client = feed_api.app.state.api.redis
         await client.hdel(latest_hash(CRYPTO.word("orderbooks")), pair)
 
 
@@ -242,12 +186,12 @@ async def live_book(server: ApiServer, pair: str) -> bytes:
 
 
 async def test_crypto_json_client_snapshots_and_errors(
-    crypto_api: ApiServer, live: CryptoLive, listed_pair: Callable[[], str]
+    feed_api: ApiServer, live: CryptoLive, listed: Callable[[], str]
 ) -> None:
-    pair, fresh = listed_pair(), listed_pair()
+    pair, fresh = listed(), listed()
     old = crypto_quote(pair, day_ns(DAY, 14), bid=10)
     await live.publish(old)  # nobody listens yet: only the snapshot stays
-    client = await WsClient.connect(crypto_url(crypto_api))
+    client = await WsClient.connect(crypto_url(feed_api))
     await client.login()
     try:
         await client.send({"action": "subscribe", "quotes": ["AAPL"]})
@@ -279,23 +223,23 @@ async def test_crypto_json_client_snapshots_and_errors(
 
 
 async def test_stock_and_crypto_streams_keep_to_their_own_feed(
-    crypto_api: ApiServer,
+    feed_api: ApiServer,
     live: CryptoLive,
     redis_client: redis.asyncio.Redis,
-    listed_pair: Callable[[], str],
+    listed: Callable[[], str],
     listed_symbol: Callable[[], str],
 ) -> None:
     """The same text names a stock and a pair on each path (tickers may hold '/'): each client gets its feed's."""
-    pair = listed_pair()
+    pair = listed()
     added = await redis_client.sadd(SYMBOLS_KEY, pair)  # the stock producer lists it too
-    stocks = await WsClient.connect(crypto_api.ws_url)
-    crypto = await WsClient.connect(crypto_url(crypto_api))
+    stocks = await WsClient.connect(feed_api.ws_url)
+    crypto = await WsClient.connect(crypto_url(feed_api))
     try:
         for client in (stocks, crypto):
             await client.login()
         await stocks.subscribe(quotes=[pair])
         await crypto.subscribe(quotes=[pair])
-        hub = crypto_api.app.state.api.hub
+        hub = feed_api.app.state.api.hub
         await wait_for(
             lambda: (
                 hub.clients_of(STREAMS["quotes"], pair) == 1 and hub.clients_of(CRYPTO_STREAMS["quotes"], pair) == 1

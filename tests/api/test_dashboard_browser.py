@@ -36,14 +36,17 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.main import create_app
+from tests.helpers.api import insert_events
 from tests.helpers.crypto_live import crypto_book, crypto_live, crypto_quote, unique_pair
+from tests.helpers.options_live import option_quote, option_trade, options_live, unique_contract
 from tickpipe import db
 from tickpipe.codecs import encode_live
 from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event, Quote, Trade
-from tickpipe.feeds import CRYPTO
+from tickpipe.feeds import CRYPTO, OPTIONS
 from tickpipe.health import Publisher, Reading
 from tickpipe.names import SYMBOLS_KEY, channel, latest_hash, qualified
+from tickpipe.option_events import OptionTrade
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
 from tickpipe.settings import load_settings
@@ -505,4 +508,90 @@ async def test_dashboard_hides_crypto_when_the_api_does_not_carry_it(api: Dashbo
     await wait_for(page, "() => window.__tickpipe?.crypto.state === 'refused'")
     assert "crypto feed is not configured" in await page.evaluate("window.__tickpipe.crypto.detail")
     assert not await page.locator("#crypto").is_visible()
+    assert errors == []
+
+
+@pytest.fixture
+async def options_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
+    """The API with the options feed configured too (ALPACA_FEEDS=stocks,options)."""
+    settings = load_settings(
+        database_url=migrated_db,
+        redis_url=redis_url,
+        kafka_topic_prefix=topic_prefix,
+        alpaca_feeds="stocks,options",
+        producer_admin_port=free_port(),
+        consumer_admin_port=free_port(),
+    )
+    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+OPTION_CELL = """([contract, column, text]) =>
+    document.querySelector(`#option-contracts tr[data-contract="${contract}"] td.${column}`)?.textContent === text"""
+
+
+async def test_dashboard_shows_the_latest_option_quotes_and_trades(
+    options_dashboard: DashboardServer, browser: Any, migrated_db: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A live contract (its snapshots in Redis, as the options producer keeps them) and a stored one (only
+    in PostgreSQL, as after a restart of Redis): both shown, then a new trade and quote replace the live one's."""
+    live_contract, stored_contract = unique_contract(), unique_contract("P")
+    now = time.time_ns()
+    stored = OptionTrade(symbol=stored_contract, timestamp=now - 10**9 * 60, price=0.85, size=7, exchange="X",
+                         condition="S")  # fmt: skip
+    await insert_events(migrated_db, [stored])
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with options_live(redis_url) as live:
+        try:
+            await live.publish(
+                option_quote(live_contract, now, bid=4.15), option_trade(live_contract, now + 1_000_000, price=4.2)
+            )
+            url = f"{options_dashboard.url}/?options={live_contract},{stored_contract}"
+            page, errors = await open_page(browser, url)
+            await wait_for(page, "() => window.__tickpipe?.options.state === 'polling'")
+            assert await page.locator("#options").is_visible()
+            assert await page.evaluate("window.__tickpipe.options.contracts") == [live_contract, stored_contract]
+            for contract, column, text in (
+                (live_contract, "bid", "4.15 ×12"),
+                (live_contract, "ask", "4.25 ×30"),
+                (live_contract, "last", "4.20"),
+                (live_contract, "size", "3 C"),
+                (stored_contract, "last", "0.8500"),
+                (stored_contract, "size", "7 X"),
+                (stored_contract, "bid", "–"),
+            ):
+                await wait_for(page, OPTION_CELL, arg=[contract, column, text])
+            # The next round of polls shows what the live path got since.
+            await live.publish(
+                option_trade(live_contract, now + 2_000_000, price=4.35, size=11),
+                option_quote(live_contract, now + 3_000_000, bid=4.3, size=5),
+            )
+            for column, text in (("last", "4.35"), ("size", "11 C"), ("bid", "4.30 ×5"), ("ask", "4.40 ×23")):
+                await wait_for(page, OPTION_CELL, arg=[live_contract, column, text])
+            stats = await page.evaluate("window.__tickpipe.options")
+            assert (stats["quotes"], stats["trades"]) == (2, 3), stats  # each change shown once
+            await page.screenshot(path=str(tmp_path / "options.png"), full_page=True)
+
+            # Without ?options=, the first contracts /symbols lists.
+            await page.goto(f"{options_dashboard.url}/")
+            await wait_for(page, "() => window.__tickpipe?.options.state === 'polling'")
+            listed = await page.evaluate("fetch('/symbols').then((r) => r.json()).then((b) => b.options)")
+            assert live_contract in listed and stored_contract in listed
+            assert await page.evaluate("window.__tickpipe.options.contracts") == listed[:8]
+            assert errors == []
+        finally:
+            for family in ("quotes", "trades"):
+                await client.hdel(latest_hash(OPTIONS.word(family)), live_contract)
+            await client.aclose()
+
+
+async def test_dashboard_hides_options_when_the_api_does_not_carry_them(api: DashboardServer, browser: Any) -> None:
+    page, errors = await open_page(browser, f"{api.url}/?options=SPY240621C00530000")
+    await wait_for(page, "() => window.__tickpipe?.options.state === 'absent'")
+    assert not await page.locator("#options").is_visible()
+    assert await page.evaluate("window.__tickpipe.options.polls") == 0
     assert errors == []

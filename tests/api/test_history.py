@@ -288,7 +288,7 @@ async def test_symbols_lists_stored_and_live(
     await insert_events(api.app.state.api.settings.database_url, [trade(stored, day_ns(DAY, 15), 1)])
     await redis_client.hset(latest_hash("quotes"), live, encode_live(quote(live, day_ns(DAY, 15))))
     try:
-        api.app.state.api.symbols_cache = (0.0, [])
+        api.app.state.api.symbols_cache = (0.0, {})
         symbols = (await http.get("/symbols")).json()["symbols"]
         assert stored in symbols and live in symbols
         assert symbols == sorted(symbols)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis.asyncio
 
-from tests.helpers.api import ApiServer, all_items, all_pages, insert_events
+from tests.helpers.api import ApiServer, all_items, all_pages, api_settings, insert_events, running_api
 from tests.helpers.events import day_ns
 from tests.helpers.options_live import unique_contract
 from tickpipe.codecs import encode_live, event_key, format_rfc3339_ns
@@ -218,3 +218,31 @@ async def test_stock_routes_take_no_contract_and_option_routes_no_ticker(
     assert (await http.get("/options/trades/AAPL")).status_code == 422
     # A contract is a valid ticker shape too long for one (at most 16 characters): the stock route refuses it.
     assert (await http.get(f"/trades/{contract()}")).status_code == 422
+
+
+async def test_symbols_lists_option_contracts_when_the_options_feed_runs(
+    api: ApiServer, http: httpx.AsyncClient, migrated_db: str, redis_url: str, contract: Callable[..., str]
+) -> None:
+    """Stored, live (a snapshot hash) and run-time (the producer's set) contracts under ``options``; the stock
+    list stays ``symbols``; without options in ALPACA_FEEDS, no ``options`` key."""
+    stored, live, listed = contract(), contract("P"), contract()
+    await insert_events(migrated_db, [some_trades(stored)[0]])
+    client = redis.asyncio.from_url(redis_url)
+    quote = some_quotes(live)[0]
+    try:
+        await client.hset(hash_of("quotes"), live, encode_live(quote))  # type: ignore[arg-type]
+        await client.sadd("tickpipe:symbols:options", listed, "NOT A CONTRACT")
+        async with (
+            running_api(api_settings(migrated_db, redis_url, alpaca_feeds="stocks,options")) as server,
+            httpx.AsyncClient(base_url=server.url) as options_http,
+        ):
+            body = (await options_http.get("/symbols")).json()
+        assert set(body) == {"symbols", "options"}
+        assert {stored, live, listed} <= set(body["options"]) and body["options"] == sorted(body["options"])
+        assert "NOT A CONTRACT" not in body["options"] and not {stored, live, listed} & set(body["symbols"])
+        api.app.state.api.symbols_cache = (0.0, {})
+        assert set((await http.get("/symbols")).json()) == {"symbols"}, "expected no options key without the feed"
+    finally:
+        await client.hdel(hash_of("quotes"), live)
+        await client.srem("tickpipe:symbols:options", listed, "NOT A CONTRACT")
+        await client.aclose()

@@ -10,27 +10,24 @@ declaration: msgpack only (a JSON client gets 412 and is closed), ``*`` refused 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import date
 from typing import Any
 
-import msgpack
 import orjson
 import pytest
-import redis
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from api.stream.protocol import FEED_CHANNELS
 from tests.helpers.api import ApiServer, WsClient, api_settings, running_api
 from tests.helpers.events import day_ns
-from tests.helpers.options_live import OptionsLive, option_quote, option_trade, options_live, unique_contract
+from tests.helpers.feed_streams import alpaca_stream, stamp, stream_url
+from tests.helpers.options_live import OptionsLive, option_quote, option_trade
 from tests.helpers.waiting import wait_for
-from tickpipe.feeds import OPTIONS
-from tickpipe.names import SYMBOLS_KEY, latest_hash, qualified
+from tickpipe.feeds import OPTIONS, Feed
 
 with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecated since websockets 14
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -39,71 +36,30 @@ with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecat
 
 DAY = date(2024, 3, 4)
 OPTION_STREAMS = FEED_CHANNELS[OPTIONS.name].streams
-#: Where the options producer lists its run-time contracts: a contract there exists for the API's directory.
-OPTIONS_SYMBOLS_KEY = qualified(SYMBOLS_KEY, OPTIONS.qualifier)
 PATHS = [OPTIONS.path.format(variant=variant) for variant in OPTIONS.variants]  # /v1beta1/opra, /v1beta1/indicative
 
 
+@pytest.fixture
+def feed() -> Feed:
+    """The feed of this module's ``feed_api``, ``live`` and ``listed`` (tests/api/conftest.py)."""
+    return OPTIONS
+
+
+@pytest.fixture
+def api_feeds() -> str:
+    """Every feed configured: a JSON client refused on the option paths is still served on the others."""
+    return "stocks,crypto,options"
+
+
 def options_url(server: ApiServer, path: str = OPTIONS.stream_path) -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
+    return stream_url(server, path)
 
 
-@pytest.fixture
-async def options_api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]:
-    """The API with every feed configured (ALPACA_FEEDS=stocks,crypto,options)."""
-    settings = api_settings(migrated_db, redis_url, alpaca_feeds="stocks,crypto,options", ws_max_symbols=50)
-    async with running_api(settings) as server:
-        yield server
-
-
-@pytest.fixture
-async def live(redis_url: str) -> AsyncIterator[OptionsLive]:
-    async with options_live(redis_url) as sink:
-        yield sink
-
-
-@pytest.fixture
-def listed_contract(redis_url: str) -> Iterator[Callable[[], str]]:
-    """Unique contracts the options producer lists, so the stream subscribes them in Redis at once."""
-    client = redis.Redis.from_url(redis_url)
-    made: list[str] = []
-
-    def make() -> str:
-        contract = unique_contract()
-        client.sadd(OPTIONS_SYMBOLS_KEY, contract)
-        made.append(contract)
-        return contract
-
-    yield make
-    if made:
-        client.srem(OPTIONS_SYMBOLS_KEY, *made)
-        for family in OPTIONS.families:
-            client.hdel(latest_hash(OPTIONS.word(family.name)), *made)
-    client.close()
-
-
-@contextlib.asynccontextmanager
-async def alpaca_options(url: str, subscribe: Callable[[OptionDataStream, Any], None]) -> AsyncIterator[list[Any]]:
-    """alpaca-py's own run loop (``_run_forever``, what ``run()`` drives) in this event loop."""
-    received: list[Any] = []
-
-    async def handler(message: Any) -> None:
-        received.append(message)
-
-    stream = OptionDataStream("any-key", "any-secret", url_override=url)
-    subscribe(stream, handler)
-    task = asyncio.create_task(stream._run_forever())
-    try:
-        yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await stream.close()
-
-
-def stamp(ns: int) -> Any:
-    return msgpack.Timestamp.from_unix_nano(ns).to_datetime()
+def alpaca_options(
+    url: str, subscribe: Callable[[OptionDataStream, Any], None]
+) -> AbstractAsyncContextManager[list[Any]]:
+    """alpaca-py's OptionDataStream in this event loop (:func:`tests.helpers.feed_streams.alpaca_stream`)."""
+    return alpaca_stream(OptionDataStream, url, subscribe)
 
 
 def same(model: Any, message: dict[str, Any]) -> bool:
@@ -123,9 +79,9 @@ def same(model: Any, message: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("path", PATHS)
 async def test_alpaca_option_clients_get_exactly_their_trades_and_quotes(
-    options_api: ApiServer, live: OptionsLive, listed_contract: Callable[[], str], path: str
+    feed_api: ApiServer, live: OptionsLive, listed: Callable[[], str], path: str
 ) -> None:
-    a, b, c, nobody = (listed_contract() for _ in range(4))
+    a, b, c, nobody = (listed() for _ in range(4))
 
     def first_wants(stream: OptionDataStream, handler: Any) -> None:
         stream.subscribe_quotes(handler, a, b)
@@ -135,8 +91,8 @@ async def test_alpaca_option_clients_get_exactly_their_trades_and_quotes(
         stream.subscribe_trades(handler, c)
         stream.subscribe_quotes(handler, c)
 
-    hub = options_api.app.state.api.hub
-    url = options_url(options_api, path)
+    hub = feed_api.app.state.api.hub
+    url = options_url(feed_api, path)
     async with alpaca_options(url, first_wants) as first, alpaca_options(url, second_wants) as second:
         wanted = (("quotes", a), ("quotes", b), ("trades", a), ("trades", c), ("quotes", c))
         await wait_for(
@@ -171,13 +127,13 @@ async def test_alpaca_option_clients_get_exactly_their_trades_and_quotes(
 
 
 async def test_a_subscriber_gets_the_last_quote_and_trade_first(
-    options_api: ApiServer, live: OptionsLive, listed_contract: Callable[[], str]
+    feed_api: ApiServer, live: OptionsLive, listed: Callable[[], str]
 ) -> None:
-    contract = listed_contract()
+    contract = listed()
     ns = day_ns(DAY, 14)
     old = [option_quote(contract, ns, bid=2.0), option_trade(contract, ns + 1, price=2.05)]
     await live.publish(*old)  # nobody listens yet: only the snapshots stay
-    client = await WsClient.connect(options_url(options_api), use_msgpack=True)
+    client = await WsClient.connect(options_url(feed_api), use_msgpack=True)
     try:
         await client.login()
         reply = await client.subscribe(trades=[contract.lower()], quotes=[contract])
@@ -195,9 +151,9 @@ async def test_a_subscriber_gets_the_last_quote_and_trade_first(
 
 
 @pytest.mark.parametrize("path", PATHS)
-async def test_a_json_client_gets_412_and_is_closed(options_api: ApiServer, path: str) -> None:
+async def test_a_json_client_gets_412_and_is_closed(feed_api: ApiServer, path: str) -> None:
     """Alpaca's option stream speaks msgpack only: a JSON client is refused before anything else."""
-    async with ws_connect(options_url(options_api, path)) as ws:
+    async with ws_connect(options_url(feed_api, path)) as ws:
         frame = await ws.recv()
         assert isinstance(frame, str), "the refusal is in the client's own encoding"
         (error,) = orjson.loads(frame)
@@ -210,16 +166,16 @@ async def test_a_json_client_gets_412_and_is_closed(options_api: ApiServer, path
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
     # The stock and crypto paths of the same API still take JSON.
     for stock_or_crypto in ("/v2/stream", "/v1beta3/crypto/us"):
-        other = await WsClient.connect(options_url(options_api, stock_or_crypto))
+        other = await WsClient.connect(options_url(feed_api, stock_or_crypto))
         await other.login()
         await other.close()
 
 
 async def test_star_is_refused_on_quotes_with_413_and_allowed_on_trades(
-    options_api: ApiServer, live: OptionsLive, listed_contract: Callable[[], str]
+    feed_api: ApiServer, live: OptionsLive, listed: Callable[[], str]
 ) -> None:
-    contract = listed_contract()
-    client = await WsClient.connect(options_url(options_api), use_msgpack=True)
+    contract = listed()
+    client = await WsClient.connect(options_url(feed_api), use_msgpack=True)
     try:
         await client.login()
         await client.send({"action": "subscribe", "quotes": ["*"]})
@@ -235,7 +191,7 @@ async def test_star_is_refused_on_quotes_with_413_and_allowed_on_trades(
         # The connection is still open: '*' on trades is Alpaca's and ours.
         reply = await client.subscribe(trades=["*"], quotes=[contract])
         assert reply == {"T": "subscription", "trades": ["*"], "quotes": [contract]}
-        hub = options_api.app.state.api.hub
+        hub = feed_api.app.state.api.hub
         await wait_for(lambda: hub.clients_of(OPTION_STREAMS["quotes"], contract) == 1, what="the subscription")
         ns = day_ns(DAY, 16)
         await live.publish(option_quote(contract, ns), option_trade(contract, ns + 1))

@@ -26,7 +26,7 @@ from api.stream import protocol
 from consumers import cli as consumer_cli
 from consumers import service as consumer_service
 from consumers import tables as consumer_tables
-from simulator import subscriptions
+from simulator import rest, subscriptions
 from simulator.config import FEEDS as SIMULATED_VARIANTS
 from simulator.config import STREAMS as SIMULATED_STREAMS
 from simulator.server import feed_of
@@ -321,3 +321,23 @@ def test_simulator_serves_every_channel(feed: Feed, family: Family, kind: EventT
 def test_simulator_serves_uncarried_channels(feed: Feed) -> None:
     for channel, code in feed.uncarried:
         assert subscriptions.BY_FEED[feed.name].channels[channel] == code
+
+
+HISTORIES = [(feed, family) for feed in FEEDS for family in feed.families if family.history]
+
+
+@pytest.mark.parametrize(("feed", "family"), HISTORIES, ids=ids)
+def test_simulator_serves_every_declared_rest_history(feed: Feed, family: Family) -> None:
+    """A family's REST history (what the gap backfill fetches) is a route of the simulator's REST API,
+    taking the parameters the history client sends (``feed`` only where the feed declares it)."""
+    resource = family.history
+    assert feed.history_path and resource, f"expected {feed.name} to declare its history_path"
+    path = feed.history_path.format(history=resource)
+    api = rest.api_of(path)
+    assert api is not None, f"expected the simulator to serve {path}"
+    assert path == f"{api.prefix}/{resource}" and resource in api.params
+    sent = {"start", "end", "limit", "sort", "page_token"} | ({"feed"} if feed.history_feed else set())
+    sent |= {"timeframe"} if resource == "bars" else set()
+    assert sent <= api.params[resource], f"expected {path} to take {sorted(sent)}"
+    assert feed.history_feed == ("feed" in api.params[resource])
+    assert api.symbol.fullmatch(feed.example)

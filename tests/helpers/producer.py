@@ -31,6 +31,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from producer.backfill import to_records
+from producer.gaps import chunks
 from producer.history_client import HistoryClient
 from producer.kafka_backend import Outcome
 from producer.kafka_backend import TopicPartition as TP
@@ -38,11 +39,11 @@ from producer.service import ProducerService
 from simulator.history import History
 from tests.helpers.broker import IDEMPOTENCE, private_broker
 from tests.helpers.waiting import wait_for
-from tickpipe.codecs import decode_kafka, decode_message
+from tickpipe.codecs import decode_kafka, decode_message, kafka_decoder
 from tickpipe.dev.embedded_kafka import EmbeddedKafka
 from tickpipe.dev.processes import free_port
 from tickpipe.events import Bar, Event
-from tickpipe.feeds import Feed
+from tickpipe.feeds import STOCK, Feed
 from tickpipe.names import latest_hash
 from tickpipe.rows import from_row
 from tickpipe.settings import Settings, load_settings
@@ -556,19 +557,41 @@ class RedisCollector:
 
 
 async def rest_events(
-    base_url: str, resource: str, symbols: list[str], start_ns: int, end_ns: int, feed: str = "iex"
-) -> list[Event]:
-    """Every item the REST API holds for the window, as the events a backfill would send (receive time 0)."""
-    client = HistoryClient(base_url, "key", "secret", feed, per_minute=10_000)
-    out: list[Event] = []
+    base_url: str,
+    resource: str,
+    symbols: list[str],
+    start_ns: int,
+    end_ns: int,
+    feed: str = "iex",
+    *,
+    of: Feed = STOCK,
+) -> list[Any]:
+    """Every item the REST API holds for the window, as the events a backfill would send (receive time 0):
+    the stock feed's history of variant ``feed``, or that of the feed ``of`` (``OPTIONS``: its trades, in
+    requests of at most 100 contracts, as the backfill makes them)."""
+    client = HistoryClient(base_url, "key", "secret", feed if of.history_feed else None, path=of.history_path or "",
+                           per_minute=10_000)  # fmt: skip
+    decode = kafka_decoder(of)
+    out: list[Any] = []
     try:
-        async for page in client.pages(resource, symbols, start_ns, end_ns):
-            records, bad = to_records(resource, page.items, {"t": "t", "q": "q", "b": "b"}, 0)
-            assert bad == 0
-            out += [decode_kafka(value) for _, _, value in records]
+        for group in chunks(symbols):
+            async for page in client.pages(resource, group, start_ns, end_ns):
+                records, bad = to_records(resource, page.items, {"t": "t", "q": "q", "b": "b"}, 0, of)
+                assert bad == 0
+                out += [decode(value) for _, _, value in records]
     finally:
         await client.aclose()
     return out
+
+
+async def backfill(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """``python -m tickpipe.cli backfill *args``: exit code and output (stdout and stderr, not a TTY)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tickpipe.cli", "backfill", *args, env=env,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(child.communicate(), 180)
+    return await child.wait(), out.decode(errors="replace")
 
 
 def consumer_env(bootstrap: str, database_url: str, prefix: str) -> dict[str, str]:

@@ -16,9 +16,16 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from producer.backfill import Backfiller
+from producer.gaps import Gap
 from producer.history_client import HistoryClient
-from simulator import Simulator
+from simulator import DEFAULT_START_NS, Simulator, SimulatorConfig
+from simulator.config import OPTION_FEEDS
+from simulator.history import History
+from simulator.options import chain
 from simulator.rest import RateLimit
+from tests.helpers.waiting import wait_for
+from tickpipe.feeds import OPTIONS
 
 SECOND = 1_000_000_000
 
@@ -99,3 +106,39 @@ async def test_a_429_is_waited_out_and_the_request_made_again(symbols: list[str]
         assert items == 2
         assert client.stats.throttled == 1 and client.stats.requests == 3
         assert minutes.waits and minutes.waits[0] > 0
+
+
+class Kept:
+    """A backfill's record sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes]] = []
+
+    async def put(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        self.records += records
+
+
+async def test_an_option_chain_gap_is_fetched_100_contracts_a_request_within_the_budget() -> None:
+    """250 contracts: three requests (the simulator refuses more than 100 contracts in one, as Alpaca does),
+    spending the client's budget of two a minute, so the third waits for the first's minute to end."""
+    contracts = chain(["SPY", "QQQ", "AAPL"], DEFAULT_START_NS, expiries=3, strikes=14)[:250]
+    config = SimulatorConfig(rate=1000, start_ns=DEFAULT_START_NS, option_symbols=tuple(contracts),
+                             feed=OPTION_FEEDS[0])  # fmt: skip
+    async with Simulator(config) as sim:
+        history = sim.history(OPTION_FEEDS[0])
+        assert isinstance(history, History)
+        await wait_for(lambda: history.recorded >= 100, 30, "100 option trades")
+        minutes = Minutes(sim)
+        client = HistoryClient(sim.rest_url, "key", "secret", None, path=OPTIONS.history_path or "", per_minute=2,
+                               sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
+        sink = Kept()
+        filler = Backfiller(client, sink, {"t": "options.trades"}, ["trades"], feed=OPTIONS)
+        gap, made = Gap(DEFAULT_START_NS, history.clock_ns, contracts), history.recorded  # the trades up to its end
+        try:
+            await filler.fill(gap)
+        finally:
+            await client.aclose()
+        assert gap.finished("trades") and sorted(gap.progress) == ["trades/0", "trades/1", "trades/2"]
+        assert client.stats.requests == 3 and client.stats.throttled == 0 and filler.last_error is None
+        assert len(minutes.waits) == 1 and 59 < minutes.waits[0] <= 61, minutes.waits
+        assert len(sink.records) == filler.events["trades"] == made, "expected every trade of the window, once"

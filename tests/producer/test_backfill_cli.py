@@ -9,9 +9,7 @@ PostgreSQL gains 0 rows.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from simulator.history import History
 from tests.helpers.producer import (
     MINUTE,
     SECOND,
+    backfill,
     compare_run,
     drain_into_postgres,
     market_start,
@@ -38,16 +37,6 @@ from tickpipe.codecs import format_rfc3339_ns
 @pytest.fixture
 def symbols(unique_symbol: Callable[[], str]) -> list[str]:
     return sorted({unique_symbol() for _ in range(3)})
-
-
-async def backfill(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """``python -m tickpipe.cli backfill *args``: exit code and output (stdout and stderr, not a TTY)."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tickpipe.cli", "backfill", *args, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(child.communicate(), 180)
-    return await child.wait(), out.decode(errors="replace")
 
 
 async def test_backfill_resumes_at_its_checkpoint_and_a_second_run_adds_no_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from producer.service import backfill_resources, history_client
-from tickpipe.feeds import CRYPTO, STOCK
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
 from tickpipe.settings import load_settings
 
 
@@ -35,3 +35,11 @@ def test_crypto_gaps_fill_trades_and_bars_quotes_when_asked_never_books() -> Non
     stock = history_client(load_settings(alpaca_feed="sip"))
     assert (crypto.path, crypto.feed) == ("/v1beta3/crypto/us/{history}", None)  # crypto takes no feed=
     assert (stock.path, stock.feed) == ("/v2/stocks/{history}", "sip")
+
+
+def test_option_gaps_fill_trades_from_the_option_history_which_takes_no_feed() -> None:
+    assert OPTIONS.history_path == "/v1beta1/options/{history}" and not OPTIONS.history_feed
+    assert backfill_resources(load_settings(), OPTIONS) == ["trades"]
+    assert backfill_resources(load_settings(backfill_quotes=True), OPTIONS) == ["trades"], "no option quote history"
+    options = history_client(load_settings(alpaca_options_feed="opra", alpaca_feed="sip"), OPTIONS)
+    assert (options.path, options.feed) == ("/v1beta1/options/{history}", None)

@@ -21,13 +21,12 @@ from producer.backfill_cli import build_parser, job_from
 from simulator import Simulator
 from simulator.history import History
 from tests.helpers.consumers import consumer_settings, count_rows, fetch_events
-from tests.helpers.producer import MINUTE, SECOND, market_start, read_topics
+from tests.helpers.producer import MINUTE, SECOND, backfill, market_start, read_topics
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.errors import TickpipeError
 from tickpipe.feeds import CRYPTO
 
-from .test_backfill_cli import backfill
 from .test_crypto_backfill import rest_history
 from .test_crypto_feed import FEED, crypto_config
 
@@ -42,7 +41,6 @@ def test_the_crypto_feed_is_named_and_its_pairs_checked_others_refused_in_one_li
                                                      "2024-06-03", "--end", "2024-06-04"])).name  # fmt: skip
     cases = [
         (["--feed", "crypto", "--symbols", "AAPL"], r"--symbols: .*AAPL"),
-        (["--feed", "options", "--symbols", "SPY240621C00500000"], "the options feed has no REST history"),
         (["--feed", "forex", "--symbols", "EUR/USD"], r"--feed: expected one of .*crypto.*got 'forex'"),
         (["--feed", "crypto", "--symbols", "BTC/USD", "--types", "statuses"], "--types: expected a comma subset of"),
     ]

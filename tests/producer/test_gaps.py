@@ -14,14 +14,18 @@ from typing import Any
 import msgspec
 import pytest
 
+from consumers.option_staging import trade_row as option_trade_row
 from consumers.staging import quote_row, trade_row
 from producer.backfill import is_backfilled, mark_backfilled, to_records
-from producer.gaps import DONE, Checkpoints, Gap, GapTracker, StateFile
+from producer.gaps import DONE, Checkpoints, Gap, GapTracker, StateFile, chunks
 from producer.transcode import Transcoded
+from simulator import DEFAULT_START_NS
+from simulator.options import chain
 from tickpipe.codecs import decode_kafka, encode_kafka, event_key, format_rfc3339_ns
 from tickpipe.crypto_events import CryptoBar, CryptoTrade
 from tickpipe.events import Quote, Trade
-from tickpipe.feeds import CRYPTO
+from tickpipe.feeds import CRYPTO, OPTIONS
+from tickpipe.option_events import OptionTrade
 
 S = 1_000_000_000
 
@@ -182,3 +186,46 @@ def test_a_crypto_rest_item_becomes_the_crypto_event_the_stream_carried() -> Non
     assert bad == 0 and msgspec.msgpack.decode(records[0][2], type=CryptoBar) == bar
     records, bad = to_records("trades", {"BTC/USD": [{"t": stamp, "p": 1.0}]}, {"t": "x"}, 0, feed=CRYPTO)
     assert (records, bad) == ([], 1)
+
+
+def test_with_a_symbol_list_every_subscribed_symbol_is_filled_seen_or_not() -> None:
+    """A contract of a chain may trade for the first time in the gap: a listed symbol is filled unseen."""
+    gaps = tracker(["AAA", "NEW"])
+    gaps.note([tick("AAA", 10 * S)])
+    gaps.session_started("reconnect")
+    gaps.note([tick("AAA", 20 * S)])
+    assert gaps.gaps[0].symbols == ["AAA", "NEW"]
+
+
+def test_an_options_gap_is_opened_by_trades_its_only_rest_history() -> None:
+    """Option quotes have no REST history: they neither move the watermark nor open a gap."""
+    contracts = ["SPY240607C00530000", "SPY240607P00530000", "TSLA240607C00180000"]
+    gaps = GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: contracts, feed=OPTIONS)
+    assert set(gaps.last) == {"t"}
+    gaps.note([tick(contracts[0], 100 * S), tick(contracts[1], 120 * S, "q")])
+    assert gaps.watermark == 100 * S and gaps.last["t"] == {contracts[0]: 100 * S}
+    gaps.session_started("reconnect")
+    gaps.note([tick(contracts[1], 140 * S, "q")])
+    assert not gaps.gaps, "expected a quote not to close the gap"
+    gaps.note([tick(contracts[2], 141 * S)])
+    assert [(g.start_ns, g.end_ns, g.symbols) for g in gaps.gaps] == [(98 * S, 143 * S, sorted(contracts))]
+
+
+def test_a_chain_is_fetched_in_requests_of_at_most_100_contracts() -> None:
+    """Alpaca's option routes take at most 100 contracts a request; every contract is asked once."""
+    contracts = chain(start_ns=DEFAULT_START_NS)
+    groups = chunks(contracts)
+    assert len(contracts) == 2560 and len(groups) == 26
+    assert max(map(len, groups)) == 100 and sorted(c for g in groups for c in g) == sorted(contracts)
+
+
+def test_an_option_rest_item_becomes_the_option_trade_the_stream_carried() -> None:
+    streamed = OptionTrade(symbol="SPY240607C00530000", timestamp=1_717_421_400_123_456_789, price=4.35, size=3,
+                           exchange="C", condition="I")  # fmt: skip
+    item = {"t": format_rfc3339_ns(streamed.timestamp), "x": "C", "p": 4.35, "s": 3, "c": "I"}
+    records, bad = to_records("trades", {streamed.symbol: [item]}, {"t": "tickpipe.options.trades"}, 99, OPTIONS)
+    assert bad == 0 and records[0][:2] == ("tickpipe.options.trades", streamed.symbol.encode())
+    assert is_backfilled(records[0][2])
+    decoded = msgspec.msgpack.decode(records[0][2], type=OptionTrade)
+    assert msgspec.structs.replace(decoded, received_at=0) == streamed and decoded.received_at == 99
+    assert option_trade_row(decoded)[3] == option_trade_row(streamed)[3], "expected the row key of the streamed one"

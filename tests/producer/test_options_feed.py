@@ -20,63 +20,22 @@ import pytest
 
 from producer.cli import build_parser, feed_of, settings_from
 from producer.service import ProducerService
-from simulator import DEFAULT_START_NS, Faults, Simulator, SimulatorConfig
-from simulator.config import OPTION_FEEDS
-from simulator.options import chain
-from tests.helpers.producer import RedisCollector, producer_settings, read_topics, running
-from tests.helpers.simulator import nanos
+from simulator import Faults, Simulator
+from tests.helpers.options import CONTRACTS, FAMILIES, FEED, option_config, option_settings, option_topics, sent_on
+from tests.helpers.producer import RedisCollector, read_topics, running
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.dlq import decode_dead_letter
 from tickpipe.errors import SettingsError
 from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
 from tickpipe.option_events import AnyOptionEvent
-from tickpipe.settings import Settings, load_settings
+from tickpipe.settings import load_settings
 
-FEED = OPTION_FEEDS[0]  # "options/opra"
-#: Two chains of one expiry: 2 underlyings x 6 strikes x C/P = 24 contracts, every one subscribed.
-CONTRACTS = tuple(chain(["SPY", "TSLA"], DEFAULT_START_NS, expiries=1, strikes=6))
-FAMILIES = ("trades", "quotes")
 _option = msgspec.msgpack.Decoder(AnyOptionEvent)
-
-
-def option_config(**overrides: Any) -> SimulatorConfig:
-    values: dict[str, Any] = {
-        "rate": 2000,
-        "start_ns": DEFAULT_START_NS,
-        "record": True,
-        "option_symbols": CONTRACTS,
-        "feed": FEED,
-    }
-    values.update(overrides)
-    return SimulatorConfig(**values)
-
-
-def option_settings(kafka: str, redis_url: str, prefix: str, spool: Path, sim: Simulator, **overrides: Any) -> Settings:
-    # ALPACA_STREAM_URL is the simulator's stock URL: the options URL is derived from its host
-    # (ALPACA_OPTIONS_FEED picks opra).
-    values: dict[str, Any] = {
-        "option_symbols": ",".join(CONTRACTS),
-        "alpaca_options_feed": "opra",
-        "options_producer_admin_port": 0,
-    }
-    values.update(overrides)
-    return producer_settings(kafka, redis_url, prefix, spool, sim.url_for("iex"), **values)
-
-
-def option_topics(prefix: str) -> list[str]:
-    return [f"{prefix}options.{family}" for family in FAMILIES]
 
 
 def topic_of(prefix: str, message: dict[str, Any]) -> str:
     return f"{prefix}{OPTIONS.word(OPTIONS.family_of[message['T']])}"
-
-
-def sent_on(sim: Simulator) -> list[dict[str, Any]]:
-    """Every data message the simulator sent on its option connections, in order (``t`` in ns)."""
-    return [
-        {**m, "t": nanos(m["t"])} for session in sim.sessions if session.feed == FEED for m in session.sent_events()
-    ]
 
 
 def as_event(message: dict[str, Any]) -> bytes:

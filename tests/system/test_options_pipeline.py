@@ -18,9 +18,9 @@ from consumers.service import ConsumerService, tables_for
 from producer.service import ProducerService
 from simulator import Simulator
 from tests.helpers.consumers import BASE_NS, consumer_settings, count_rows, fetch_events, produce
+from tests.helpers.options import option_config, option_settings, sent_on
 from tests.helpers.producer import forget_snapshots, read_topics, running
 from tests.helpers.waiting import wait_for
-from tests.producer.test_options_feed import option_config, option_settings, sent_on
 from tickpipe.dlq import decode_dead_letter
 from tickpipe.feeds import OPTIONS
 from tickpipe.names import topic

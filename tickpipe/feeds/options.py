@@ -11,6 +11,15 @@ for quotes (error 413, "star subscription is not allowed for option quotes"). It
 
 Stored in ``options_trades`` and ``options_quotes`` (migration 0006), served under ``/options/...``
 and streamed by the API at ``stream_path`` (``/v1beta1/opra``, where alpaca-py's ``OptionDataStream`` connects).
+
+Gaps in its stream are filled as the stock feed's are (:mod:`producer.gaps`): trades from Alpaca's option
+history, ``/v1beta1/options/trades?symbols=`` (alpaca-py's ``OptionHistoricalDataClient.get_option_trades``),
+at most 100 contracts a request (Alpaca's bound; :data:`producer.gaps.CHUNK_SYMBOLS`), so a chain of
+thousands is fetched in batches within the backfill's request budget. That API takes no ``feed``
+(``OptionTradesRequest`` has none): the history is OPRA's, which the ``indicative`` stream is derived from.
+Quotes have no REST history (Alpaca serves only each contract's latest quote, ``/v1beta1/options/quotes/latest``),
+so a gap leaves them missing: the contract's next quote on the new connection replaces the stale one live.
+Option bars exist in that API but the stream carries none.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ QUOTES: Final = Family(
     "bid_price float8, bid_size bigint, ask_exchange text, ask_price float8, ask_size bigint, condition text",
     stage_row="consumers.option_staging:quote_row",
     hidden=("event_key",),
+    # No ``history``: Alpaca keeps no option quotes of a past window (the latest quote only).
 )
 TRADES: Final = Family(
     "trades",
@@ -37,6 +47,7 @@ TRADES: Final = Family(
     "size bigint, condition text",
     stage_row="consumers.option_staging:trade_row",
     hidden=("event_key",),
+    history="trades",
 )
 
 #: An OCC contract symbol: the root (1 to 6 letters or digits, e.g. ``SPXW``, ``BRK2``), expiry
@@ -58,4 +69,5 @@ OPTIONS: Final = Feed(
     symbol_chars=21,
     encodings=("msgpack",),
     starless=("quotes",),
+    history_path="/v1beta1/options/{history}",
 )
