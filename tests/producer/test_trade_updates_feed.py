@@ -63,8 +63,9 @@ async def test_every_update_is_one_record_keyed_by_its_order_and_on_its_symbols_
     by_key: dict[bytes, list[Any]] = defaultdict(list)
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         event = decode(record.value)
-        assert record.key == event.order_id.encode()
-        by_key[record.key].append(event)
+        key = event.order_id.encode()
+        assert record.key == key
+        by_key[key].append(event)
     want = [stored(u) for u in sent]
     got = sorted((e for events in by_key.values() for e in events), key=lambda e: e.timestamp)
     assert [(e.order_id, e.event, e.timestamp, e.order, e.price, e.qty, e.execution_id) for e in got] == [
