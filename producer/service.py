@@ -42,7 +42,7 @@ from producer.metrics import ProducerMetrics
 from producer.source import Connector, UpstreamOptions, channel_of, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
-from producer.transcode import transcoder_for
+from producer.trading_transcode import transcoder_of
 from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.backoff import EqualJitterBackoff
@@ -206,7 +206,7 @@ class ProducerService:
             ticks=tick_codes(feed), keyed_by_symbol=all(family.key == "symbol" for family in feed.families),
         )  # fmt: skip
         self.upstream = UpstreamClient(
-            upstream_options(settings, feed), self.symbols.current, self.fanout, connector, transcoder_for(feed)
+            upstream_options(settings, feed), self.symbols.current, self.fanout, connector, transcoder_of(feed)
         )
         if self.gaps is not None:
             self.gaps.on_gap = self._gap_signal.set

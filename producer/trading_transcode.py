@@ -20,9 +20,10 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from producer.transcode import Transcoded, TranscodedFrame
+from producer.transcode import Transcode, Transcoded, TranscodedFrame, transcoder_for
 from tickpipe.codecs import Rejected
 from tickpipe.errors import DecodeError
+from tickpipe.feeds import TRADING, Feed
 from tickpipe.trading_wire import AUTHORIZATION, AUTHORIZED, LISTENING, STREAM, decode_update
 
 _encoder: Final = msgspec.msgpack.Encoder()
@@ -72,3 +73,9 @@ def transcode_trading(frame: bytes | str, received_at: int) -> TranscodedFrame:
         error = DecodeError("stream", f"expected {STREAM}, {AUTHORIZATION} or {LISTENING}, got {stream!r}")
         return TranscodedFrame([], [], [Rejected(raw, error)])
     return TranscodedFrame([], [control], [])
+
+
+def transcoder_of(feed: Feed) -> Transcode:
+    """A feed's transcoder by its dialect: the trading stream's (:func:`transcode_trading`), or a market-data
+    feed's (:func:`producer.transcode.transcoder_for`)."""
+    return transcode_trading if feed.dialect == TRADING else transcoder_for(feed)

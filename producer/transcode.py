@@ -31,7 +31,7 @@ from tickpipe.codecs import (
 )
 from tickpipe.errors import DecodeError
 from tickpipe.events import EVENT_TYPES, SCHEMA_VERSION, Event
-from tickpipe.feeds import STOCK, TRADING, Feed
+from tickpipe.feeds import STOCK, Feed
 
 _NS = 1_000_000_000
 _msgpack_encoder = msgspec.msgpack.Encoder()
@@ -236,10 +236,6 @@ def feed_transcoder(feed: Feed) -> FeedTranscoder:
 
 
 def transcoder_for(feed: Feed) -> Transcode:
-    """The feed's transcoder: the stock one (:func:`transcode_frame`), :func:`feed_transcoder`'s, or for the
-    trading stream's dialect :func:`producer.trading_transcode.transcode_trading`."""
-    if feed.dialect == TRADING:
-        from producer.trading_transcode import transcode_trading  # it builds on this module's types
-
-        return transcode_trading
+    """A market-data feed's transcoder: the stock one (:func:`transcode_frame`), or :func:`feed_transcoder`'s
+    (the trading stream's dialect has its own, :func:`producer.trading_transcode.transcoder_of`)."""
     return transcode_frame if feed is STOCK else feed_transcoder(feed)
