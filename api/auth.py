@@ -68,7 +68,7 @@ _KEY_ALPHABET: Final = string.ascii_uppercase + string.digits
 
 SELECT_KEYS: Final = (
     "SELECT key_id, secret_hash, revoked_at IS NOT NULL AS revoked, "
-    "max_connections, max_symbols, requests_per_minute FROM api_keys"
+    "max_connections, max_symbols, requests_per_minute, scopes FROM api_keys"
 )
 
 
@@ -157,6 +157,8 @@ class ApiKey:
     max_connections: int
     max_symbols: int
     requests_per_minute: int
+    #: What it may see beyond market data (``trade_updates``: the account's order updates; migration 0008).
+    scopes: frozenset[str] = frozenset()
 
 
 class Denied(Exception):
@@ -199,7 +201,15 @@ class Keys:
         self._slots: dict[object, tuple[str, str]] = {}
         self.limits = KeyLimits(None) if limits is None else limits
 
-    def _key(self, key_id: str, secret_hash: str, conns: int | None, symbols: int | None, rpm: int | None) -> ApiKey:
+    def _key(
+        self,
+        key_id: str,
+        secret_hash: str,
+        conns: int | None,
+        symbols: int | None,
+        rpm: int | None,
+        scopes: list[str] | None = None,
+    ) -> ApiKey:
         s = self.settings
         return ApiKey(
             key_id,
@@ -207,6 +217,7 @@ class Keys:
             conns or s.api_key_max_connections,
             symbols or s.ws_max_symbols,
             rpm or s.api_key_requests_per_minute,
+            frozenset(scopes or ()),
         )
 
     @property
@@ -240,6 +251,7 @@ class Keys:
                     row["max_connections"],
                     row["max_symbols"],
                     row["requests_per_minute"],
+                    row["scopes"],
                 )
         self._keys, self.any_key, self.loaded = keys, bool(rows), True
         for key_id in [key_id for key_id in self._sessions if key_id not in keys]:

@@ -20,18 +20,21 @@ from api.deps import api_key
 from api.metrics import ApiMetrics, RequestTimer
 from api.models import AUTH_RESPONSES
 from api.pool import PoolBusy
-from api.routes import history, latest, ops, status, symbols
+from api.routes import history, latest, ops, status, symbols, trade_updates
 from api.state import STATIC_DIR, open_state, required_urls, scrub
 from api.stream.handler import endpoint_for
 from api.stream.protocol import FEED_CHANNELS, STOCK_CHANNELS
+from api.stream.trading import trading_endpoint
 from tickpipe.admin import is_loopback
+from tickpipe.feeds import TRADE_UPDATES_FEED
 from tickpipe.settings import Settings
 
 DESCRIPTION = """History of quotes, trades and bars from PostgreSQL, and the live stream from Redis
 at `WS /v2/stream` (stocks), `WS /v1beta3/crypto/us` (crypto) and `WS /v1beta1/opra` or
 `/v1beta1/indicative` (options, msgpack only), each other feed when ALPACA_FEEDS names it, speaking
 Alpaca's market-data stream protocol (JSON, or msgpack with the `Content-Type: application/msgpack`
-handshake header), so any Alpaca client can point here."""
+handshake header), so any Alpaca client can point here. The account's order updates at `WS /stream`
+(the trading stream's protocol) and `GET /trade_updates`, only to keys allowed to see them."""
 
 #: Net new container objects before a young collection: above the objects of the pages in flight.
 YOUNG_GC_THRESHOLD = 20_000
@@ -83,7 +86,7 @@ def create_app(
     app.add_exception_handler(PoolBusy, busy)
     app.add_exception_handler(ExportsBusy, busy)
     app.add_exception_handler(Denied, denied)
-    for router in (latest.router, history.router, symbols.router):  # latest before {symbol}
+    for router in (latest.router, history.router, symbols.router, trade_updates.router):  # latest before {symbol}
         # Data routes: a key first (api.auth), before anything of the request is looked at.
         app.include_router(router, dependencies=[Depends(api_key)], responses=AUTH_RESPONSES)
     for router in (ops.router, status.router):
@@ -93,6 +96,8 @@ def create_app(
         name = "stream" if channels is STOCK_CHANNELS else f"{channels.feed.name}_stream"
         for n, path in enumerate(channels.paths):  # options: /v1beta1/opra, then /v1beta1/indicative
             app.add_api_websocket_route(path, endpoint_for(channels), name=name if n == 0 else f"{name}_{n}")
+    # The account's order updates, in the trading stream's dialect, only to keys allowed to see them.
+    app.add_api_websocket_route(TRADE_UPDATES_FEED.stream_path, trading_endpoint, name="trade_updates_stream")
     if static_dir.is_dir():
         app.mount("/static", StaticFiles(directory=static_dir), name="static")
     return app

@@ -60,6 +60,7 @@ class Fanout:
         metrics: FrameTimings,
         gaps: GapTracker | None = None,
         ticks: frozenset[str] = TICK_CODES,
+        keyed_by_symbol: bool = True,
     ) -> None:
         self.live = live
         self.durable = durable
@@ -69,6 +70,9 @@ class Fanout:
         self.metrics = metrics
         self.gaps = gaps  # told every frame first, so a gap opens before the frame's records are offered
         self.ticks = ticks  # the feed's tick codes (:func:`tick_codes`)
+        #: Which field of a :class:`Transcoded` is the record key: the symbol, or its own ``key`` (order
+        #: updates: the order id, as ``Family.key`` declares), read by position as cheaply as the symbol.
+        self.key_at = Transcoded._fields.index("symbol" if keyed_by_symbol else "key")
         self.received: Counter[str] = Counter()
         self.dead_letters = 0
         self._keys: dict[str, bytes] = {}
@@ -78,14 +82,15 @@ class Fanout:
         if self.gaps is not None:
             self.gaps.note(events)
         self.live.offer(events)
-        topics, keys = self.topics, self._keys
+        topics, keys, at = self.topics, self._keys, self.key_at
         records = []
         for event in events:
-            key = keys.get(event.symbol)
+            text: str = event[at]  # type: ignore[assignment]  # the symbol or the key: both str
+            key = keys.get(text)
             if key is None:
                 if len(keys) > 100_000:
                     keys.clear()
-                key = keys[event.symbol] = event.symbol.encode()
+                key = keys[text] = text.encode()
             records.append((topics[event.type_code], key, event.kafka))
         self.durable.offer(records)
         self.received.update(event.type_code for event in events)

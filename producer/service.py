@@ -42,7 +42,7 @@ from producer.metrics import ProducerMetrics
 from producer.source import Connector, UpstreamOptions, channel_of, websocket_connector
 from producer.spool import Spool
 from producer.symbols import SymbolRegistry, symbols_key
-from producer.transcode import transcoder_for
+from producer.trading_transcode import transcoder_of
 from producer.upstream import UpstreamClient
 from tickpipe.admin import AdminServer, admin_app
 from tickpipe.backoff import EqualJitterBackoff
@@ -119,6 +119,7 @@ def upstream_options(settings: Settings, feed: Feed = STOCK) -> UpstreamOptions:
     key, secret = alpaca_keys(settings)
     return UpstreamOptions(
         url=settings.upstream_url_for(feed),
+        dialect=feed.dialect,
         key=key,
         secret=secret,
         channels=feed_channels(settings, feed),
@@ -173,9 +174,9 @@ class ProducerService:
             hold_limit=settings.spool_hold_events,
         )
         self.redis = redis.asyncio.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-        self.symbols = SymbolRegistry(
-            self.redis, settings.symbols_for(feed), symbols_key(prefix, feed.qualifier), validator_for(feed)
-        )
+        # A feed without symbols (the trading stream) has a set of its own, never the stock feed's.
+        own_key = symbols_key(prefix, feed.qualifier if feed.subscribes else feed.name)
+        self.symbols = SymbolRegistry(self.redis, settings.symbols_for(feed), own_key, validator_for(feed))
         self.gaps: GapTracker | None = None
         self.backfiller: Backfiller | None = None
         self.resources = backfill_resources(settings, feed) if feed.history_path else []
@@ -202,10 +203,10 @@ class ProducerService:
         self._gap_signal = asyncio.Event()
         self.fanout = Fanout(
             self.live, self.durable, topics, self.dlq_topic, self.upstream_url, self.metrics, self.gaps,
-            ticks=tick_codes(feed),
+            ticks=tick_codes(feed), keyed_by_symbol=all(family.key == "symbol" for family in feed.families),
         )  # fmt: skip
         self.upstream = UpstreamClient(
-            upstream_options(settings, feed), self.symbols.current, self.fanout, connector, transcoder_for(feed)
+            upstream_options(settings, feed), self.symbols.current, self.fanout, connector, transcoder_of(feed)
         )
         if self.gaps is not None:
             self.gaps.on_gap = self._gap_signal.set

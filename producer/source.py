@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from producer.transcode import Transcoded
 from tickpipe.codecs import Rejected
-from tickpipe.feeds import STOCK, Feed
+from tickpipe.feeds import MARKET_DATA, STOCK, Feed
 
 
 def channel_of(feed: Feed) -> dict[str, str]:
@@ -53,7 +53,7 @@ class UpstreamState(StrEnum):
 
 class Connection(Protocol):
     async def recv(self) -> bytes | str: ...
-    async def send(self, message: bytes) -> None: ...
+    async def send(self, message: bytes | str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -85,6 +85,8 @@ class FrameSink(Protocol):
 @dataclass(frozen=True)
 class UpstreamOptions:
     url: str
+    #: The upstream's handshake (``Feed.dialect``): the market-data streams' or the trading stream's.
+    dialect: str = MARKET_DATA
     key: str = ""
     secret: str = ""
     channels: tuple[str, ...] = DEFAULT_CHANNELS

@@ -48,6 +48,8 @@ class Transcoded(NamedTuple):
     kafka: bytes
     #: Exactly ``encode_live(event)``.
     live: bytes
+    #: The Kafka record key when it is not the symbol (``Family.key``: an order update's order id).
+    key: str = ""
 
 
 @dataclass(slots=True)
@@ -234,5 +236,6 @@ def feed_transcoder(feed: Feed) -> FeedTranscoder:
 
 
 def transcoder_for(feed: Feed) -> Transcode:
-    """The feed's transcoder: the stock one (:func:`transcode_frame`), or :func:`feed_transcoder`'s."""
+    """A market-data feed's transcoder: the stock one (:func:`transcode_frame`), or :func:`feed_transcoder`'s
+    (the trading stream's dialect has its own, :func:`producer.trading_transcode.transcoder_of`)."""
     return transcode_frame if feed is STOCK else feed_transcoder(feed)

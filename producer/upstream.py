@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
+import orjson
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
 from producer.errors import describe
@@ -45,6 +46,7 @@ from producer.transcode import Transcode, transcode_frame
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import Rejected
 from tickpipe.errors import DecodeError, UpstreamAuthError
+from tickpipe.feeds import TRADING
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,31 @@ class UpstreamClient:
                     await conn.close()
 
     async def _handshake(self, conn: Connection) -> None:
+        if self.options.dialect == TRADING:
+            await self._listen(conn)
+        else:
+            await self._subscribe(conn)
+
+    async def _listen(self, conn: Connection) -> None:
+        """The trading stream's handshake: authenticate at once (it greets nobody), then listen.
+
+        Its answers reach here in the market-data stream's words (:mod:`producer.trading_transcode`):
+        ``unauthorized`` is a 402 (not retried); the ``listening`` answer sets the state to streaming.
+        """
+        options = self.options
+        self._set(UpstreamState.AUTHENTICATING)
+        auth = {"action": "authenticate", "data": {"key_id": options.key, "secret_key": options.secret}}
+        await conn.send(orjson.dumps(auth).decode())
+        reply = await self._control(conn)
+        if reply.get("T") == "error":
+            self._refused(reply)
+        if reply.get("T") != "success" or reply.get("msg") != "authenticated":
+            raise Reconnect("handshake", f"expected 'authorized', got {reply}")
+        self._set(UpstreamState.SUBSCRIBING, f"listening to {', '.join(options.channels)}")
+        await conn.send(orjson.dumps({"action": "listen", "data": {"streams": list(options.channels)}}).decode())
+
+    async def _subscribe(self, conn: Connection) -> None:
+        """The market-data streams' handshake: ``connected``, auth, then subscribe to the symbols."""
         options = self.options
         self._set(UpstreamState.AUTHENTICATING)
         first = await self._control(conn)

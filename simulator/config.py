@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from simulator.crypto import DEFAULT_PAIRS
 from simulator.symbols import DEFAULT_SYMBOLS
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, TRADE_UPDATES_FEED
 from tickpipe.feeds.spec import Feed
 
 #: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets (the stock feed's variants).
@@ -22,6 +22,8 @@ STREAMS: dict[str, tuple[Feed, str]] = {variant: (STOCK, STOCK.path.format(varia
     for feed in (CRYPTO, OPTIONS)
     for variant in feed.variants
 }
+#: The trading stream's path (the account's order updates, :mod:`simulator.trading`), as the trading API serves it.
+TRADING_PATH = TRADE_UPDATES_FEED.path
 #: Crypto market events a second when the simulator runs in burst mode (``rate`` None), which replays
 #: the stock market only: the crypto market always follows the wall clock.
 CRYPTO_BURST_RATE = 1000.0
@@ -137,6 +139,10 @@ class SimulatorConfig:
     """Paced mode (and the crypto feed): most quotes and trades kept per feed for the REST API, whatever the rate."""
     rest_rate_limit: int = 200
     """REST requests allowed per key and minute (Alpaca's basic plan: 200); more answer 429."""
+    order_rate: float = 5.0
+    """Order updates a second on the trading stream (``/stream``) while a connection listens."""
+    order_updates: int | None = None
+    """Order updates the trading stream sends in all before going quiet; None: endless."""
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
@@ -159,5 +165,9 @@ class SimulatorConfig:
             )
         if self.rest_rate_limit < 1:
             raise ValueError(f"expected rest_rate_limit >= 1, got {self.rest_rate_limit}")
+        if self.order_rate <= 0 or (self.order_updates is not None and self.order_updates < 0):
+            raise ValueError(
+                f"expected order_rate > 0 and order_updates >= 0 or None, got {self.order_rate}, {self.order_updates}"
+            )
         if self.window_minutes < 1:
             raise ValueError(f"expected window_minutes >= 1, got {self.window_minutes}")

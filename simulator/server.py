@@ -1,8 +1,8 @@
 """The simulator server: Alpaca's stream v2 on ``/v2/iex``, ``/v2/sip`` and ``/v2/test``, its crypto
 stream on ``/v1beta3/crypto/us`` (:mod:`simulator.crypto`), its option stream on ``/v1beta1/opra`` and
 ``/v1beta1/indicative`` (:mod:`simulator.options`, msgpack only), and Alpaca's historical REST API
-(``/v2/stocks/...``, ``/v1beta3/crypto/us/...``, ``/v1beta1/options/trades``, :mod:`simulator.rest`) on the
-same port.
+(``/v2/stocks/...``, ``/v1beta3/crypto/us/...``, ``/v1beta1/options/trades``, :mod:`simulator.rest`) and the
+trading API's stream of order updates (``/stream``, :mod:`simulator.trading`) on the same port.
 
 Usage, in a test or a tool::
 
@@ -44,7 +44,16 @@ from simulator import rest
 from simulator.bars import NS
 from simulator.burst import BurstFeed
 from simulator.burst_history import BurstHistory
-from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, is_options, market_kind, market_of
+from simulator.config import (
+    STREAMS,
+    TRADING_PATH,
+    SimulatorConfig,
+    always_paced,
+    is_crypto,
+    is_options,
+    market_kind,
+    market_of,
+)
 from simulator.crypto import CryptoMarket
 from simulator.history import CRYPTO_LAYOUTS, OPTION_LAYOUTS, STOCK_LAYOUTS, History
 from simulator.market import Event
@@ -52,6 +61,7 @@ from simulator.options import OptionMarket, chain
 from simulator.paced import AnyMarket, make_market, run_ticker
 from simulator.session import Session
 from simulator.subscriptions import Key
+from simulator.trading import TradingDesk, TradingSession
 from simulator.wire import Encoding
 
 _SLOW_GRACE = 5.0  # seconds a slow client has to take its 407 before the socket is cut
@@ -60,9 +70,13 @@ _SLOW_GRACE = 5.0  # seconds a slow client has to take its 407 before the socket
 _FEED_OF_PATH = {path: feed for feed, (_, path) in STREAMS.items()}
 
 
+def _path(path: str) -> str:
+    return "/" + path.split("?", 1)[0].strip("/")
+
+
 def feed_of(path: str) -> str | None:
     """``/v2/sip?x=1`` -> ``sip``, ``/v1beta3/crypto/us`` -> ``crypto/us``; None for a path not served."""
-    return _FEED_OF_PATH.get("/" + path.split("?", 1)[0].strip("/"))
+    return _FEED_OF_PATH.get(_path(path))
 
 
 class Simulator:
@@ -88,6 +102,8 @@ class Simulator:
         self._watchdogs: set[asyncio.Task[None]] = set()
         self._refusals_left = self.config.faults.refuse_connections
         self._progress: asyncio.Future[None] | None = None
+        #: The trading stream's account: its order flow and listening connections (``/stream``).
+        self.desk = TradingDesk(self.config, self.notify)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -113,6 +129,7 @@ class Simulator:
 
     async def stop(self) -> None:
         """Close every connection (1001 going away) and stop serving."""
+        await self.desk.stop()
         tasks = [*self._tickers.values(), *self._watchdogs]
         for task in tasks:
             task.cancel()
@@ -134,6 +151,11 @@ class Simulator:
     def url(self) -> str:
         """``ws://127.0.0.1:PORT/v2/{feed}`` for the configured feed."""
         return self.url_for(self.config.feed)
+
+    @property
+    def trading_url(self) -> str:
+        """``ws://127.0.0.1:PORT/stream``: the trading stream (alpaca-py's ``TradingStream(url_override=...)``)."""
+        return self.rest_url.replace("http", "ws", 1) + TRADING_PATH
 
     def url_for(self, feed: str) -> str:
         """The stream URL of a served feed (``sip``, ``crypto/us``); ``/v2/{feed}`` for any other name."""
@@ -305,17 +327,25 @@ class Simulator:
         """REST requests are answered here; a stream path goes on to the WebSocket handshake."""
         if rest.is_rest(request.path):
             return rest.handle(self, self._limits, request)
+        if _path(request.path) == TRADING_PATH:
+            return None
         if feed_of(request.path) is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
                 f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra or /v1beta1/indicative,"
-                f" or the REST API's /v2/stocks/..., /v1beta3/crypto/us/... or /v1beta1/options/...,"
+                f" the trading stream's {TRADING_PATH}, or the REST API's /v2/stocks/..., /v1beta3/crypto/us/... or"
+                f" /v1beta1/options/...,"
                 f" got {request.path}\n",
             )
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
+        if _path(ws.request.path) == TRADING_PATH:
+            trading = TradingSession(self.desk, ws)
+            self.desk.sessions.append(trading)
+            await trading.run()
+            return
         feed = feed_of(ws.request.path) or self.config.feed
         content_type = ws.request.headers.get("Content-Type", "")
         encoding: Encoding = "msgpack" if "application/msgpack" in content_type else "json"

@@ -7,7 +7,10 @@ events, so the mapping lives here once.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any, Final
+
+import orjson
 
 from tickpipe.codecs import event_key, ns_to_datetime
 from tickpipe.crypto_events import (
@@ -34,6 +37,7 @@ from tickpipe.events import (
 from tickpipe.feeds import TABLES
 from tickpipe.feeds.tables import columns, primary_key
 from tickpipe.option_events import OptionEvent, OptionQuote, OptionTrade
+from tickpipe.trade_update_events import TradeUpdate
 
 #: The columns of each table (every feed's, by table name), in :mod:`tickpipe.schema`'s order.
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {table: columns(family) for table, (_, family) in TABLES.items()}
@@ -81,7 +85,38 @@ def _option_row(event: OptionEvent, when: Any, received: Any) -> tuple[Any, ...]
     raise ValueError(f"expected an option event of a stored family, got {type(event).__name__}")
 
 
-def to_row(event: Event | CryptoEvent | OptionEvent) -> tuple[Any, ...]:
+def _number(text: str | None) -> Decimal | None:
+    return None if text is None or text == "" else Decimal(text)
+
+
+def _trade_update_row(event: TradeUpdate, when: Any, received: Any) -> tuple[Any, ...]:
+    order = event.order
+    return (
+        event.symbol, when, event.timestamp, event.order_id, event.event, event.execution_id,
+        order.get("client_order_id") or "", order.get("side") or "", order.get("type") or order.get("order_type") or "",
+        _number(order.get("qty")), _number(order.get("filled_qty")), _number(order.get("filled_avg_price")),
+        _number(event.price), _number(event.qty), _number(event.position_qty), order.get("status") or "",
+        orjson.dumps(order).decode(), received,
+    )  # fmt: skip
+
+
+def _text(number: Decimal | None) -> str | None:
+    return None if number is None else str(number)
+
+
+def _trade_update_from_row(table: str, row: Mapping[str, Any], received: int) -> TradeUpdate:
+    if table != "trade_updates":
+        raise ValueError(f"expected a stored table among {', '.join(COLUMNS)}, got {table!r}")
+    order = row["order_details"]
+    return TradeUpdate(
+        symbol=row["symbol"], timestamp=row["time_ns"], received_at=received, event=row["event"],
+        order=orjson.loads(order) if isinstance(order, str | bytes) else dict(order),
+        execution_id=row["execution_id"], price=_text(row["fill_price"]), qty=_text(row["fill_quantity"]),
+        position_qty=_text(row["position_quantity"]),
+    )  # fmt: skip
+
+
+def to_row(event: Event | CryptoEvent | OptionEvent | TradeUpdate) -> tuple[Any, ...]:
     """One event as a tuple for its table; raise ValueError for a type that has no table."""
     received = ns_to_datetime(event.received_at) if event.received_at else None
     when = ns_to_datetime(event.timestamp)
@@ -89,6 +124,8 @@ def to_row(event: Event | CryptoEvent | OptionEvent) -> tuple[Any, ...]:
         return _crypto_row(event, when, received)
     if isinstance(event, OptionEvent):
         return _option_row(event, when, received)
+    if isinstance(event, TradeUpdate):
+        return _trade_update_row(event, when, received)
     if isinstance(event, Quote):
         return (
             event.symbol, when, event.timestamp, event_key(event), event.bid_exchange, event.bid_price,
@@ -178,7 +215,7 @@ def _option_from_row(table: str, row: Mapping[str, Any], received: int) -> Optio
 
 #: The row readers of the feeds other than stocks, by feed name (a table's feed is ``TABLES[table][0]``).
 _FEED_FROM_ROW: Final[dict[str, Callable[[str, Mapping[str, Any], int], Any]]] = {
-    "crypto": _crypto_from_row, "options": _option_from_row,
+    "crypto": _crypto_from_row, "options": _option_from_row, "trade_updates": _trade_update_from_row,
 }  # fmt: skip
 
 

@@ -30,11 +30,12 @@ from sqlalchemy import (
     Float,
     Index,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from tickpipe.feeds import TABLES
 
@@ -486,6 +487,111 @@ options_quotes = Table(
     postgresql_partition_by="RANGE (time)",
     comment="Option quotes (best bid and offer of a contract): one row per quote event. "
     "Daily partitions options_quotes_pYYYYMMDD.",
+)
+
+# The order updates feed's table (migration 0008): the trading stream's trade_updates, private to the account.
+_ORDER = "the order as it was after the event, "
+
+trade_updates = Table(
+    "trade_updates",
+    metadata,
+    Column(
+        "symbol",
+        Text,
+        nullable=False,
+        comment="symbol of the order's asset: a ticker, a crypto pair or an "
+        "OCC option contract, as the trading API writes it (AAPL, BTC/USD)",
+    ),
+    Column(
+        "time",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="time of the event (UTC, to the microsecond), "
+        "the update's timestamp as Alpaca's trading API stamped it; the daily partition key",
+    ),
+    Column("time_ns", BigInteger, nullable=False, comment=_TIME_NS),
+    Column(
+        "order_id",
+        Text,
+        nullable=False,
+        comment="the order's id (a UUID given by Alpaca): every update of "
+        "one order has it, and Kafka keeps them in order by it",
+    ),
+    Column(
+        "event",
+        Text,
+        nullable=False,
+        comment="what happened to the order: new, fill, partial_fill, canceled, "
+        "expired, done_for_day, replaced, rejected, pending_new, stopped, pending_cancel, pending_replace, "
+        "calculated, suspended, order_replace_rejected, order_cancel_rejected",
+    ),
+    Column(
+        "execution_id",
+        Text,
+        nullable=False,
+        comment="id of the execution (a UUID) of a fill or partial fill; "
+        "empty for an event that is no execution. With the order id, event and time, it keys the row",
+    ),
+    Column(
+        "client_order_id",
+        Text,
+        nullable=False,
+        comment="the id the account gave the order when it submitted it (empty when none was sent)",
+    ),
+    Column("side", Text, nullable=False, comment="buy or sell"),
+    Column("order_type", Text, nullable=False, comment="market, limit, stop, stop_limit or trailing_stop"),
+    Column(
+        "order_quantity",
+        Numeric,
+        nullable=True,
+        comment=_ORDER + "its ordered quantity (shares, coins or "
+        "contracts), exactly as sent; NULL for a notional order",
+    ),
+    Column("filled_quantity", Numeric, nullable=True, comment=_ORDER + "its quantity filled so far, exactly as sent"),
+    Column(
+        "filled_average_price",
+        Numeric,
+        nullable=True,
+        comment=_ORDER + "the average price of its fills so far, exactly as sent; NULL before any fill",
+    ),
+    Column(
+        "fill_price",
+        Numeric,
+        nullable=True,
+        comment="price of this fill or partial fill, exactly as sent; NULL for an event that is no execution",
+    ),
+    Column(
+        "fill_quantity",
+        Numeric,
+        nullable=True,
+        comment="quantity of this fill or partial fill, exactly as sent; NULL for an event that is no execution",
+    ),
+    Column(
+        "position_quantity",
+        Numeric,
+        nullable=True,
+        comment="the account's position in the symbol after this "
+        "fill (negative: short), exactly as sent; NULL for an event that is no execution",
+    ),
+    Column(
+        "order_status",
+        Text,
+        nullable=False,
+        comment=_ORDER + "its status (new, partially_filled, filled, canceled, replaced ...)",
+    ),
+    Column(
+        "order_details",
+        JSONB,
+        nullable=False,
+        comment="the whole order object as Alpaca sent it with the "
+        "event (limit and stop prices, time in force, created_at, filled_at, replaced_by, legs ...)",
+    ),
+    _received_at(),
+    PrimaryKeyConstraint("symbol", "time", "order_id", "event", "execution_id", name="trade_updates_pkey"),
+    postgresql_partition_by="RANGE (time)",
+    comment="The account's order updates (the trading API's trade_updates stream): one row per update of an "
+    "order, as it arrived. Private to the account: the API serves it only to keys allowed to see order "
+    "updates. Daily partitions trade_updates_pYYYYMMDD.",
 )
 
 #: Tables that are partitioned by day, in the order migrations create them: every stored family's.

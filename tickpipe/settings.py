@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.errors import SettingsError
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, Feed
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, TRADE_UPDATES_FEED, Feed
 
 #: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
 SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
@@ -43,8 +43,10 @@ ALPACA_DATA_URL = "https://data.alpaca.markets"
 ALPACA_STREAM_HOST = "stream.data.alpaca.markets"
 
 #: ALPACA_FEEDS names -> the feed each runs (one producer process per feed): "stocks" (or "stock"), "crypto",
-#: "options".
-FEED_NAMES: dict[str, Feed] = {"stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS}
+#: "options", "trade_updates" (the account's order updates, from the trading API's stream).
+FEED_NAMES: dict[str, Feed] = {
+    "stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS, "trade_updates": TRADE_UPDATES_FEED,
+}  # fmt: skip
 #: A crypto pair as Alpaca writes it (BTC/USD).
 PAIR_RE = re.compile(f"^{CRYPTO.symbol_pattern}$")
 #: An OCC option contract as Alpaca writes it (AAPL240621C00190000).
@@ -54,7 +56,7 @@ CONTRACT_RE = re.compile(f"^{OPTIONS.symbol_pattern}$")
 class FeedSettings(NamedTuple):
     """The settings (field names) of one feed's producer."""
 
-    symbols: str  # what it subscribes to
+    symbols: str | None  # what it subscribes to (None: no symbols, every order of the account: ``*``)
     stream_url: str  # its stream URL override
     admin_port: str  # its admin port
     variant: str | None  # which of the feed's variants (None: its first)
@@ -73,6 +75,7 @@ FEED_SETTINGS: dict[str, FeedSettings] = {
     OPTIONS.name: FeedSettings(
         "option_symbols", "alpaca_options_stream_url", "options_producer_admin_port", "alpaca_options_feed"
     ),
+    TRADE_UPDATES_FEED.name: FeedSettings(None, "alpaca_trading_stream_url", "trade_updates_producer_admin_port", None),
 }
 
 
@@ -126,9 +129,23 @@ def validate_contract(symbol: str) -> str:
     return norm
 
 
-#: Each feed's symbol check and normalization, by feed name: a ticker, a crypto pair, an OCC contract.
+#: An order's symbol (a ticker, a crypto pair, an OCC contract), as the trading API writes it.
+ORDER_SYMBOL_RE = re.compile(f"^{TRADE_UPDATES_FEED.symbol_pattern}$")
+
+
+def validate_order_symbol(symbol: str) -> str:
+    """Normalize the symbol of an order (upper case), as the order updates' history route is asked for it."""
+    norm = symbol.strip().upper()
+    if not ORDER_SYMBOL_RE.match(norm):
+        raise ValueError(f"expected an order's symbol like AAPL, BTC/USD or {OPTIONS.example}, got {symbol!r}")
+    return norm
+
+
+#: Each feed's symbol check and normalization, by feed name: a ticker, a crypto pair, an OCC contract, an
+#: order's symbol (any of them).
 VALIDATORS: dict[str, Callable[[str], str]] = {
     STOCK.name: validate_symbol, CRYPTO.name: validate_pair, OPTIONS.name: validate_contract,
+    TRADE_UPDATES_FEED.name: validate_order_symbol,
 }  # fmt: skip
 
 
@@ -168,6 +185,10 @@ class Settings(BaseSettings):
     alpaca_options_feed: Literal["opra", "indicative"] = "indicative"
     #: Overrides the options stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
     alpaca_options_stream_url: str | None = None
+    #: Overrides the trading stream URL (order updates); unset: Alpaca's paper trading stream
+    #: (wss://paper-api.alpaca.markets/stream) with keys, or ALPACA_STREAM_URL's host, or the simulator's.
+    #: A live account: wss://api.alpaca.markets/stream.
+    alpaca_trading_stream_url: str | None = None
 
     # --- services ---------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
@@ -207,6 +228,8 @@ class Settings(BaseSettings):
     crypto_producer_admin_port: int = Field(default=8083, ge=0, le=65535)
     #: The options producer's admin port (``tickpipe producer --feed options``).
     options_producer_admin_port: int = Field(default=8084, ge=0, le=65535)
+    #: The order updates producer's admin port (``tickpipe producer --feed trade_updates``).
+    trade_updates_producer_admin_port: int = Field(default=8086, ge=0, le=65535)
 
     # --- backfill (gaps in the stream, and ``tickpipe backfill``) ---------------
     #: Base URL of the historical REST API; unset: Alpaca's with keys, else the simulator's (see ``data_url``).
@@ -297,7 +320,9 @@ class Settings(BaseSettings):
         items = [item.lower() for item in _split_list(value)]
         unknown = [item for item in items if item not in FEED_NAMES]
         if unknown or not items:
-            raise ValueError("expected a comma-separated list of feeds among stocks (or stock), crypto, options")
+            raise ValueError(
+                "expected a comma-separated list of feeds among stocks (or stock), crypto, options, trade_updates"
+            )
         # "stock" is "stocks"; each feed once, in the order given
         return list(dict.fromkeys("stocks" if item == "stock" else item for item in items))
 
@@ -426,12 +451,16 @@ class Settings(BaseSettings):
             parts = urlsplit(stream)
             return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         if self.uses_alpaca:
-            return f"wss://{ALPACA_STREAM_HOST}{path}"
+            return f"wss://{feed.host or ALPACA_STREAM_HOST}{path}"
         return f"ws://{self.simulator_host}:{self.simulator_port}{path}"
 
     def symbols_for(self, feed: Feed) -> list[str]:
-        """What a feed's producer subscribes to: SUBSCRIBED_SYMBOLS, CRYPTO_SYMBOLS, OPTION_SYMBOLS."""
-        symbols: list[str] = getattr(self, FEED_SETTINGS[feed.name].symbols)
+        """What a feed's producer subscribes to: SUBSCRIBED_SYMBOLS, CRYPTO_SYMBOLS, OPTION_SYMBOLS; ``*`` for
+        a feed without symbols (order updates: every order of the account)."""
+        name = FEED_SETTINGS[feed.name].symbols
+        if name is None:
+            return ["*"]
+        symbols: list[str] = getattr(self, name)
         return symbols
 
     def subscribed_types_for(self, feed: Feed) -> list[str]:

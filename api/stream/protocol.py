@@ -33,7 +33,7 @@ from typing import Any, Final
 import msgpack
 import orjson
 
-from tickpipe.feeds import STOCK, Feed
+from tickpipe.feeds import MARKET_DATA, STOCK, Feed
 from tickpipe.settings import FEED_NAMES, validator_for
 
 
@@ -138,9 +138,10 @@ class FeedChannels:
         return tuple(dict.fromkeys((self.feed.stream_path, *upstream)))
 
 
-#: Every feed the API can serve, by ``Feed.name`` (those ALPACA_FEEDS may name).
+#: Every market-data feed the API can serve, by ``Feed.name`` (those ALPACA_FEEDS may name); the trading
+#: stream's dialect (order updates) is :mod:`api.stream.trading`'s.
 FEED_CHANNELS: Final[dict[str, FeedChannels]] = {
-    feed.name: FeedChannels.of(feed) for feed in dict.fromkeys(FEED_NAMES.values())
+    feed.name: FeedChannels.of(feed) for feed in dict.fromkeys(FEED_NAMES.values()) if feed.dialect == MARKET_DATA
 }
 STOCK_CHANNELS: Final = FEED_CHANNELS[STOCK.name]
 #: The stock feed's channels, by their protocol names, in the order Alpaca lists them.

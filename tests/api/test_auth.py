@@ -155,7 +155,7 @@ async def open_api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]
         yield server
 
 
-async def new_key_of(server: ApiServer, database_url: str, name: str, **limits: int) -> tuple[str, str]:
+async def new_key_of(server: ApiServer, database_url: str, name: str, **limits: Any) -> tuple[str, str]:
     """A key added while ``server`` runs, once the server has reloaded it."""
     key = await add_key(database_url, name, **limits)
     await wait_for(lambda: server.app.state.api.keys.active(key[0]), what=f"the API to load key {name!r}")

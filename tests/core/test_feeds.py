@@ -29,16 +29,20 @@ from consumers import tables as consumer_tables
 from simulator import rest, subscriptions
 from simulator.config import FEEDS as SIMULATED_VARIANTS
 from simulator.config import STREAMS as SIMULATED_STREAMS
+from simulator.config import TRADING_PATH
 from simulator.server import feed_of
 from tests.helpers.api import api_settings
 from tickpipe import names, rows, schema, settings
 from tickpipe.codecs import kafka_decoder, registry
 from tickpipe.crypto_events import BookLevel
 from tickpipe.events import EVENT_TYPES
-from tickpipe.feeds import FEEDS, STOCK, Conflict, EventType, Family, Feed
+from tickpipe.feeds import FEEDS, MARKET_DATA, STOCK, TRADING, Conflict, EventType, Family, Feed
 from tickpipe.feeds import TABLES as FEED_TABLES
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
+from tickpipe.trading_wire import STREAM as TRADING_STREAM
 
+#: Feeds of the market-data dialect: symbols, subscriptions, ``T`` codes (the trading stream has none of them).
+MARKET_FEEDS = [feed for feed in FEEDS if feed.dialect == MARKET_DATA]
 FAMILIES = [(feed, family) for feed in FEEDS for family in feed.families]
 TABLES = [(feed, family) for feed in FEEDS for family in feed.tables]
 STORED = [(feed, family) for feed in FEEDS for family in feed.stored]
@@ -54,9 +58,15 @@ families = pytest.mark.parametrize(("feed", "family"), FAMILIES, ids=ids)
 tables = pytest.mark.parametrize(("feed", "family"), TABLES, ids=ids)
 stored = pytest.mark.parametrize(("feed", "family"), STORED, ids=ids)
 types = pytest.mark.parametrize(("feed", "family", "kind"), TYPES, ids=ids)
+market_feeds = pytest.mark.parametrize("feed", MARKET_FEEDS, ids=ids)
+market_types = pytest.mark.parametrize(
+    ("feed", "family", "kind"), [t for t in TYPES if t[0].dialect == MARKET_DATA], ids=ids
+)
 
 _SAMPLES: dict[Any, Any] = {
     str: "X", int: 7, float: 1.5, bool: True, tuple[str, ...]: ("@",), tuple[BookLevel, ...]: (BookLevel(1.5, 2.25),),
+    # An order update's numbers (Alpaca's strings) and its order object.
+    str | None: "1.5", dict[str, Any]: {"id": "X", "symbol": "AAPL", "qty": "10", "side": "buy", "status": "new"},
 }  # fmt: skip
 
 
@@ -110,8 +120,10 @@ def test_names_are_unique_and_listed(feed: Feed) -> None:
 
 @feeds
 def test_upstream_path_and_symbols(feed: Feed) -> None:
-    assert "{variant}" in feed.path and feed.variants
-    assert feed.dialect == "alpaca-v2", f"expected a dialect the producer and simulator speak, got {feed.dialect!r}"
+    assert feed.variants and ("{variant}" in feed.path or len(feed.variants) == 1)
+    assert feed.dialect in (MARKET_DATA, TRADING), (
+        f"expected a dialect the producer and simulator speak, got {feed.dialect!r}"
+    )
     assert re.fullmatch(feed.symbol_pattern, feed.example)
     assert feed in settings.FEED_NAMES.values(), "expected ALPACA_FEEDS to accept the feed"
     assert settings.validator_for(feed)(feed.example.lower()) == feed.example, "expected the feed's symbol check"
@@ -119,7 +131,7 @@ def test_upstream_path_and_symbols(feed: Feed) -> None:
         assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
         assert settings.SYMBOL_RE.match("BRK.B")
     else:
-        checks = {settings.PAIR_RE.pattern, settings.CONTRACT_RE.pattern}
+        checks = {settings.PAIR_RE.pattern, settings.CONTRACT_RE.pattern, settings.ORDER_SYMBOL_RE.pattern}
         assert f"^{feed.symbol_pattern}$" in checks, "expected the settings to check the feed's symbols"
 
 
@@ -147,7 +159,10 @@ def test_topic_channel_and_snapshot_hash(feed: Feed, family: Family) -> None:
     assert names.topic(word) == f"tickpipe.{word}"
     assert names.channel(word, feed.example) == f"{word}:{feed.example}"
     assert names.latest_hash(word) == f"latest:{word}"
-    assert family.key == "symbol", "the producer keys records and channels by symbol"
+    if feed.dialect == MARKET_DATA:
+        assert family.key == "symbol", "the producer keys records and channels by symbol"
+    else:  # order updates: keyed by their order, so one order's updates keep their order in Kafka
+        assert family.key == "order_id" and all(hasattr(registry(feed)[code], family.key) for code in family.codes)
     if feed is STOCK:
         assert family.name in names.FAMILIES and family.topic() == names.topic(family.name)
         assert (family.name in names.REQUIRED_FAMILIES) == family.required
@@ -263,7 +278,7 @@ def test_tables_not_served_have_no_routes_of_their_own(feed: Feed, app_paths: di
             assert family.table in shape.MARKED, "expected a shape for pages that mark cancelled rows"
 
 
-@types
+@market_types
 def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: EventType, app: FastAPI) -> None:
     assert feed.stream_path in {getattr(route, "path", None) for route in app.routes}
     channels = protocol.FEED_CHANNELS[feed.name]
@@ -272,7 +287,7 @@ def test_websocket_streams_every_channel(feed: Feed, family: Family, kind: Event
     assert action.streams == {kind.channel: [feed.example]}
 
 
-@feeds
+@market_feeds
 def test_websocket_keeps_the_upstreams_rules(feed: Feed, app: FastAPI) -> None:
     """The API's stream refuses what the upstream refuses (an encoding it does not speak: 412; ``*`` on a
     starless channel: 413), serves every path it does, and takes the feed's longest symbols."""
@@ -294,7 +309,16 @@ def test_websocket_keeps_the_upstreams_rules(feed: Feed, app: FastAPI) -> None:
 # --- simulator ------------------------------------------------------------------------------------
 
 
-@feeds
+@pytest.mark.parametrize("feed", [f for f in FEEDS if f.dialect == TRADING], ids=ids)
+def test_the_trading_dialect_is_served_on_its_path(feed: Feed, app: FastAPI) -> None:
+    """The trading stream: the API serves it at Alpaca's own path, the simulator too, on the one stream it has."""
+    assert feed.stream_path == feed.path == TRADING_PATH
+    assert feed.stream_path in {getattr(route, "path", None) for route in app.routes}
+    assert feed.name not in protocol.FEED_CHANNELS, "expected no market-data protocol on the trading path"
+    assert [kind.channel for _, kind in feed.event_types()] == [TRADING_STREAM] == list(feed.listed)
+
+
+@market_feeds
 def test_simulator_serves_every_variant(feed: Feed) -> None:
     served = {name: declared for name, (declared, _) in SIMULATED_STREAMS.items()}
     for variant in feed.variants:
@@ -305,7 +329,7 @@ def test_simulator_serves_every_variant(feed: Feed) -> None:
         assert feed.variants == SIMULATED_VARIANTS
 
 
-@types
+@market_types
 def test_simulator_serves_every_channel(feed: Feed, family: Family, kind: EventType) -> None:
     channels = subscriptions.BY_FEED[feed.name]
     subs = subscriptions.Subscriptions(channels)
@@ -317,7 +341,7 @@ def test_simulator_serves_every_channel(feed: Feed, family: Family, kind: EventT
     assert table[kind.channel] == kind.code
 
 
-@feeds
+@market_feeds
 def test_simulator_serves_uncarried_channels(feed: Feed) -> None:
     for channel, code in feed.uncarried:
         assert subscriptions.BY_FEED[feed.name].channels[channel] == code

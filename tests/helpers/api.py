@@ -40,12 +40,13 @@ from tickpipe import db
 from tickpipe.codecs import encode_live
 from tickpipe.crypto_events import CryptoEvent
 from tickpipe.events import Event
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
+from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, TRADE_UPDATES_FEED
 from tickpipe.names import channel, latest_hash
 from tickpipe.option_events import OptionEvent
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
 from tickpipe.settings import Settings, load_settings
+from tickpipe.trade_update_events import TradeUpdate
 
 
 class ApiServer:
@@ -251,15 +252,17 @@ async def all_items(http: httpx.AsyncClient, path: str, key: str, **params: Any)
     return [item for page in await all_pages(http, path, key, **params) for item in page]
 
 
-def table_of_event(event: Event | CryptoEvent | OptionEvent) -> str:
+def table_of_event(event: Event | CryptoEvent | OptionEvent | TradeUpdate) -> str:
     """The table an event is stored in: its family's in its feed (``quotes``, ``crypto_quotes``, ``options_quotes``)."""
     feed = CRYPTO if isinstance(event, CryptoEvent) else OPTIONS if isinstance(event, OptionEvent) else STOCK
+    if isinstance(event, TradeUpdate):
+        feed = TRADE_UPDATES_FEED
     table = feed.family(event.family).table
     assert table is not None, f"{type(event).__name__} is not stored"
     return table
 
 
-async def insert_events(database_url: str, events: Iterable[Event | CryptoEvent | OptionEvent]) -> None:
+async def insert_events(database_url: str, events: Iterable[Event | CryptoEvent | OptionEvent | TradeUpdate]) -> None:
     """Rows as the consumers write them (every feed's, each in its table): partitions first, then COPY."""
     by_table: dict[str, list[tuple[Any, ...]]] = {}
     for event in events:

@@ -15,10 +15,13 @@ async def add_key(
     connections: int | None = None,
     symbols: int | None = None,
     requests_per_minute: int | None = None,
+    trade_updates: bool = False,
 ) -> tuple[str, str]:
-    """A new key in ``api_keys`` with these limits (None: the API's settings); its id and secret."""
+    """A new key in ``api_keys`` with these limits (None: the API's settings), allowed to see the order
+    updates with ``trade_updates``; its id and secret."""
+    scopes = ("trade_updates",) if trade_updates else ()
     async with connected(database_url) as conn:
-        return await insert_key(conn, name, connections, symbols, requests_per_minute)
+        return await insert_key(conn, name, connections, symbols, requests_per_minute, scopes)
 
 
 async def revoke_key(database_url: str, key_id: str) -> None:

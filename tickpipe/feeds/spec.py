@@ -16,6 +16,10 @@ from typing import Final
 
 #: Prefix of every Kafka topic unless ``KAFKA_TOPIC_PREFIX`` says otherwise.
 TOPIC_PREFIX: Final = "tickpipe."
+#: The dialect of Alpaca's market-data streams (stocks, crypto, options, news).
+MARKET_DATA: Final = "alpaca-v2"
+#: The dialect of Alpaca's trading stream (order updates): authenticate, listen, binary JSON frames.
+TRADING: Final = "alpaca-trading"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,8 @@ class Family:
     table: str | None = None
     #: Every part must carry it (the others are carried when configured).
     required: bool = False
-    #: Event field whose value is the Kafka record key and the Redis channel's suffix.
+    #: Event field whose value is the Kafka record key (the Redis channel's suffix is always the symbol):
+    #: "symbol", or "order_id" for order updates (an order's updates stay in order on one partition).
     key: str = "symbol"
     #: Whether a new subscriber of its channels first gets the last event per symbol (from ``latest:{name}``).
     snapshot: bool = True
@@ -116,7 +121,9 @@ class Feed:
     #: Upstream WebSocket path, ``{variant}`` replaced by one of ``variants``: "/v2/{variant}".
     path: str
     variants: tuple[str, ...]
-    #: Handshake and framing: "alpaca-v2" is connected -> auth -> subscribe, JSON or msgpack arrays.
+    #: Handshake and framing: "alpaca-v2" is connected -> auth -> subscribe, JSON or msgpack arrays of
+    #: messages with ``T`` codes; "alpaca-trading" (the trading API's stream) is authenticate -> listen, one
+    #: ``{"stream", "data"}`` object per binary frame, no symbols (:data:`MARKET_DATA`, :data:`TRADING`).
     dialect: str
     #: A symbol as the upstream writes it (a regular expression, anchored when used).
     symbol_pattern: str
@@ -152,6 +159,15 @@ class Feed:
     #: Whether that REST API takes the stream's variant as its ``feed`` parameter (stocks: ``feed=iex``;
     #: only ``iex`` and ``sip`` have a history). False: the path names all it needs (crypto's location ``us``).
     history_feed: bool = False
+    #: Alpaca's host of the feed's upstream when it is not the market-data stream host (trade updates: the
+    #: paper trading API's, ``paper-api.alpaca.markets``). None: ``stream.data.alpaca.markets``.
+    host: str | None = None
+
+    @property
+    def subscribes(self) -> bool:
+        """Whether its upstream takes a list of symbols (the market-data dialect); the trading stream carries
+        every order of the account, unasked."""
+        return self.dialect == MARKET_DATA
 
     def family(self, name: str) -> Family:
         for family in self.families:
