@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.errors import SettingsError
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, Feed
+from tickpipe.feeds import CRYPTO, NEWS, OPTIONS, STOCK, Feed
 
 #: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
 SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
@@ -43,8 +43,8 @@ ALPACA_DATA_URL = "https://data.alpaca.markets"
 ALPACA_STREAM_HOST = "stream.data.alpaca.markets"
 
 #: ALPACA_FEEDS names -> the feed each runs (one producer process per feed): "stocks" (or "stock"), "crypto",
-#: "options".
-FEED_NAMES: dict[str, Feed] = {"stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS}
+#: "options", "news".
+FEED_NAMES: dict[str, Feed] = {"stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS, "news": NEWS}
 #: A crypto pair as Alpaca writes it (BTC/USD).
 PAIR_RE = re.compile(f"^{CRYPTO.symbol_pattern}$")
 #: An OCC option contract as Alpaca writes it (AAPL240621C00190000).
@@ -73,6 +73,7 @@ FEED_SETTINGS: dict[str, FeedSettings] = {
     OPTIONS.name: FeedSettings(
         "option_symbols", "alpaca_options_stream_url", "options_producer_admin_port", "alpaca_options_feed"
     ),
+    NEWS.name: FeedSettings("news_symbols", "alpaca_news_stream_url", "news_producer_admin_port", None),
 }
 
 
@@ -129,6 +130,7 @@ def validate_contract(symbol: str) -> str:
 #: Each feed's symbol check and normalization, by feed name: a ticker, a crypto pair, an OCC contract.
 VALIDATORS: dict[str, Callable[[str], str]] = {
     STOCK.name: validate_symbol, CRYPTO.name: validate_pair, OPTIONS.name: validate_contract,
+    NEWS.name: validate_symbol,
 }  # fmt: skip
 
 
@@ -168,6 +170,10 @@ class Settings(BaseSettings):
     alpaca_options_feed: Literal["opra", "indicative"] = "indicative"
     #: Overrides the options stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
     alpaca_options_stream_url: str | None = None
+    #: Symbols whose news the news producer subscribes to, or ``*`` (every story, those naming no symbol too).
+    news_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    #: Overrides the news stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
+    alpaca_news_stream_url: str | None = None
 
     # --- services ---------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
@@ -207,6 +213,8 @@ class Settings(BaseSettings):
     crypto_producer_admin_port: int = Field(default=8083, ge=0, le=65535)
     #: The options producer's admin port (``tickpipe producer --feed options``).
     options_producer_admin_port: int = Field(default=8084, ge=0, le=65535)
+    #: The news producer's admin port (``tickpipe producer --feed news``).
+    news_producer_admin_port: int = Field(default=8085, ge=0, le=65535)
 
     # --- backfill (gaps in the stream, and ``tickpipe backfill``) ---------------
     #: Base URL of the historical REST API; unset: Alpaca's with keys, else the simulator's (see ``data_url``).
@@ -281,7 +289,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("subscribed_symbols", mode="before")
+    @field_validator("subscribed_symbols", "news_symbols", mode="before")
     @classmethod
     def _symbols(cls, value: Any) -> Any:
         items = _split_list(value)
@@ -297,7 +305,7 @@ class Settings(BaseSettings):
         items = [item.lower() for item in _split_list(value)]
         unknown = [item for item in items if item not in FEED_NAMES]
         if unknown or not items:
-            raise ValueError("expected a comma-separated list of feeds among stocks (or stock), crypto, options")
+            raise ValueError("expected a comma-separated list of feeds among stocks (or stock), crypto, options, news")
         # "stock" is "stocks"; each feed once, in the order given
         return list(dict.fromkeys("stocks" if item == "stock" else item for item in items))
 

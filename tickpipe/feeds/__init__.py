@@ -43,12 +43,13 @@ from __future__ import annotations
 from typing import Final
 
 from tickpipe.feeds.crypto import CRYPTO
+from tickpipe.feeds.news import NEWS
 from tickpipe.feeds.options import OPTIONS
 from tickpipe.feeds.spec import TOPIC_PREFIX, Conflict, EventType, Family, Feed
 from tickpipe.feeds.stock import STOCK
 
 #: Every declared feed.
-FEEDS: Final = (STOCK, CRYPTO, OPTIONS)
+FEEDS: Final = (STOCK, CRYPTO, OPTIONS, NEWS)
 
 #: Every stored family of every feed by its table name (table names are unique across feeds:
 #: ``quotes``, ``crypto_quotes``): what the schema, the consumers and the API's history key on.
@@ -66,6 +67,6 @@ def feed_of_table(table: str) -> Feed:
 
 
 __all__ = [
-    "CRYPTO", "FEEDS", "OPTIONS", "STOCK", "TABLES", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed",
+    "CRYPTO", "FEEDS", "NEWS", "OPTIONS", "STOCK", "TABLES", "TOPIC_PREFIX", "Conflict", "EventType", "Family", "Feed",
     "feed_of_table",
 ]  # fmt: skip
