@@ -13,6 +13,9 @@ snapshot misses nothing). A stale quote is worthless, so under pressure the
 When Redis comes back the sink reconnects by itself and carries on.
 
 A feed's sink names its channels and hashes by the feed's words (``quotes``; ``crypto.quotes``).
+A news story (``Transcoded.channels``) is published once on the channel of each symbol it names
+(``news:AAPL``, ``news:TSLA``; ``news:`` when it names none, which only ``*`` reaches), with no
+snapshot hash: Alpaca sends no last story on subscribe.
 Order books (crypto ``o``): every message is published as it came, and the snapshot hash holds the
 latest *full* book per pair, the last snapshot (``r``) with every update since applied (:class:`Books`;
 applied as events are offered, so a dropped live update does not corrupt it).
@@ -215,8 +218,12 @@ class LiveSink:
         add = parts.append
         latest: dict[str, dict[str, bytes]] = {}  # family -> symbol -> its last event
         family_of = self.words
+        publishes = len(batch)
         for event in batch:
             code, symbol, live = event.type_code, event.symbol, event.live
+            if event.channels is not None:  # one story, each of its symbols' channels; no snapshot
+                publishes += self._routed(parts, family_of[code], event.channels, live) - 1
+                continue
             head = heads.get((code, symbol))
             if head is None:
                 if len(heads) > 50_000:
@@ -240,7 +247,17 @@ class LiveSink:
             pack(b"HSET", latest_hash(name).encode(), *(x for s, v in last.items() for x in (s.encode(), v)))
             for name, last in latest.items()
         ]
-        return b"".join(hsets) + b"".join(parts), len(hsets) + len(batch)
+        return b"".join(hsets) + b"".join(parts), len(hsets) + publishes
+
+    @staticmethod
+    def _routed(parts: list[bytes], word: str, suffixes: tuple[str, ...], live: bytes) -> int:
+        """PUBLISH ``live`` on the channel of each suffix (a news story on each of its symbols'); how many."""
+        body = b"$%d\r\n%s\r\n" % (len(live), live)
+        for suffix in suffixes:
+            name = channel(word, suffix).encode()
+            parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name))
+            parts.append(body)
+        return len(suffixes)
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
