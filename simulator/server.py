@@ -41,10 +41,11 @@ from simulator import rest
 from simulator.bars import NS
 from simulator.burst import BurstFeed
 from simulator.burst_history import BurstHistory
-from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, is_options, market_kind
+from simulator.config import STREAMS, SimulatorConfig, always_paced, is_crypto, is_news, is_options, market_kind
 from simulator.crypto import CryptoMarket
 from simulator.history import CRYPTO_LAYOUTS, STOCK_LAYOUTS, History
 from simulator.market import Event
+from simulator.news import NewsMarket
 from simulator.options import OptionMarket, chain
 from simulator.paced import AnyMarket, make_market, run_ticker
 from simulator.session import Session
@@ -256,7 +257,7 @@ class Simulator:
         config = self.config
         contracts = self.option_symbols if is_options(feed) else None
         market = self.markets[feed] = make_market(config, feed, self.market_now_ns(), contracts)
-        if is_options(feed):  # no REST history for options (yet)
+        if is_options(feed) or is_news(feed):  # no REST history for options; the news wire keeps its stories
             self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, None, market))
             return
         history = self.histories[feed] = History(
@@ -300,14 +301,23 @@ class Simulator:
 
     # -- serving ---------------------------------------------------------------------
 
+    def news_stories(self, feed: str) -> dict[int, Event]:
+        """The news wire's stories so far, latest version per id (the wire started if it was not running)."""
+        self._start_ticker(feed)
+        market = self.markets.get(feed)
+        return dict(market.stories) if isinstance(market, NewsMarket) else {}
+
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        """REST requests are answered here; a stream path goes on to the WebSocket handshake."""
-        if rest.is_rest(request.path):
+        """REST requests are answered here; a stream path goes on to the WebSocket handshake (the news
+        history shares its stream's path, ``/v1beta1/news``: a request without an upgrade is a REST one)."""
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if rest.is_rest(request.path) or (rest.is_news(request.path) and not upgrade):
             return rest.handle(self, self._limits, request)
         if feed_of(request.path) is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra or /v1beta1/indicative,"
+                f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra, /v1beta1/indicative or"
+                f" /v1beta1/news,"
                 f" or the REST API's /v2/stocks/... or"
                 f" /v1beta3/crypto/us/...,"
                 f" got {request.path}\n",
