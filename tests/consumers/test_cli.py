@@ -21,12 +21,12 @@ def test_tables_for_all_and_one() -> None:
     crypto = ["crypto_trades", "crypto_quotes", "crypto_bars", "crypto_orderbooks"]
     assert tables_for("all", (STOCK,)) == stock
     assert tables_for("all", (STOCK, CRYPTO)) == stock + crypto
-    assert tables_for("all") == stock + crypto + ["options_trades", "options_quotes"]
+    assert tables_for("all") == stock + crypto + ["options_trades", "options_quotes", "news"]
     assert tables_for("all", (CRYPTO,)) == crypto
     assert tables_for("bars") == ["bars"]
     assert tables_for("crypto_bars", (STOCK,)) == ["crypto_bars"]  # one table by name: asked for, so written
     with pytest.raises(
-        SettingsError, match=r"expected quotes, trades, .*, crypto_orderbooks, .*options_quotes or all, got 'lulds'"
+        SettingsError, match=r"expected quotes, trades, .*, crypto_orderbooks, .*news or all, got 'lulds'"
     ):
         tables_for("lulds")
 
