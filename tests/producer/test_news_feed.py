@@ -22,40 +22,18 @@ import redis.asyncio
 from producer.cli import feed_of
 from producer.service import ProducerService
 from producer.transcode import feed_transcoder
-from simulator import DEFAULT_START_NS, Faults, Simulator, SimulatorConfig
-from simulator.config import NEWS_FEEDS
-from tests.helpers.producer import producer_settings, read_topics, running
+from simulator import Faults, Simulator
+from tests.helpers.news_live import FEED, news_config, news_settings
+from tests.helpers.news_live import sent_stories as sent_on
+from tests.helpers.producer import read_topics, running
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.dlq import decode_dead_letter
 from tickpipe.feeds import NEWS
 from tickpipe.news_events import NewsStory
-from tickpipe.settings import Settings, load_settings
+from tickpipe.settings import load_settings
 
-(FEED,) = NEWS_FEEDS  # "news/news"
-SYMBOLS = ("AAPL", "TSLA", "MSFT")
 _story = msgspec.msgpack.Decoder(NewsStory)
-
-
-def news_config(**overrides: Any) -> SimulatorConfig:
-    values: dict[str, Any] = {"news_rate": 500, "start_ns": DEFAULT_START_NS, "record": True, "feed": FEED}
-    values |= {"symbols": SYMBOLS} | overrides
-    return SimulatorConfig(**values)
-
-
-def news_settings(kafka: str, redis_url: str, prefix: str, spool: Path, sim: Simulator) -> Settings:
-    # ALPACA_STREAM_URL is the simulator's stock URL: the news URL is derived from its host.
-    return producer_settings(kafka, redis_url, prefix, spool, sim.url_for("iex"))
-
-
-def sent_on(sim: Simulator) -> list[dict[str, Any]]:
-    """Every story the simulator sent on its news connections, in order (times in ns)."""
-    return [
-        {**m, "created_at": m["created_at"].to_unix_nano(), "updated_at": m["updated_at"].to_unix_nano()}
-        for session in sim.sessions
-        if session.feed == FEED
-        for m in session.sent_events()
-    ]
 
 
 class NewsChannels:
