@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pace.add_argument("--burst", action="store_true", help="as fast as the client reads")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same market (default 0)")
+    p.add_argument(
+        "--news-rate", type=float, default=2.0,
+        help="news stories (and updates of them) a second on /v1beta1/news, over the stock symbols (default 2)",
+    )  # fmt: skip
     p.add_argument("--count", type=int, default=None, metavar="N", help="produce N market events in all, then go quiet")
     p.add_argument("--batch-size", type=int, default=1000, help="most data messages per frame")
     p.add_argument("--key", default=None, help="API key to require (default: accept any)")
@@ -139,6 +143,7 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
         symbols=args.symbols,
         rate=None if args.burst else args.rate,
         seed=args.seed,
+        news_rate=args.news_rate,
         key=args.key,
         secret=args.secret,
         feed=args.feed,
