@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sys
 
-from simulator.config import CRYPTO_FEEDS, FEEDS, OPTION_FEEDS, STREAMS, Faults, SimulatorConfig
+from simulator.config import STREAMS, Faults, SimulatorConfig
 from simulator.server import Simulator
 from simulator.symbols import DEFAULT_SYMBOLS, synthetic_symbols
 from tickpipe.errors import TickpipeError
@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--entitled-feeds",
         type=_feeds,
-        default=FEEDS + CRYPTO_FEEDS + OPTION_FEEDS,
-        help="feeds the key may use; others answer 409 (default: all)",
+        default=tuple(STREAMS),
+        help="feeds the key may use; others answer 409 (default: every feed served)",
     )
     p.add_argument(
         "--connection-limit",

@@ -108,7 +108,7 @@ class SimulatorConfig:
     """Credentials to require; with key None any auth message is accepted."""
     feed: str = "iex"
     """The feed ``Simulator.url`` points at; all of STREAMS are served (FEEDS, CRYPTO_FEEDS, OPTION_FEEDS)."""
-    entitled_feeds: tuple[str, ...] = FEEDS + CRYPTO_FEEDS + OPTION_FEEDS + NEWS_FEEDS
+    entitled_feeds: tuple[str, ...] = tuple(STREAMS)
     """Feeds the credentials may use; authenticating on another answers 409."""
     batch_size: int = 1000
     """Most data messages per frame (Alpaca batches data, never control messages)."""
