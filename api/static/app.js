@@ -1,5 +1,6 @@
-// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, and crypto
-// pairs (latest quote, top of the order book) when the API carries the crypto feed.
+// The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, crypto
+// pairs (latest quote, top of the order book) when the API carries the crypto feed, and the latest
+// news stories when it carries the news feed.
 //
 // Page parameters (all optional): ?symbols=AAPL,MSFT (the watchlist), ?chart=AAPL (the chart's
 // symbol), ?crypto=BTC/USD,ETH/USD (the crypto pairs), ?key=..&secret=.. (credentials for the
@@ -8,6 +9,7 @@
 
 import { BarChart } from "./chart.js";
 import { CryptoPanel } from "./crypto.js";
+import { NewsPanel } from "./news.js";
 import { pollStatus } from "./status.js";
 import { LiveStream, streamUrl } from "./stream.js";
 import { Watchlist } from "./watchlist.js";
@@ -17,6 +19,7 @@ const SYMBOL = /^[A-Z][A-Z0-9./-]{0,15}$/; // as tickpipe.settings.SYMBOL_RE
 const DEFAULT_PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD"];
 const PAIR = /^[A-Z0-9]{1,12}\/[A-Z0-9]{1,12}$/; // as tickpipe.settings.PAIR_RE
 const CRYPTO_PATH = "/v1beta3/crypto/us"; // tickpipe.feeds.CRYPTO.stream_path
+const NEWS_PATH = "/v1beta1/news"; // tickpipe.feeds.NEWS.stream_path
 const STORE = "tickpipe.dashboard";
 
 const params = new URLSearchParams(location.search);
@@ -25,6 +28,7 @@ const stats = {
   quotes: 0, trades: 0, liveBars: 0, barsDrawn: 0, lastBarTime: null, status: null, subscribed: null,
   everLive: false, reconnects: 0,
   crypto: { state: "idle", detail: "", quotes: 0, books: 0, subscribed: null },
+  news: { state: "idle", detail: "", stored: 0, live: 0 },
 };
 window.__tickpipe = stats;
 
@@ -97,6 +101,41 @@ function startCrypto(credentials) {
   window.__tickpipeCrypto = panel; // for tests: panel.top(pair) is the book as kept here
 }
 
+/** The news panel: the latest stored stories, then the news stream; hidden while the API does not carry news. */
+function startNews(credentials) {
+  const panel = new NewsPanel(document.getElementById("news-list"));
+  const section = document.getElementById("news");
+  const badge = document.getElementById("news-conn");
+  fetch("/news?limit=20", { headers: { "APCA-API-KEY-ID": credentials.key, "APCA-API-SECRET-KEY": credentials.secret } })
+    .then((response) => (response.ok ? response.json() : { news: [] }))
+    .then((body) => {
+      for (const story of body.news ?? []) if (panel.take(story)) stats.news.stored += 1;
+    })
+    .catch(() => {});
+  const stream = new LiveStream(
+    streamUrl(location, NEWS_PATH),
+    credentials,
+    {
+      onData: (messages) => {
+        for (const message of messages) if (panel.take(message)) stats.news.live += 1;
+      },
+      onState: (state, detail) => {
+        stats.news.state = state;
+        stats.news.detail = detail;
+        badge.dataset.state = state;
+        badge.textContent = state;
+        badge.title = `WebSocket ${NEWS_PATH}: ${state}${detail ? ` (${detail})` : ""}`;
+        if (state === "live") section.hidden = false;
+        if (state === "refused") section.hidden = true; // ALPACA_FEEDS does not name news
+      },
+    },
+    ["news"],
+  );
+  stream.want({ news: ["*"] });
+  stream.start();
+  window.__tickpipeNews = panel; // for tests: panel.shown is what the list holds
+}
+
 function initialSymbols(known) {
   const fromUrl = symbolList(params.get("symbols"));
   if (fromUrl.length > 0) return fromUrl;
@@ -120,6 +159,7 @@ async function main() {
   const chart = new BarChart(document.getElementById("chart"));
   const credentials = { key: params.get("key") ?? "dashboard", secret: params.get("secret") ?? "dashboard" };
   startCrypto(credentials);
+  startNews(credentials);
   const stream = new LiveStream(
     streamUrl(location),
     credentials,
