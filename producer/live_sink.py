@@ -101,7 +101,10 @@ class LiveSink:
         connect: Connect = RespConnection.open,
         words: Mapping[str, str] = FAMILY_OF,
         book_codes: frozenset[str] = frozenset(),
+        routed: bool = False,
     ) -> None:
+        """``routed``: the feed's events carry channels of their own (``Transcoded.channels``, a news story's
+        symbols), packed by :meth:`_pack_routed`; the others by :meth:`_pack`, untouched by that."""
         self.url = url
         #: Type code -> its family's word in channels and hashes (the feed's ``Feed.word_of``).
         self.words = dict(words)
@@ -120,6 +123,7 @@ class LiveSink:
         self._signal: asyncio.Future[None] | None = None
         self._stopping = False
         self._publish_heads: dict[tuple[str, str], bytes] = {}
+        self._packer: Callable[[list[Transcoded]], tuple[bytes, int]] = self._pack_routed if routed else self._pack
 
     # --- the read loop's side -----------------------------------------------------------------
     def offer(self, events: Sequence[Transcoded]) -> None:
@@ -194,7 +198,7 @@ class LiveSink:
         assert self._conn is not None
         queue = self.queue
         batch = [queue.popleft() for _ in range(min(len(queue), self.batch_max))]
-        payload, commands = self._pack(batch)
+        payload, commands = self._packer(batch)
         try:
             async with asyncio.timeout(self.write_timeout):
                 errors = await self._conn.execute(payload, commands)
@@ -218,12 +222,8 @@ class LiveSink:
         add = parts.append
         latest: dict[str, dict[str, bytes]] = {}  # family -> symbol -> its last event
         family_of = self.words
-        publishes = len(batch)
         for event in batch:
             code, symbol, live = event.type_code, event.symbol, event.live
-            if event.channels is not None:  # one story, each of its symbols' channels; no snapshot
-                publishes += self._routed(parts, family_of[code], event.channels, live) - 1
-                continue
             head = heads.get((code, symbol))
             if head is None:
                 if len(heads) > 50_000:
@@ -247,17 +247,21 @@ class LiveSink:
             pack(b"HSET", latest_hash(name).encode(), *(x for s, v in last.items() for x in (s.encode(), v)))
             for name, last in latest.items()
         ]
-        return b"".join(hsets) + b"".join(parts), len(hsets) + publishes
+        return b"".join(hsets) + b"".join(parts), len(hsets) + len(batch)
 
-    @staticmethod
-    def _routed(parts: list[bytes], word: str, suffixes: tuple[str, ...], live: bytes) -> int:
-        """PUBLISH ``live`` on the channel of each suffix (a news story on each of its symbols'); how many."""
-        body = b"$%d\r\n%s\r\n" % (len(live), live)
-        for suffix in suffixes:
-            name = channel(word, suffix).encode()
-            parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name))
-            parts.append(body)
-        return len(suffixes)
+    def _pack_routed(self, batch: list[Transcoded]) -> tuple[bytes, int]:
+        """A sink of events with channels of their own (``routed``, news): one PUBLISH of each event on the
+        channel of each of its suffixes (a story on each of its symbols'), in order; no snapshot hash."""
+        parts: list[bytes] = []
+        words = self.words
+        for event in batch:
+            word, live = words[event.type_code], event.live
+            body = b"$%d\r\n%s\r\n" % (len(live), live)
+            for suffix in (event.symbol,) if event.channels is None else event.channels:
+                name = channel(word, suffix).encode()
+                parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name))
+                parts.append(body)
+        return b"".join(parts), len(parts) // 2
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

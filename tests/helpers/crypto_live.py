@@ -53,7 +53,8 @@ class CryptoLive:
 async def crypto_live(redis_url: str, feed: Feed = CRYPTO) -> AsyncIterator[CryptoLive]:
     """The crypto feed's (or ``feed``'s) live sink on ``redis_url``, as the producer's service builds it."""
     books = frozenset(code for family in feed.families if family.book for code in family.codes)
-    sink = LiveSink(redis_url, words=feed.word_of, book_codes=books)
+    routed = any(family.channels is not None for family in feed.families)
+    sink = LiveSink(redis_url, words=feed.word_of, book_codes=books, routed=routed)
     task = asyncio.create_task(sink.run())
     try:
         yield CryptoLive(sink, feed)
