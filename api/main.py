@@ -20,7 +20,7 @@ from api.deps import api_key
 from api.metrics import ApiMetrics, RequestTimer
 from api.models import AUTH_RESPONSES
 from api.pool import PoolBusy
-from api.routes import history, latest, ops, status, symbols, trade_updates
+from api.routes import history, latest, news, ops, status, symbols, trade_updates
 from api.state import STATIC_DIR, open_state, required_urls, scrub
 from api.stream.handler import endpoint_for
 from api.stream.protocol import FEED_CHANNELS, STOCK_CHANNELS
@@ -86,7 +86,7 @@ def create_app(
     app.add_exception_handler(PoolBusy, busy)
     app.add_exception_handler(ExportsBusy, busy)
     app.add_exception_handler(Denied, denied)
-    for router in (latest.router, history.router, symbols.router, trade_updates.router):  # latest before {symbol}
+    for router in (latest.router, history.router, news.router, symbols.router, trade_updates.router):  # latest first
         # Data routes: a key first (api.auth), before anything of the request is looked at.
         app.include_router(router, dependencies=[Depends(api_key)], responses=AUTH_RESPONSES)
     for router in (ops.router, status.router):

@@ -152,7 +152,12 @@ async def open_state(
         metrics,
         flush_interval=settings.ws_flush_interval_ms / 1000,
         flush_writes_per_s=settings.ws_flush_writes_per_s,
-        directories={name: LatestDirectory(client, channels.feed) for name, channels in FEED_CHANNELS.items()},
+        # A news story names any symbol, whether its producer was told of it or not: no directory (nothing parked).
+        directories={
+            name: LatestDirectory(client, channels.feed)
+            for name, channels in FEED_CHANNELS.items()
+            if not any(family.channels for family in channels.feed.families)
+        },
         max_channels=settings.ws_max_redis_channels,
     )
     limits = KeyLimits(redis_url, namespace(settings.kafka_topic_prefix))

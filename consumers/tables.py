@@ -27,7 +27,7 @@ from operator import itemgetter
 from typing import Any, Final
 
 from tickpipe.codecs import kafka_decoder
-from tickpipe.feeds import TABLES, Family, Feed
+from tickpipe.feeds import TABLES, Conflict, Family, Feed
 from tickpipe.feeds.tables import columns, on_conflict, primary_key
 
 Row = tuple[Any, ...]
@@ -54,15 +54,32 @@ _COMPUTED: Final = {
     "bid_sizes": "s.bid_sizes::float8[]",
     "ask_prices": "s.ask_prices::float8[]",
     "ask_sizes": "s.ask_sizes::float8[]",
+    "created_at": _NS_TO_TS.format("s.created_ns"),
+    "updated_at": _NS_TO_TS.format("s.updated_ns"),
+    "symbols": "s.symbols::text[]",
 }
+#: Target ``timestamptz`` columns and the staging column of their nanoseconds (a key's time is folded by it).
+_STAGED_NS: Final = {"time": "time_ns", "created_at": "created_ns", "updated_at": "updated_ns"}
 
 
-def _keeps(unless: tuple[str, str, str] | None, stage_columns: str) -> Callable[[Row, Row], bool]:
-    """The declared ``Conflict.unless`` over staging rows: whether the stored row stays when ``new`` arrives."""
+def _stage_names(stage_columns: str) -> list[str]:
+    return [item.split()[0] for item in stage_columns.split(",")]
+
+
+def _keeps(conflict: Conflict, stage_columns: str) -> Callable[[Row, Row], bool]:
+    """The declared ``Conflict.unless`` (or ``newer``) over staging rows: whether the stored row stays when
+    ``new`` arrives."""
+    names = _stage_names(stage_columns)
+    if conflict.newer is not None:
+        column = _STAGED_NS.get(conflict.newer, conflict.newer)
+        if column not in names:
+            raise ValueError(f"expected the conflict's column {column!r} among the staging columns {names}")
+        at = names.index(column)
+        return lambda stored, new: stored[at] >= new[at]
+    unless = conflict.unless
     if unless is None:
         return lambda stored, new: False
     column, stored_value, new_value = unless
-    names = [item.split()[0] for item in stage_columns.split(",")]
     if column not in names:
         raise ValueError(f"expected the conflict condition's column {column!r} among the staging columns {names}")
     at = names.index(column)
@@ -111,7 +128,7 @@ class TableSpec:
         if family.table is None or not family.stage_columns or not family.stage_row:
             raise ValueError(f"expected a stored family with staging columns and function, got {family.name}")
         conflict = family.conflict
-        keeps = _keeps(conflict.unless, family.stage_columns) if conflict.replace else None
+        keeps = _keeps(conflict, family.stage_columns) if conflict.replace else None
         return cls(
             family.table, family.stage_columns, resolve(family.stage_row), on_conflict(family),
             target=columns(family), key=primary_key(family), keeps=keeps, decode=kafka_decoder(feed),
@@ -154,9 +171,13 @@ class TableSpec:
         Built once per table; the key's other columns are staged as they are stored.
         """
         index = {name: i for i, name in enumerate(self.stage_columns)}
-        others = itemgetter(*(index[column] for column in self.key if column != "time"))
-        at = index["time_ns"]
-        return lambda row: (others(row), row[at] // 1000)
+        if "time" in self.key:
+            others = itemgetter(*(index[column] for column in self.key if column != "time"))
+            at = index["time_ns"]
+            return lambda row: (others(row), row[at] // 1000)
+        # Another table's key (news: its id and created_at): each time by its staged nanoseconds, in µs.
+        parts = [(index[_STAGED_NS[c]], 1000) if c in _STAGED_NS else (index[c], 0) for c in self.key]
+        return lambda row: tuple(row[i] // scale if scale else row[i] for i, scale in parts)
 
 
 #: Every table the consumers write, by table name: every feed's stored families.

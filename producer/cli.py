@@ -32,17 +32,21 @@ log = logging.getLogger("producer")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe producer", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--feed", default="stocks", metavar="FEED", help="the feed it carries: stocks (default), crypto or options"
+        "--feed",
+        default="stocks",
+        metavar="FEED",
+        help="the feed it carries: stocks (default), crypto, options or news",
     )
     parser.add_argument(
         "--upstream-url",
         help="stream URL, overriding ALPACA_STREAM_URL / ALPACA_FEED (with --feed crypto: ALPACA_CRYPTO_STREAM_URL,"
-        " options: ALPACA_OPTIONS_STREAM_URL)",
+        " options: ALPACA_OPTIONS_STREAM_URL, news: ALPACA_NEWS_STREAM_URL)",
     )
     parser.add_argument(
         "--admin-port",
         type=int,
-        help="port of /healthz /readyz /health /metrics /symbols (PRODUCER_ADMIN_PORT, CRYPTO_/OPTIONS_PRODUCER_...)",
+        help="port of /healthz /readyz /health /metrics /symbols (PRODUCER_ADMIN_PORT,"
+        " CRYPTO_/OPTIONS_/NEWS_PRODUCER_...)",
     )
     parser.add_argument("--spool-dir", type=Path, help="disk spool folder (SPOOL_DIR)")
     parser.add_argument(

@@ -13,6 +13,9 @@ snapshot misses nothing). A stale quote is worthless, so under pressure the
 When Redis comes back the sink reconnects by itself and carries on.
 
 A feed's sink names its channels and hashes by the feed's words (``quotes``; ``crypto.quotes``).
+A news story (``Transcoded.channels``) is published once on the channel of each symbol it names
+(``news:AAPL``, ``news:TSLA``; ``news:`` when it names none, which only ``*`` reaches), with no
+snapshot hash: Alpaca sends no last story on subscribe.
 Order books (crypto ``o``): every message is published as it came, and the snapshot hash holds the
 latest *full* book per pair, the last snapshot (``r``) with every update since applied (:class:`Books`;
 applied as events are offered, so a dropped live update does not corrupt it).
@@ -98,7 +101,10 @@ class LiveSink:
         connect: Connect = RespConnection.open,
         words: Mapping[str, str] = FAMILY_OF,
         book_codes: frozenset[str] = frozenset(),
+        routed: bool = False,
     ) -> None:
+        """``routed``: the feed's events carry channels of their own (``Transcoded.channels``, a news story's
+        symbols), packed by :meth:`_pack_routed`; the others by :meth:`_pack`, untouched by that."""
         self.url = url
         #: Type code -> its family's word in channels and hashes (the feed's ``Feed.word_of``).
         self.words = dict(words)
@@ -117,6 +123,7 @@ class LiveSink:
         self._signal: asyncio.Future[None] | None = None
         self._stopping = False
         self._publish_heads: dict[tuple[str, str], bytes] = {}
+        self._packer: Callable[[list[Transcoded]], tuple[bytes, int]] = self._pack_routed if routed else self._pack
 
     # --- the read loop's side -----------------------------------------------------------------
     def offer(self, events: Sequence[Transcoded]) -> None:
@@ -191,7 +198,7 @@ class LiveSink:
         assert self._conn is not None
         queue = self.queue
         batch = [queue.popleft() for _ in range(min(len(queue), self.batch_max))]
-        payload, commands = self._pack(batch)
+        payload, commands = self._packer(batch)
         try:
             async with asyncio.timeout(self.write_timeout):
                 errors = await self._conn.execute(payload, commands)
@@ -241,6 +248,20 @@ class LiveSink:
             for name, last in latest.items()
         ]
         return b"".join(hsets) + b"".join(parts), len(hsets) + len(batch)
+
+    def _pack_routed(self, batch: list[Transcoded]) -> tuple[bytes, int]:
+        """A sink of events with channels of their own (``routed``, news): one PUBLISH of each event on the
+        channel of each of its suffixes (a story on each of its symbols'), in order; no snapshot hash."""
+        parts: list[bytes] = []
+        words = self.words
+        for event in batch:
+            word, live = words[event.type_code], event.live
+            body = b"$%d\r\n%s\r\n" % (len(live), live)
+            for suffix in (event.symbol,) if event.channels is None else event.channels:
+                name = channel(word, suffix).encode()
+                parts.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name))
+                parts.append(body)
+        return b"".join(parts), len(parts) // 2
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

@@ -159,7 +159,10 @@ class ProducerService:
         self.dlq_topic = dlq_topic(settings)
         self.metrics = ProducerMetrics(registry)
         books = frozenset(code for family in feed.families if family.book for code in family.codes)
-        self.live = LiveSink(settings.redis_url, queue_size=settings.live_queue_size, words=words, book_codes=books)
+        routed = any(family.channels is not None for family in feed.families)  # news: a story on each symbol's
+        self.live = LiveSink(
+            settings.redis_url, queue_size=settings.live_queue_size, words=words, book_codes=books, routed=routed
+        )
         self.spool = spool or Spool(spool_path, settings.spool_segment_bytes, settings.spool_max_bytes)
         backend = backend or AiokafkaBackend(
             settings, settings.kafka_bootstrap_servers, [*dict.fromkeys(topics.values()), self.dlq_topic]

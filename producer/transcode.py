@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Union
 import msgspec
 
 from tickpipe.codecs import (
+    TIME_FIELDS,
     Rejected,
     decode_frame,
     encode_kafka,
@@ -27,6 +28,7 @@ from tickpipe.codecs import (
     encode_raw,
     format_rfc3339_ns,
     registry,
+    time_fields,
     to_alpaca_dict,
 )
 from tickpipe.errors import DecodeError
@@ -41,6 +43,8 @@ class Transcoded(NamedTuple):
     """One upstream event ready for both sinks."""
 
     type_code: str
+    #: The Redis channel's suffix (unless ``channels`` names others) and, unless ``key`` is given, the
+    #: Kafka record key: the symbol; a news story's id (its channels are its symbols).
     symbol: str
     #: Event time, ns since the epoch.
     timestamp: int
@@ -48,8 +52,12 @@ class Transcoded(NamedTuple):
     kafka: bytes
     #: Exactly ``encode_live(event)``.
     live: bytes
-    #: The Kafka record key when it is not the symbol (``Family.key``: an order update's order id).
+    #: The Kafka record key when it is not the symbol (``Family.key``: an order update's order id, a news
+    #: story's id); the fan-out reads it for a feed whose families are not keyed by symbol.
     key: str = ""
+    #: The Redis channels' suffixes when they are not ``symbol`` (``Family.channels``: a news story's
+    #: symbols, ``("",)`` for a story naming none); None: the one channel of ``symbol``.
+    channels: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -151,9 +159,35 @@ def _struct_exact(event: Any) -> Transcoded:
     return Transcoded(event.type_code, event.symbol, event.timestamp, _msgpack_encoder.encode(event), live)
 
 
+def _routed_exact(feed: Feed) -> Callable[[Any], Transcoded]:
+    """:func:`_struct_exact` for a feed whose families key or route events by other fields than ``symbol`` and
+    ``t`` (``Family.key``, ``Family.channels``, the struct's ``time_fields``): a news story is keyed by its id
+    and published on each of its symbols' channels, its times in RFC 3339."""
+    routes = {kind.code: (family.key, family.channels) for family, kind in feed.event_types()}
+
+    def exact(event: Any) -> Transcoded:
+        data: dict[str, Any] = msgspec.to_builtins(event)
+        for name in time_fields(type(event)):
+            data[name] = format_rfc3339_ns(data[name])
+        del data["_r"], data["_v"]
+        key, channels = routes[event.type_code]
+        suffixes = None if channels is None else (tuple(getattr(event, channels)) or ("",))
+        kafka = _msgpack_encoder.encode(event)
+        record_key = str(getattr(event, key))
+        live = _live_encoder.encode(data)
+        return Transcoded(event.type_code, record_key, event.timestamp, kafka, live, record_key, suffixes)
+
+    return exact
+
+
+def _routed(feed: Feed) -> bool:
+    """Whether a feed's events are keyed, routed or timed otherwise than by ``symbol`` and ``t``."""
+    times = {time_fields(cls) for cls in registry(feed).values()}
+    return times != {TIME_FIELDS} or any(f.key != "symbol" or f.channels is not None for f in feed.families)
+
+
 def _struct_message(event: Any) -> dict[str, Any]:
     message: dict[str, Any] = msgspec.to_builtins(event)
-    message["t"] = event.timestamp
     del message["_r"], message["_v"]
     return message
 
@@ -174,10 +208,15 @@ class FeedTranscoder:
         self.types = dict(types)
         self.exact = exact
         self.message = message
-        wire_types = tuple(_wire_struct(cls, code) for code, cls in self.types.items())
-        self._decoder = msgspec.msgpack.Decoder(list[Union[wire_types]])  # type: ignore[valid-type]  # noqa: UP007
+        #: The fast path's decoder; None for structs not timed by ``t`` (a news story), which go the exact way.
+        self._decoder: msgspec.msgpack.Decoder[Any] | None = None
+        if all(time_fields(cls) == TIME_FIELDS for cls in self.types.values()):
+            wire_types = tuple(_wire_struct(cls, code) for code, cls in self.types.items())
+            self._decoder = msgspec.msgpack.Decoder(list[Union[wire_types]])  # type: ignore[valid-type]  # noqa: UP007
 
     def _fast(self, frame: bytes, received_at: int) -> list[Transcoded]:
+        if self._decoder is None:
+            raise _NotFast
         try:
             wires = self._decoder.decode(frame)
         except (msgspec.ValidationError, msgspec.DecodeError):
@@ -231,7 +270,8 @@ def feed_transcoder(feed: Feed) -> FeedTranscoder:
         return _STOCK
     found = _transcoders.get(feed.name)
     if found is None:
-        found = _transcoders[feed.name] = FeedTranscoder(registry(feed), _struct_exact, _struct_message)
+        exact = _routed_exact(feed) if _routed(feed) else _struct_exact
+        found = _transcoders[feed.name] = FeedTranscoder(registry(feed), exact, _struct_message)
     return found
 
 

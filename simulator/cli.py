@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sys
 
-from simulator.config import CRYPTO_FEEDS, FEEDS, OPTION_FEEDS, STREAMS, Faults, SimulatorConfig
+from simulator.config import STREAMS, Faults, SimulatorConfig
 from simulator.server import Simulator
 from simulator.symbols import DEFAULT_SYMBOLS, synthetic_symbols
 from tickpipe.errors import TickpipeError
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pace.add_argument("--burst", action="store_true", help="as fast as the client reads")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same market (default 0)")
+    p.add_argument(
+        "--news-rate", type=float, default=2.0,
+        help="news stories (and updates of them) a second on /v1beta1/news, over the stock symbols (default 2)",
+    )  # fmt: skip
     p.add_argument("--count", type=int, default=None, metavar="N", help="produce N market events in all, then go quiet")
     p.add_argument("--batch-size", type=int, default=1000, help="most data messages per frame")
     p.add_argument("--key", default=None, help="API key to require (default: accept any)")
@@ -70,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--entitled-feeds",
         type=_feeds,
-        default=FEEDS + CRYPTO_FEEDS + OPTION_FEEDS,
-        help="feeds the key may use; others answer 409 (default: all)",
+        default=tuple(STREAMS),
+        help="feeds the key may use; others answer 409 (default: every feed served)",
     )
     p.add_argument(
         "--connection-limit",
@@ -139,6 +143,7 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
         symbols=args.symbols,
         rate=None if args.burst else args.rate,
         seed=args.seed,
+        news_rate=args.news_rate,
         key=args.key,
         secret=args.secret,
         feed=args.feed,

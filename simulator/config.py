@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from simulator.crypto import DEFAULT_PAIRS
 from simulator.symbols import DEFAULT_SYMBOLS
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, TRADE_UPDATES_FEED
+from tickpipe.feeds import CRYPTO, NEWS, OPTIONS, STOCK, TRADE_UPDATES_FEED
 from tickpipe.feeds.spec import Feed
 
 #: Feeds served on ``/v2/{feed}``, as on stream.data.alpaca.markets (the stock feed's variants).
@@ -16,10 +16,12 @@ CRYPTO_FEEDS = tuple(f"{CRYPTO.name}/{variant}" for variant in CRYPTO.variants)
 #: Option feeds, named ``options/{variant}`` and served on ``/v1beta1/{variant}``: ``options/opra``,
 #: ``options/indicative`` (msgpack only).
 OPTION_FEEDS = tuple(f"{OPTIONS.name}/{variant}" for variant in OPTIONS.variants)
+#: The news feed, named ``news/news`` and served on ``/v1beta1/news`` (its REST history on the same path).
+NEWS_FEEDS = tuple(f"{NEWS.name}/{variant}" for variant in NEWS.variants)
 #: Every feed served, by name: its declaration and its stream path.
 STREAMS: dict[str, tuple[Feed, str]] = {variant: (STOCK, STOCK.path.format(variant=variant)) for variant in FEEDS} | {
     f"{feed.name}/{variant}": (feed, feed.path.format(variant=variant))
-    for feed in (CRYPTO, OPTIONS)
+    for feed in (CRYPTO, OPTIONS, NEWS)
     for variant in feed.variants
 }
 #: The trading stream's path (the account's order updates, :mod:`simulator.trading`), as the trading API serves it.
@@ -45,6 +47,11 @@ def market_of(feed: str) -> str:
     trades and quotes), so the simulator serves one option market on both paths: one ticker, one
     history, the same events to a client of either. Every other feed has a market of its own."""
     return OPTION_FEEDS[0] if is_options(feed) else feed
+
+
+def is_news(feed: str) -> bool:
+    """Whether a served feed (``news/news``) is the news one."""
+    return feed in NEWS_FEEDS
 
 
 def always_paced(feed: str) -> bool:
@@ -104,12 +111,14 @@ class SimulatorConfig:
     The crypto market counts book changes and trades (its quotes and bars come on top); in burst
     mode it runs paced at CRYPTO_BURST_RATE."""
     seed: int = 0
+    news_rate: float = 2.0
+    """Stories (new ones and updates) a second on the news feed, always paced, in burst mode too."""
     key: str | None = None
     secret: str | None = None
     """Credentials to require; with key None any auth message is accepted."""
     feed: str = "iex"
     """The feed ``Simulator.url`` points at; all of STREAMS are served (FEEDS, CRYPTO_FEEDS, OPTION_FEEDS)."""
-    entitled_feeds: tuple[str, ...] = FEEDS + CRYPTO_FEEDS + OPTION_FEEDS
+    entitled_feeds: tuple[str, ...] = tuple(STREAMS)
     """Feeds the credentials may use; authenticating on another answers 409."""
     batch_size: int = 1000
     """Most data messages per frame (Alpaca batches data, never control messages)."""
@@ -148,6 +157,8 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if not self.symbols or not self.crypto_symbols or self.option_symbols == ():
             raise ValueError("expected at least one symbol, one pair and one contract, got none")
+        if self.news_rate <= 0:
+            raise ValueError(f"expected a positive news_rate, got {self.news_rate}")
         if self.rate is not None and self.rate <= 0:
             raise ValueError(f"expected a positive rate or None for burst, got {self.rate}")
         if self.batch_size < 1:

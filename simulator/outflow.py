@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from simulator import wire
 from simulator.burst import BurstFeed
 from simulator.config import SimulatorConfig
-from simulator.subscriptions import Key, Subscriptions
+from simulator.subscriptions import Key, Subscriptions, key_of
 
 
 class Host(Protocol):
@@ -50,8 +50,8 @@ class Outflow:
 
     def offer(self, events: list[dict[str, Any]]) -> bool:
         """Paced mode: queue the events subscribed to; False if the queue overflowed (slow client)."""
-        accepts = self._subscriptions.accepts
-        self._outbox.extend(e for e in events if accepts(e["T"], e["S"]))
+        wants = self._subscriptions.wants
+        self._outbox.extend(e for e in events if wants(e))
         if len(self._outbox) > self._sim.config.send_buffer:
             self._outbox.clear()
             return False
@@ -59,8 +59,8 @@ class Outflow:
 
     def resubscribed(self) -> None:
         """Drop queued events the new subscriptions no longer want: none may follow the confirmation."""
-        accepts = self._subscriptions.accepts
-        self._outbox = deque(e for e in self._outbox if accepts(e["T"], e["S"]))
+        wants = self._subscriptions.wants
+        self._outbox = deque(e for e in self._outbox if wants(e))
 
     def closing_due(self) -> bool:
         """Whether the close-after fault's count has been reached."""
@@ -98,7 +98,7 @@ class Outflow:
         if not self._outbox:
             return None, []
         batch = [self._outbox.popleft() for _ in range(min(n, len(self._outbox)))]
-        return wire.encode_events(batch, self._encoding), [(e["T"], e["S"]) for e in batch]
+        return wire.encode_events(batch, self._encoding), [key_of(e) for e in batch]
 
     def _burst(self, n: int) -> tuple[bytes | None, list[Key]]:
         feed = self._sim.burst_feed(self._feed)

@@ -20,10 +20,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, is_options, market_kind, market_of
+from simulator.config import CRYPTO_BURST_RATE, SimulatorConfig, is_crypto, is_news, is_options, market_kind, market_of
 from simulator.crypto import CryptoMarket
 from simulator.history import History
 from simulator.market import Market
+from simulator.news import NewsMarket
 from simulator.options import OptionMarket
 from simulator.session import Session
 
@@ -40,12 +41,15 @@ class Host(Protocol):
     def market_now_ns(self) -> int: ...
 
 
-AnyMarket = Market | CryptoMarket | OptionMarket
+AnyMarket = Market | CryptoMarket | OptionMarket | NewsMarket
 
 
 def make_market(config: SimulatorConfig, feed: str, start_ns: int, contracts: Sequence[str] | None = None) -> AnyMarket:
     """The market a feed shows: the crypto market's pairs on a crypto feed, the option market's
-    ``contracts`` (else config.option_symbols) on an option feed, else the stock market."""
+    ``contracts`` (else config.option_symbols) on an option feed, the news wire over the stock symbols on
+    the news feed, else the stock market."""
+    if is_news(feed):
+        return NewsMarket(config.symbols, config.seed, start_ns=start_ns, history_max_events=config.history_max_events)
     if is_options(feed):
         return OptionMarket(contracts or config.option_symbols, config.seed, start_ns=start_ns)
     if is_crypto(feed):
@@ -58,7 +62,7 @@ async def run_ticker(sim: Host, feed: str, history: History | None, market: AnyM
     clock, record (``history``: None, not recorded) and fan its events out, until cancelled. The crypto
     and option markets run at CRYPTO_BURST_RATE when the simulator is burst."""
     config = sim.config
-    rate = config.rate if config.rate is not None else CRYPTO_BURST_RATE
+    rate = config.news_rate if is_news(feed) else config.rate if config.rate is not None else CRYPTO_BURST_RATE
     interval = min(0.05, max(0.005, config.batch_size / rate))
     finite = config.max_events is not None
     loop = asyncio.get_running_loop()

@@ -60,9 +60,9 @@ import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from simulator import crypto
+from simulator import crypto, news
 from simulator.bars import NS, day_start
-from simulator.config import CRYPTO_FEEDS, OPTION_FEEDS, STREAMS, SimulatorConfig
+from simulator.config import CRYPTO_FEEDS, NEWS_FEEDS, OPTION_FEEDS, STREAMS, SimulatorConfig
 from simulator.pages import NEW_YORK, PageError, Past, Timeframe, View, bar_view, page, series_view
 from simulator.wire import rfc3339
 from tickpipe.codecs import parse_rfc3339_ns
@@ -162,6 +162,8 @@ class Host(Protocol):
 
     def book_snapshots(self, feed: str, symbols: Collection[str] | None = None) -> list[dict[str, Any]]: ...
 
+    def news_stories(self, feed: str) -> Mapping[int, dict[str, Any]]: ...
+
 
 class RestError(Exception):
     """An answer other than 200: its status and Alpaca's message."""
@@ -207,6 +209,15 @@ def api_of(path: str) -> Api | None:
     return None
 
 
+#: The news history's path (the news stream's too): ``/v1beta1/news`` -> its feed, ``news/news``.
+NEWS_PATHS: dict[str, str] = {STREAMS[feed][1]: feed for feed in NEWS_FEEDS}
+
+
+def is_news(path: str) -> bool:
+    """Whether a request path is the news history's (a WebSocket upgrade on it is the news stream)."""
+    return "/" + urlsplit(path).path.strip("/") in NEWS_PATHS
+
+
 def is_rest(path: str) -> bool:
     """Whether a request path belongs to a REST API rather than a stream."""
     return api_of(urlsplit(path).path) is not None
@@ -218,13 +229,14 @@ def handle(host: Host, limits: RateLimit, request: Request) -> Response:
     try:
         url = urlsplit(request.path)
         api = api_of(url.path)
-        if api is None:
+        feed = NEWS_PATHS.get("/" + url.path.strip("/"))
+        if api is None and feed is None:
             raise RestError(404, "Not Found")
-        key = _authenticate(host.config, request, api.keys_required)
+        key = _authenticate(host.config, request, api.keys_required if api is not None else True)
         allowed, headers = limits.take(key, time.time())
         if not allowed:
             raise RestError(429, "too many requests.")
-        body = _answer(host, api, url)
+        body = _answer(host, api, url) if api is not None else _news(host, feed or "", url)
         return _response(200, body, headers)
     except RestError as exc:
         return _response(exc.status, {"message": exc.message}, headers)
@@ -338,6 +350,24 @@ def _answer(host: Host, api: Api, url: Any) -> dict[str, Any]:
     if q.single:
         return {q.resource: rows.get(q.symbols[0]), "symbol": q.symbols[0], "next_page_token": token}
     return {q.resource: rows, "next_page_token": token}
+
+
+def _news(host: Host, feed: str, url: Any) -> dict[str, Any]:
+    """``GET /v1beta1/news``: the news wire's stories (:func:`simulator.news.answer`); start defaults to the
+    day so far (New York's), end to now."""
+    params = {name: values[-1] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
+    start = _time(params, "start")
+    end = _time(params, "end")
+    if start is not None and end is not None and end < start:
+        raise RestError(422, "end should not be before start")
+    if start is None:
+        start = day_start(host.market_now_ns())
+    try:
+        return news.answer(
+            host.news_stories(feed), params, start, end if end is not None else host.market_now_ns(), rfc3339
+        )
+    except news.NewsQueryError as exc:
+        raise RestError(exc.status, str(exc)) from None
 
 
 def _latest(host: Host, q: Query, history: Past | None) -> dict[str, dict[str, Any]]:

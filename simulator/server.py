@@ -50,6 +50,7 @@ from simulator.config import (
     SimulatorConfig,
     always_paced,
     is_crypto,
+    is_news,
     is_options,
     market_kind,
     market_of,
@@ -57,6 +58,7 @@ from simulator.config import (
 from simulator.crypto import CryptoMarket
 from simulator.history import CRYPTO_LAYOUTS, OPTION_LAYOUTS, STOCK_LAYOUTS, History
 from simulator.market import Event
+from simulator.news import NewsMarket
 from simulator.options import OptionMarket, chain
 from simulator.paced import AnyMarket, make_market, run_ticker
 from simulator.session import Session
@@ -284,6 +286,9 @@ class Simulator:
         config = self.config
         contracts = self.option_symbols if is_options(feed) else None
         market = self.markets[feed] = make_market(config, feed, self.market_now_ns(), contracts)
+        if is_news(feed):  # the news wire keeps its stories (its REST history)
+            self._tickers[feed] = asyncio.create_task(run_ticker(self, feed, None, market))
+            return
         layouts = CRYPTO_LAYOUTS if is_crypto(feed) else OPTION_LAYOUTS if is_options(feed) else STOCK_LAYOUTS
         history = self.histories[feed] = History(
             config.history_seconds * NS, config.history_max_events, self.market_now_ns(), layouts=layouts
@@ -323,18 +328,26 @@ class Simulator:
 
     # -- serving ---------------------------------------------------------------------
 
+    def news_stories(self, feed: str) -> dict[int, Event]:
+        """The news wire's stories so far, latest version per id (the wire started if it was not running)."""
+        self._start_ticker(feed)
+        market = self.markets.get(feed)
+        return dict(market.stories) if isinstance(market, NewsMarket) else {}
+
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        """REST requests are answered here; a stream path goes on to the WebSocket handshake."""
-        if rest.is_rest(request.path):
+        """REST requests are answered here; a stream path goes on to the WebSocket handshake (the news
+        history shares its stream's path, ``/v1beta1/news``: a request without an upgrade is a REST one)."""
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if rest.is_rest(request.path) or (rest.is_news(request.path) and not upgrade):
             return rest.handle(self, self._limits, request)
         if _path(request.path) == TRADING_PATH:
             return None
         if feed_of(request.path) is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra or /v1beta1/indicative,"
-                f" the trading stream's {TRADING_PATH}, or the REST API's /v2/stocks/..., /v1beta3/crypto/us/... or"
-                f" /v1beta1/options/...,"
+                f"expected /v2/iex, /v2/sip, /v2/test, /v1beta3/crypto/us, /v1beta1/opra, /v1beta1/indicative or"
+                f" /v1beta1/news, the trading stream's {TRADING_PATH}, or the REST API's /v2/stocks/...,"
+                f" /v1beta3/crypto/us/..., /v1beta1/options/... or /v1beta1/news,"
                 f" got {request.path}\n",
             )
         return None

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK
+from tickpipe.feeds import CRYPTO, NEWS, OPTIONS, STOCK
 from tickpipe.feeds.spec import Feed
 
 
@@ -68,8 +68,13 @@ CRYPTO_CHANNELS: Final = Channels.of(CRYPTO)
 #: The option stream's channels (trades and quotes); its symbols are OCC contracts, ``AAPL240621C00190000``.
 OPTION_CHANNELS: Final = Channels.of(OPTIONS)
 
+#: The news stream's one channel, ``news``; its symbols are tickers, as a story names them.
+NEWS_CHANNELS: Final = Channels.of(NEWS)
+
 #: Each served feed's channels, by the feed's name.
-BY_FEED: Final[dict[str, Channels]] = {c.feed.name: c for c in (STOCK_CHANNELS, CRYPTO_CHANNELS, OPTION_CHANNELS)}
+BY_FEED: Final[dict[str, Channels]] = {
+    c.feed.name: c for c in (STOCK_CHANNELS, CRYPTO_CHANNELS, OPTION_CHANNELS, NEWS_CHANNELS)
+}
 
 #: The stock stream's channels that follow another, with the one they follow.
 FOLLOWS: Final[dict[str, str]] = STOCK_CHANNELS.follows
@@ -79,6 +84,11 @@ CHANNELS: Final[dict[str, str]] = STOCK_CHANNELS.channels
 DERIVED: Final[dict[str, str]] = STOCK_CHANNELS.derived
 
 Key = tuple[str, str]
+
+
+def key_of(event: dict[str, Any]) -> Key:
+    """What a sent event is counted by: its type and symbol, or a news story's type and id."""
+    return event["T"], event["S"] if "S" in event else str(event["id"])
 
 
 class SubscriptionError(Exception):
@@ -134,6 +144,13 @@ class Subscriptions:
             return False
         chosen = self._sets[channel]
         return "*" in chosen or symbol in chosen
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        """Whether an event goes to this connection: by its symbol, or (a news story) by any symbol it names;
+        a story naming none only with ``*``."""
+        if "S" in event:
+            return self.accepts(event["T"], event["S"])
+        return any(self.accepts(event["T"], symbol) for symbol in event.get("symbols") or ("",))
 
     def accepted(self, keys: Iterable[Key]) -> set[Key] | None:
         """The (type, symbol) keys among ``keys`` this connection wants; None if all of them."""

@@ -76,11 +76,19 @@ def encode(messages: list[dict[str, Any]], encoding: Encoding) -> Frame:
     return msgpack.packb(messages) if encoding == "msgpack" else orjson.dumps(messages)
 
 
+#: A news story's times (it has no ``t``).
+NEWS_TIMES: Final = ("created_at", "updated_at")
+
+
 def encode_events(events: list[dict[str, Any]], encoding: Encoding) -> Frame:
-    """One frame of market events whose ``t`` is still int nanoseconds."""
-    if encoding == "msgpack":
-        return msgpack.packb([{**e, "t": timestamp(e["t"])} for e in events])
-    return orjson.dumps([{**e, "t": rfc3339(e["t"])} for e in events])
+    """One frame of market events whose ``t`` (a news story's ``created_at``, ``updated_at``) is still int
+    nanoseconds."""
+    convert = timestamp if encoding == "msgpack" else rfc3339
+    out = [
+        {**e, "t": convert(e["t"])} if "t" in e else {**e, **{name: convert(e[name]) for name in NEWS_TIMES}}
+        for e in events
+    ]
+    return msgpack.packb(out) if encoding == "msgpack" else orjson.dumps(out)
 
 
 def success(msg: str, encoding: Encoding) -> Frame:

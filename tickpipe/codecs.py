@@ -88,17 +88,30 @@ def ns_to_datetime(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // 1000 / 1_000_000, UTC)
 
 
-def _timestamp_ns(value: Any) -> int:
+def _timestamp_ns(value: Any, name: str = "t") -> int:
     if isinstance(value, msgpack.Timestamp):
         return int(value.to_unix_nano())
     if isinstance(value, str):
         try:
             return parse_rfc3339_ns(value)
         except ValueError as exc:
-            raise DecodeError("t", str(exc)) from None
+            raise DecodeError(name, str(exc)) from None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise DecodeError("t", f"expected a msgpack Timestamp or an RFC 3339 string, got {type(value).__name__}")
+    raise DecodeError(name, f"expected a msgpack Timestamp or an RFC 3339 string, got {type(value).__name__}")
+
+
+#: The upstream names of an event's times unless its struct says otherwise (``time_fields``: a news story's
+#: ``created_at`` and ``updated_at``).
+TIME_FIELDS: Final = ("t",)
+#: Every name a time has on any feed's wire: what a msgpack frame for our clients carries as a Timestamp.
+WIRE_TIME_FIELDS: Final = ("t", "created_at", "updated_at")
+
+
+def time_fields(cls: type[Any] | None) -> tuple[str, ...]:
+    """The upstream names of a struct's times (``t``, unless it declares ``time_fields``)."""
+    found: tuple[str, ...] = getattr(cls, "time_fields", TIME_FIELDS)
+    return found
 
 
 def _field_of(exc: msgspec.ValidationError) -> str:
@@ -116,12 +129,13 @@ def _to_event(message: dict[str, Any], received_at: int, types: Mapping[str, typ
     """One upstream message dict (short names) to an event of ``types`` (the stock feed's unless another
     feed's registry is given, e.g. :data:`tickpipe.crypto_events.CRYPTO_EVENT_TYPES`); raise DecodeError
     naming the field."""
-    if "t" not in message:
-        raise DecodeError("t", "missing required field")
-    message["t"] = _timestamp_ns(message["t"])
+    cls = types.get(message.get("T"))  # type: ignore[arg-type]
+    for name in time_fields(cls):
+        if name not in message:
+            raise DecodeError(name, "missing required field")
+        message[name] = _timestamp_ns(message[name], name)
     message["_r"] = received_at
     message["_v"] = SCHEMA_VERSION
-    cls = types.get(message.get("T"))  # type: ignore[arg-type]
     if cls is None:
         raise DecodeError("T", f"expected an event type among {', '.join(types)}, got {message.get('T')!r}")
     try:
@@ -160,14 +174,15 @@ def decode_frame(frame: bytes | str, received_at: int, types: Mapping[str, type[
         if kind in CONTROL_TYPES:
             out.control.append(message)
             continue
-        stamp = message.get("t")
+        stamps = [(name, message.get(name)) for name in time_fields(types.get(kind))]  # type: ignore[arg-type]
         try:
             out.events.append(_to_event(message, received_at, types))
         except DecodeError as exc:
             message.pop("_r", None)
             message.pop("_v", None)
-            if stamp is not None:
-                message["t"] = stamp
+            for name, stamp in stamps:  # the dead letter holds the times as they came
+                if stamp is not None:
+                    message[name] = stamp
             out.rejected.append(Rejected(encode_raw(message), exc))
     return out
 
@@ -275,12 +290,20 @@ def encode_wire_json(messages: Iterable[dict[str, Any]]) -> bytes:
 
 
 def encode_wire_msgpack(messages: Iterable[dict[str, Any]]) -> bytes:
-    """Alpaca-shaped dicts to one msgpack frame, ``t`` as a msgpack Timestamp as Alpaca sends it."""
+    """Alpaca-shaped dicts to one msgpack frame, ``t`` (a story's ``created_at`` and ``updated_at``) as
+    msgpack Timestamps, as Alpaca sends them."""
     out = []
     for message in messages:
         stamp = message.get("t")
         if isinstance(stamp, str):
             message = {**message, "t": msgpack.Timestamp.from_unix_nano(parse_rfc3339_ns(stamp))}
+        elif stamp is None:
+            message = {
+                name: msgpack.Timestamp.from_unix_nano(parse_rfc3339_ns(value))
+                if name in WIRE_TIME_FIELDS and isinstance(value, str)
+                else value
+                for name, value in message.items()
+            }
         out.append(message)
     return bytes(msgpack.packb(out, datetime=False))
 

@@ -36,6 +36,7 @@ from tickpipe.events import (
 )
 from tickpipe.feeds import TABLES
 from tickpipe.feeds.tables import columns, primary_key
+from tickpipe.news_events import NewsStory
 from tickpipe.option_events import OptionEvent, OptionQuote, OptionTrade
 from tickpipe.trade_update_events import TradeUpdate
 
@@ -116,9 +117,28 @@ def _trade_update_from_row(table: str, row: Mapping[str, Any], received: int) ->
     )  # fmt: skip
 
 
-def to_row(event: Event | CryptoEvent | OptionEvent | TradeUpdate) -> tuple[Any, ...]:
+def _news_row(event: NewsStory, received: Any) -> tuple[Any, ...]:
+    return (
+        event.news_id, ns_to_datetime(event.created_at), ns_to_datetime(event.updated_at), event.headline,
+        event.summary, event.author, event.url, event.content, list(event.symbols), event.source, received,
+    )  # fmt: skip
+
+
+def _news_from_row(table: str, row: Mapping[str, Any], received: int) -> NewsStory:
+    if table != "news":
+        raise ValueError(f"expected a stored table among {', '.join(COLUMNS)}, got {table!r}")
+    return NewsStory(
+        news_id=row["news_id"], created_at=_ns(row["created_at"]), updated_at=_ns(row["updated_at"]),
+        headline=row["headline"], summary=row["summary"], author=row["author"], url=row["url"],
+        content=row["content"], symbols=tuple(row["symbols"]), source=row["source"], received_at=received,
+    )  # fmt: skip
+
+
+def to_row(event: Event | CryptoEvent | OptionEvent | TradeUpdate | NewsStory) -> tuple[Any, ...]:
     """One event as a tuple for its table; raise ValueError for a type that has no table."""
     received = ns_to_datetime(event.received_at) if event.received_at else None
+    if isinstance(event, NewsStory):  # no symbol and no ``t``: times of its own (microseconds stored)
+        return _news_row(event, received)
     when = ns_to_datetime(event.timestamp)
     if isinstance(event, CryptoEvent):
         return _crypto_row(event, when, received)
@@ -161,11 +181,16 @@ def to_row(event: Event | CryptoEvent | OptionEvent | TradeUpdate) -> tuple[Any,
     raise ValueError(f"expected an event of a stored family; {type(event).__name__} has no table")
 
 
+def _ns(moment: Any) -> int:
+    """A stored ``timestamptz`` (a datetime) back to nanoseconds since the epoch."""
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
 def _received_ns(row: Mapping[str, Any]) -> int:
     received = row["received_at"]
     if received is None:
         return 0
-    return int(received.timestamp()) * 1_000_000_000 + received.microsecond * 1000
+    return _ns(received)
 
 
 def _levels(prices: list[float], sizes: list[float]) -> tuple[BookLevel, ...]:
@@ -216,6 +241,7 @@ def _option_from_row(table: str, row: Mapping[str, Any], received: int) -> Optio
 #: The row readers of the feeds other than stocks, by feed name (a table's feed is ``TABLES[table][0]``).
 _FEED_FROM_ROW: Final[dict[str, Callable[[str, Mapping[str, Any], int], Any]]] = {
     "crypto": _crypto_from_row, "options": _option_from_row, "trade_updates": _trade_update_from_row,
+    "news": _news_from_row,
 }  # fmt: skip
 
 

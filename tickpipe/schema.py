@@ -594,5 +594,47 @@ trade_updates = Table(
     "updates. Daily partitions trade_updates_pYYYYMMDD.",
 )
 
+# The news feed's table (migration 0007): one row per story, its latest version (an update replaces it).
+_NEWS_RECEIVED_AT = (
+    "when tickpipe's producer received this version of the story from Alpaca (the producer's clock); NULL when unknown"
+)
+
+news = Table(
+    "news",
+    metadata,
+    Column("news_id", BigInteger, nullable=False, comment="Alpaca's story id; a story re-sent with it is an update"),
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="when the story was first published (UTC, as Alpaca sent it); the daily partition key",
+    ),
+    Column(
+        "updated_at",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="when the story was last changed (UTC): the stored version is the one with the newest",
+    ),
+    Column("headline", Text, nullable=False, comment="the story's headline"),
+    Column("summary", Text, nullable=False, comment="the story's summary (often its first sentence; may be empty)"),
+    Column("author", Text, nullable=False, comment="who wrote it (e.g. Benzinga Newsdesk)"),
+    Column("url", Text, nullable=True, comment="where the story is published; NULL when Alpaca gives none"),
+    Column("content", Text, nullable=False, comment="the story's text, HTML as sent (empty when not sent)"),
+    Column(
+        "symbols",
+        ARRAY(Text),
+        nullable=False,
+        comment="the symbols the story is about, as Alpaca lists them (may be empty: a story about the market)",
+    ),
+    Column("source", Text, nullable=False, comment="where the story comes from (e.g. benzinga)"),
+    Column("received_at", DateTime(timezone=True), nullable=True, comment=_NEWS_RECEIVED_AT),
+    PrimaryKeyConstraint("news_id", "created_at", name="news_pkey"),
+    Index("news_symbols_idx", "symbols", postgresql_using="gin"),
+    postgresql_partition_by="RANGE (created_at)",
+    comment="News stories (Alpaca's news stream, from Benzinga): one row per story, its latest version "
+    "(a story re-sent with a newer updated_at replaces it). Search by symbol with symbols && ARRAY['AAPL']. "
+    "Daily partitions news_pYYYYMMDD.",
+)
+
 #: Tables that are partitioned by day, in the order migrations create them: every stored family's.
 PARTITIONED_TABLES: Final = tuple(TABLES)

@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tickpipe.errors import SettingsError
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, TRADE_UPDATES_FEED, Feed
+from tickpipe.feeds import CRYPTO, NEWS, OPTIONS, STOCK, TRADE_UPDATES_FEED, Feed
 
 #: A US equity symbol as Alpaca writes it (BRK.B, BF/B ...), or a synthetic one of the simulator.
 SYMBOL_RE = re.compile(f"^{STOCK.symbol_pattern}$")
@@ -43,9 +43,10 @@ ALPACA_DATA_URL = "https://data.alpaca.markets"
 ALPACA_STREAM_HOST = "stream.data.alpaca.markets"
 
 #: ALPACA_FEEDS names -> the feed each runs (one producer process per feed): "stocks" (or "stock"), "crypto",
-#: "options", "trade_updates" (the account's order updates, from the trading API's stream).
+#: "options", "news", "trade_updates" (the account's order updates, from the trading API's stream).
 FEED_NAMES: dict[str, Feed] = {
-    "stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS, "trade_updates": TRADE_UPDATES_FEED,
+    "stocks": STOCK, "stock": STOCK, "crypto": CRYPTO, "options": OPTIONS, "news": NEWS,
+    "trade_updates": TRADE_UPDATES_FEED,
 }  # fmt: skip
 #: A crypto pair as Alpaca writes it (BTC/USD).
 PAIR_RE = re.compile(f"^{CRYPTO.symbol_pattern}$")
@@ -75,6 +76,7 @@ FEED_SETTINGS: dict[str, FeedSettings] = {
     OPTIONS.name: FeedSettings(
         "option_symbols", "alpaca_options_stream_url", "options_producer_admin_port", "alpaca_options_feed"
     ),
+    NEWS.name: FeedSettings("news_symbols", "alpaca_news_stream_url", "news_producer_admin_port", None),
     TRADE_UPDATES_FEED.name: FeedSettings(None, "alpaca_trading_stream_url", "trade_updates_producer_admin_port", None),
 }
 
@@ -145,6 +147,7 @@ def validate_order_symbol(symbol: str) -> str:
 #: order's symbol (any of them).
 VALIDATORS: dict[str, Callable[[str], str]] = {
     STOCK.name: validate_symbol, CRYPTO.name: validate_pair, OPTIONS.name: validate_contract,
+    NEWS.name: validate_symbol,
     TRADE_UPDATES_FEED.name: validate_order_symbol,
 }  # fmt: skip
 
@@ -189,6 +192,10 @@ class Settings(BaseSettings):
     #: (wss://paper-api.alpaca.markets/stream) with keys, or ALPACA_STREAM_URL's host, or the simulator's.
     #: A live account: wss://api.alpaca.markets/stream.
     alpaca_trading_stream_url: str | None = None
+    #: Symbols whose news the news producer subscribes to, or ``*`` (every story, those naming no symbol too).
+    news_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    #: Overrides the news stream URL; unset: Alpaca's, or ALPACA_STREAM_URL's host, or the simulator's.
+    alpaca_news_stream_url: str | None = None
 
     # --- services ---------------------------------------------------------
     kafka_bootstrap_servers: str | None = None
@@ -230,6 +237,8 @@ class Settings(BaseSettings):
     options_producer_admin_port: int = Field(default=8084, ge=0, le=65535)
     #: The order updates producer's admin port (``tickpipe producer --feed trade_updates``).
     trade_updates_producer_admin_port: int = Field(default=8086, ge=0, le=65535)
+    #: The news producer's admin port (``tickpipe producer --feed news``).
+    news_producer_admin_port: int = Field(default=8085, ge=0, le=65535)
 
     # --- backfill (gaps in the stream, and ``tickpipe backfill``) ---------------
     #: Base URL of the historical REST API; unset: Alpaca's with keys, else the simulator's (see ``data_url``).
@@ -304,7 +313,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("subscribed_symbols", mode="before")
+    @field_validator("subscribed_symbols", "news_symbols", mode="before")
     @classmethod
     def _symbols(cls, value: Any) -> Any:
         items = _split_list(value)
@@ -321,7 +330,7 @@ class Settings(BaseSettings):
         unknown = [item for item in items if item not in FEED_NAMES]
         if unknown or not items:
             raise ValueError(
-                "expected a comma-separated list of feeds among stocks (or stock), crypto, options, trade_updates"
+                "expected a comma-separated list of feeds among stocks (or stock), crypto, options, news, trade_updates"
             )
         # "stock" is "stocks"; each feed once, in the order given
         return list(dict.fromkeys("stocks" if item == "stock" else item for item in items))

@@ -1,6 +1,6 @@
 // The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, crypto
-// pairs (latest quote, top of the order book) when the API carries the crypto feed, and option
-// contracts (latest quote and trade) when it carries the options feed.
+// pairs (latest quote, top of the order book) when the API carries the crypto feed, option contracts
+// (latest quote and trade) when it carries the options feed, and the latest news stories when it carries news.
 //
 // Page parameters (all optional): ?symbols=AAPL,MSFT (the watchlist), ?chart=AAPL (the chart's
 // symbol), ?crypto=BTC/USD,ETH/USD (the crypto pairs), ?options=SPY240621C00530000,... (the option
@@ -11,6 +11,7 @@
 import { BarChart } from "./chart.js";
 import { CryptoPanel } from "./crypto.js";
 import { OCC, OptionsPanel, pollOptions } from "./options.js";
+import { NewsPanel } from "./news.js";
 import { pollStatus } from "./status.js";
 import { LiveStream, streamUrl } from "./stream.js";
 import { Watchlist } from "./watchlist.js";
@@ -21,6 +22,7 @@ const DEFAULT_PAIRS = ["BTC/USD", "ETH/USD", "SOL/USD"];
 const PAIR = /^[A-Z0-9]{1,12}\/[A-Z0-9]{1,12}$/; // as tickpipe.settings.PAIR_RE
 const CRYPTO_PATH = "/v1beta3/crypto/us"; // tickpipe.feeds.CRYPTO.stream_path
 const OPTION_CONTRACTS = 8; // contracts shown when ?options= names none
+const NEWS_PATH = "/v1beta1/news"; // tickpipe.feeds.NEWS.stream_path
 const STORE = "tickpipe.dashboard";
 
 const params = new URLSearchParams(location.search);
@@ -30,6 +32,7 @@ const stats = {
   everLive: false, reconnects: 0,
   crypto: { state: "idle", detail: "", quotes: 0, books: 0, subscribed: null },
   options: { state: "idle", detail: "", contracts: [], polls: 0, quotes: 0, trades: 0 },
+  news: { state: "idle", detail: "", stored: 0, live: 0 },
 };
 window.__tickpipe = stats;
 
@@ -143,6 +146,41 @@ function startOptions(known) {
   window.__tickpipeOptions = panel;
 }
 
+/** The news panel: the latest stored stories, then the news stream; hidden while the API does not carry news. */
+function startNews(credentials) {
+  const panel = new NewsPanel(document.getElementById("news-list"));
+  const section = document.getElementById("news");
+  const badge = document.getElementById("news-conn");
+  fetch("/news?limit=20", { headers: { "APCA-API-KEY-ID": credentials.key, "APCA-API-SECRET-KEY": credentials.secret } })
+    .then((response) => (response.ok ? response.json() : { news: [] }))
+    .then((body) => {
+      for (const story of body.news ?? []) if (panel.take(story)) stats.news.stored += 1;
+    })
+    .catch(() => {});
+  const stream = new LiveStream(
+    streamUrl(location, NEWS_PATH),
+    credentials,
+    {
+      onData: (messages) => {
+        for (const message of messages) if (panel.take(message)) stats.news.live += 1;
+      },
+      onState: (state, detail) => {
+        stats.news.state = state;
+        stats.news.detail = detail;
+        badge.dataset.state = state;
+        badge.textContent = state;
+        badge.title = `WebSocket ${NEWS_PATH}: ${state}${detail ? ` (${detail})` : ""}`;
+        if (state === "live") section.hidden = false;
+        if (state === "refused") section.hidden = true; // ALPACA_FEEDS does not name news
+      },
+    },
+    ["news"],
+  );
+  stream.want({ news: ["*"] });
+  stream.start();
+  window.__tickpipeNews = panel; // for tests: panel.shown is what the list holds
+}
+
 function initialSymbols(known) {
   const fromUrl = symbolList(params.get("symbols"));
   if (fromUrl.length > 0) return fromUrl;
@@ -166,6 +204,7 @@ async function main() {
   const chart = new BarChart(document.getElementById("chart"));
   const credentials = { key: params.get("key") ?? "dashboard", secret: params.get("secret") ?? "dashboard" };
   startCrypto(credentials);
+  startNews(credentials);
   const stream = new LiveStream(
     streamUrl(location),
     credentials,

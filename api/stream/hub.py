@@ -9,7 +9,13 @@ what its own clients want.
 
 A client subscribed to both ``AAPL`` and ``*`` would get each AAPL event
 twice (once per Redis subscription); plain-channel deliveries skip clients
-that also hold the family's wildcard.
+that also hold the family's wildcard. A news story is published once on the
+channel of each symbol it names (``news:AAPL``, ``news:TSLA``), so it reaches
+a client by as many channels as it names of the client's symbols (and a ``*``
+client once per channel): the hub remembers which outboxes got each of the
+last :data:`ROUTED_MEMORY` such payloads and gives every client a story once,
+as Alpaca does. Only families published on several channels pay for this
+(``Family.channels``); the others are delivered as before.
 
 Payloads travel as the bytes Redis gave: one shared ``bytes`` object per
 event, whatever the number of clients.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -41,7 +48,7 @@ from api.stream.flusher import Flusher
 from api.stream.outbox import Outbox
 from api.stream.protocol import WILDCARD, Stream
 from api.stream.pubsub import RedisSubscriber
-from tickpipe.feeds import STOCK
+from tickpipe.feeds import FEEDS, STOCK
 from tickpipe.names import channel
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,13 @@ log = logging.getLogger(__name__)
 _PREFIX = b'{"T":"'
 #: How often parked symbols are looked for (only a length check unless a new symbol appeared).
 PARK_CHECK_S: Final = 1.0
+#: Channel families whose events are published on several channels (news: each symbol a story names).
+ROUTED_FAMILIES: Final = frozenset(
+    feed.word(family.name).encode() for feed in FEEDS for family in feed.families if family.channels is not None
+)
+#: How many such payloads the hub remembers the recipients of: a story's channels are published in one
+#: pipeline, so its copies arrive together; this covers any interleaving of other publishers by far.
+ROUTED_MEMORY: Final = 1024
 
 
 class ChannelLimit(Exception):
@@ -103,6 +117,8 @@ class Hub:
         #: (feed, unknown symbol) -> what waits for it
         self._parked: dict[tuple[str, str], dict[Stream, set[Outbox]]] = {}
         self._wildcards = 0  # registered patterns: plain deliveries check for duplicates only when > 0
+        #: hash of a payload of a ROUTED_FAMILIES channel -> the outboxes it was given to
+        self._routed: OrderedDict[int, set[Outbox]] = OrderedDict()
         self.subscriber = RedisSubscriber(redis_url, self.deliver, on_state=self._on_state, ping_interval=ping_interval)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -302,8 +318,22 @@ class Hub:
             wild = self._subs.get(name[: name.find(b":") + 1] + b"*")
             if wild and code in wild:
                 targets = targets - wild[code]
+        if name[: name.find(b":")] in ROUTED_FAMILIES:
+            targets = self._once(payload, targets)
         for outbox in targets:
             outbox.push(payload)
+
+    def _once(self, payload: bytes, targets: set[Outbox]) -> set[Outbox]:
+        """The outboxes of ``targets`` that have not had this payload yet (an event of several channels)."""
+        key = hash(payload)
+        given = self._routed.get(key)
+        if given is None:
+            given = self._routed[key] = set()
+            if len(self._routed) > ROUTED_MEMORY:
+                self._routed.popitem(last=False)
+        fresh = targets - given
+        given |= fresh
+        return fresh
 
     def _on_state(self, connected: bool) -> None:
         self.metrics.redis_connected.set(1 if connected else 0)

@@ -12,7 +12,7 @@ updates (``tickpipe keys add NAME --trade-updates``). Every existing key
 has none. Descriptions frozen here as in 0005.
 
 Revision ID: 0008
-Revises: 0006 (the coordinator relinks it to 0007, the news feed's, when both are merged)
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 import redis.asyncio
 import uvicorn
@@ -38,6 +40,7 @@ from prometheus_client import CollectorRegistry
 from api.main import create_app
 from tests.helpers.api import insert_events
 from tests.helpers.crypto_live import crypto_book, crypto_live, crypto_quote, unique_pair
+from tests.helpers.news_live import news_live, story, unique_ticker
 from tests.helpers.options_live import option_quote, option_trade, options_live, unique_contract
 from tickpipe import db
 from tickpipe.codecs import encode_live
@@ -46,6 +49,7 @@ from tickpipe.events import Bar, Event, Quote, Trade
 from tickpipe.feeds import CRYPTO, OPTIONS
 from tickpipe.health import Publisher, Reading
 from tickpipe.names import SYMBOLS_KEY, channel, latest_hash, qualified
+from tickpipe.news_events import NewsStory
 from tickpipe.option_events import OptionTrade
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
@@ -530,6 +534,25 @@ async def options_dashboard(migrated_db: str, redis_url: str, topic_prefix: str)
         await server.stop()
 
 
+@pytest.fixture
+async def news_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
+    """The API with the news feed configured too (ALPACA_FEEDS=stocks,news)."""
+    settings = load_settings(
+        database_url=migrated_db,
+        redis_url=redis_url,
+        kafka_topic_prefix=topic_prefix,
+        alpaca_feeds="stocks,news",
+        producer_admin_port=free_port(),
+        consumer_admin_port=free_port(),
+    )
+    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 OPTION_CELL = """([contract, column, text]) =>
     document.querySelector(`#option-contracts tr[data-contract="${contract}"] td.${column}`)?.textContent === text"""
 
@@ -594,4 +617,42 @@ async def test_dashboard_hides_options_when_the_api_does_not_carry_them(api: Das
     await wait_for(page, "() => window.__tickpipe?.options.state === 'absent'")
     assert not await page.locator("#options").is_visible()
     assert await page.evaluate("window.__tickpipe.options.polls") == 0
+    assert errors == []
+
+
+NEWS_ITEM = """([id, text]) =>
+    document.querySelector(`#news-list li[data-id="${id}"] .headline`)?.textContent === text"""
+
+
+async def test_dashboard_shows_stored_then_live_news_an_update_replacing_its_story(
+    news_dashboard: DashboardServer, browser: Any, migrated_db: str, redis_url: str, tmp_path: Path
+) -> None:
+    symbol = unique_ticker()
+    # Stored, and newer than any other test's stories, so it is among the latest the page reads first.
+    created = int(datetime(2045, 1, 2, tzinfo=UTC).timestamp()) * 1_000_000_000 + random.randint(0, 10**6) * 10**9
+    stored = story([symbol], created, headline=f"{symbol} stored story")
+    await insert_events(migrated_db, [msgspec.convert(stored, NewsStory)])
+    async with news_live(redis_url) as live:
+        page, errors = await open_page(browser, f"{news_dashboard.url}/")
+        await wait_for(page, "() => window.__tickpipe?.news.state === 'live'")
+        await wait_for(page, NEWS_ITEM, arg=[stored["id"], f"{symbol} stored story"])
+        assert await page.locator("#news").is_visible()
+        fresh = story([symbol, "AAPL"], created + 10**9, headline=f"{symbol} live story")
+        update = {**stored, "headline": f"{symbol} stored story, updated", "updated_at": created + 5 * 10**9}
+        await live.publish(fresh, update)
+        await wait_for(page, NEWS_ITEM, arg=[fresh["id"], f"{symbol} live story"])
+        await wait_for(page, NEWS_ITEM, arg=[stored["id"], f"{symbol} stored story, updated"])
+        shown = await page.evaluate(f"window.__tickpipeNews.shown.filter((s) => s.symbols.includes('{symbol}'))")
+        assert [(s["id"], s["headline"]) for s in shown] == [
+            (fresh["id"], fresh["headline"]), (stored["id"], update["headline"])
+        ], "newest first, the update in its story's place"  # fmt: skip
+        assert (await page.evaluate("window.__tickpipe.news"))["live"] >= 2
+        await page.screenshot(path=str(tmp_path / "news.png"))
+        assert errors == []
+
+
+async def test_dashboard_hides_news_when_the_api_does_not_carry_it(api: DashboardServer, browser: Any) -> None:
+    page, errors = await open_page(browser, f"{api.url}/")
+    await wait_for(page, "() => window.__tickpipe?.news.state === 'refused'")
+    assert not await page.locator("#news").is_visible()
     assert errors == []

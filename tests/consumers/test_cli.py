@@ -21,13 +21,14 @@ def test_tables_for_all_and_one() -> None:
     crypto = ["crypto_trades", "crypto_quotes", "crypto_bars", "crypto_orderbooks"]
     assert tables_for("all", (STOCK,)) == stock
     assert tables_for("all", (STOCK, CRYPTO)) == stock + crypto
-    assert tables_for("all") == stock + crypto + ["options_trades", "options_quotes", "trade_updates"]
+    assert tables_for("all") == stock + crypto + ["options_trades", "options_quotes", "news", "trade_updates"]
     assert tables_for("all", (STOCK, TRADE_UPDATES_FEED)) == [*stock, "trade_updates"]
     assert tables_for("all", (CRYPTO,)) == crypto
     assert tables_for("bars") == ["bars"]
     assert tables_for("crypto_bars", (STOCK,)) == ["crypto_bars"]  # one table by name: asked for, so written
     with pytest.raises(
-        SettingsError, match=r"expected quotes, trades, .*, crypto_orderbooks, .*, trade_updates or all, got 'lulds'"
+        SettingsError,
+        match=r"expected quotes, trades, .*, crypto_orderbooks, .*news, trade_updates or all, got 'lulds'",
     ):
         tables_for("lulds")
 

@@ -33,7 +33,7 @@ from simulator.config import TRADING_PATH
 from simulator.server import feed_of
 from tests.helpers.api import api_settings
 from tickpipe import names, rows, schema, settings
-from tickpipe.codecs import kafka_decoder, registry
+from tickpipe.codecs import kafka_decoder, registry, time_fields
 from tickpipe.crypto_events import BookLevel
 from tickpipe.events import EVENT_TYPES
 from tickpipe.feeds import FEEDS, MARKET_DATA, STOCK, TRADING, Conflict, EventType, Family, Feed
@@ -68,6 +68,8 @@ _SAMPLES: dict[Any, Any] = {
     # An order update's numbers (Alpaca's strings) and its order object.
     str | None: "1.5", dict[str, Any]: {"id": "X", "symbol": "AAPL", "qty": "10", "side": "buy", "status": "new"},
 }  # fmt: skip
+#: A time of a sample event: its microseconds whole, as a time column stored to the microsecond keeps it exactly.
+_MOMENT = 1_709_562_600_123_456_000
 
 
 def _sample_value(kind: Any) -> Any:
@@ -84,8 +86,14 @@ def widest(pattern: str) -> int:
 def sample(feed: Feed, code: str) -> Any:
     """An event of the feed's ``code`` with every field set (ints small and positive, as a market sends them)."""
     cls = registry(feed)[code]
-    values = {f.name: _sample_value(f.type) for f in msgspec.structs.fields(cls) if f.name != "schema_version"}
-    values |= {"symbol": feed.example, "timestamp": 1_709_562_600_123_456_789, "received_at": 0}
+    fields = {f.name: f for f in msgspec.structs.fields(cls) if f.name != "schema_version"}
+    values = {name: _sample_value(f.type) for name, f in fields.items()}
+    values |= {"received_at": 0}
+    if "symbol" in fields:
+        values |= {"symbol": feed.example, "timestamp": 1_709_562_600_123_456_789}
+    else:  # times of its own (a news story's created_at, updated_at), stored to the microsecond
+        values |= {f.name: _MOMENT for f in fields.values() if f.encode_name in time_fields(cls)}
+        values |= {"symbols": (feed.example,)} if "symbols" in fields else {}
     return cls(**values)
 
 
@@ -131,7 +139,10 @@ def test_upstream_path_and_symbols(feed: Feed) -> None:
         assert settings.SYMBOL_RE.pattern == f"^{feed.symbol_pattern}$"
         assert settings.SYMBOL_RE.match("BRK.B")
     else:
-        checks = {settings.PAIR_RE.pattern, settings.CONTRACT_RE.pattern, settings.ORDER_SYMBOL_RE.pattern}
+        checks = {
+            settings.SYMBOL_RE.pattern, settings.PAIR_RE.pattern, settings.CONTRACT_RE.pattern,
+            settings.ORDER_SYMBOL_RE.pattern,
+        }  # fmt: skip
         assert f"^{feed.symbol_pattern}$" in checks, "expected the settings to check the feed's symbols"
 
 
@@ -155,14 +166,18 @@ def test_event_type_has_a_struct_in_its_family(feed: Feed, family: Family, kind:
 @families
 def test_topic_channel_and_snapshot_hash(feed: Feed, family: Family) -> None:
     word = feed.word(family.name)
-    assert word == (f"{feed.qualifier}.{family.name}" if feed.qualifier else family.name)
+    qualified = feed.qualifier and family.name != feed.qualifier  # a feed's one family named as it: its word alone
+    assert word == (f"{feed.qualifier}.{family.name}" if qualified else family.name)
     assert names.topic(word) == f"tickpipe.{word}"
     assert names.channel(word, feed.example) == f"{word}:{feed.example}"
     assert names.latest_hash(word) == f"latest:{word}"
-    if feed.dialect == MARKET_DATA:
-        assert family.key == "symbol", "the producer keys records and channels by symbol"
-    else:  # order updates: keyed by their order, so one order's updates keep their order in Kafka
-        assert family.key == "order_id" and all(hasattr(registry(feed)[code], family.key) for code in family.codes)
+    fields = {f.name for cls in registry(feed).values() for f in msgspec.structs.fields(cls)}
+    assert family.key in fields, f"expected the record key {family.key!r} among the event's fields"
+    assert family.channels is None or family.channels in fields, "expected the channels' field among the event's"
+    if family.channels is not None:
+        assert not family.snapshot, "a story on several channels has no one last event per symbol to snapshot"
+    if feed.dialect == TRADING:  # order updates: keyed by their order, so one order's updates keep their order
+        assert family.key == "order_id"
     if feed is STOCK:
         assert family.name in names.FAMILIES and family.topic() == names.topic(family.name)
         assert (family.name in names.REQUIRED_FAMILIES) == family.required
@@ -183,7 +198,10 @@ def test_table_in_the_schema(feed: Feed, family: Family) -> None:
     assert family.table in schema.PARTITIONED_TABLES
     assert rows.COLUMNS[family.table] == columns(family)
     assert rows.KEYS[family.table] == primary_key(family)
-    assert primary_key(family)[0] == "symbol" and "time" in primary_key(family)
+    table = schema.metadata.tables[family.table]
+    partition = table.dialect_options["postgresql"]["partition_by"]
+    assert primary_key(family)[0] in ("symbol", family.key), "expected the key to start with the symbol or record key"
+    assert partition.startswith("RANGE (") and partition[7:-1] in primary_key(family), "the partition key is in the key"
     for name in (*family.hidden, *(column for column, _ in family.pinned)):
         assert name in columns(family), f"expected column {name!r} in table {family.table}"
 

@@ -194,7 +194,7 @@ async def test_partitions_are_daily_and_retention_drops_old_ones(clean_db: str) 
 
 
 CRYPTO_TABLES = ("crypto_trades", "crypto_quotes", "crypto_bars", "crypto_orderbooks", "options_trades",
-                 "options_quotes", "trade_updates")  # fmt: skip
+                 "options_quotes", "news", "trade_updates")  # fmt: skip
 
 
 @pytest.mark.parametrize("cycles", [2])

@@ -36,12 +36,13 @@ from api.stream.direct import DirectWebSocketProtocol
 from api.stream.flusher import Flusher
 from api.stream.outbox import Outbox
 from tests.helpers.waiting import wait_for
-from tickpipe import db
+from tickpipe import db, schema
 from tickpipe.codecs import encode_live
 from tickpipe.crypto_events import CryptoEvent
 from tickpipe.events import Event
-from tickpipe.feeds import CRYPTO, OPTIONS, STOCK, TRADE_UPDATES_FEED
+from tickpipe.feeds import CRYPTO, NEWS, OPTIONS, STOCK, TRADE_UPDATES_FEED
 from tickpipe.names import channel, latest_hash
+from tickpipe.news_events import NewsStory
 from tickpipe.option_events import OptionEvent
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
@@ -252,17 +253,30 @@ async def all_items(http: httpx.AsyncClient, path: str, key: str, **params: Any)
     return [item for page in await all_pages(http, path, key, **params) for item in page]
 
 
-def table_of_event(event: Event | CryptoEvent | OptionEvent | TradeUpdate) -> str:
-    """The table an event is stored in: its family's in its feed (``quotes``, ``crypto_quotes``, ``options_quotes``)."""
-    feed = CRYPTO if isinstance(event, CryptoEvent) else OPTIONS if isinstance(event, OptionEvent) else STOCK
-    if isinstance(event, TradeUpdate):
-        feed = TRADE_UPDATES_FEED
+def table_of_event(event: Event | CryptoEvent | OptionEvent | NewsStory | TradeUpdate) -> str:
+    """The table an event is stored in: its family's in its feed (``quotes``, ``crypto_quotes``, ``options_quotes``,
+    ``news``, ``trade_updates``)."""
+    feed = (
+        CRYPTO if isinstance(event, CryptoEvent)
+        else OPTIONS if isinstance(event, OptionEvent)
+        else NEWS if isinstance(event, NewsStory)
+        else TRADE_UPDATES_FEED if isinstance(event, TradeUpdate)
+        else STOCK
+    )  # fmt: skip
     table = feed.family(event.family).table
     assert table is not None, f"{type(event).__name__} is not stored"
     return table
 
 
-async def insert_events(database_url: str, events: Iterable[Event | CryptoEvent | OptionEvent | TradeUpdate]) -> None:
+def partition_column(table: str) -> str:
+    """The column a table's daily partitions are ranged on (``time``; the news table's ``created_at``)."""
+    ranged: str = schema.metadata.tables[table].dialect_options["postgresql"]["partition_by"]
+    return ranged.removeprefix("RANGE (").removesuffix(")")
+
+
+async def insert_events(
+    database_url: str, events: Iterable[Event | CryptoEvent | OptionEvent | NewsStory | TradeUpdate]
+) -> None:
     """Rows as the consumers write them (every feed's, each in its table): partitions first, then COPY."""
     by_table: dict[str, list[tuple[Any, ...]]] = {}
     for event in events:
@@ -270,7 +284,7 @@ async def insert_events(database_url: str, events: Iterable[Event | CryptoEvent 
     conn = await asyncpg.connect(db.asyncpg_dsn(database_url))
     try:
         for table, rows in by_table.items():
-            days = {row[COLUMNS[table].index("time")].date() for row in rows}
+            days = {row[COLUMNS[table].index(partition_column(table))].date() for row in rows}
             await db.ensure_partitions(conn, days, [table])
             await conn.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
     finally:

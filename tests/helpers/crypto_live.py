@@ -18,7 +18,7 @@ from typing import Any
 from producer.live_sink import LiveSink
 from producer.transcode import transcoder_for
 from tests.helpers.waiting import wait_for
-from tickpipe.codecs import encode_wire_msgpack, format_rfc3339_ns
+from tickpipe.codecs import WIRE_TIME_FIELDS, encode_wire_msgpack, format_rfc3339_ns
 from tickpipe.feeds import CRYPTO, Feed
 
 
@@ -29,7 +29,7 @@ def unique_pair() -> str:
 
 class CryptoLive:
     """The crypto producer's live path on a Redis (or another feed's: ``feed``): :meth:`publish` Alpaca-shaped
-    messages (``t`` in ns)."""
+    messages (``t``, a news story's ``created_at`` and ``updated_at``, in ns)."""
 
     def __init__(self, sink: LiveSink, feed: Feed = CRYPTO) -> None:
         self.sink = sink
@@ -38,7 +38,9 @@ class CryptoLive:
 
     async def publish(self, *messages: dict[str, Any]) -> None:
         """One upstream frame of ``messages``, offered to the sink; back once Redis has every event."""
-        frame = encode_wire_msgpack([{**m, "t": format_rfc3339_ns(m["t"])} for m in messages])
+        frame = encode_wire_msgpack(
+            [{**m, **{k: format_rfc3339_ns(m[k]) for k in WIRE_TIME_FIELDS if k in m}} for m in messages]
+        )
         out = self.transcode(frame, 0)
         assert not out.rejected and len(out.events) == len(messages), out.rejected
         self.sink.offer(out.events)
@@ -51,7 +53,8 @@ class CryptoLive:
 async def crypto_live(redis_url: str, feed: Feed = CRYPTO) -> AsyncIterator[CryptoLive]:
     """The crypto feed's (or ``feed``'s) live sink on ``redis_url``, as the producer's service builds it."""
     books = frozenset(code for family in feed.families if family.book for code in family.codes)
-    sink = LiveSink(redis_url, words=feed.word_of, book_codes=books)
+    routed = any(family.channels is not None for family in feed.families)
+    sink = LiveSink(redis_url, words=feed.word_of, book_codes=books, routed=routed)
     task = asyncio.create_task(sink.run())
     try:
         yield CryptoLive(sink, feed)

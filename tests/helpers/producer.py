@@ -403,6 +403,7 @@ def producer_settings(
         "spool_dir": spool,
         "producer_admin_port": 0,
         "crypto_producer_admin_port": 0,  # a crypto producer's too: tests run side by side
+        "news_producer_admin_port": 0,
         "upstream_reconnect_max_s": 0.5,
         "upstream_conn_limit_wait_s": 0.2,
         "kafka_request_timeout_ms": 2000,

@@ -220,7 +220,7 @@ def test_alpaca_feeds_names_the_feeds_to_run() -> None:
     assert load_settings().alpaca_feeds == ["stocks"] and load_settings().feeds == (STOCK,)
     assert load_settings(alpaca_feeds="stock, Crypto,stocks").feeds == (STOCK, CRYPTO)
     assert load_settings(alpaca_feeds="crypto").alpaca_feeds == ["crypto"]
-    for bad in ("stocks,news", "", "news"):
+    for bad in ("stocks,forex", "", "forex"):  # a feed tickpipe does not carry
         with pytest.raises(SettingsError) as refused:
             load_settings(alpaca_feeds=bad or ",")
         message = str(refused.value)

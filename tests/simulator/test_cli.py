@@ -63,6 +63,10 @@ def test_flags_become_the_config_and_its_faults() -> None:
     history = config_from(build_parser().parse_args(rest))
     assert (history.history_seconds, history.history_max_events, history.rest_rate_limit) == (600, 1000, 9)
     assert config_from(build_parser().parse_args([])).symbols == DEFAULT_SYMBOLS
+    # By default the key may use every feed served, the news wire among them (tickpipe up's news producer).
+    default = config_from(build_parser().parse_args([]))
+    assert "news/news" in default.entitled_feeds and default.news_rate == 2.0
+    assert config_from(build_parser().parse_args(["--news-rate", "0.5"])).news_rate == 0.5
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,7 @@ def test_the_simulator_derives_the_option_channels_from_the_declaration() -> Non
     assert list(Subscriptions(OPTION_CHANNELS).listing()) == ["trades", "quotes"]
     assert STREAMS[OPRA] == (OPTIONS, "/v1beta1/opra") and STREAMS[INDICATIVE] == (OPTIONS, "/v1beta1/indicative")
     assert feed_of("/v1beta1/opra") == OPRA and feed_of("/v1beta1/indicative?x=1") == INDICATIVE
-    assert feed_of("/v1beta1/news") is None and feed_of("/v1beta2/opra") is None
+    assert feed_of("/v1beta1/crypto") is None and feed_of("/v1beta2/opra") is None
 
 
 # --- the market -------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ ADMIN_PORTS = {
     "producer": "PRODUCER_ADMIN_PORT",
     "producer-crypto": "CRYPTO_PRODUCER_ADMIN_PORT",
     "producer-options": "OPTIONS_PRODUCER_ADMIN_PORT",
+    "producer-news": "NEWS_PRODUCER_ADMIN_PORT",
     "producer-trade_updates": "TRADE_UPDATES_PRODUCER_ADMIN_PORT",
     "consumer-quotes": "CONSUMER_ADMIN_PORT",
     "api": "API_PORT",
@@ -474,13 +475,11 @@ def test_prometheus_scrapes_every_tickpipe_service(services: dict[str, dict[str,
     for job in config["scrape_configs"]:
         for sd in job.get("dns_sd_configs", []):
             scraped |= {name: sd["port"] for name in sd["names"]}
-    expected = {
-        "producer": 8081,
-        "producer-crypto": 8083,
-        "producer-options": 8084,
-        "producer-trade_updates": 8086,
-        "api": 8000,
-    } | {f"consumer-{f}": 8082 for f in CONSUMED}
+    expected = (
+        {"producer": 8081, "producer-crypto": 8083, "producer-options": 8084, "producer-news": 8085}
+        | {"producer-trade_updates": 8086, "api": 8000}
+        | {f"consumer-{f}": 8082 for f in CONSUMED}
+    )
     assert scraped == expected
     for name, port in scraped.items():
         env = environment(services[name])

@@ -43,13 +43,14 @@ from __future__ import annotations
 from typing import Final
 
 from tickpipe.feeds.crypto import CRYPTO
+from tickpipe.feeds.news import NEWS
 from tickpipe.feeds.options import OPTIONS
 from tickpipe.feeds.spec import MARKET_DATA, TOPIC_PREFIX, TRADING, Conflict, EventType, Family, Feed
 from tickpipe.feeds.stock import STOCK
 from tickpipe.feeds.trade_updates import TRADE_UPDATES_FEED
 
 #: Every declared feed.
-FEEDS: Final = (STOCK, CRYPTO, OPTIONS, TRADE_UPDATES_FEED)
+FEEDS: Final = (STOCK, CRYPTO, OPTIONS, NEWS, TRADE_UPDATES_FEED)
 
 #: Every stored family of every feed by its table name (table names are unique across feeds:
 #: ``quotes``, ``crypto_quotes``): what the schema, the consumers and the API's history key on.
@@ -67,6 +68,6 @@ def feed_of_table(table: str) -> Feed:
 
 
 __all__ = [
-    "CRYPTO", "FEEDS", "MARKET_DATA", "OPTIONS", "STOCK", "TABLES", "TOPIC_PREFIX", "TRADE_UPDATES_FEED", "TRADING",
-    "Conflict", "EventType", "Family", "Feed", "feed_of_table",
+    "CRYPTO", "FEEDS", "MARKET_DATA", "NEWS", "OPTIONS", "STOCK", "TABLES", "TOPIC_PREFIX", "TRADE_UPDATES_FEED",
+    "TRADING", "Conflict", "EventType", "Family", "Feed", "feed_of_table",
 ]  # fmt: skip

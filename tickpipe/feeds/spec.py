@@ -47,6 +47,10 @@ class Conflict:
     #: With ``replace``: ``(column, stored, new)``, the stored row stays when its ``column`` holds
     #: ``stored`` and the new row's holds ``new`` (bars: ``("updated", "u", "b")``).
     unless: tuple[str, str, str] | None = None
+    #: With ``replace``: the column whose greater value replaces the stored row; an equal or smaller one
+    #: leaves it (news: ``updated_at``, so a re-sent story replaces an older version of it, and a
+    #: redelivery or a late older version changes nothing).
+    newer: str | None = None
 
     def sql(self, table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
         """The ``ON CONFLICT (...)`` action: ``DO NOTHING``, or ``DO UPDATE SET`` every non-key column."""
@@ -56,6 +60,8 @@ class Conflict:
         if self.unless is not None:
             column, stored, new = self.unless
             values += f" WHERE NOT ({table}.{column} = '{stored}' AND EXCLUDED.{column} = '{new}')"
+        if self.newer is not None:
+            values += f" WHERE {table}.{self.newer} < EXCLUDED.{self.newer}"
         return f"DO UPDATE SET {values}"
 
 
@@ -72,6 +78,10 @@ class Family:
     #: Event field whose value is the Kafka record key (the Redis channel's suffix is always the symbol):
     #: "symbol", or "order_id" for order updates (an order's updates stay in order on one partition).
     key: str = "symbol"
+    #: Event field listing the Redis channels' suffixes when they are not ``key``'s value: a news story
+    #: (keyed by its id) is published once on the channel of each symbol it names (``symbols``). None:
+    #: one channel per event, ``key``'s.
+    channels: str | None = None
     #: Whether a new subscriber of its channels first gets the last event per symbol (from ``latest:{name}``).
     snapshot: bool = True
     conflict: Conflict = field(default_factory=Conflict)
@@ -187,8 +197,9 @@ class Feed:
         return {kind.code: family.name for family, kind in self.event_types()}
 
     def word(self, family: str) -> str:
-        """A family's name in topics, channels and hashes: ``quotes``, or ``crypto.quotes`` when qualified."""
-        return f"{self.qualifier}.{family}" if self.qualifier else family
+        """A family's name in topics, channels and hashes: ``quotes``, or ``crypto.quotes`` when qualified;
+        a family named as its feed's qualifier is the word alone (the news feed's ``news``)."""
+        return f"{self.qualifier}.{family}" if self.qualifier and family != self.qualifier else family
 
     @property
     def word_of(self) -> dict[str, str]:
@@ -212,8 +223,9 @@ class Feed:
         return tuple(family for family in self.families if family.table is not None)
 
     def route(self, family: str) -> str:
-        """A family's history route prefix on the API: ``/quotes``, or ``/crypto/quotes`` when qualified."""
-        return f"/{self.qualifier}/{family}" if self.qualifier else f"/{family}"
+        """A family's history route prefix on the API: ``/quotes``, or ``/crypto/quotes`` when qualified
+        (``/news`` for a family named as its feed's qualifier)."""
+        return f"/{self.qualifier}/{family}" if self.qualifier and family != self.qualifier else f"/{family}"
 
     @property
     def stored(self) -> tuple[Family, ...]:
