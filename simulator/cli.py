@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--news-rate", type=float, default=2.0,
         help="news stories (and updates of them) a second on /v1beta1/news, over the stock symbols (default 2)",
     )  # fmt: skip
+    p.add_argument(
+        "--order-rate", type=float, default=5.0,
+        help="order updates a second on the trading stream /stream (new, fills, cancels, replacements; default 5)",
+    )  # fmt: skip
     p.add_argument("--count", type=int, default=None, metavar="N", help="produce N market events in all, then go quiet")
     p.add_argument("--batch-size", type=int, default=1000, help="most data messages per frame")
     p.add_argument("--key", default=None, help="API key to require (default: accept any)")
@@ -144,6 +148,7 @@ def config_from(args: argparse.Namespace) -> SimulatorConfig:
         rate=None if args.burst else args.rate,
         seed=args.seed,
         news_rate=args.news_rate,
+        order_rate=args.order_rate,
         key=args.key,
         secret=args.secret,
         feed=args.feed,

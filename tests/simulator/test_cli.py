@@ -67,6 +67,8 @@ def test_flags_become_the_config_and_its_faults() -> None:
     default = config_from(build_parser().parse_args([]))
     assert "news/news" in default.entitled_feeds and default.news_rate == 2.0
     assert config_from(build_parser().parse_args(["--news-rate", "0.5"])).news_rate == 0.5
+    assert default.order_rate == 5.0
+    assert config_from(build_parser().parse_args(["--order-rate", "0.25"])).order_rate == 0.25
 
 
 @pytest.mark.parametrize(
