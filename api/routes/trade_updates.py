@@ -5,8 +5,9 @@ key with the ``trade_updates`` scope (``tickpipe keys add NAME --trade-updates``
 is served; any other request is a 403, with auth off too. Each item is the
 update as Alpaca's trading stream sent it (``event``, ``execution_id``,
 ``order``, ``timestamp``, ``price``, ``qty``, ``position_qty``), so alpaca-py's
-``TradeUpdate(**item)`` reads it. Pages in time order, keyed on the last row
-(time, order, event, execution), continued by ``page_token``.
+``TradeUpdate(**item)`` reads it. Pages in time order (oldest first; newest first with
+``sort=desc``, as the dashboard reads the latest), keyed on the last row (time, order,
+event, execution), continued by ``page_token`` with the same ``sort``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import ApiKey, Denied
 from api.deps import State, api_key
-from api.params import MAX_NS, MIN_NS, invalid, parse_time
+from api.params import MAX_NS, MIN_NS, Sort, invalid, parse_time
 from api.stream.trading import SCOPE
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.settings import validate_order_symbol
@@ -37,9 +38,14 @@ _SELECT: Final = (
     "FROM trade_updates WHERE time >= to_timestamp($1::bigint / 1e9) - interval '1 microsecond' "
     "AND time <= to_timestamp($2::bigint / 1e9) + interval '1 microsecond' AND time_ns BETWEEN $1 AND $2 "
     "AND ($3::text IS NULL OR symbol = $3) AND ($4::text IS NULL OR order_id = $4) "
-    "AND (time_ns, order_id, event, execution_id) > ($5, $6, $7, $8) "
-    "ORDER BY time_ns, order_id, event, execution_id LIMIT $9"
+    "AND ($5::bigint IS NULL OR (time_ns, order_id, event, execution_id) {after} ($5, $6, $7, $8)) "
+    "ORDER BY time_ns {order}, order_id {order}, event {order}, execution_id {order} LIMIT $9"
 )
+#: The query of each ``sort``: rows after the page token's in that order.
+_SELECTS: Final = {
+    "asc": _SELECT.format(after=">", order="ASC"),
+    "desc": _SELECT.format(after="<", order="DESC"),
+}
 
 
 class TradeUpdatesPage(BaseModel):
@@ -92,8 +98,8 @@ def _item(row: Any) -> dict[str, Any]:
     "/trade_updates",
     response_model=TradeUpdatesPage,
     summary="The account's order updates",
-    description="Order updates as stored from the trading stream, by symbol and/or order, in time order. Only "
-    "for keys allowed to see order updates (403 otherwise).",
+    description="Order updates as stored from the trading stream, by symbol and/or order, in time order "
+    "(newest first with sort=desc). Only for keys allowed to see order updates (403 otherwise).",
 )
 async def trade_updates(
     state: State,
@@ -103,6 +109,7 @@ async def trade_updates(
     start: Annotated[str | None, Query(max_length=64, description="RFC 3339 time or date (inclusive)")] = None,
     end: Annotated[str | None, Query(max_length=64, description="RFC 3339 time or date (inclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="most updates per page")] = DEFAULT_LIMIT,
+    sort: Annotated[Sort, Query(description="asc (oldest first, the default) or desc (newest first)")] = "asc",
     page_token: Annotated[str | None, Query(max_length=1024, description="next_page_token of the page before")] = None,
 ) -> dict[str, Any]:
     if symbol is not None:
@@ -116,8 +123,10 @@ async def trade_updates(
     end_ns = parse_time(end, "end", end=True) if end is not None else MAX_NS
     if start_ns > end_ns:
         invalid("query", "end", "expected end at or after start", end)
-    after = _token(page_token) if page_token is not None else (start_ns - 1, "", "", "")
-    rows = await state.pool.fetch(_SELECT, start_ns, end_ns, symbol, order_id, *after, limit + 1)
+    after: tuple[int | None, str | None, str | None, str | None] = (None, None, None, None)
+    if page_token is not None:
+        after = _token(page_token)
+    rows = await state.pool.fetch(_SELECTS[sort], start_ns, end_ns, symbol, order_id, *after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     token = None

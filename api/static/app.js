@@ -1,6 +1,7 @@
 // The tickpipe dashboard: a live watchlist, one symbol's candles, the pipeline's status, crypto
 // pairs (latest quote, top of the order book) when the API carries the crypto feed, option contracts
-// (latest quote and trade) when it carries the options feed, and the latest news stories when it carries news.
+// (latest quote and trade) when it carries the options feed, the latest news stories when it carries news,
+// and the account's order updates when it carries them and the page's key may see them.
 //
 // Page parameters (all optional): ?symbols=AAPL,MSFT (the watchlist), ?chart=AAPL (the chart's
 // symbol), ?crypto=BTC/USD,ETH/USD (the crypto pairs), ?options=SPY240621C00530000,... (the option
@@ -12,6 +13,7 @@ import { BarChart } from "./chart.js";
 import { CryptoPanel } from "./crypto.js";
 import { OCC, OptionsPanel, pollOptions } from "./options.js";
 import { NewsPanel } from "./news.js";
+import { OrdersPanel, TradingStream, latestUpdates } from "./orders.js";
 import { pollStatus } from "./status.js";
 import { LiveStream, streamUrl } from "./stream.js";
 import { Watchlist } from "./watchlist.js";
@@ -23,6 +25,7 @@ const PAIR = /^[A-Z0-9]{1,12}\/[A-Z0-9]{1,12}$/; // as tickpipe.settings.PAIR_RE
 const CRYPTO_PATH = "/v1beta3/crypto/us"; // tickpipe.feeds.CRYPTO.stream_path
 const OPTION_CONTRACTS = 8; // contracts shown when ?options= names none
 const NEWS_PATH = "/v1beta1/news"; // tickpipe.feeds.NEWS.stream_path
+const TRADING_PATH = "/stream"; // the order updates' stream (api/stream/trading.py)
 const STORE = "tickpipe.dashboard";
 
 const params = new URLSearchParams(location.search);
@@ -33,6 +36,7 @@ const stats = {
   crypto: { state: "idle", detail: "", quotes: 0, books: 0, subscribed: null },
   options: { state: "idle", detail: "", contracts: [], polls: 0, quotes: 0, trades: 0 },
   news: { state: "idle", detail: "", stored: 0, live: 0 },
+  orders: { state: "idle", detail: "", stored: 0, live: 0, reads: 0 },
 };
 window.__tickpipe = stats;
 
@@ -181,6 +185,47 @@ function startNews(credentials) {
   window.__tickpipeNews = panel; // for tests: panel.shown is what the list holds
 }
 
+/** The order updates panel: the trading stream, and the latest stored updates each time it listens; hidden
+ *  unless the key may see order updates (refused) and the API carries them (absent). */
+function startOrders(credentials) {
+  const panel = new OrdersPanel(document.querySelector("#order-updates tbody"));
+  const section = document.getElementById("orders");
+  const badge = document.getElementById("orders-conn");
+  const show = (state, detail) => {
+    stats.orders.state = state;
+    stats.orders.detail = detail;
+    badge.dataset.state = state;
+    badge.textContent = state;
+    badge.title = `WebSocket ${TRADING_PATH}: ${state}${detail ? ` (${detail})` : ""}`;
+    if (state === "live") section.hidden = false;
+    if (state === "refused" || state === "absent") section.hidden = true;
+  };
+  const stream = new TradingStream(streamUrl(location, TRADING_PATH), credentials, {
+    onUpdate: (update) => {
+      if (panel.take(update)) stats.orders.live += 1;
+    },
+    onState: (state, detail) => {
+      show(state, detail);
+      if (state !== "live") return;
+      // Listening: what was stored before (or while the page was away) comes from the history route.
+      latestUpdates(credentials)
+        .then((outcome) => {
+          stats.orders.reads += 1;
+          if (outcome.status === 401 || outcome.status === 403) {
+            stream.end("refused", outcome.detail);
+          } else if (outcome.updates) {
+            for (const update of outcome.updates) if (panel.take(update)) stats.orders.stored += 1;
+          }
+        })
+        .catch(() => {
+          stats.orders.reads += 1;
+        });
+    },
+  });
+  stream.start();
+  window.__tickpipeOrders = panel; // for tests: panel.shown is what the table holds, newest first
+}
+
 function initialSymbols(known) {
   const fromUrl = symbolList(params.get("symbols"));
   if (fromUrl.length > 0) return fromUrl;
@@ -205,6 +250,7 @@ async function main() {
   const credentials = { key: params.get("key") ?? "dashboard", secret: params.get("secret") ?? "dashboard" };
   startCrypto(credentials);
   startNews(credentials);
+  startOrders(credentials);
   const stream = new LiveStream(
     streamUrl(location),
     credentials,

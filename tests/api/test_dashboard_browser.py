@@ -19,6 +19,7 @@ downloads.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import shutil
@@ -26,11 +27,13 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import msgspec
+import orjson
 import pytest
 import redis.asyncio
 import uvicorn
@@ -38,8 +41,10 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.main import create_app
+from simulator.orders import OrderFlow
 from tests.helpers.api import insert_events
 from tests.helpers.crypto_live import crypto_book, crypto_live, crypto_quote, unique_pair
+from tests.helpers.keys import add_key, key_headers
 from tests.helpers.news_live import news_live, story, unique_ticker
 from tests.helpers.options_live import option_quote, option_trade, options_live, unique_contract
 from tickpipe import db
@@ -54,6 +59,7 @@ from tickpipe.option_events import OptionTrade
 from tickpipe.rows import COLUMNS, to_row
 from tickpipe.service import Uvicorn
 from tickpipe.settings import load_settings
+from tickpipe.trading_wire import decode_update
 
 CHROMIUM = Path(os.environ.get("TICKPIPE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -656,3 +662,195 @@ async def test_dashboard_hides_news_when_the_api_does_not_carry_it(api: Dashboar
     await wait_for(page, "() => window.__tickpipe?.news.state === 'refused'")
     assert not await page.locator("#news").is_visible()
     assert errors == []
+
+
+# --- the order updates panel: only for a key allowed to see them, only when the API carries them ----------
+
+
+@pytest.fixture
+async def order_keys(keyed_db: str) -> dict[str, tuple[str, str]]:
+    """In this module's own database (keys turn auth on there): a key allowed to see order updates, one not."""
+    return {
+        "orders": await add_key(keyed_db, "dashboard orders", trade_updates=True),
+        "market": await add_key(keyed_db, "dashboard market only"),
+    }
+
+
+async def keyed_dashboard(keyed_db: str, redis_url: str, topic_prefix: str, feeds: str) -> DashboardServer:
+    settings = load_settings(
+        database_url=keyed_db,
+        redis_url=redis_url,
+        kafka_topic_prefix=topic_prefix,
+        alpaca_feeds=feeds,
+        producer_admin_port=free_port(),
+        consumer_admin_port=free_port(),
+    )
+    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def orders_dashboard(
+    keyed_db: str, redis_url: str, topic_prefix: str, order_keys: dict[str, tuple[str, str]]
+) -> AsyncIterator[DashboardServer]:
+    """The API over the keyed database with the order updates feed configured (ALPACA_FEEDS=stocks,trade_updates)."""
+    server = await keyed_dashboard(keyed_db, redis_url, topic_prefix, "stocks,trade_updates")
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def no_orders_dashboard(
+    keyed_db: str, redis_url: str, topic_prefix: str, order_keys: dict[str, tuple[str, str]]
+) -> AsyncIterator[DashboardServer]:
+    """The same without the order updates feed (ALPACA_FEEDS=stocks)."""
+    server = await keyed_dashboard(keyed_db, redis_url, topic_prefix, "stocks")
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def order_updates(symbol: str, n: int) -> list[dict[str, Any]]:
+    """``n`` updates of the simulator's orders in ``symbol``, stamped in 2045 (newer than any other test's),
+    with fractions of a second that Go's RFC 3339 writes shorter than the route's nine digits."""
+    base = int(datetime(2045, 1, 2, tzinfo=UTC).timestamp()) * 10**9 + random.randint(0, 10**6) * 10**9
+    clock = itertools.count(base + 1_230_000, 1_000_230_000)
+    flow = OrderFlow((symbol,), random.randint(0, 10**6), lambda: next(clock))
+    return [flow.next() for _ in range(n)]
+
+
+async def store_order_updates(database_url: str, updates: list[dict[str, Any]]) -> None:
+    await insert_events(database_url, [decode_update(data, 0) for data in updates])
+
+
+async def forget_order_updates(database_url: str, symbol: str) -> None:
+    conn = await asyncpg.connect(db.asyncpg_dsn(database_url))
+    try:
+        await conn.execute("DELETE FROM trade_updates WHERE symbol = $1", symbol)
+    finally:
+        await conn.close()
+
+
+async def publish_order_updates(client: redis.asyncio.Redis, updates: list[dict[str, Any]]) -> None:
+    """As the order updates producer does: Alpaca's ``data`` on ``trade_updates:{SYMBOL}``."""
+    for data in updates:
+        await client.publish(f"trade_updates:{data['order']['symbol']}", orjson.dumps(data))
+
+
+def order_row(data: dict[str, Any]) -> list[str]:
+    """The cells the panel shows for an update: time, symbol, event, side, filled/qty, fill price, status."""
+    order = data["order"]
+    seconds, _, rest = data["timestamp"].partition(".")
+    millis = (rest.rstrip("Z") + "000")[:3] if rest else "000"
+    return [
+        f"{seconds[11:19]}.{millis}", order["symbol"], data["event"], order["side"],
+        f"{int(Decimal(order['filled_qty']))}/{int(Decimal(order['qty']))}",
+        f"{Decimal(data['price']):.2f}" if "price" in data else "–", order["status"],
+    ]  # fmt: skip
+
+
+SHOWN_ORDERS = """([symbol, n]) =>
+    (window.__tickpipeOrders?.shown ?? []).filter((u) => u.order.symbol === symbol).length === n"""
+
+
+async def shown_rows(page: Any, symbol: str) -> list[list[str]]:
+    rows: list[list[str]] = await page.evaluate(
+        """(symbol) => [...document.querySelectorAll("#order-updates tbody tr")]
+            .map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent))
+            .filter((cells) => cells[1] === symbol)""",
+        symbol,
+    )
+    return rows
+
+
+async def test_dashboard_shows_stored_then_live_order_updates_to_a_permitted_key(
+    orders_dashboard: DashboardServer,
+    order_keys: dict[str, tuple[str, str]],
+    browser: Any,
+    keyed_db: str,
+    redis_client: redis.asyncio.Redis,
+    tmp_path: Path,
+) -> None:
+    symbol = unique_ticker()
+    sent = order_updates(symbol, 9)
+    stored, live = sent[:5], sent[5:]
+    await store_order_updates(keyed_db, stored)
+    try:
+        key, secret = order_keys["orders"]
+        page, errors = await open_page(browser, f"{orders_dashboard.url}/?key={key}&secret={secret}")
+        await wait_for(page, "() => window.__tickpipe?.orders.state === 'live'")
+        await wait_for(page, SHOWN_ORDERS, arg=[symbol, len(stored)])
+        assert await page.locator("#orders").is_visible()
+        await wait_for(page, "(n) => document.querySelectorAll('#order-updates tbody tr').length >= n", arg=5)
+        assert await shown_rows(page, symbol) == [order_row(d) for d in reversed(stored)], "newest first"
+
+        # Live: the newest stored one again (as the stream may repeat what the route gave), then new ones.
+        await publish_order_updates(redis_client, [stored[-1], *live])
+        await wait_for(page, SHOWN_ORDERS, arg=[symbol, len(sent)])
+        await wait_for(
+            page,
+            "([symbol, n]) => [...document.querySelectorAll('#order-updates tbody tr td.symbol')]"
+            ".filter((td) => td.textContent === symbol).length === n",
+            arg=[symbol, len(sent)],
+        )
+        assert await shown_rows(page, symbol) == [order_row(d) for d in reversed(sent)], "newest first, each once"
+        stats = await page.evaluate("window.__tickpipe.orders")
+        assert stats["live"] == len(live) and stats["stored"] >= len(stored), stats
+        assert await page.locator("#orders-conn").text_content() == "live"
+        await page.locator("#orders").screenshot(path=str(tmp_path / "orders.png"))
+        assert [e for e in errors if "401" not in e] == []  # the page's other requests carry no key
+    finally:
+        await forget_order_updates(keyed_db, symbol)
+
+
+async def test_dashboard_hides_order_updates_from_a_key_without_the_scope(
+    orders_dashboard: DashboardServer,
+    order_keys: dict[str, tuple[str, str]],
+    browser: Any,
+    keyed_db: str,
+) -> None:
+    symbol = unique_ticker()
+    await store_order_updates(keyed_db, order_updates(symbol, 3))
+    try:
+        key, secret = order_keys["market"]
+        page, errors = await open_page(browser, f"{orders_dashboard.url}/?key={key}&secret={secret}")
+        await wait_for(page, "() => window.__tickpipe?.orders.state === 'refused'")
+        assert "may not see order updates" in await page.evaluate("window.__tickpipe.orders.detail")
+        assert not await page.locator("#orders").is_visible()
+        assert await page.locator("#order-updates tbody tr").count() == 0
+        stats = await page.evaluate("window.__tickpipe.orders")
+        assert (stats["stored"], stats["live"]) == (0, 0), stats
+        # The route refuses this key as the stream did.
+        status = await page.evaluate(
+            "(headers) => fetch('/trade_updates?limit=20&sort=desc', { headers }).then((r) => r.status)",
+            key_headers(key, secret),
+        )
+        assert status == 403
+        assert [e for e in errors if "401" not in e and "403" not in e] == []
+    finally:
+        await forget_order_updates(keyed_db, symbol)
+
+
+async def test_dashboard_hides_order_updates_when_the_api_does_not_carry_them(
+    no_orders_dashboard: DashboardServer,
+    order_keys: dict[str, tuple[str, str]],
+    browser: Any,
+    keyed_db: str,
+) -> None:
+    symbol = unique_ticker()
+    await store_order_updates(keyed_db, order_updates(symbol, 3))  # stored, yet not shown
+    try:
+        key, secret = order_keys["orders"]
+        page, errors = await open_page(browser, f"{no_orders_dashboard.url}/?key={key}&secret={secret}")
+        await wait_for(page, "() => window.__tickpipe?.orders.state === 'absent'")
+        assert "not configured" in await page.evaluate("window.__tickpipe.orders.detail")
+        assert not await page.locator("#orders").is_visible()
+        assert await page.locator("#order-updates tbody tr").count() == 0
+        assert (await page.evaluate("window.__tickpipe.orders"))["reads"] == 0
+        assert [e for e in errors if "401" not in e] == []
+    finally:
+        await forget_order_updates(keyed_db, symbol)

@@ -160,6 +160,19 @@ async def test_the_history_route_serves_a_permitted_key_only(
             (d["order"]["id"], d["event"], d.get("execution_id", "")) for d in sent
         ]
         assert [i.get("price") for i in items] == [d.get("price") for d in sent]
+        # Newest first with sort=desc, paged the other way round: the same updates, reversed.
+        newest: list[dict[str, Any]] = []
+        token = None
+        while True:
+            params = {"start": start, "end": end, "limit": 10, "sort": "desc"}
+            if token:
+                params["page_token"] = token
+            body = (await http.get("/trade_updates", params=params, headers=headers)).json()
+            newest += body["trade_updates"]
+            token = body["next_page_token"]
+            if token is None:
+                break
+        assert newest == items[::-1]
         one = sent[0]["order"]["id"]
         mine = await http.get("/trade_updates", params={"order_id": one, "start": start}, headers=headers)
         assert {i["order"]["id"] for i in mine.json()["trade_updates"]} == {one}
@@ -170,6 +183,7 @@ async def test_the_history_route_serves_a_permitted_key_only(
             ({"start": "yesterday"}, "start"),
             ({"limit": 0}, "limit"),
             ({"page_token": "bm90IGEgdG9rZW4"}, "page_token"),
+            ({"sort": "newest"}, "sort"),
         ):
             bad = await http.get("/trade_updates", params=params, headers=headers)
             assert bad.status_code == 422 and name in bad.text, (params, bad.text)
