@@ -165,7 +165,8 @@ def test_unknown_table_is_a_clear_error() -> None:
     with pytest.raises(
         ValueError,
         match="expected a table among quotes, trades, bars, statuses, corrections, cancels, crypto_trades, "
-        "crypto_quotes, crypto_bars, crypto_orderbooks, options_trades, options_quotes, news, trade_updates, got 'lulds'",
+        "crypto_quotes, crypto_bars, crypto_orderbooks, options_trades, options_quotes, news, trade_updates, "
+        "got 'lulds'",
     ):
         build_batch("lulds", {})
 
