@@ -3,11 +3,14 @@
 A REST item becomes exactly the event the stream would have carried (same
 fields, same nanoseconds, same float64), so the consumers key it as they key
 the streamed one: trades by (symbol, time, exchange, id), minute bars by
-(symbol, 1Min, minute), quotes (and option trades) by a hash of their content. The Kafka value is
-the usual msgpack map plus ``_b: 1`` (an item of another feed becomes that feed's event, of its
-registry, in its topic: a crypto trade in ``tickpipe.crypto.trades``, an option trade in
-``tickpipe.options.trades``); readers that do not know ``_b`` ignore
-it (msgspec skips unknown fields), so the wire format stays compatible.
+(symbol, 1Min, minute), quotes (and option trades) by a hash of their
+content, news stories by (id, ``created_at``), the newest ``updated_at``
+kept. The Kafka value is the usual msgpack map plus ``_b: 1`` (an item of
+another feed becomes that feed's event, of its registry, in its topic: a
+crypto trade in ``tickpipe.crypto.trades``, an option trade in
+``tickpipe.options.trades``, a story in ``tickpipe.news``, keyed by its id as
+the streamed one); readers that do not know ``_b`` ignore it (msgspec skips
+unknown fields), so the wire format stays compatible.
 
 Backfilled records go to Kafka only, never to the live Redis channels: a
 subscriber of ``trades:AAPL`` wants what happens now, not ten seconds of the
@@ -30,10 +33,10 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from producer.gaps import DONE, Gap, chunks
-from producer.history_client import HistoryClient, Page, kinds
+from producer.history_client import HistoryClient, Page, history_families, kinds
 from producer.spool import Record
 from producer.transcode import feed_transcoder
-from tickpipe.codecs import decode_message, encode_kafka, parse_rfc3339_ns
+from tickpipe.codecs import decode_message, encode_kafka, parse_rfc3339_ns, time_fields
 from tickpipe.errors import DecodeError
 from tickpipe.feeds import STOCK, Feed
 
@@ -74,23 +77,28 @@ def to_records(
     received_at: int,
     feed: Feed = STOCK,
 ) -> tuple[list[Record], int]:
-    """A page's items as Kafka records (key = symbol), and how many items could not be read; each item
-    the event of ``feed``'s registry its resource stands for (a crypto trade: ``CryptoTrade``, an option
-    trade: ``OptionTrade``)."""
+    """A page's items as Kafka records, and how many items could not be read; each item the event of
+    ``feed``'s registry its resource stands for (a crypto trade: ``CryptoTrade``, an option trade:
+    ``OptionTrade``, a story: ``NewsStory``), keyed as the stream's records of its family (``Family.key``:
+    the symbol, or a story's id)."""
     code = kinds(feed)[resource]
+    family = history_families(feed)[resource]
     types = feed_transcoder(feed).types
     topic = topics[code]
     records: list[Record] = []
     bad = 0
     for symbol, rows in items.items():
         key = symbol.encode()
+        named = {"T": code, "S": symbol} if family.by_symbol else {"T": code}
         for row in rows:
             try:
-                event = decode_message({**row, "T": code, "S": symbol}, received_at, types)
+                event = decode_message({**row, **named}, received_at, types)
             except DecodeError as exc:
                 bad += 1
-                log.warning("backfill: %s item of %s not readable (%s): %r", resource, symbol, exc, row)
+                log.warning("backfill: %s item of %s not readable (%s): %r", resource, symbol or "-", exc, row)
                 continue
+            if not family.by_symbol:
+                key = str(getattr(event, family.key)).encode()
             records.append((topic, key, mark_backfilled(encode_kafka(event))))
     return records, bad
 
@@ -116,6 +124,9 @@ class Backfiller:
         #: Bars start this much earlier than the gap: a bar is stamped with its minute's start, so the
         #: bar of the minute the stream broke in (sent a minute later) is stamped before the gap.
         self.bar_lead_ns = bar_lead_ns
+        types = feed_transcoder(feed).types
+        #: Resource -> the item field holding its time (``t``; a story's ``created_at``), for ``reached``.
+        self.time_field = {resource: time_fields(types[code])[0] for resource, code in kinds(feed).items()}
         self.events: Counter[str] = Counter()  # backfilled events by resource
         self.unreadable = 0
         self.last_error: str | None = None
@@ -143,7 +154,8 @@ class Backfiller:
                     await self.sink.put(records)
                     self.unreadable += bad
                     self.events[resource] += len(records)
-                    newest = max((rows[-1]["t"] for rows in page.items.values() if rows), default=None)
+                    stamp = self.time_field[resource]
+                    newest = max((rows[-1][stamp] for rows in page.items.values() if rows), default=None)
                     if newest is not None:
                         gap.reached[resource] = max(gap.reached.get(resource, 0), parse_rfc3339_ns(newest))
                     gap.progress[slot] = page.next_token or DONE

@@ -14,8 +14,10 @@ Progress: a bar on a terminal; otherwise one plain line every few seconds.
 
 ``--feed crypto`` loads the crypto feed's history (``/v1beta3/crypto/us/...``, pairs
 such as ``BTC/USD``) into its own topics (``tickpipe.crypto.*``); ``--feed options`` the option
-trades (``/v1beta1/options/trades``, OCC contracts, 100 a request) into ``tickpipe.options.trades``.
-A feed without REST history is refused with one line.
+trades (``/v1beta1/options/trades``, OCC contracts, 100 a request) into ``tickpipe.options.trades``;
+``--feed news`` the stories created in the window (``/v1beta1/news``, 50 a page, in their latest
+version) into ``tickpipe.news``, keyed by their ids: every story without ``--symbols`` (those naming
+no symbol too), else the stories naming any of them. A feed without REST history is refused with one line.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import TextIO
 
 from producer.backfill import Backfiller
 from producer.errors import describe
-from producer.gaps import DONE, Gap, StateFile
+from producer.gaps import DONE, EVERY, Gap, StateFile, windowed
 from producer.history_client import PAGE_LIMIT, Page, kinds
 from producer.kafka_backend import AiokafkaBackend, Round
 from producer.rounds import Partitioner
@@ -58,11 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tickpipe backfill", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--feed", default="stocks",
-        help="whose history: stocks (default), crypto (pairs such as BTC/USD) or options (OCC contracts)",
+        help="whose history: stocks (default), crypto (pairs such as BTC/USD), options (OCC contracts) or news",
     )  # fmt: skip
     parser.add_argument(
-        "--symbols", required=True,
-        help="comma list of symbols, e.g. AAPL,MSFT (crypto: BTC/USD; options: AAPL240621C00190000)",
+        "--symbols",
+        help="comma list of symbols, e.g. AAPL,MSFT (crypto: BTC/USD; options: AAPL240621C00190000); news: the "
+        "stories naming any of them, all stories when left out",
     )  # fmt: skip
     parser.add_argument("--start", required=True, help="RFC 3339 time (2024-06-03T13:30:00Z) or a date (UTC)")
     parser.add_argument("--end", required=True, help="RFC 3339 time or a date (UTC, inclusive)")
@@ -122,8 +125,12 @@ def feed_from(name: str, feeds: Mapping[str, Feed] = FEED_NAMES) -> Feed:
 def job_from(args: argparse.Namespace) -> Job:
     feed = feed_from(args.feed)
     validate = validator_for(feed)
+    whole = windowed(feed)  # its history serves every item when asked for no symbols (news)
+    if args.symbols is None and not whole:
+        raise TickpipeError(f"--symbols: expected a comma list of the {feed.name} feed's symbols")
     try:
-        symbols = sorted({validate(s) for s in args.symbols.split(",") if s.strip()})
+        given = [] if args.symbols is None else [s.strip() for s in args.symbols.split(",") if s.strip()]
+        symbols = [EVERY] if whole and (not given or EVERY in given) else sorted({validate(s) for s in given})
     except ValueError as exc:
         raise TickpipeError(f"--symbols: {exc}") from None
     if not symbols:

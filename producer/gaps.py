@@ -4,9 +4,10 @@ Alpaca's stream never replays, so whatever happened while the producer was
 not reading (a reconnect, a silent connection dropped by the watchdog, the
 producer's own restart) is missing unless it is fetched from the REST API.
 :class:`GapTracker` watches the events the read loop hands on (a dict store
-per event, nothing awaited) and, on the first tick of every new connection,
-opens a :class:`Gap` from where the stream was (the newest tick read before,
-the *watermark*) to where it is again, both widened by a margin for
+per event, nothing awaited) and, on the first tick of every new connection
+newer than the last one read, opens a :class:`Gap` from where the stream was
+(the newest tick read before, the *watermark*) to where it is again, both
+widened by a margin for
 late-reported trades and clock skew. Overlap costs nothing downstream: the
 same event from stream or REST has the same primary key.
 
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION: Final = 1
 DONE: Final = "done"
+#: A gap's symbols when it is a window of the whole feed (a ``*`` subscription of a feed whose events are
+#: not a symbol's, the news): its REST history is asked for no symbols, i.e. every item. Also the one name
+#: such a feed's times are tracked under.
+EVERY: Final = "*"
 
 
 def _tracked(feed: Feed) -> dict[str, str]:
@@ -50,6 +55,12 @@ def _tracked(feed: Feed) -> dict[str, str]:
         if family.history
         for code in (family.history_codes or family.codes)
     }
+
+
+def windowed(feed: Feed) -> bool:
+    """Whether the feed's history is tracked and filled as windows of the feed rather than per symbol: its
+    events are not a symbol's (``Family.by_symbol``; a news story is keyed by its id, naming any symbols)."""
+    return any(not family.by_symbol for family in feed.families if family.history)
 
 
 def _ticks(feed: Feed) -> frozenset[str]:
@@ -109,7 +120,10 @@ CHUNK_SYMBOLS: Final = 100
 
 
 def chunks(symbols: Sequence[str]) -> list[list[str]]:
-    """Symbols in groups of at most :data:`CHUNK_SYMBOLS`, one multi-symbol request each."""
+    """Symbols in groups of at most :data:`CHUNK_SYMBOLS`, one multi-symbol request each; :data:`EVERY`
+    among them is one request for every item (a window of the whole feed covers any symbol list)."""
+    if EVERY in symbols:
+        return [[EVERY]]
     ordered = sorted(set(symbols))
     return [ordered[i : i + CHUNK_SYMBOLS] for i in range(0, len(ordered), CHUNK_SYMBOLS)] or [[]]
 
@@ -120,6 +134,10 @@ class GapTracker:
     Only the families with REST history (``Family.history``) are tracked and move the watermark: the
     crypto feed's order books have none (Alpaca serves the latest books only), and after a gap the new
     connection's subscription brings each pair's whole book (``r`` true), which needs no filling.
+
+    A feed whose events are not a symbol's (news: a story is keyed by its id) is tracked as one window,
+    under :data:`EVERY`, and the gap of its ``*`` subscription is the whole feed's (every story, those
+    naming no symbol too); with a symbol list, the listed symbols' (the stories naming any of them).
     """
 
     def __init__(
@@ -133,6 +151,7 @@ class GapTracker:
         feed: Feed = STOCK,
     ) -> None:
         self._tracked = _tracked(feed)
+        self._window = EVERY if windowed(feed) else None
         self._ticks = _ticks(feed)
         self.margin_ns = margin_ns
         self.max_window_ns = max_window_ns
@@ -155,7 +174,7 @@ class GapTracker:
 
     def note(self, events: Sequence[Transcoded]) -> None:
         """Remember the newest time per type and symbol (called per frame, before anything else)."""
-        tracked, ticks, last = self._tracked, self._ticks, self.last
+        tracked, ticks, last, window = self._tracked, self._ticks, self.last, self._window
         newest = 0
         for event in events:
             code = tracked.get(event.type_code)
@@ -163,13 +182,16 @@ class GapTracker:
                 continue
             stamp = event.timestamp
             per = last[code]
-            if per.get(event.symbol, 0) < stamp:
-                per[event.symbol] = stamp
+            name = window or event.symbol
+            if per.get(name, 0) < stamp:
+                per[name] = stamp
             if event.type_code in ticks and stamp > newest:
                 newest = stamp
         if not newest:
             return
-        if self._fresh:
+        # The stream is back where it was once a tick newer than the watermark comes: an older one first
+        # (a late trade, a news story's update, stamped with its creation) would end the gap before it began.
+        if self._fresh and newest > self.watermark:
             self._fresh = False
             self._open(newest)
         if newest > self.watermark:
@@ -190,17 +212,21 @@ class GapTracker:
             return
         start = max(self.watermark - self.margin_ns, first_ns - self.max_window_ns)
         wanted = self.subscribed()
-        # A '*' subscription: the symbols seen so far (the only ones known). A list: every symbol on it,
-        # seen or not: a thin symbol's first trade may fall in the gap (most contracts of an option chain
-        # trade a few times an hour).
-        symbols = sorted(set().union(*self.last.values()) if "*" in wanted else set(wanted))
+        # A '*' subscription: the symbols seen so far (the only ones known), or the whole feed's window when
+        # its events are not a symbol's. A list: every symbol on it, seen or not: a thin symbol's first trade
+        # may fall in the gap (most contracts of an option chain trade a few times an hour).
+        if "*" in wanted:
+            symbols = [self._window] if self._window else sorted(set().union(*self.last.values()))
+        else:
+            symbols = sorted(set(wanted))
         if not symbols:
             return
         gap = Gap(start, first_ns + self.margin_ns, symbols, self._cause, resume_ns=first_ns)
         self.gaps_seen += 1
+        what = "the whole feed" if symbols == [EVERY] else f"{len(symbols)} symbols"
         log.info(
-            "gaps: stream back after %s; filling %.1f s of %d symbols from the REST API",
-            self._cause, (gap.end_ns - gap.start_ns) / 1e9, len(symbols),
+            "gaps: stream back after %s; filling %.1f s of %s from the REST API",
+            self._cause, (gap.end_ns - gap.start_ns) / 1e9, what,
         )  # fmt: skip
         self.gaps.append(gap)
         while len(self.gaps) > self.max_gaps:  # bounded: the two oldest become one wider gap

@@ -1,5 +1,5 @@
 """A thin async client of Alpaca's historical REST APIs (``/v2/stocks/...``, ``/v1beta3/crypto/us/...``,
-``/v1beta1/options/trades``), spending a request budget.
+``/v1beta1/options/trades``, ``/v1beta1/news``), spending a request budget.
 
 Ours rather than alpaca-py's ``StockHistoricalDataClient``, which is
 synchronous (it would block the producer's loop), parses every item into a
@@ -8,7 +8,10 @@ pydantic model (several µs each, for rows we only re-encode) and retries a
 
 - one multi-symbol request per page (the feed's ``Feed.history_path``: ``/v2/stocks/{trades|quotes|bars}?symbols=``,
   ``/v1beta3/crypto/us/{trades|quotes|bars}?symbols=BTC/USD,...``, ``/v1beta1/options/trades?symbols=``
-  of at most 100 contracts, as the gap code batches them), ``limit=10000``, following ``next_page_token``;
+  of at most 100 contracts, as the gap code batches them), ``limit=10000`` (or the family's
+  ``history_limit``: 50 stories of ``/v1beta1/news``) and its ``history_params`` (bars: ``timeframe=1Min``),
+  following ``next_page_token``; a window of the whole feed (:data:`~producer.gaps.EVERY`) names no
+  symbols (news: every story);
 - a request budget of our own (``per_minute``, a sliding minute), so a backfill
   leaves the rest of the account's limit to whoever else uses the key;
 - the server's ``X-RateLimit-Remaining``/``-Reset`` are obeyed: at 0 left, wait
@@ -29,9 +32,10 @@ from typing import Any, Final
 
 import httpx
 
+from producer.gaps import EVERY
 from tickpipe.backoff import EqualJitterBackoff
 from tickpipe.codecs import format_rfc3339_ns
-from tickpipe.feeds import STOCK, Feed
+from tickpipe.feeds import STOCK, Family, Feed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,11 @@ def kinds(feed: Feed) -> dict[str, str]:
     }
 
 
+def history_families(feed: Feed) -> dict[str, Family]:
+    """REST resource -> the family whose history it is."""
+    return {family.history: family for family in feed.families if family.history is not None}
+
+
 #: The stock feed's :func:`kinds`.
 KINDS: Final = kinds(STOCK)
 PAGE_LIMIT: Final = 10_000
@@ -58,7 +67,8 @@ class HistoryError(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    """One answer: items per symbol (REST shape, ``t`` still RFC 3339) and the token of the next page."""
+    """One answer: items per symbol (REST shape, times still RFC 3339) and the token of the next page; the
+    items of a history that is not per symbol (news: a list of stories) under ``""``."""
 
     items: dict[str, list[dict[str, Any]]]
     next_token: str | None
@@ -79,8 +89,9 @@ class ClientStats:
 class HistoryClient:
     """Pages of a REST resource over a time window, within a request budget.
 
-    ``path``: the feed's ``Feed.history_path`` (the stock one unless given); ``feed``: the value of the
-    ``feed`` parameter (``iex``), or None for an API that takes none (crypto, options).
+    ``of``: the feed whose declared histories it pages (their fixed parameters and page bounds); ``path``:
+    its ``Feed.history_path`` unless given; ``feed``: the value of the ``feed`` parameter (``iex``), or
+    None for an API that takes none (crypto, options, news).
     """
 
     def __init__(
@@ -90,7 +101,8 @@ class HistoryClient:
         secret: str,
         feed: str | None,
         *,
-        path: str = STOCK.history_path or "",
+        path: str | None = None,
+        of: Feed = STOCK,
         per_minute: int = 120,
         page_limit: int = PAGE_LIMIT,
         give_up_after: int = 6,
@@ -101,7 +113,8 @@ class HistoryClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.feed = feed
-        self.path = path
+        self.path = (of.history_path or "") if path is None else path
+        self.families = history_families(of)
         self.per_minute = per_minute
         self.page_limit = page_limit
         self.give_up_after = give_up_after  # failures in a row (429s excepted) before raising HistoryError
@@ -120,23 +133,27 @@ class HistoryClient:
     async def pages(
         self, resource: str, symbols: list[str], start_ns: int, end_ns: int, token: str | None = None
     ) -> AsyncGenerator[Page, None]:
-        """Every page of ``resource`` for ``symbols`` stamped in [start, end], from ``token`` on."""
-        params: dict[str, str] = {
-            "symbols": ",".join(symbols),
+        """Every page of ``resource`` for ``symbols`` (``[EVERY]``: every item) stamped in [start, end], from
+        ``token`` on."""
+        family = self.families.get(resource)
+        params: dict[str, str] = {} if symbols == [EVERY] else {"symbols": ",".join(symbols)}
+        params |= {
             "start": format_rfc3339_ns(start_ns),
             "end": format_rfc3339_ns(end_ns),
-            "limit": str(self.page_limit),
+            "limit": str(min(self.page_limit, family.history_limit) if family else self.page_limit),
             "sort": "asc",
         }
         if self.feed is not None:
             params["feed"] = self.feed
-        if resource == "bars":
-            params["timeframe"] = "1Min"
+        if family is not None:
+            params |= dict(family.history_params)
         while True:
             if token:
                 params["page_token"] = token
             body = await self.get(self.path.format(history=resource), params)
             items = body.get(resource) or {}
+            if isinstance(items, list):  # not per symbol: a list of items (news: stories naming any symbols)
+                items = {"": items}
             token = body.get("next_page_token")
             yield Page(items, token)
             if not token:

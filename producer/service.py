@@ -86,8 +86,7 @@ def history_client(settings: Settings, feed: Feed = STOCK) -> HistoryClient:
     if feed.history_feed:
         variant = settings.alpaca_feed if settings.alpaca_feed in HISTORY_VARIANTS else "iex"
     return HistoryClient(
-        settings.data_url, key, secret, variant, path=feed.history_path or "",
-        per_minute=settings.backfill_requests_per_minute,
+        settings.data_url, key, secret, variant, of=feed, per_minute=settings.backfill_requests_per_minute,
     )  # fmt: skip
 
 

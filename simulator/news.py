@@ -29,6 +29,8 @@ Event = dict[str, Any]
 
 FIRST_ID: Final = 24_918_784
 MAX_LIMIT: Final = 50
+#: An update is of one of the last this many stories made: an older story is never changed again.
+RECENT: Final = 50
 DEFAULT_LIMIT: Final = 10
 PARAMS: Final = frozenset(
     {"symbols", "start", "end", "limit", "sort", "page_token", "include_content", "exclude_contentless"}
@@ -103,7 +105,7 @@ class NewsMarket:
 
     def _update(self, t: int) -> Event:
         """A newer version of a recent story: its id and creation time, a later ``updated_at``."""
-        recent = list(self.stories.values())[-50:]
+        recent = list(self.stories.values())[-RECENT:]
         old = self._rng.choice(recent)
         updated = max(t // NS * NS, old["updated_at"] + NS)
         headline = old["headline"].removesuffix(" (updated)") + " (updated)"

@@ -10,6 +10,12 @@ its items the stream's fields without ``T``), ``content`` only with ``include_co
 The page token is the last story's key, ``created_at`` (ns) and ``id``, in 32 lower-case hex digits:
 the next page is "stories after this key" in the order asked, so stories stored meanwhile never
 shift a page. Every bad parameter is a 422 naming it.
+
+``GET /v1beta1/news`` is Alpaca's own route over the same query (:func:`search`), so alpaca-py's
+``NewsClient(url_override=...)`` reads tickpipe's stories unchanged: Alpaca's bounds (``limit`` 1 to 50,
+default 10) and ``exclude_contentless``; ``start`` and ``end`` bound ``created_at`` as here (Alpaca
+documents a missing ``start`` as the current day's start; a store of history has no such default and
+serves the newest stories, as ``GET /news`` does).
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ router = APIRouter(tags=["news"])
 
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1_000
+#: Alpaca's bounds of ``/v1beta1/news``' pages.
+ALPACA_DEFAULT_LIMIT: Final = 10
+ALPACA_MAX_LIMIT: Final = 50
 TOKEN_PATTERN: Final = "^[0-7][0-9a-f]{15}[0-7][0-9a-f]{15}$"
 _TOKEN = re.compile(TOKEN_PATTERN[1:-1], re.ASCII)
 _COLUMNS = "news_id, created_at, updated_at, headline, summary, author, url, {content}, symbols, source"
@@ -83,6 +92,15 @@ NewsToken = Annotated[
     Query(description="next_page_token of the previous page", json_schema_extra={"pattern": TOKEN_PATTERN}),
 ]
 IncludeContent = Annotated[bool, Query(description="Also return each story's content (HTML), as Alpaca's option")]
+AlpacaLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=ALPACA_MAX_LIMIT,
+        description=f"Most stories per page (default {ALPACA_DEFAULT_LIMIT}, at most {ALPACA_MAX_LIMIT}), as Alpaca's",
+    ),
+]
+ExcludeContentless = Annotated[bool, Query(description="Leave out the stories without content, as Alpaca's option")]
 
 
 def decode_token(token: str) -> tuple[int, int]:
@@ -106,23 +124,19 @@ def _item(row: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.get(
-    "/news",
-    response_model=NewsPage,
-    summary="News stories by symbol and time",
-    description=__doc__.split("\n\n", 1)[1] if __doc__ else "",
-    responses={503: {"model": Unavailable, "description": "PostgreSQL does not answer or every connection is busy"}},
-)
-async def news(
+async def search(
     state: State,
-    symbols: NewsSymbols = None,
-    start: StartQuery = None,
-    end: EndQuery = None,
-    limit: NewsLimit = DEFAULT_LIMIT,
-    sort: SortQuery = "desc",
-    page_token: NewsToken = None,
-    include_content: IncludeContent = False,
+    symbols: str | None,
+    start: str | None,
+    end: str | None,
+    limit: int,
+    sort: str,
+    page_token: str | None,
+    include_content: bool,
+    exclude_contentless: bool = False,
 ) -> Response:
+    """One page of the stored stories, Alpaca's body: what both news routes answer, their parameters checked
+    here (each bad one a 422 naming it) but for the bounds each route's signature declares."""
     named = parse_symbols(symbols, "symbols") if symbols is not None else None
     lo = parse_time(start, "start", end=False) if start is not None else 0
     hi = parse_time(end, "end", end=True) if end is not None else MAX_NS
@@ -132,6 +146,8 @@ async def news(
     desc = sort == "desc"
     where = ["created_at BETWEEN $1 AND $2", "($3::text[] IS NULL OR symbols && $3::text[])"]
     args: list[Any] = [ns_to_utc(lo), ns_to_utc(hi), named]
+    if exclude_contentless:
+        where.append("content <> ''")
     if after is not None:
         where.append(f"(created_at, news_id) {'<' if desc else '>'} ($4, $5)")
         args += [ns_to_utc(after[0]), after[1]]
@@ -148,3 +164,49 @@ async def news(
     token = encode_token(datetime_to_ns(rows[-1][1]), rows[-1][0]) if more else None
     body = {"news": [_item(row) for row in rows], "next_page_token": token}
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": Unavailable, "description": "PostgreSQL does not answer or every connection is busy"}
+}
+
+
+@router.get(
+    "/news",
+    response_model=NewsPage,
+    summary="News stories by symbol and time",
+    description=__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0] if __doc__ else "",
+    responses=_UNAVAILABLE,
+)
+async def news(
+    state: State,
+    symbols: NewsSymbols = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
+    limit: NewsLimit = DEFAULT_LIMIT,
+    sort: SortQuery = "desc",
+    page_token: NewsToken = None,
+    include_content: IncludeContent = False,
+) -> Response:
+    return await search(state, symbols, start, end, limit, sort, page_token, include_content)
+
+
+@router.get(
+    "/v1beta1/news",
+    response_model=NewsPage,
+    summary="News stories, Alpaca's route (alpaca-py's NewsClient)",
+    description=__doc__.rsplit("\n\n", 1)[1] if __doc__ else "",
+    responses=_UNAVAILABLE,
+)
+async def alpaca_news(
+    state: State,
+    symbols: NewsSymbols = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
+    limit: AlpacaLimit = ALPACA_DEFAULT_LIMIT,
+    sort: SortQuery = "desc",
+    page_token: NewsToken = None,
+    include_content: IncludeContent = False,
+    exclude_contentless: ExcludeContentless = False,
+) -> Response:
+    return await search(state, symbols, start, end, limit, sort, page_token, include_content, exclude_contentless)

@@ -40,6 +40,8 @@ DATA_ROUTES: list[tuple[str, dict[str, str], dict[str, str]]] = [
     ("/trades/latest", {"symbols": SYMBOL}, {}),
     ("/bars/latest", {"symbols": SYMBOL}, {}),
     ("/symbols", {}, {}),
+    ("/news", {"symbols": SYMBOL}, {}),
+    ("/v1beta1/news", {"symbols": SYMBOL}, {}),  # Alpaca's news route: alpaca-py's NewsClient sends its headers
 ]
 #: Routes that stay open: health for probes, the docs.
 OPEN_ROUTES = ["/healthz", "/readyz", "/docs", "/openapi.json"]

@@ -6,11 +6,13 @@ tickers are made up per test and their days random, so the shared database's oth
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from tests.helpers.api import ApiServer, all_items, all_pages, insert_events
@@ -123,3 +125,89 @@ async def test_a_bad_parameter_is_a_422_naming_it(
 async def test_a_start_after_the_end_is_an_empty_page(http: httpx.AsyncClient) -> None:
     response = await http.get("/news", params={"start": "2024-03-05", "end": "2024-03-04"})
     assert response.json() == {"news": [], "next_page_token": None}
+
+
+# --- GET /v1beta1/news: Alpaca's route, for alpaca-py's NewsClient ------------------------------------------
+
+
+def news_client(api: ApiServer) -> Any:
+    """alpaca-py's own NewsClient, pointed at the API (synchronous: call it in a thread)."""
+    from alpaca.data.historical.news import NewsClient
+
+    return NewsClient("any-key", "any-secret", url_override=api.url)
+
+
+async def test_alpaca_py_news_client_reads_every_stored_story_of_a_window_page_by_page(
+    api: ApiServer, http: httpx.AsyncClient
+) -> None:
+    """The real NewsClient unchanged: it asks 50 a page and follows next_page_token; it gets every story of the
+    window naming the symbol, each once, newest first, field for field, content included when asked."""
+    from alpaca.data.requests import NewsRequest
+
+    a, b = unique_ticker(), unique_ticker()
+    start, _ = a_day()
+    stories = [s for day in range(6) for s in some_stories(a, b, start + day * 86_400 * NS)]  # 144, 72 about a
+    await insert_events(api.app.state.api.settings.database_url, stories)
+    client = news_client(api)
+    window = {
+        "start": datetime.fromtimestamp(start / NS, UTC),
+        "end": datetime.fromtimestamp(start / NS + 6 * 86_400, UTC),
+    }
+    got = await asyncio.to_thread(client.get_news, NewsRequest(symbols=a, include_content=True, **window))
+    about_a = sorted((s for s in stories if a in s.symbols), key=lambda s: (s.created_at, s.news_id), reverse=True)
+    news = got.data["news"]
+    assert [n.id for n in news] == [s.news_id for s in about_a] and len(news) == 72, "every page once, newest first"
+    for item, story in zip(news, about_a, strict=True):
+        assert (item.headline, item.summary, item.author, item.url, item.content, item.source) == (
+            story.headline, story.summary, story.author, story.url, story.content, story.source
+        )  # fmt: skip
+        assert item.symbols == list(story.symbols) and int(item.created_at.timestamp()) * NS == story.created_at
+        assert int(item.updated_at.timestamp()) * NS == story.updated_at
+    either = await asyncio.to_thread(client.get_news, NewsRequest(symbols=f"{a},{b}", sort="asc", **window))
+    named = sorted((s for s in stories if s.symbols), key=lambda s: (s.created_at, s.news_id))
+    assert [n.id for n in either.data["news"]] == [s.news_id for s in named]
+    assert all(n.content == "" for n in either.data["news"]), "content only when asked for, as Alpaca's"
+
+    first = (await http.get("/v1beta1/news", params={"symbols": a})).json()
+    assert first["news"] == [as_json(s) for s in about_a[:10]], "Alpaca's default page: the newest 10"
+    pages = await all_pages(http, "/v1beta1/news", "news", symbols=a, limit=50, sort="asc")
+    assert [len(p) for p in pages] == [50, 22] and [i["id"] for p in pages for i in p] == [
+        s.news_id for s in about_a[::-1]
+    ]
+
+
+async def test_alpaca_news_route_leaves_out_contentless_stories_when_asked(
+    api: ApiServer, http: httpx.AsyncClient
+) -> None:
+    a = unique_ticker()
+    start, _ = a_day()
+    stories = [msgspec.structs.replace(s, content="" if n % 3 else s.content) for n, s in
+               enumerate(s for s in some_stories(a, unique_ticker(), start) if a in s.symbols)]  # fmt: skip
+    await insert_events(api.app.state.api.settings.database_url, stories)
+    body = (await http.get("/v1beta1/news", params={"symbols": a, "exclude_contentless": "true", "sort": "asc",
+                                                    "include_content": "true"})).json()  # fmt: skip
+    with_content = sorted((s for s in stories if s.content), key=lambda s: (s.created_at, s.news_id))
+    assert body == {"news": [as_json(s, content=True) for s in with_content], "next_page_token": None}
+    assert len(with_content) == 4 and len(stories) == 12
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "says"),
+    [
+        ({"limit": "51"}, "limit", "less than or equal to 50"),
+        ({"limit": "0"}, "limit", "greater than or equal to 1"),
+        ({"sort": "newest"}, "sort", "'asc' or 'desc'"),
+        ({"symbols": "AAPL,,MSFT"}, "symbols", "comma-separated list of symbols"),
+        ({"start": "yesterday"}, "start", "expected an RFC 3339 time"),
+        ({"page_token": "zz"}, "page_token", "expected the next_page_token of a previous page"),
+        ({"exclude_contentless": "maybe"}, "exclude_contentless", "valid boolean"),
+        ({"include_content": "maybe"}, "include_content", "valid boolean"),
+    ],
+)
+async def test_a_bad_parameter_of_the_alpaca_news_route_is_a_422_naming_it(
+    http: httpx.AsyncClient, params: dict[str, str], name: str, says: str
+) -> None:
+    response = await http.get("/v1beta1/news", params=params)
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(e["loc"][-1] == name and says in e["msg"] for e in errors), errors

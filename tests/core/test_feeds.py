@@ -26,7 +26,7 @@ from api.stream import protocol
 from consumers import cli as consumer_cli
 from consumers import service as consumer_service
 from consumers import tables as consumer_tables
-from simulator import rest, subscriptions
+from simulator import news, rest, subscriptions
 from simulator.config import FEEDS as SIMULATED_VARIANTS
 from simulator.config import STREAMS as SIMULATED_STREAMS
 from simulator.config import TRADING_PATH
@@ -376,11 +376,16 @@ def test_simulator_serves_every_declared_rest_history(feed: Feed, family: Family
     resource = family.history
     assert feed.history_path and resource, f"expected {feed.name} to declare its history_path"
     path = feed.history_path.format(history=resource)
+    sent = {"start", "end", "limit", "sort", "page_token"} | ({"feed"} if feed.history_feed else set())
+    sent |= {name for name, _ in family.history_params}
+    if not family.by_symbol:  # the news history: its own route, every story when asked for no symbols
+        assert path in rest.NEWS_PATHS, f"expected the simulator to serve {path}"
+        assert sent | {"symbols"} <= news.PARAMS and "feed" not in news.PARAMS
+        assert family.history_limit == news.MAX_LIMIT, "expected pages as large as the REST history allows"
+        return
     api = rest.api_of(path)
     assert api is not None, f"expected the simulator to serve {path}"
     assert path == f"{api.prefix}/{resource}" and resource in api.params
-    sent = {"start", "end", "limit", "sort", "page_token"} | ({"feed"} if feed.history_feed else set())
-    sent |= {"timeframe"} if resource == "bars" else set()
     assert sent <= api.params[resource], f"expected {path} to take {sorted(sent)}"
     assert feed.history_feed == ("feed" in api.params[resource])
     assert api.symbol.fullmatch(feed.example)

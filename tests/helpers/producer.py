@@ -569,15 +569,15 @@ async def rest_events(
 ) -> list[Any]:
     """Every item the REST API holds for the window, as the events a backfill would send (receive time 0):
     the stock feed's history of variant ``feed``, or that of the feed ``of`` (``OPTIONS``: its trades, in
-    requests of at most 100 contracts, as the backfill makes them)."""
-    client = HistoryClient(base_url, "key", "secret", feed if of.history_feed else None, path=of.history_path or "",
-                           per_minute=10_000)  # fmt: skip
+    requests of at most 100 contracts, as the backfill makes them; ``NEWS`` with ``symbols`` ``["*"]``:
+    every story)."""
+    client = HistoryClient(base_url, "key", "secret", feed if of.history_feed else None, of=of, per_minute=10_000)
     decode = kafka_decoder(of)
     out: list[Any] = []
     try:
         for group in chunks(symbols):
             async for page in client.pages(resource, group, start_ns, end_ns):
-                records, bad = to_records(resource, page.items, {"t": "t", "q": "q", "b": "b"}, 0, of)
+                records, bad = to_records(resource, page.items, {code: code for code in of.family_of}, 0, of)
                 assert bad == 0
                 out += [decode(value) for _, _, value in records]
     finally:

@@ -129,7 +129,7 @@ async def test_an_option_chain_gap_is_fetched_100_contracts_a_request_within_the
         assert isinstance(history, History)
         await wait_for(lambda: history.recorded >= 100, 30, "100 option trades")
         minutes = Minutes(sim)
-        client = HistoryClient(sim.rest_url, "key", "secret", None, path=OPTIONS.history_path or "", per_minute=2,
+        client = HistoryClient(sim.rest_url, "key", "secret", None, of=OPTIONS, per_minute=2,
                                sleep=minutes.sleep, clock=minutes.clock)  # fmt: skip
         sink = Kept()
         filler = Backfiller(client, sink, {"t": "options.trades"}, ["trades"], feed=OPTIONS)

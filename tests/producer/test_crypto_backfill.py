@@ -66,7 +66,7 @@ def bar_values(event: CryptoBar) -> tuple[Any, ...]:
 
 async def rest_history(base_url: str, resource: str, start_ns: int, end_ns: int) -> list[Any]:
     """The crypto REST history of the window, as the events a backfill sends (receive time 0)."""
-    client = HistoryClient(base_url, "key", "secret", None, path=CRYPTO.history_path or "", per_minute=10_000)
+    client = HistoryClient(base_url, "key", "secret", None, of=CRYPTO, per_minute=10_000)
     out: list[Any] = []
     try:
         async for page in client.pages(resource, list(PAIRS), start_ns, end_ns):

@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from consumers.option_staging import trade_row as option_trade_row
 from consumers.staging import quote_row, trade_row
 from producer.backfill import is_backfilled, mark_backfilled, to_records
-from producer.gaps import DONE, Checkpoints, Gap, GapTracker, StateFile, chunks
-from producer.transcode import Transcoded
+from producer.gaps import DONE, EVERY, Checkpoints, Gap, GapTracker, StateFile, chunks
+from producer.transcode import Transcoded, feed_transcoder
 from simulator import DEFAULT_START_NS
 from simulator.options import chain
 from tickpipe.codecs import decode_kafka, encode_kafka, event_key, format_rfc3339_ns
 from tickpipe.crypto_events import CryptoBar, CryptoTrade
 from tickpipe.events import Quote, Trade
-from tickpipe.feeds import CRYPTO, OPTIONS
+from tickpipe.feeds import CRYPTO, NEWS, OPTIONS
+from tickpipe.news_events import NewsStory
 from tickpipe.option_events import OptionTrade
 
 S = 1_000_000_000
@@ -229,3 +231,59 @@ def test_an_option_rest_item_becomes_the_option_trade_the_stream_carried() -> No
     decoded = msgspec.msgpack.decode(records[0][2], type=OptionTrade)
     assert msgspec.structs.replace(decoded, received_at=0) == streamed and decoded.received_at == 99
     assert option_trade_row(decoded)[3] == option_trade_row(streamed)[3], "expected the row key of the streamed one"
+
+
+def story(story_id: int, created: int, symbols: tuple[str, ...] = ("AAPL",)) -> Transcoded:
+    """A news story (or an update of one) as the news transcoder hands it on: keyed (``symbol``) by its id,
+    timed by its ``created_at``."""
+    return Transcoded("n", str(story_id), created, b"", b"", str(story_id), symbols)
+
+
+def test_a_news_gap_is_a_window_of_the_feed_not_of_its_stories() -> None:
+    """A story is not a symbol's: its time is kept once for the feed (not per story id), and the gap of a
+    ``*`` subscription is every story of the window (asked for no symbols), those naming none too."""
+    gaps = GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: ["*"], feed=NEWS)
+    assert set(gaps.last) == {"n"}
+    gaps.note([story(1, 100 * S), story(2, 101 * S, symbols=()), story(3, 99 * S)])
+    assert gaps.watermark == 101 * S and gaps.last == {"n": {EVERY: 101 * S}}
+    gaps.session_started("reconnect")
+    gaps.note([story(4, 130 * S)])
+    assert [(g.start_ns, g.end_ns, g.symbols) for g in gaps.gaps] == [(99 * S, 132 * S, [EVERY])]
+    assert chunks(gaps.gaps[0].symbols) == [[EVERY]] and chunks(["AAPL", EVERY]) == [[EVERY]]
+
+    listed = GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: ["TSLA", "AAPL"], feed=NEWS)
+    listed.note([story(1, 100 * S)])
+    listed.session_started("reconnect")
+    listed.note([story(2, 110 * S, symbols=("MSFT",))])
+    assert listed.gaps[0].symbols == ["AAPL", "TSLA"], "a symbol list: the stories naming any of them"
+
+
+def test_an_update_of_an_older_story_first_does_not_end_the_gap_before_it_began() -> None:
+    """A story's update is stamped with its creation: the gap closes on the first tick newer than the watermark."""
+    gaps = GapTracker(margin_ns=2 * S, max_window_ns=3600 * S, subscribed=lambda: ["*"], feed=NEWS)
+    gaps.note([story(1, 100 * S)])
+    gaps.session_started("reconnect")
+    gaps.note([story(1, 100 * S), story(0, 40 * S)])  # updates of two older stories, sent again now
+    assert not gaps.gaps and gaps.watermark == 100 * S
+    gaps.note([story(9, 160 * S)])
+    assert [(g.start_ns, g.end_ns) for g in gaps.gaps] == [(98 * S, 162 * S)]
+
+
+def test_a_news_rest_item_becomes_the_story_the_stream_carried_keyed_by_its_id() -> None:
+    """Alpaca's REST story (no T; ``images``; times RFC 3339) is the streamed story, its record keyed by the id."""
+    created, updated = 1_717_421_400 * S, 1_717_421_460 * S
+    message = {
+        "T": "n", "id": 24_918_784, "headline": "AAPL Files 10-Q", "summary": "s", "author": "Benzinga Newsdesk",
+        "created_at": format_rfc3339_ns(created), "updated_at": format_rfc3339_ns(updated), "url": None,
+        "content": "<p>c</p>", "symbols": ["AAPL", "TSLA"], "source": "benzinga",
+    }  # fmt: skip
+    (streamed,) = feed_transcoder(NEWS)(orjson.dumps([message]).decode(), 99).events
+    item = {k: v for k, v in message.items() if k != "T"} | {"images": []}
+    records, bad = to_records("news", {"": [item]}, {"n": "tickpipe.news"}, 99, NEWS)
+    assert bad == 0 and records[0][:2] == ("tickpipe.news", streamed.key.encode()) == ("tickpipe.news", b"24918784")
+    assert is_backfilled(records[0][2]) and not is_backfilled(streamed.kafka)
+    decoded = msgspec.msgpack.decode(records[0][2], type=NewsStory)
+    assert decoded == msgspec.msgpack.decode(streamed.kafka, type=NewsStory)
+    assert (decoded.created_at, decoded.updated_at, decoded.received_at) == (created, updated, 99)
+    records, bad = to_records("news", {"": [{**item, "created_at": "soon"}]}, {"n": "x"}, 0, NEWS)
+    assert (records, bad) == ([], 1)

@@ -64,6 +64,7 @@ BARS: Final = Family(
     latest_codes=("b", "u"),
     # REST minute bars stand for minute and updated bars; a daily bar is re-sent after every minute.
     history="bars",
+    history_params=(("timeframe", "1Min"),),  # the stream's bars: minute bars
     history_codes=("b", "u"),
 )
 #: Level 2 books: a full snapshot (``r`` true) first after each subscription, then changed levels.

@@ -9,11 +9,23 @@ and published live once on the channel of each symbol it names (``Family.channel
 ``created_at`` (the daily partition of its row). A story may be sent again later with the same id and
 a newer ``updated_at``: it replaces the stored row (``Conflict.newer``); a redelivery changes nothing.
 
-No snapshot hash (Alpaca sends no last story on subscribe) and no gap backfill yet: Alpaca's REST
-history (``/v1beta1/news?symbols=&start=&end=``) is paged by story, not by symbol and type as the
-gap tracker's resources are. Stored in ``news`` (migration 0007), served by ``GET /news?symbols=``
-(a story names many symbols, so its history is searched by any of them, not paged per symbol), and
-streamed by the API at ``/v1beta1/news``, where alpaca-py's ``NewsDataStream`` connects.
+No snapshot hash (Alpaca sends no last story on subscribe). Stored in ``news`` (migration 0007), served
+by ``GET /news?symbols=`` and Alpaca's own ``GET /v1beta1/news`` (a story names many symbols, so its
+history is searched by any of them, not paged per symbol), and streamed by the API at ``/v1beta1/news``,
+where alpaca-py's ``NewsDataStream`` connects (and its ``NewsClient`` reads the REST route).
+
+Gaps in its stream are filled from Alpaca's news history, ``GET /v1beta1/news?start=&end=&sort=asc
+&include_content=true`` (``history_path``, ``history``; alpaca-py's ``NewsClient.get_news``), 50 stories
+a page (Alpaca's bound, ``history_limit``), each item the story the stream would have sent (its latest
+version: the table's newer-``updated_at`` rule keeps whichever is newest). A story is not a symbol's
+(``Family.by_symbol``), so a gap is a window of the feed: with ``NEWS_SYMBOLS=*`` it is asked for no
+symbols (every story, those naming none too), with a list for the stories naming any of them. The window
+is of ``created_at``, the story's event time, as the simulator's REST history (:mod:`simulator.news`) and
+``GET /news`` bound it; Alpaca documents its news API's ``start``/``end`` and ``sort`` by the update
+time, so there the same window also brings the stories updated in it. With the simulator, a story
+created before the window and updated during it keeps its older version until it is sent again.
+
+An update's upstream lag counts from the story's creation (``created_at`` is its event time).
 """
 
 from __future__ import annotations
@@ -25,7 +37,8 @@ from tickpipe.feeds.stock import STOCK
 
 NEWS_FAMILY: Final = Family(
     "news",
-    (EventType("n", "news", "news story"),),
+    # A tick: created_at is the moment the story was published, so it moves the gap code's stream position.
+    (EventType("n", "news", "news story", tick=True),),
     table="news",
     key="news_id",
     channels="symbols",
@@ -37,6 +50,10 @@ NEWS_FAMILY: Final = Family(
     stage_row="consumers.news_staging:news_row",
     # Searched by any of its symbols at GET /news (api.routes.news), not paged per symbol.
     served=False,
+    history="news",
+    # As the stream sends it (Alpaca's REST leaves it out unless asked); 50 a page is Alpaca's bound.
+    history_params=(("include_content", "true"),),
+    history_limit=50,
 )
 
 NEWS: Final = Feed(
@@ -52,4 +69,5 @@ NEWS: Final = Feed(
     qualifier="news",
     events="tickpipe.news_events:NEWS_EVENT_TYPES",
     example="AAPL",
+    history_path="/v1beta1/{history}",
 )

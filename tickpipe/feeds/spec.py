@@ -110,6 +110,11 @@ class Family:
     #: Whether the gap backfill fetches this history only when asked (quotes: BACKFILL_QUOTES, as
     #: they are many times the trades), rather than whenever the family is subscribed.
     history_on_request: bool = False
+    #: Fixed parameters of every request of that history (bars: ``timeframe=1Min``, the stream's bars;
+    #: news: ``include_content=true``, as the stream sends a story's content).
+    history_params: tuple[tuple[str, str], ...] = ()
+    #: The most items one page of that history holds (Alpaca's ``limit`` bound: 10,000; news: 50).
+    history_limit: int = 10_000
     #: Whether its messages change a book (a whole one with ``r`` true, then levels): the snapshot hash
     #: holds each symbol's whole current book, not its last message (crypto order books).
     book: bool = False
@@ -117,6 +122,13 @@ class Family:
     @property
     def codes(self) -> tuple[str, ...]:
         return tuple(t.code for t in self.types)
+
+    @property
+    def by_symbol(self) -> bool:
+        """Whether its events are a symbol's (keyed by ``symbol``): the gap code then tracks and fills them
+        symbol by symbol. A news story is not (keyed by its id, naming any symbols): its gaps are windows of
+        the feed, and its REST history, asked for no symbols, serves every story, as Alpaca's news API does."""
+        return self.key == "symbol"
 
     def topic(self, prefix: str = TOPIC_PREFIX) -> str:
         """Kafka topic: ``tickpipe.quotes``."""

@@ -49,6 +49,7 @@ BARS: Final = Family(
     hidden=("updated",),
     latest_codes=("b", "u"),
     history="bars",
+    history_params=(("timeframe", "1Min"),),  # the stream's bars: minute bars
     history_codes=("b", "u"),
 )
 # Trading statuses (halts, resumptions, LULD pauses), trade corrections and cancels/errors are stored
