@@ -12,8 +12,7 @@ event, execution), continued by ``page_token`` with the same ``sort``.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from typing import Annotated, Any, Final
 
 import orjson
@@ -22,17 +21,23 @@ from pydantic import BaseModel, Field
 
 from api.auth import ApiKey, Denied
 from api.deps import State, api_key
-from api.params import MAX_NS, MIN_NS, Sort, invalid, parse_time
+from api.params import MAX_NS, MIN_NS, EndQuery, Sort, StartQuery, invalid, parse_time
 from api.stream.trading import SCOPE
 from tickpipe.codecs import format_rfc3339_ns
+from tickpipe.feeds import TRADE_UPDATES_FEED
 from tickpipe.settings import validate_order_symbol
 
 router = APIRouter(tags=["order updates"])
 
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10_000
+#: An order's symbol as the feed declares it (a ticker, a crypto pair, an OCC contract), in either case.
+ORDER_SYMBOL_PATTERN: Final = f"^{TRADE_UPDATES_FEED.symbol_pattern.replace('A-Z', 'A-Za-z')}$"
+_ORDER_SYMBOL: Final = re.compile(ORDER_SYMBOL_PATTERN, re.ASCII)
 #: Most characters of an order id (Alpaca's are 36-character UUIDs).
 ORDER_ID_CHARS: Final = 64
+ORDER_ID_PATTERN: Final = rf"^[\x21-\x7e]{{1,{ORDER_ID_CHARS}}}$"
+_ORDER_ID: Final = re.compile(ORDER_ID_PATTERN, re.ASCII)
 _SELECT: Final = (
     "SELECT time_ns, order_id, event, execution_id, fill_price, fill_quantity, position_quantity, order_details "
     "FROM trade_updates WHERE time >= to_timestamp($1::bigint / 1e9) - interval '1 microsecond' "
@@ -68,16 +73,29 @@ async def permitted(key: Annotated[ApiKey | None, Depends(api_key)]) -> ApiKey:
     return key
 
 
+#: A page token: the last row's time (ns, 16 hex digits, below 2**63) then its order id, event and
+#: execution id, each the hex of its UTF-8 bytes after a dash. Every string of the pattern is a key the
+#: route takes (the document says exactly what the server accepts, as :mod:`api.tokens` does for the others).
+TOKEN_PATTERN: Final = r"^[0-7][0-9a-f]{15}(?:-(?:[0-9a-f]{2}){0,256}){3}$"
+_TOKEN: Final = re.compile(TOKEN_PATTERN, re.ASCII)
+
+
+def _text(hexed: str) -> str:
+    """Hex of UTF-8 back to text; bytes no row holds (not UTF-8, NUL) become U+FFFD, a key sorting like any."""
+    return bytes.fromhex(hexed).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
 def _token(text: str) -> tuple[int, str, str, str]:
     """A page token back to the last row's key; 422 naming ``page_token`` for anything else."""
-    try:
-        key = orjson.loads(base64.urlsafe_b64decode(text.encode("ascii") + b"=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error, UnicodeEncodeError):
-        key = None
-    shaped = isinstance(key, list) and len(key) == 4 and type(key[0]) is int
-    if not shaped or not all(isinstance(v, str) and len(v) <= 128 for v in key[1:]) or not MIN_NS <= key[0] <= MAX_NS:
-        invalid("query", "page_token", "expected a next_page_token of this route, unchanged", text)
-    return key[0], key[1], key[2], key[3]
+    if not _TOKEN.fullmatch(text):
+        shown = text if len(text) <= 64 else f"{text[:64]}..."
+        invalid("query", "page_token", f"expected the next_page_token of a previous page ({TOKEN_PATTERN})", shown)
+    time_hex, order_id, event, execution_id = text.split("-")
+    return int(time_hex, 16), _text(order_id), _text(event), _text(execution_id)
+
+
+def _encode_token(time_ns: int, order_id: str, event: str, execution_id: str) -> str:
+    return "-".join([f"{time_ns:016x}", *(part.encode().hex() for part in (order_id, event, execution_id))])
 
 
 def _item(row: Any) -> dict[str, Any]:
@@ -104,34 +122,46 @@ def _item(row: Any) -> dict[str, Any]:
 async def trade_updates(
     state: State,
     _key: Annotated[ApiKey, Depends(permitted)],
-    symbol: Annotated[str | None, Query(max_length=32, description="the order's symbol: AAPL, BTC/USD")] = None,
-    order_id: Annotated[str | None, Query(max_length=ORDER_ID_CHARS, description="one order's id")] = None,
-    start: Annotated[str | None, Query(max_length=64, description="RFC 3339 time or date (inclusive)")] = None,
-    end: Annotated[str | None, Query(max_length=64, description="RFC 3339 time or date (inclusive)")] = None,
+    symbol: Annotated[
+        str | None,
+        Query(
+            description="the order's symbol, any case: AAPL, BTC/USD, AAPL240621C00190000",
+            json_schema_extra={"pattern": ORDER_SYMBOL_PATTERN},
+        ),
+    ] = None,
+    order_id: Annotated[
+        str | None,
+        Query(description="one order's id (printable ASCII)", json_schema_extra={"pattern": ORDER_ID_PATTERN}),
+    ] = None,
+    start: StartQuery = None,
+    end: EndQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="most updates per page")] = DEFAULT_LIMIT,
     sort: Annotated[Sort, Query(description="asc (oldest first, the default) or desc (newest first)")] = "asc",
-    page_token: Annotated[str | None, Query(max_length=1024, description="next_page_token of the page before")] = None,
+    page_token: Annotated[
+        str | None,
+        Query(description="next_page_token of the page before", json_schema_extra={"pattern": TOKEN_PATTERN}),
+    ] = None,
 ) -> dict[str, Any]:
     if symbol is not None:
-        try:
-            symbol = validate_order_symbol(symbol)
-        except ValueError as exc:
-            invalid("query", "symbol", str(exc), symbol)
-    if order_id is not None and (not order_id or not order_id.isprintable()):
+        if not _ORDER_SYMBOL.fullmatch(symbol):  # exactly what the document says (no spaces, ASCII letters)
+            invalid(
+                "query", "symbol", f"expected an order's symbol like AAPL, BTC/USD ({ORDER_SYMBOL_PATTERN})", symbol
+            )
+        symbol = validate_order_symbol(symbol)
+    if order_id is not None and not _ORDER_ID.fullmatch(order_id):
         invalid("query", "order_id", "expected an order id like 61e69015-8549-4bfd-b9c3-01e75843f47d", order_id)
     start_ns = parse_time(start, "start", end=False) if start is not None else MIN_NS
     end_ns = parse_time(end, "end", end=True) if end is not None else MAX_NS
-    if start_ns > end_ns:
-        invalid("query", "end", "expected end at or after start", end)
     after: tuple[int | None, str | None, str | None, str | None] = (None, None, None, None)
     if page_token is not None:
         after = _token(page_token)
+    if start_ns > end_ns:  # as on every history route: an empty page, not an error
+        return {"trade_updates": [], "next_page_token": None}
     rows = await state.pool.fetch(_SELECTS[sort], start_ns, end_ns, symbol, order_id, *after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     token = None
     if more:
         last = rows[-1]
-        key = [last["time_ns"], last["order_id"], last["event"], last["execution_id"]]
-        token = base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+        token = _encode_token(last["time_ns"], last["order_id"], last["event"], last["execution_id"])
     return {"trade_updates": [_item(row) for row in rows], "next_page_token": token}
