@@ -7,19 +7,17 @@ client gets only its own symbols.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-import msgpack
 import redis.asyncio
 
 from api.stream.protocol import STREAMS
 from tests.helpers.api import ApiServer, publish
 from tests.helpers.events import day_ns, quote, trade
+from tests.helpers.feed_streams import alpaca_stream, stamp
 from tests.helpers.waiting import wait_for
 from tickpipe.events import Quote as OurQuote
 from tickpipe.events import Trade as OurTrade
@@ -31,30 +29,6 @@ with warnings.catch_warnings():  # alpaca-py imports websockets.legacy, deprecat
 
 
 DAY = date(2024, 3, 4)
-
-
-@contextlib.asynccontextmanager
-async def alpaca_stream(url: str, subscribe: Callable[[StockDataStream, Any], None]) -> AsyncIterator[list[Any]]:
-    """alpaca-py's own run loop (``_run_forever``, what ``run()`` drives) in this event loop."""
-    received: list[Any] = []
-
-    async def handler(message: Any) -> None:
-        received.append(message)
-
-    stream = StockDataStream("any-key", "any-secret", url_override=url)
-    subscribe(stream, handler)
-    task = asyncio.create_task(stream._run_forever())
-    try:
-        yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await stream.close()
-
-
-def stamp(ns: int) -> Any:
-    return msgpack.Timestamp.from_unix_nano(ns).to_datetime()
 
 
 def same(model: Any, event: OurQuote | OurTrade) -> bool:
@@ -117,7 +91,10 @@ async def test_alpaca_clients_get_exactly_their_events(
         stream.subscribe_quotes(handler, c)
 
     hub = api.app.state.api.hub
-    async with alpaca_stream(api.ws_url, first_wants) as first, alpaca_stream(api.ws_url, second_wants) as second:
+    async with (
+        alpaca_stream(StockDataStream, api.ws_url, first_wants) as first,
+        alpaca_stream(StockDataStream, api.ws_url, second_wants) as second,
+    ):
         await wait_for(
             lambda: all(
                 hub.clients_of(STREAMS[kind], s) == 1 for kind, s in (("quotes", a), ("trades", b), ("quotes", c))

@@ -26,6 +26,7 @@ import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -430,14 +431,16 @@ async def test_status_strip_shows_every_instance_and_the_lost_one(
         await server.stop()
 
 
-@pytest.fixture
-async def crypto_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
-    """The API with the crypto feed configured too (ALPACA_FEEDS=stocks,crypto)."""
+@asynccontextmanager
+async def feed_dashboard(
+    database_url: str, redis_url: str, topic_prefix: str, feeds: str
+) -> AsyncIterator[DashboardServer]:
+    """The API with these feeds configured (ALPACA_FEEDS), served for a browser while the block runs."""
     settings = load_settings(
-        database_url=migrated_db,
+        database_url=database_url,
         redis_url=redis_url,
         kafka_topic_prefix=topic_prefix,
-        alpaca_feeds="stocks,crypto",
+        alpaca_feeds=feeds,
         producer_admin_port=free_port(),
         consumer_admin_port=free_port(),
     )
@@ -447,6 +450,13 @@ async def crypto_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) 
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def crypto_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
+    """The API with the crypto feed configured too (ALPACA_FEEDS=stocks,crypto)."""
+    async with feed_dashboard(migrated_db, redis_url, topic_prefix, "stocks,crypto") as server:
+        yield server
 
 
 CRYPTO_CELL = """([pair, column, text]) =>
@@ -524,39 +534,15 @@ async def test_dashboard_hides_crypto_when_the_api_does_not_carry_it(api: Dashbo
 @pytest.fixture
 async def options_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
     """The API with the options feed configured too (ALPACA_FEEDS=stocks,options)."""
-    settings = load_settings(
-        database_url=migrated_db,
-        redis_url=redis_url,
-        kafka_topic_prefix=topic_prefix,
-        alpaca_feeds="stocks,options",
-        producer_admin_port=free_port(),
-        consumer_admin_port=free_port(),
-    )
-    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
-    await server.start()
-    try:
+    async with feed_dashboard(migrated_db, redis_url, topic_prefix, "stocks,options") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def news_dashboard(migrated_db: str, redis_url: str, topic_prefix: str) -> AsyncIterator[DashboardServer]:
     """The API with the news feed configured too (ALPACA_FEEDS=stocks,news)."""
-    settings = load_settings(
-        database_url=migrated_db,
-        redis_url=redis_url,
-        kafka_topic_prefix=topic_prefix,
-        alpaca_feeds="stocks,news",
-        producer_admin_port=free_port(),
-        consumer_admin_port=free_port(),
-    )
-    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
-    await server.start()
-    try:
+    async with feed_dashboard(migrated_db, redis_url, topic_prefix, "stocks,news") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 OPTION_CELL = """([contract, column, text]) =>
@@ -676,30 +662,13 @@ async def order_keys(keyed_db: str) -> dict[str, tuple[str, str]]:
     }
 
 
-async def keyed_dashboard(keyed_db: str, redis_url: str, topic_prefix: str, feeds: str) -> DashboardServer:
-    settings = load_settings(
-        database_url=keyed_db,
-        redis_url=redis_url,
-        kafka_topic_prefix=topic_prefix,
-        alpaca_feeds=feeds,
-        producer_admin_port=free_port(),
-        consumer_admin_port=free_port(),
-    )
-    server = DashboardServer(create_app(settings, registry=CollectorRegistry()))
-    await server.start()
-    return server
-
-
 @pytest.fixture
 async def orders_dashboard(
     keyed_db: str, redis_url: str, topic_prefix: str, order_keys: dict[str, tuple[str, str]]
 ) -> AsyncIterator[DashboardServer]:
     """The API over the keyed database with the order updates feed configured (ALPACA_FEEDS=stocks,trade_updates)."""
-    server = await keyed_dashboard(keyed_db, redis_url, topic_prefix, "stocks,trade_updates")
-    try:
+    async with feed_dashboard(keyed_db, redis_url, topic_prefix, "stocks,trade_updates") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
@@ -707,11 +676,8 @@ async def no_orders_dashboard(
     keyed_db: str, redis_url: str, topic_prefix: str, order_keys: dict[str, tuple[str, str]]
 ) -> AsyncIterator[DashboardServer]:
     """The same without the order updates feed (ALPACA_FEEDS=stocks)."""
-    server = await keyed_dashboard(keyed_db, redis_url, topic_prefix, "stocks")
-    try:
+    async with feed_dashboard(keyed_db, redis_url, topic_prefix, "stocks") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 def order_updates(symbol: str, n: int) -> list[dict[str, Any]]:

@@ -10,10 +10,8 @@ exact: nothing else arrives before the markers.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 
 from api.stream.protocol import FEED_CHANNELS
 from tests.helpers.api import ApiServer, WsClient, api_settings, running_api
+from tests.helpers.feed_streams import alpaca_stream
 from tests.helpers.news_live import NewsLive, news_live, story, unique_ticker
 from tests.helpers.waiting import wait_for
 from tickpipe.feeds import NEWS
@@ -50,26 +49,6 @@ async def news_api(migrated_db: str, redis_url: str) -> AsyncIterator[ApiServer]
 async def live(redis_url: str) -> AsyncIterator[NewsLive]:
     async with news_live(redis_url) as sink:
         yield sink
-
-
-@contextlib.asynccontextmanager
-async def alpaca_news(url: str, subscribe: Callable[[NewsDataStream, Any], None]) -> AsyncIterator[list[Any]]:
-    """alpaca-py's own run loop (``_run_forever``, what ``run()`` drives) in this event loop."""
-    received: list[Any] = []
-
-    async def handler(message: Any) -> None:
-        received.append(message)
-
-    stream = NewsDataStream("any-key", "any-secret", url_override=url)
-    subscribe(stream, handler)
-    task = asyncio.create_task(stream._run_forever())
-    try:
-        yield received
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await stream.close()
 
 
 def model_of(message: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +95,8 @@ async def test_alpaca_py_news_clients_get_every_story_of_their_subscription_once
     hub = news_api.app.state.api.hub
     url = news_url(news_api)
     async with (
-        alpaca_news(url, lambda stream, handler: stream.subscribe_news(handler, "*")) as everything,
-        alpaca_news(url, lambda stream, handler: stream.subscribe_news(handler, a)) as only_a,
+        alpaca_stream(NewsDataStream, url, lambda stream, handler: stream.subscribe_news(handler, "*")) as everything,
+        alpaca_stream(NewsDataStream, url, lambda stream, handler: stream.subscribe_news(handler, a)) as only_a,
     ):
         await wait_for(
             lambda: hub.clients_of(NEWS_STREAM, "*") >= 1 and hub.clients_of(NEWS_STREAM, a) == 1,

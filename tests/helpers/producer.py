@@ -523,18 +523,20 @@ def sent_events(messages: list[dict[str, Any]]) -> list[Event]:
 
 
 class RedisCollector:
-    """A Redis subscriber to every family channel of some symbols, counting what arrives."""
+    """A Redis subscriber to every family channel of some symbols (or to channel ``patterns``: ``news:*``),
+    keeping what each channel carried."""
 
-    def __init__(self, url: str, symbols: list[str]) -> None:
+    def __init__(self, url: str, symbols: list[str], patterns: list[str] | None = None) -> None:
         self.client = redis.asyncio.from_url(url)
         self.pubsub = self.client.pubsub()
         self.symbols = symbols
+        self.patterns = [f"*:{s}" for s in symbols] if patterns is None else patterns
         self.messages: dict[str, list[bytes]] = {}
         self.total = 0
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RedisCollector:
-        await self.pubsub.psubscribe(*(f"*:{s}" for s in self.symbols))
+        await self.pubsub.psubscribe(*self.patterns)
         self._task = asyncio.create_task(self._read())
         return self
 

@@ -8,8 +8,6 @@ names (``news:`` for a story naming none), in order.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ from typing import Any
 import msgpack
 import msgspec
 import orjson
-import redis.asyncio
 
 from producer.cli import feed_of
 from producer.service import ProducerService
@@ -25,7 +22,7 @@ from producer.transcode import feed_transcoder
 from simulator import Faults, Simulator
 from tests.helpers.news_live import FEED, news_config, news_settings
 from tests.helpers.news_live import sent_stories as sent_on
-from tests.helpers.producer import read_topics, running
+from tests.helpers.producer import RedisCollector, read_topics, running
 from tests.helpers.waiting import wait_for
 from tickpipe.codecs import format_rfc3339_ns
 from tickpipe.dlq import decode_dead_letter
@@ -36,42 +33,11 @@ from tickpipe.settings import load_settings
 _story = msgspec.msgpack.Decoder(NewsStory)
 
 
-class NewsChannels:
-    """A Redis subscriber of every news channel (``news:*``), keeping what each carried."""
-
-    def __init__(self, url: str) -> None:
-        self.client = redis.asyncio.from_url(url)
-        self.pubsub = self.client.pubsub()
-        self.messages: dict[str, list[bytes]] = {}
-        self.total = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> NewsChannels:
-        await self.pubsub.psubscribe("news:*")
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        while True:
-            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is not None and message["type"] == "pmessage":
-                self.messages.setdefault(message["channel"].decode(), []).append(message["data"])
-                self.total += 1
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.pubsub.aclose()
-        await self.client.aclose()
-
-
 async def test_every_story_is_one_record_keyed_by_its_id_and_on_each_of_its_symbols_channels(
     kafka_bootstrap: str, redis_url: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     stories = 600
-    async with Simulator(news_config(max_events=stories)) as sim, NewsChannels(redis_url) as channels:
+    async with Simulator(news_config(max_events=stories)) as sim, RedisCollector(redis_url, [], ["news:*"]) as channels:
         settings = news_settings(kafka_bootstrap, redis_url, topic_prefix, tmp_path / "spool", sim)
         service = ProducerService(settings, feed=NEWS)
         assert service.upstream.options.url == sim.url_for(FEED) and service.upstream.options.url.endswith(
