@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from simulator.bars import NS
+from simulator.pages import parse_limit
 
 Event = dict[str, Any]
 
@@ -177,12 +178,4 @@ def answer(
 
 
 def _limit(text: str | None) -> int:
-    if not text:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(text)
-    except ValueError:
-        raise NewsQueryError(400, f"invalid limit: {text!r}, expected an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise NewsQueryError(422, f"invalid limit: {limit}, expected 1 to {MAX_LIMIT}")
-    return limit
+    return parse_limit(text, DEFAULT_LIMIT, MAX_LIMIT, NewsQueryError)

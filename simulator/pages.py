@@ -28,6 +28,22 @@ from zoneinfo import ZoneInfo
 from simulator.bars import MINUTE_NS, NS
 
 NEW_YORK = ZoneInfo("America/New_York")
+
+
+def parse_limit(text: str | None, default: int, most: int, error: Callable[[int, str], Exception]) -> int:
+    """A request's ``limit`` as Alpaca reads it: ``default`` when absent, 400 for no integer, 422 out of
+    1 to ``most``; ``error(status, message)`` is what the caller's route raises."""
+    if not text:
+        return default
+    try:
+        limit = int(text)
+    except ValueError:
+        raise error(400, f"invalid limit: {text!r}, expected an integer") from None
+    if not 1 <= limit <= most:
+        raise error(422, f"invalid limit: {limit}, expected 1 to {most}")
+    return limit
+
+
 _TIMEFRAME = re.compile(r"([1-9][0-9]?)(Min|T|Hour|H|Day|D|Week|W|Month|M)")
 _UNITS = {"T": "Min", "H": "Hour", "D": "Day", "W": "Week", "M": "Month"}
 _MONTHS = (1, 2, 3, 4, 6, 12)

@@ -63,7 +63,7 @@ from websockets.http11 import Request, Response
 from simulator import crypto, news
 from simulator.bars import NS, day_start
 from simulator.config import CRYPTO_FEEDS, NEWS_FEEDS, OPTION_FEEDS, STREAMS, SimulatorConfig
-from simulator.pages import NEW_YORK, PageError, Past, Timeframe, View, bar_view, page, series_view
+from simulator.pages import NEW_YORK, PageError, Past, Timeframe, View, bar_view, page, parse_limit, series_view
 from simulator.wire import rfc3339
 from tickpipe.codecs import parse_rfc3339_ns
 from tickpipe.feeds import OPTIONS
@@ -409,15 +409,7 @@ def _time(params: dict[str, str], name: str, midnight: Callable[[int], int] = da
 
 
 def _limit(text: str | None) -> int:
-    if not text:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(text)
-    except ValueError:
-        raise RestError(400, f"invalid limit: {text!r}, expected an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise RestError(422, f"invalid limit: {limit}, expected 1 to {MAX_LIMIT}")
-    return limit
+    return parse_limit(text, DEFAULT_LIMIT, MAX_LIMIT, RestError)
 
 
 def _feed(config: SimulatorConfig, text: str | None) -> str:
